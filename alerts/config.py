@@ -1,0 +1,158 @@
+"""Config models for alert rules and notifiers (validated as part of the main config)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from mqtop.durations import Duration, OptionalDuration
+from mqtop.model import METRICS, PUBLIC_METRIC_NAMES
+from mqtop.secrets import SecretUrl
+
+Op = Literal[">", ">=", "<", "<=", "==", "!="]
+Severity = Literal["info", "warning", "critical"]
+SEVERITY_ORDER: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class AlertRule(_Strict):
+    """One threshold rule over a metric, evaluated per series."""
+
+    name: str = Field(min_length=1, description="Rule name, shown in every notification.")
+    metric: str = Field(description="Metric name (see the metrics reference).")
+    op: Op = Field(">", description="Comparison against the threshold.")
+    threshold: float = Field(description="Value the metric is compared with.")
+    for_: Duration = Field(
+        0.0, alias="for", description="How long the condition must hold before firing."
+    )
+    severity: Severity = Field("warning", description="info, warning or critical.")
+    match: dict[str, str] = Field(
+        default_factory=dict, description="Glob per label (broker, queue, group, kind)."
+    )
+    function: Literal["rate", "increase", "avg", "max"] | None = Field(
+        None, description="Apply a function over `window` before comparing."
+    )
+    window: OptionalDuration = Field(None, description="Window for `function`.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra labels to attach.")
+    summary: str | None = Field(
+        None,
+        description="Template with {broker}, {queue}, {group}, {value}, {threshold}.",
+    )
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, value: str) -> str:
+        if value not in METRICS or not METRICS[value].public:
+            known = ", ".join(PUBLIC_METRIC_NAMES)
+            raise ValueError(f"unknown metric {value!r} (known: {known})")
+        return value
+
+    @field_validator("match")
+    @classmethod
+    def _match(cls, value: dict[str, str]) -> dict[str, str]:
+        allowed = {"broker", "queue", "group", "kind"}
+        bad = sorted(set(value) - allowed)
+        if bad:
+            raise ValueError(f"match keys must be among {sorted(allowed)}, got {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _window_needs_function(self) -> AlertRule:
+        if self.function is not None and self.window is None:
+            raise ValueError("`function` needs a `window` (e.g. window: 5m)")
+        if self.window is not None and self.function is None:
+            raise ValueError("`window` needs a `function` (rate, increase, avg or max)")
+        return self
+
+
+DEFAULT_RULES: tuple[dict[str, Any], ...] = (
+    {
+        "name": "QueueBacklog",
+        "metric": "queue_length",
+        "op": ">",
+        "threshold": 1000,
+        "for": "1m",
+        "severity": "warning",
+    },
+    {
+        "name": "HighErrorRate",
+        "metric": "error_rate",
+        "op": ">",
+        "threshold": 0.05,
+        "severity": "critical",
+    },
+    {
+        "name": "ConsumerLag",
+        "metric": "consumer_lag_seconds",
+        "op": ">",
+        "threshold": 60,
+        "severity": "warning",
+    },
+)
+
+
+def default_rules() -> list[AlertRule]:
+    """The shipped rules used when a config has no ``alerts:`` section."""
+    return [AlertRule.model_validate(rule) for rule in DEFAULT_RULES]
+
+
+class StdoutNotifier(_Strict):
+    """Print alert events as JSON lines on standard output."""
+
+    type: Literal["stdout"]
+
+
+class WebhookNotifier(_Strict):
+    """POST each alert event as JSON to a URL."""
+
+    type: Literal["webhook"]
+    url: SecretUrl = Field(description="Endpoint (credentials in it are masked).")
+    timeout: Duration = Field(5.0, description="Request timeout.")
+    retries: int = Field(3, ge=0, le=20, description="Retries with exponential backoff.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra headers (masked).")
+
+
+class SlackNotifier(_Strict):
+    """Send to a Slack incoming webhook."""
+
+    type: Literal["slack"]
+    url: SecretUrl = Field(description="Incoming-webhook URL (a secret).")
+    channel: str | None = None
+    timeout: Duration = 5.0
+    retries: int = Field(3, ge=0, le=20)
+
+
+class AlertmanagerNotifier(_Strict):
+    """POST alerts to Alertmanager's ``/api/v2/alerts``."""
+
+    type: Literal["alertmanager"]
+    url: SecretUrl = Field(description="Alertmanager base URL, e.g. http://localhost:9093.")
+    timeout: Duration = 5.0
+    retries: int = Field(3, ge=0, le=20)
+
+
+NotifierConfig = Annotated[
+    StdoutNotifier | WebhookNotifier | SlackNotifier | AlertmanagerNotifier,
+    Field(discriminator="type"),
+]
+
+
+class AlertingSettings(_Strict):
+    """How alerts behave over time."""
+
+    repeat_interval: Duration = Field(
+        4 * 3600.0, description="Re-notify a still-firing alert after this long."
+    )
+    resolve_after: Duration = Field(
+        0.0, description="Condition must stay false this long before resolving (damps flapping)."
+    )
+    stale_after: OptionalDuration = Field(
+        None, description="A series not updated for this long fires SeriesStale (default 3 polls)."
+    )
+    silences_path: str | None = Field(
+        None, description="Where silences are persisted (default: next to the history file)."
+    )

@@ -1,0 +1,1 @@
+"""Broker collectors: one module per broker, each exposing a ``PLUGIN``."""

@@ -1,0 +1,282 @@
+"""The collector contract: options model, collector protocol, optional message actions.
+
+A broker module exposes ``PLUGIN = CollectorPlugin(type=..., options_model=..., factory=...)``
+and is registered under the ``mqtop.collectors`` entry-point group. The core validates the
+broker's config section with ``options_model``, creates one long-lived collector per broker,
+and calls ``connect`` once, ``collect`` every poll and ``close`` at shutdown. Heavy client
+libraries are imported inside the collector, not at module import.
+"""
+
+from __future__ import annotations
+
+import builtins
+import fnmatch
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mqtop.durations import OptionalDuration
+from mqtop.model import SeriesSample
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+
+
+class BrokerOptions(BaseModel):
+    """Options every broker takes. Broker modules subclass this with their own fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=NAME_PATTERN, description="Unique name used on the command line.")
+    type: str = Field(description="Broker type: rabbitmq, kafka, sqs, redis or a plugin's type.")
+    readonly: bool = Field(False, description="Refuse every write action on this broker.")
+    include: list[str] = Field(
+        default_factory=list, description="Glob patterns of queue names to show (all if empty)."
+    )
+    exclude: list[str] = Field(default_factory=list, description="Glob patterns to hide.")
+    dlq: dict[str, str] = Field(
+        default_factory=dict,
+        description="Explicit dead-letter mapping: source queue -> DLQ (overrides discovery).",
+    )
+    interval: OptionalDuration = Field(
+        None, description="Poll period for this broker (defaults to the top-level interval)."
+    )
+    timeout: OptionalDuration = Field(
+        None, description="Timeout of one poll (defaults to the top-level timeout)."
+    )
+
+    def wants(self, queue: str) -> bool:
+        """Apply include/exclude globs to a queue name."""
+        return matches_globs(queue, self.include, self.exclude)
+
+    def address(self) -> str:
+        """Where the broker lives, for messages (never containing a secret)."""
+        return self.name
+
+
+def matches_globs(name: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
+    """True when ``name`` matches one include glob (or there are none) and no exclude glob."""
+    if include and not any(fnmatch.fnmatchcase(name, pat) for pat in include):
+        return False
+    return not any(fnmatch.fnmatchcase(name, pat) for pat in exclude)
+
+
+DLQ_SUFFIXES: tuple[str, ...] = (".dlq", "-dlq", "_dlq", ".DLT", "-dead-letter", ":dead", ".dead")
+
+
+def dlq_candidates(queue: str) -> list[str]:
+    """Names a DLQ of ``queue`` may have by naming convention."""
+    return [queue + suffix for suffix in DLQ_SUFFIXES]
+
+
+def original_of_dlq(dlq: str) -> str | None:
+    """The source queue a DLQ name points back to by convention (``jobs:dead`` -> ``jobs``)."""
+    for suffix in DLQ_SUFFIXES:
+        if dlq.endswith(suffix) and len(dlq) > len(suffix):
+            return dlq[: -len(suffix)]
+    return None
+
+
+def is_dlq_name(queue: str) -> bool:
+    """True when the name follows a dead-letter naming convention."""
+    return original_of_dlq(queue) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Collected:
+    """What one ``collect`` call returns: the series, plus non-fatal warnings."""
+
+    series: tuple[SeriesSample, ...]
+    warnings: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class Collector(Protocol):
+    """A long-lived reader of one broker."""
+
+    @property
+    def options(self) -> BrokerOptions:
+        """The validated options this collector was built from."""
+
+    async def connect(self) -> None:
+        """Open clients. May raise; the engine retries with backoff."""
+
+    async def collect(self) -> Collected:
+        """Read the broker once. Raise on failure; the engine marks the broker down."""
+
+    async def close(self) -> None:
+        """Release clients. Must not raise."""
+
+    def actions(self) -> MessageActions | None:
+        """Message actions for this broker, or None when it has none."""
+
+
+# ---------------------------------------------------------------- message actions
+
+
+@dataclass(frozen=True, slots=True)
+class Death:
+    """Why and how often a message was dead-lettered, and where it came from."""
+
+    reason: str | None
+    count: int | None
+    original_queue: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PeekedMessage:
+    """A message read without consuming it. ``body`` is raw bytes; rendering is the core's job."""
+
+    id: str
+    body: bytes
+    headers: Mapping[str, Any] = field(default_factory=dict)
+    properties: Mapping[str, Any] = field(default_factory=dict)
+    death: Death | None = None
+    timestamp: float | None = None  # epoch seconds when known (for "age")
+    extra: Mapping[str, Any] = field(default_factory=dict)  # partition/offset, receive count...
+
+
+class MessageFilter(Protocol):
+    """A compiled ``--filter`` expression."""
+
+    def matches(self, body: bytes, headers: Mapping[str, Any]) -> bool:
+        """True when the message should be acted on."""
+
+
+@dataclass(frozen=True, slots=True)
+class MoveRequest:
+    """One replay or move: from ``source`` to ``destination`` on one broker."""
+
+    source: str
+    destination: str
+    mode: Literal["replay", "move"]
+    limit: int | None = None
+    filter: MessageFilter | None = None
+    dry_run: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict)  # broker-specific options
+
+
+@dataclass(frozen=True, slots=True)
+class MoveProgress:
+    """Progress of a running move, reported as it goes."""
+
+    done: int
+    total: int | None
+    failed: int = 0
+    skipped: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MoveResult:
+    """Outcome of a move; serialises to the contract's JSON shape."""
+
+    source: str
+    destination: str
+    moved: int
+    failed: int
+    skipped: int
+    dry_run: bool
+    duplicates_possible: int = 0
+    errors: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """Contract shape (plus ``errors``/``notes`` when present)."""
+        out: dict[str, Any] = {
+            "source": self.source,
+            "destination": self.destination,
+            "moved": self.moved,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "dry_run": self.dry_run,
+            "duplicates_possible": self.duplicates_possible,
+        }
+        if self.errors:
+            out["errors"] = list(self.errors)
+        if self.notes:
+            out["notes"] = list(self.notes)
+        return out
+
+
+ProgressCallback = Callable[[MoveProgress], None]
+
+
+@runtime_checkable
+class MessageActions(Protocol):
+    """Peek / replay / move / purge for one broker. Every method is safe to await.
+
+    Implementations built on blocking SDKs run them in threads (``asyncio.to_thread``),
+    never on the event loop.
+    """
+
+    def peek_warning(self, queue: str) -> str | None:
+        """A side effect of peeking this queue the operator must be told first, if any."""
+
+    async def peek(self, queue: str, count: int) -> list[PeekedMessage]:
+        """Return up to ``count`` messages from the head without consuming them."""
+
+    async def replay_target(self, dlq: str) -> str | None:
+        """The queue dead letters of ``dlq`` came from, when it can be known."""
+
+    async def count(self, queue: str) -> int | None:
+        """Messages currently in ``queue`` (for confirmations), None when unknown."""
+
+    async def move(self, request: MoveRequest, progress: ProgressCallback) -> MoveResult:
+        """Move messages losslessly: confirm each publish before removing the source."""
+
+    async def purge(self, queue: str) -> int | None:
+        """Delete every message of ``queue``; return how many when known."""
+
+    async def close(self) -> None:
+        """Release connections opened for actions. Must not raise."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReclaimRequest:
+    """Redis streams: pending entries of ``group`` idle longer than ``idle`` seconds."""
+
+    stream: str
+    group: str
+    idle: float
+    to_stream: str | None = None
+    consumer: str | None = None
+    limit: int | None = None
+    dry_run: bool = False
+
+
+@runtime_checkable
+class StreamReclaim(Protocol):
+    """Optional capability: move or hand over stuck pending stream entries."""
+
+    async def reclaim(self, request: ReclaimRequest) -> dict[str, Any]:
+        """Do the reclaim; return a JSON-able report (entries with delivery counts, totals)."""
+
+
+OptionsT = TypeVar("OptionsT", bound=BrokerOptions)
+
+
+@dataclass(frozen=True)
+class CollectorPlugin(Generic[OptionsT]):
+    """What a broker module registers: its type name, options model and factory."""
+
+    type: str
+    options_model: builtins.type[OptionsT]
+    factory: Callable[[OptionsT], Collector]
+    description: str = ""
+
+    def create(self, options: BrokerOptions) -> Collector:
+        """Build a collector for validated options."""
+        if not isinstance(options, self.options_model):
+            name = builtins.type(options).__name__
+            raise TypeError(f"{self.type}: options of the wrong model {name}")
+        return self.factory(options)
+
+
+def compile_globs(patterns: Iterable[str]) -> re.Pattern[str] | None:
+    """One regex for several globs (None when there are none)."""
+    pats = list(patterns)
+    if not pats:
+        return None
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in pats))

@@ -1,0 +1,454 @@
+"""Redis collector: lists, streams (per consumer group) and pub/sub channels.
+
+What Redis exposes and how it maps (see docs/metrics.md):
+* list: ``LLEN`` -> queue_length. Lists keep no counters or timestamps: rates, latency,
+  in_flight and consumers are null.
+* stream with consumer groups, one series per group (``XINFO STREAM`` / ``XINFO GROUPS``):
+  ``lag`` -> queue_length and consumer_lag_messages (Redis reports nil when it cannot know:
+  then null), PEL size -> in_flight, consumers, ``entries-added`` -> published_total,
+  ``entries-read`` -> processed_total; latency_seconds and consumer_lag_seconds from the
+  millisecond time in the ID of the first entry not yet delivered to the group.
+* stream without groups: every entry waits, so queue_length = XLEN and latency_seconds is the
+  age of the first entry.
+* channel: ``PUBSUB NUMSUB`` -> consumers; nothing else is exposed.
+
+Keys are discovered with ``SCAN ... TYPE``, never ``KEYS``; discovery is refreshed every
+``discover_every`` and discovered keys stay listed (an empty Redis list does not exist, but an
+empty queue is still a queue worth showing).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, field_validator
+
+from collectors.base import (
+    BrokerOptions,
+    Collected,
+    CollectorPlugin,
+    MessageActions,
+    dlq_candidates,
+)
+from mqtop.durations import Duration
+from mqtop.model import SeriesKey, SeriesSample
+from mqtop.secrets import Password, SecretUrl, strip_url_credentials
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+GLOB_CHARS = frozenset("*?[")
+MAX_KEYS = 20_000
+
+
+class RedisOptions(BrokerOptions):
+    """A Redis server (or cluster) holding list queues, streams and pub/sub channels."""
+
+    type: Literal["redis"] = "redis"
+    url: SecretUrl = Field(
+        default_factory=lambda: SecretUrl("redis://localhost:6379/0"),
+        description="redis:// or rediss:// (TLS) URL; user and password may be inside.",
+    )
+    username: str | None = Field(None, description="ACL user (instead of putting it in the URL).")
+    password: Password | None = Field(
+        None, description="Password (instead of putting it in the URL)."
+    )
+    lists: list[str] = Field(
+        default_factory=lambda: ["*"], description="Glob patterns of list keys used as queues."
+    )
+    streams: list[str] = Field(
+        default_factory=lambda: ["*"], description="Glob patterns of stream keys."
+    )
+    channels: list[str] = Field(
+        default_factory=list, description="Glob patterns of pub/sub channels."
+    )
+    list_head: Literal["left", "right"] = Field(
+        "right",
+        description=(
+            "End consumers pop from: right for LPUSH/BRPOP (Celery, Sidekiq), "
+            "left for RPUSH/BLPOP (RQ, Bull)."
+        ),
+    )
+    cluster: bool = Field(False, description="Connect to a Redis Cluster.")
+    tls_verify: bool = Field(True, description="Verify the server certificate (rediss://).")
+    ca_file: str | None = Field(None, description="CA bundle for TLS.")
+    scan_count: int = Field(1000, ge=10, le=100_000, description="COUNT hint for SCAN.")
+    discover_every: Duration = Field(30.0, description="How often the keyspace is re-scanned.")
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: SecretUrl) -> SecretUrl:
+        scheme = value.get_secret_value().split("://", 1)[0].lower()
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("url must start with redis://, rediss:// or unix://")
+        return value
+
+    def address(self) -> str:
+        return strip_url_credentials(self.url.get_secret_value())
+
+
+def _decode(raw: bytes | str) -> str | None:
+    if isinstance(raw, str):
+        return raw
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _id_ms(entry_id: bytes | str | None) -> int | None:
+    if entry_id is None:
+        return None
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    head = text.split("-", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def _int_or_none(value: Any) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def make_client(options: RedisOptions) -> Redis:
+    """A redis.asyncio client (or cluster client) for the options; secrets never logged."""
+    from redis.asyncio import Redis
+    from redis.asyncio.cluster import RedisCluster
+
+    kwargs: dict[str, Any] = {"socket_timeout": 10.0, "socket_connect_timeout": 5.0}
+    if options.username:
+        kwargs["username"] = options.username
+    if options.password is not None:
+        kwargs["password"] = options.password.get_secret_value()
+    url = options.url.get_secret_value()
+    if url.startswith("rediss://"):
+        kwargs["ssl_cert_reqs"] = "required" if options.tls_verify else "none"
+        if options.ca_file:
+            kwargs["ssl_ca_certs"] = options.ca_file
+    if options.cluster:
+        return RedisCluster.from_url(url, **kwargs)  # type: ignore[return-value]
+    return Redis.from_url(url, **kwargs)
+
+
+class RedisCollector:
+    """Reads list lengths, stream group state and channel subscribers."""
+
+    def __init__(self, options: RedisOptions) -> None:
+        self.options = options
+        self._client: Redis | None = None
+        self._lists: dict[str, None] = {}  # insertion-ordered sets
+        self._streams: dict[str, None] = {}
+        self._last_discovery = -1e18
+        self._actions: MessageActions | None = None
+
+    @property
+    def client(self) -> Redis:
+        if self._client is None:
+            raise RuntimeError("not connected")
+        return self._client
+
+    async def connect(self) -> None:
+        if self._client is None:
+            self._client = make_client(self.options)
+        await self._client.ping()
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    def actions(self) -> MessageActions | None:
+        try:
+            from collectors.redis_actions import RedisActions
+        except ImportError:
+            return None
+        if self._actions is None:
+            self._actions = RedisActions(self.options)
+        return self._actions
+
+    # -- discovery -------------------------------------------------------------------
+
+    async def _scan(self, patterns: list[str], key_type: str) -> list[str]:
+        found: dict[str, None] = {}
+        client = self.client
+        for pattern in patterns:
+            if not (GLOB_CHARS & set(pattern)):
+                found[pattern] = None  # literal names are always reported
+                continue
+            async for raw in client.scan_iter(
+                match=pattern, count=self.options.scan_count, _type=key_type
+            ):
+                name = _decode(raw)
+                if name is not None:
+                    found[name] = None
+                if len(found) >= MAX_KEYS:
+                    break
+        return [k for k in found if self.options.wants(k)]
+
+    async def _discover(self) -> list[str]:
+        warnings: list[str] = []
+        lists = await self._scan(self.options.lists, "list")
+        streams = await self._scan(self.options.streams, "stream")
+        # literal names may be of another type: keep lists and streams apart
+        literal = [k for k in (*lists, *streams) if not (GLOB_CHARS & set(k))]
+        types: dict[str, str] = {}
+        if literal:
+            pipe = self.client.pipeline(transaction=False)
+            for key in literal:
+                pipe.type(key)
+            for key, kind in zip(literal, await pipe.execute(), strict=True):
+                types[key] = _decode(kind) or "none"
+        for key in lists:
+            if types.get(key, "list") in ("list", "none"):
+                self._lists[key] = None
+        for key in streams:
+            if types.get(key, "stream") == "stream":
+                self._streams[key] = None
+        for store in (self._lists, self._streams):
+            while len(store) > MAX_KEYS:
+                store.pop(next(iter(store)))
+        if len(self._lists) + len(self._streams) >= MAX_KEYS:
+            warnings.append(f"more than {MAX_KEYS} keys match: narrow the patterns")
+        self._last_discovery = time.monotonic()
+        return warnings
+
+    def _dlq_for(self, key: str, known: dict[str, None]) -> str | None:
+        explicit = self.options.dlq.get(key)
+        if explicit:
+            return explicit
+        for candidate in dlq_candidates(key):
+            if candidate in known:
+                return candidate
+        return None
+
+    # -- collection ------------------------------------------------------------------
+
+    async def collect(self) -> Collected:
+        warnings: list[str] = []
+        if time.monotonic() - self._last_discovery >= self.options.discover_every:
+            warnings.extend(await self._discover())
+        lists = list(self._lists)
+        streams = list(self._streams)
+        series: list[SeriesSample] = []
+
+        # one round trip: server time, every LLEN, every XINFO
+        extra_dlqs = sorted(
+            {
+                d
+                for d in self.options.dlq.values()
+                if d not in self._lists and d not in self._streams
+            }
+        )
+        pipe = self.client.pipeline(transaction=False)
+        pipe.time()
+        for key in lists:
+            pipe.llen(key)
+        for key in extra_dlqs:
+            pipe.type(key)
+        for key in streams:
+            pipe.xinfo_stream(key)
+            pipe.xinfo_groups(key)
+        results = await pipe.execute(raise_on_error=False)
+        seconds, micros = results[0]
+        now = seconds + micros / 1e6
+        pos = 1
+        lengths: dict[str, int] = {}
+        for key in lists:
+            value = results[pos]
+            pos += 1
+            if isinstance(value, int):
+                lengths[key] = value
+            else:
+                warnings.append(f"{key}: {type(value).__name__}: {value}")
+        extra_types = {}
+        for key in extra_dlqs:
+            extra_types[key] = _decode(results[pos]) if isinstance(results[pos], bytes) else None
+            pos += 1
+        infos: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+        for key in streams:
+            info, groups = results[pos], results[pos + 1]
+            pos += 2
+            if isinstance(info, Exception) or isinstance(groups, Exception):
+                # the key vanished or changed type since discovery
+                self._streams.pop(key, None)
+                continue
+            infos[key] = (info, groups)
+
+        # DLQ keys named in config but not matched by patterns: measure them too
+        extra_len: dict[str, int] = {}
+        if extra_dlqs:
+            pipe = self.client.pipeline(transaction=False)
+            measured = []
+            for key in extra_dlqs:
+                kind = extra_types.get(key)
+                if kind == "list":
+                    pipe.llen(key)
+                elif kind == "stream":
+                    pipe.xlen(key)
+                else:
+                    continue
+                measured.append(key)
+            if measured:
+                for key, value in zip(measured, await pipe.execute(), strict=True):
+                    extra_len[key] = int(value)
+
+        # next undelivered entry per group: one more round trip
+        pipe = self.client.pipeline(transaction=False)
+        asked: list[tuple[str, str]] = []
+        for key, (_, groups) in infos.items():
+            for group in groups:
+                last = group.get("last-delivered-id") or b"0-0"
+                last_s = last.decode() if isinstance(last, bytes) else str(last)
+                pipe.xrange(key, min=f"({last_s}", count=1)
+                asked.append((key, _decode(group["name"]) or "?"))
+        next_entries: dict[tuple[str, str], int | None] = {}
+        if asked:
+            for ident, entries in zip(asked, await pipe.execute(raise_on_error=False), strict=True):
+                if isinstance(entries, list) and entries:
+                    next_entries[ident] = _id_ms(entries[0][0])
+                else:
+                    next_entries[ident] = None
+
+        def length_of(name: str) -> int | None:
+            if name in lengths:
+                return lengths[name]
+            if name in infos:
+                return int(infos[name][0].get("length", 0))
+            return extra_len.get(name)
+
+        known = {**self._lists, **self._streams, **dict.fromkeys(extra_len)}
+        broker = self.options.name
+        for key in lists:
+            if key not in lengths:
+                continue
+            dlq = self._dlq_for(key, known)
+            values: dict[str, float | None] = {"queue_length": float(lengths[key])}
+            dlq_len = length_of(dlq) if dlq else None
+            values["dlq_length"] = None if dlq_len is None else float(dlq_len)
+            series.append(
+                SeriesSample(
+                    key=SeriesKey(broker, key, None),
+                    kind="list",
+                    values=values,
+                    dlq=dlq,
+                    info={"head": self.options.list_head},
+                )
+            )
+
+        for key, (info, groups) in infos.items():
+            dlq = self._dlq_for(key, known)
+            dlq_len = length_of(dlq) if dlq else None
+            added = _int_or_none(info.get("entries-added"))
+            length = int(info.get("length", 0))
+            common: dict[str, float | None] = {
+                "published_total": None if added is None else float(added),
+                "dlq_length": None if dlq_len is None else float(dlq_len),
+            }
+            if not groups:
+                first = info.get("first-entry")
+                first_ms = _id_ms(first[0]) if first else None
+                age = max(0.0, now - first_ms / 1000) if first_ms is not None else 0.0
+                series.append(
+                    SeriesSample(
+                        key=SeriesKey(broker, key, None),
+                        kind="stream",
+                        values={**common, "queue_length": float(length), "latency_seconds": age},
+                        dlq=dlq,
+                        info={"length": length, "groups": 0},
+                    )
+                )
+                continue
+            for group in groups:
+                name = _decode(group["name"]) or "?"
+                lag = _int_or_none(group.get("lag"))
+                read = _int_or_none(group.get("entries-read"))
+                if read is None:
+                    # Redis leaves entries-read nil until the group reads past a creation
+                    # point; it is then exactly entries-added - lag (both exposed), or 0
+                    # for a group that has delivered nothing yet.
+                    last_id = _decode(group.get("last-delivered-id") or b"") or ""
+                    if added is not None and lag is not None:
+                        read = added - lag
+                    elif last_id == "0-0":
+                        read = 0
+                pending = _int_or_none(group.get("pending"))
+                consumers = _int_or_none(group.get("consumers"))
+                next_ms = next_entries.get((key, name))
+                if next_ms is None:
+                    # nothing after the last delivered ID: the group is caught up
+                    lag_s: float | None = 0.0 if lag in (0, None) else None
+                else:
+                    lag_s = max(0.0, now - next_ms / 1000)
+                values = {
+                    **common,
+                    "queue_length": None if lag is None else float(lag),
+                    "consumer_lag_messages": None if lag is None else float(lag),
+                    "in_flight": None if pending is None else float(pending),
+                    "consumers": None if consumers is None else float(consumers),
+                    "processed_total": None if read is None else float(read),
+                    "consumer_lag_seconds": lag_s,
+                    "latency_seconds": lag_s,
+                }
+                series.append(
+                    SeriesSample(
+                        key=SeriesKey(broker, key, name),
+                        kind="stream",
+                        values=values,
+                        dlq=dlq,
+                        info={
+                            "length": length,
+                            "last_delivered_id": _decode(group.get("last-delivered-id") or b"")
+                            or "",
+                        },
+                    )
+                )
+
+        series.extend(await self._channels())
+        return Collected(series=tuple(series), warnings=tuple(warnings))
+
+    async def _channels(self) -> list[SeriesSample]:
+        if not self.options.channels:
+            return []
+        client = self.client
+        names: dict[str, None] = {}
+        for pattern in self.options.channels:
+            if GLOB_CHARS & set(pattern):
+                for raw in await client.pubsub_channels(pattern):
+                    name = _decode(raw)
+                    if name is not None:
+                        names[name] = None
+            else:
+                names[pattern] = None
+        wanted = [n for n in names if self.options.wants(n)]
+        if not wanted:
+            return []
+        counts = await client.pubsub_numsub(*wanted)
+        out = []
+        for raw, count in counts:
+            name = _decode(raw) or "?"
+            out.append(
+                SeriesSample(
+                    key=SeriesKey(self.options.name, name, None),
+                    kind="channel",
+                    values={"consumers": float(count)},
+                )
+            )
+        return out
+
+
+def _create(options: RedisOptions) -> RedisCollector:
+    return RedisCollector(options)
+
+
+PLUGIN: CollectorPlugin[RedisOptions] = CollectorPlugin(
+    type="redis",
+    options_model=RedisOptions,
+    factory=_create,
+    description="Redis lists, streams and pub/sub channels",
+)
+
+__all__ = ["PLUGIN", "RedisCollector", "RedisOptions", "make_client"]

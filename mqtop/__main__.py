@@ -1,0 +1,5 @@
+"""Allow ``python -m mqtop``."""
+
+from mqtop.cli import main
+
+raise SystemExit(main())

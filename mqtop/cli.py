@@ -1,0 +1,240 @@
+"""Command-line entry point. Imports stay light: each command loads what it needs."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from mqtop import __version__
+
+EPILOG = """\
+exit codes: 0 ok; 1 alerts firing; 2 usage or config error; 3 broker unreachable or action failed
+docs: https://github.com/mqtop/mqtop/tree/main/docs"""
+
+
+def _config_option(parser: argparse.ArgumentParser, top: bool = False) -> None:
+    parser.add_argument(
+        "-c",
+        "--config",
+        metavar="PATH",
+        default=None if top else argparse.SUPPRESS,
+        help="config file (default: $MQTOP_CONFIG, ./mqtop.yaml, ~/.config/mqtop/config.yaml; "
+        "none: detect local brokers)",
+    )
+
+
+def _move_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--limit", type=int, metavar="N", help="move at most N messages")
+    p.add_argument(
+        "--filter",
+        action="append",
+        metavar="EXPR",
+        dest="filters",
+        help="only messages matching EXPR (repeatable, all must match): body:TEXT, "
+        "body~REGEX, header.NAME=VALUE, json.PATH=VALUE",
+    )
+    p.add_argument("--dry-run", action="store_true", help="count what would move; change nothing")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument("--batch", type=int, metavar="N", help="messages per batch / confirm window")
+    # broker-specific (refused by brokers that do not support them)
+    p.add_argument("--keep-partition", action="store_true", help="Kafka: same partition number")
+    p.add_argument("--keep-timestamp", action="store_true", help="Kafka: keep record timestamps")
+    p.add_argument("--from-offset", type=int, metavar="N", help="Kafka: start at this offset")
+    p.add_argument("--from-time", metavar="ISO8601", help="Kafka: start at this time")
+    p.add_argument("--rate", type=int, metavar="N", help="SQS native task: max messages/s")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (cheap: no command module is imported)."""
+    parser = argparse.ArgumentParser(
+        prog="mqtop",
+        description="htop for message queues: RabbitMQ, Kafka, SQS and Redis in one console.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"mqtop {__version__}")
+    _config_option(parser, top=True)
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="run a self-contained demo with local brokers")
+    _config_option(p)
+    p.add_argument("--headless", action="store_true", help="no UI: print JSON snapshots")
+    p.add_argument("--duration", metavar="D", help="stop after D (e.g. 30s)")
+
+    p = sub.add_parser("metrics", help="one snapshot of every metric")
+    _config_option(p)
+    p.add_argument("--format", choices=["table", "json", "prometheus"], default="table")
+    p.add_argument("--broker", action="append", metavar="NAME", help="only this broker")
+
+    p = sub.add_parser("queues", help="discovered queues with kind and DLQ mapping")
+    _config_option(p)
+    p.add_argument("--broker", metavar="NAME", help="only this broker")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+
+    p = sub.add_parser("check", help="evaluate alert rules headless (for CI)")
+    _config_option(p)
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--once", action="store_true", help="poll twice, evaluate, exit (default)")
+    mode.add_argument("--for", dest="for_", metavar="D", help="keep watching up to D")
+    p.add_argument("--format", choices=["text", "json", "junit", "github"], default="text")
+    p.add_argument("--fail-on", choices=["info", "warning", "critical"], default="warning")
+    p.add_argument("--output", metavar="FILE", help="also write the report to FILE")
+
+    p = sub.add_parser("serve", help="daemon: poll, alert, serve Prometheus /metrics")
+    _config_option(p)
+    p.add_argument("--metrics-port", type=int, default=9321, metavar="N")
+    p.add_argument("--metrics-host", default="127.0.0.1", metavar="ADDR")
+
+    dlq = sub.add_parser("dlq", help="peek, replay, move, purge or reclaim dead letters")
+    dsub = dlq.add_subparsers(dest="dlq_command", metavar="ACTION")
+    dsub.required = True
+
+    p = dsub.add_parser("peek", help="show messages without consuming them")
+    _config_option(p)
+    p.add_argument("broker")
+    p.add_argument("queue")
+    p.add_argument("-n", type=int, default=10, metavar="N", help="how many (default 10)")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument(
+        "--max-body",
+        type=int,
+        default=65536,
+        metavar="BYTES",
+        help="truncate bodies longer than this in the output (size is kept)",
+    )
+
+    p = dsub.add_parser("replay", help="move dead letters back to their original queue")
+    _config_option(p)
+    p.add_argument("broker")
+    p.add_argument("dlq")
+    p.add_argument("--to", metavar="QUEUE", help="destination (default: the original queue)")
+    _move_options(p)
+
+    p = dsub.add_parser("move", help="move messages between two queues of one broker")
+    _config_option(p)
+    p.add_argument("broker")
+    p.add_argument("src")
+    p.add_argument("dst")
+    _move_options(p)
+
+    p = dsub.add_parser("purge", help="delete every message of a queue")
+    _config_option(p)
+    p.add_argument("broker")
+    p.add_argument("queue")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+
+    p = dsub.add_parser("reclaim", help="Redis streams: move or hand over stuck pending entries")
+    _config_option(p)
+    p.add_argument("broker")
+    p.add_argument("stream")
+    p.add_argument("--group", required=True, metavar="G")
+    p.add_argument("--idle", required=True, metavar="D", help="pending longer than D (e.g. 5m)")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--to", metavar="STREAM", help="move them to this dead-letter stream")
+    target.add_argument("--consumer", metavar="C", help="hand them to this consumer")
+    p.add_argument("--limit", type=int, metavar="N")
+    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--yes", "-y", action="store_true")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+
+    cfg = sub.add_parser("config", help="validate or show the config")
+    csub = cfg.add_subparsers(dest="config_command", metavar="ACTION")
+    csub.required = True
+    p = csub.add_parser("validate", help="report every problem with file:line:column")
+    _config_option(p)
+    p.add_argument("path", nargs="?", help="config file (default: the lookup order)")
+    p = csub.add_parser("show", help="print the effective config, secrets masked")
+    _config_option(p)
+
+    p = sub.add_parser("init", help="write a starter config from detected local brokers")
+    p.add_argument("path", nargs="?", default="mqtop.yaml")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+
+    return parser
+
+
+# command name -> "module:function" (function takes the parsed args, returns an exit code)
+COMMANDS: dict[str, str] = {
+    "dashboard": "mqtop.commands.dashboard:run",
+    "demo": "mqtop.commands.demo:run",
+    "metrics": "mqtop.commands.metrics:run_metrics",
+    "queues": "mqtop.commands.metrics:run_queues",
+    "check": "mqtop.commands.check:run",
+    "serve": "mqtop.commands.serve:run",
+    "dlq": "mqtop.commands.dlq:run",
+    "config": "mqtop.commands.configcmd:run",
+    "init": "mqtop.commands.init:run",
+}
+
+
+def _setup_logging(verbose: int) -> None:
+    import logging
+
+    from mqtop.secrets import install_log_redaction
+
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_redaction()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = args.command or "dashboard"
+    try:
+        _setup_logging(args.verbose)
+        module_name, _, func_name = COMMANDS[command].partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith("mqtop.commands"):
+                from mqtop.errors import UsageError
+
+                raise UsageError(
+                    f"the {command!r} command is not available in this build"
+                ) from None
+            raise
+        code: int = getattr(module, func_name)(args)
+        return code
+    except KeyboardInterrupt:
+        print("mqtop: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # the reader went away (e.g. `mqtop metrics | head`): not an error worth a traceback
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        except OSError:
+            pass
+        return 0
+    except Exception as exc:
+        return _report(exc)
+
+
+def _report(exc: BaseException) -> int:
+    from mqtop.errors import ConfigError, MqtopError
+    from mqtop.safe import safe_text
+    from mqtop.secrets import redact
+
+    if isinstance(exc, ConfigError):
+        for problem in exc.problems:
+            print(safe_text(redact(problem)), file=sys.stderr)
+        return exc.exit_code
+    if isinstance(exc, MqtopError):
+        print(f"mqtop: {safe_text(redact(exc.message))}", file=sys.stderr)
+        return exc.exit_code
+    if os.environ.get("MQTOP_DEBUG"):
+        raise exc
+    text = safe_text(redact(f"{type(exc).__name__}: {exc}"), max_len=500)
+    print(f"mqtop: internal error: {text} (set MQTOP_DEBUG=1 for a traceback)", file=sys.stderr)
+    return 3
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Command implementations, imported lazily by :mod:`mqtop.cli`."""

@@ -1,0 +1,121 @@
+"""``mqtop metrics`` and ``mqtop queues``: one-shot reads through the polling engine."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+
+from mqtop.config import Config
+from mqtop.engine import Engine
+from mqtop.errors import EXIT_OK, EXIT_UNREACHABLE, UsageError
+from mqtop.model import BrokerStatus
+from mqtop.output import metrics_json, metrics_table, prometheus_text, render_table
+from mqtop.runtime import config_from_args
+from mqtop.safe import dumps, safe_text
+from mqtop.secrets import redact
+
+
+def select_brokers(config: Config, names: list[str] | None) -> Config:
+    """The config restricted to the named brokers (all when ``names`` is empty)."""
+    if not names:
+        return config
+    chosen = [config.broker(n) for n in names]
+    return config.model_copy(update={"brokers": chosen})
+
+
+def report_down(statuses: list[BrokerStatus]) -> bool:
+    """Print one line per unreachable broker to stderr; True when any is down."""
+    down = [s for s in statuses if not s.up]
+    for status in down:
+        message = f"broker {status.name!r} ({status.address}) unreachable: {status.error}"
+        print(f"mqtop: {safe_text(redact(message), 500)}", file=sys.stderr)
+    return bool(down)
+
+
+async def two_polls(engine: Engine, interval: float) -> None:
+    """Poll everything, wait one interval, poll the brokers that answered again (for rates)."""
+    started = time.monotonic()
+    first = await engine.poll_all()
+    up = [s.broker for s in first if s.up]
+    if up:
+        await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+        await engine.poll_all(up)
+
+
+def _require_brokers(config: Config) -> None:
+    if not config.brokers:
+        where = config.source or "no config file; no broker detected on default local ports"
+        raise UsageError(f"no brokers to read ({where}); see `mqtop init` or config.example.yaml")
+
+
+def run_metrics(args: argparse.Namespace) -> int:
+    """One snapshot of every metric (two polls, an interval apart, so rates exist)."""
+    config = select_brokers(config_from_args(args), args.broker)
+    _require_brokers(config)
+
+    async def main() -> tuple[list[BrokerStatus], Engine]:
+        engine = Engine(config)
+        try:
+            await two_polls(engine, config.interval)
+        finally:
+            await engine.close()
+        return list(engine.statuses.values()), engine
+
+    statuses, engine = asyncio.run(main())
+    views = engine.store.views(include_stale=False)
+    if args.format == "json":
+        print(dumps(metrics_json(statuses, views, time.time())))
+    elif args.format == "prometheus":
+        sys.stdout.write(prometheus_text(statuses, views))
+    else:
+        print(metrics_table(statuses, views))
+    return EXIT_UNREACHABLE if report_down(statuses) else EXIT_OK
+
+
+def run_queues(args: argparse.Namespace) -> int:
+    """Discovered queues with their kind and DLQ mapping (one poll)."""
+    config = select_brokers(config_from_args(args), [args.broker] if args.broker else None)
+    _require_brokers(config)
+
+    async def main() -> Engine:
+        engine = Engine(config)
+        try:
+            await engine.poll_all()
+        finally:
+            await engine.close()
+        return engine
+
+    engine = asyncio.run(main())
+    statuses = list(engine.statuses.values())
+    views = engine.store.views(include_stale=False)
+    if args.format == "json":
+        rows = [
+            {
+                "broker": v.key.broker,
+                "queue": v.key.queue,
+                "group": v.key.group,
+                "kind": v.kind,
+                "dlq": v.dlq,
+            }
+            for v in views
+        ]
+        print(dumps(rows))
+    else:
+        table = [
+            [
+                safe_text(v.key.broker, 24),
+                safe_text(v.key.queue, 64),
+                safe_text(v.key.group or "-", 32),
+                v.kind,
+                safe_text(v.dlq or "-", 64),
+            ]
+            for v in views
+        ]
+        print(
+            render_table(table, ["BROKER", "QUEUE", "GROUP", "KIND", "DLQ"])
+            if table
+            else "(no queues found)"
+        )
+    return EXIT_UNREACHABLE if report_down(statuses) else EXIT_OK

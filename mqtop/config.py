@@ -1,0 +1,483 @@
+"""Configuration: typed models, file lookup, ``${VAR}`` interpolation and validation that
+reports *every* problem with file:line:column and the field path."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
+
+from alerts.config import AlertingSettings, AlertRule, NotifierConfig, default_rules
+from collectors.base import BrokerOptions
+from mqtop.durations import format_duration, is_duration_field, parse_duration
+from mqtop.errors import ConfigError, UsageError
+from mqtop.secrets import redact
+from mqtop.yamlpos import Located, Pos, YamlSyntaxError, load_located
+
+ENV_CONFIG = "MQTOP_CONFIG"
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+
+
+def default_state_dir() -> Path:
+    """Where mqtop keeps history, silences and the audit log by default."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local/state")
+    return Path(base) / "mqtop"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HistoryConfig(_Strict):
+    """Embedded time-series store settings."""
+
+    retention: float = Field(86400.0, description="How long history is kept (rollups).")
+    recent: float = Field(
+        900.0, description="Window kept at full poll resolution (older data is rolled up)."
+    )
+    path: str | None = Field(
+        None, description="SQLite file for persistence; history survives restarts when set."
+    )
+
+    @field_validator("retention", "recent", mode="before")
+    @classmethod
+    def _dur(cls, value: object) -> float:
+        seconds = parse_duration(value)
+        if seconds <= 0:
+            raise ValueError("must be greater than 0")
+        return seconds
+
+    def resolved_path(self) -> Path | None:
+        """The persistence path with ``~`` expanded (None when persistence is off)."""
+        return Path(os.path.expanduser(self.path)) if self.path else None
+
+
+class _RawConfig(_Strict):
+    interval: float = Field(5.0, description="Poll period.")
+    timeout: float | None = Field(None, description="Timeout of one poll (default: interval).")
+    history: HistoryConfig = Field(default_factory=HistoryConfig)
+    brokers: list[dict[str, Any]] = Field(default_factory=list)
+    alerts: list[dict[str, Any]] | None = None
+    alerting: AlertingSettings = Field(default_factory=AlertingSettings)
+    notify: list[NotifierConfig] = Field(default_factory=list)
+    audit_log: str | None = Field(None, description="JSON-lines audit log of every write.")
+
+    @field_validator("interval", mode="before")
+    @classmethod
+    def _interval(cls, value: object) -> float:
+        seconds = parse_duration(value)
+        if seconds < 0.05:
+            raise ValueError("interval must be at least 50ms")
+        return seconds
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _timeout(cls, value: object) -> float | None:
+        return None if value is None else parse_duration(value)
+
+
+class Config(BaseModel):
+    """The effective, validated configuration."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    interval: float = 5.0
+    timeout: float | None = None
+    history: HistoryConfig = Field(default_factory=HistoryConfig)
+    brokers: list[SerializeAsAny[BrokerOptions]] = Field(default_factory=list)
+    alerts: list[AlertRule] = Field(default_factory=default_rules)
+    alerts_from_defaults: bool = True
+    alerting: AlertingSettings = Field(default_factory=AlertingSettings)
+    notify: list[NotifierConfig] = Field(default_factory=list)
+    audit_log: str | None = None
+    source: str | None = None  # file it came from (None when detected/defaulted)
+
+    def broker(self, name: str) -> BrokerOptions:
+        """Find a broker by name or raise a UsageError listing the configured names."""
+        for broker in self.brokers:
+            if broker.name == name:
+                return broker
+        names = ", ".join(b.name for b in self.brokers) or "none"
+        raise UsageError(f"no broker named {name!r} in the config (configured: {names})")
+
+    def poll_interval(self, broker: BrokerOptions) -> float:
+        """Effective poll period for a broker."""
+        return broker.interval or self.interval
+
+    def poll_timeout(self, broker: BrokerOptions) -> float:
+        """Effective timeout of one poll for a broker."""
+        return broker.timeout or self.timeout or max(self.poll_interval(broker), 5.0)
+
+    def audit_path(self) -> Path:
+        """Where write actions are recorded."""
+        if self.audit_log:
+            return Path(os.path.expanduser(self.audit_log))
+        return default_state_dir() / "audit.jsonl"
+
+    def to_display(self) -> dict[str, Any]:
+        """The effective config as plain data with every secret masked."""
+        out: dict[str, Any] = {
+            "interval": format_duration(self.interval),
+            "history": {
+                "retention": format_duration(self.history.retention),
+                "recent": format_duration(self.history.recent),
+            },
+        }
+        if self.timeout is not None:
+            out["timeout"] = format_duration(self.timeout)
+        if self.history.path:
+            out["history"]["path"] = self.history.path
+        out["brokers"] = [
+            _display_model(b, durations={"interval", "timeout"}) for b in self.brokers
+        ]
+        out["alerts"] = [_display_rule(r) for r in self.alerts]
+        out["alerting"] = _display_model(
+            self.alerting, durations={"repeat_interval", "resolve_after", "stale_after"}
+        )
+        out["notify"] = [_display_model(n, durations={"timeout"}) for n in self.notify]
+        if self.audit_log:
+            out["audit_log"] = self.audit_log
+        return out
+
+
+def _display_model(model: BaseModel, durations: set[str] | None = None) -> dict[str, Any]:
+    data = model.model_dump(mode="json", by_alias=True, exclude_none=True)
+    names = set(durations or ())
+    for name, info in type(model).model_fields.items():
+        if is_duration_field(info.metadata):
+            names.add(info.alias or name)
+    for key in names:
+        if isinstance(data.get(key), int | float) and not isinstance(data.get(key), bool):
+            data[key] = format_duration(float(data[key]))
+    redacted: dict[str, Any] = _redact_data(data)
+    return redacted
+
+
+def _display_rule(rule: AlertRule) -> dict[str, Any]:
+    data = rule.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)
+    data.setdefault("op", rule.op)
+    data.setdefault("severity", rule.severity)
+    if rule.for_:
+        data["for"] = format_duration(rule.for_)
+    if rule.window is not None:
+        data["window"] = format_duration(rule.window)
+    return data
+
+
+def _redact_data(obj: Any) -> Any:
+    if isinstance(obj, str):
+        return redact(obj)
+    if isinstance(obj, dict):
+        return {k: _redact_data(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_redact_data(v) for v in obj]
+    return obj
+
+
+# ---------------------------------------------------------------- interpolation
+
+_VAR = re.compile(r"\$\$|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+
+
+def interpolate(
+    value: Any,
+    env: Mapping[str, str],
+    path: tuple[str | int, ...],
+    problems: list[Problem],
+    located: Located,
+) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string (``$$`` is a literal ``$``)."""
+    if isinstance(value, str):
+        if "$" not in value:
+            return value
+
+        def sub(match: re.Match[str]) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            name = match.group("name")
+            default = match.group("default")
+            if name in env and (env[name] != "" or default is None):
+                return env[name]
+            if default is not None:
+                return default
+            problems.append(
+                Problem(
+                    located.position(path), path, f"environment variable ${{{name}}} is not set"
+                )
+            )
+            return ""
+
+        return _VAR.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: interpolate(v, env, (*path, k), problems, located) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env, (*path, i), problems, located) for i, v in enumerate(value)]
+    return value
+
+
+# ---------------------------------------------------------------- validation
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One config problem at a position."""
+
+    pos: Pos | None
+    path: tuple[str | int, ...]
+    message: str
+
+    def format(self, source: str) -> str:
+        """``file:line:column: field.path: message``."""
+        where = f"{source}:{self.pos.line}:{self.pos.column}" if self.pos else source
+        field_path = format_path(self.path)
+        text = (
+            f"{where}: {field_path}: {self.message}" if field_path else f"{where}: {self.message}"
+        )
+        return redact(text)
+
+
+def format_path(path: tuple[str | int, ...]) -> str:
+    """``brokers[0].url`` style field path."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+_FRIENDLY = {
+    "extra_forbidden": "unknown key",
+    "missing": "required key is missing",
+}
+
+
+def _pydantic_problems(
+    exc: ValidationError, base: tuple[str | int, ...], located: Located
+) -> list[Problem]:
+    problems = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = tuple(
+            part
+            for part in err["loc"]
+            if not (isinstance(part, str) and part.startswith("function-"))
+        )
+        # tagged unions put the tag in the path ("notify[0].webhook.url"): drop it
+        path = tuple(base) + tuple(loc)
+        cleaned: list[str | int] = []
+        data: Any = located.data
+        for part in path:
+            if isinstance(data, dict) and part in data:
+                cleaned.append(part)
+                data = data[part]
+            elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+                cleaned.append(part)
+                data = data[part]
+            elif (
+                isinstance(data, dict)
+                and isinstance(part, str)
+                and (err["type"] not in ("extra_forbidden", "missing") or part != path[-1])
+            ):
+                continue  # a union tag, not a key
+            else:
+                cleaned.append(part)
+                data = None
+        kind = err["type"]
+        message = _FRIENDLY.get(kind, err["msg"])
+        if kind == "extra_forbidden":
+            message = f"unknown key {cleaned[-1]!r}" if cleaned else "unknown key"
+        elif message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        pos = located.position(tuple(cleaned), prefer_key=kind == "extra_forbidden")
+        problems.append(Problem(pos, tuple(cleaned), message))
+    return problems
+
+
+def validate_data(
+    located: Located, env: Mapping[str, str] | None = None
+) -> tuple[Config | None, list[Problem]]:
+    """Validate parsed YAML; return the config (None when invalid) and every problem."""
+    from mqtop.registry import get_plugin
+
+    problems: list[Problem] = [Problem(pos, path, msg) for pos, path, msg in located.problems]
+    env = os.environ if env is None else env
+    raw_data = located.data
+    if raw_data is None:
+        raw_data = {}
+    if not isinstance(raw_data, dict):
+        problems.append(Problem(located.position(()), (), "the config must be a mapping of keys"))
+        return None, problems
+    data = interpolate(raw_data, env, (), problems, located)
+    try:
+        raw = _RawConfig.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_pydantic_problems(exc, (), located))
+        raw = None
+
+    brokers: list[BrokerOptions] = []
+    names: set[str] = set()
+    for index, entry in enumerate(
+        data.get("brokers") or [] if isinstance(data.get("brokers"), list) else []
+    ):
+        path: tuple[str | int, ...] = ("brokers", index)
+        if not isinstance(entry, dict):
+            problems.append(Problem(located.position(path), path, "a broker must be a mapping"))
+            continue
+        broker_type = entry.get("type")
+        if not isinstance(broker_type, str):
+            problems.append(
+                Problem(located.position(path), (*path, "type"), "required key `type` is missing")
+            )
+            continue
+        try:
+            plugin = get_plugin(broker_type)
+        except UsageError as exc:
+            problems.append(
+                Problem(located.position((*path, "type")), (*path, "type"), exc.message)
+            )
+            continue
+        try:
+            options = plugin.options_model.model_validate(entry)
+        except ValidationError as exc:
+            problems.extend(_pydantic_problems(exc, path, located))
+            continue
+        if options.name in names:
+            problems.append(
+                Problem(
+                    located.position((*path, "name")),
+                    (*path, "name"),
+                    f"duplicate broker name {options.name!r}",
+                )
+            )
+            continue
+        names.add(options.name)
+        brokers.append(options)
+
+    rules: list[AlertRule] = []
+    rule_names: set[str] = set()
+    alerts_data = data.get("alerts")
+    if isinstance(alerts_data, list):
+        for index, entry in enumerate(alerts_data):
+            path = ("alerts", index)
+            try:
+                rule = AlertRule.model_validate(entry)
+            except ValidationError as exc:
+                problems.extend(_pydantic_problems(exc, path, located))
+                continue
+            if rule.name in rule_names:
+                problems.append(
+                    Problem(
+                        located.position((*path, "name")),
+                        (*path, "name"),
+                        f"duplicate rule name {rule.name!r}",
+                    )
+                )
+            rule_names.add(rule.name)
+            rules.append(rule)
+
+    problems.sort(key=lambda p: (p.pos.line, p.pos.column) if p.pos else (0, 0))
+    if problems or raw is None:
+        return None, problems
+    config = Config(
+        interval=raw.interval,
+        timeout=raw.timeout,
+        history=raw.history,
+        brokers=brokers,
+        alerts=rules if alerts_data is not None else default_rules(),
+        alerts_from_defaults=alerts_data is None,
+        alerting=raw.alerting,
+        notify=raw.notify,
+        audit_log=raw.audit_log,
+    )
+    return config, []
+
+
+def parse_text(
+    text: str, source: str = "<config>", env: Mapping[str, str] | None = None
+) -> tuple[Config | None, list[str]]:
+    """Parse and validate YAML text; return the config and formatted problems."""
+    try:
+        located = load_located(text)
+    except YamlSyntaxError as exc:
+        return None, [Problem(exc.pos, (), exc.message).format(source)]
+    except RecursionError:
+        return None, [Problem(None, (), "nesting too deep").format(source)]
+    try:
+        config, problems = validate_data(located, env)
+    except RecursionError:
+        return None, [Problem(None, (), "nesting too deep").format(source)]
+    if config is not None:
+        config = config.model_copy(update={"source": source})
+    return config, [p.format(source) for p in problems]
+
+
+def read_config_file(path: Path) -> str:
+    """Read a config file as text or raise a ConfigError that names it."""
+    try:
+        if path.is_dir():
+            raise ConfigError([f"{path}: is a directory, not a config file"])
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError([f"{path}: too large for a config file ({size} bytes)"])
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such config file"]) from None
+    except PermissionError:
+        raise ConfigError([f"{path}: permission denied"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError([f"{path}:{line}:{col}: the file is not valid UTF-8"]) from None
+    if "\x00" in text:
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise ConfigError([f"{path}:{line}:1: the file contains a NUL byte"])
+    return text
+
+
+def load_config_file(path: Path, env: Mapping[str, str] | None = None) -> Config:
+    """Load and validate a config file; raise ConfigError with every problem."""
+    text = read_config_file(path)
+    config, problems = parse_text(text, str(path), env)
+    if config is None:
+        raise ConfigError(problems or [f"{path}: invalid config"], str(path))
+    return config
+
+
+def find_config_path(explicit: str | None) -> Path | None:
+    """Config lookup order: ``--config``, ``$MQTOP_CONFIG``, ``./mqtop.yaml``,
+    ``~/.config/mqtop/config.yaml``; None when there is none."""
+    if explicit:
+        return Path(os.path.expanduser(explicit))
+    env_path = os.environ.get(ENV_CONFIG)
+    if env_path:
+        return Path(os.path.expanduser(env_path))
+    local = Path("mqtop.yaml")
+    if local.is_file():
+        return local
+    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    user = Path(xdg) / "mqtop" / "config.yaml"
+    if user.is_file():
+        return user
+    return None
+
+
+def load_config(explicit: str | None = None, detect: bool = True) -> Config:
+    """Load the config by the lookup order, or detect local brokers when there is none."""
+    path = find_config_path(explicit)
+    if path is not None:
+        return load_config_file(path)
+    if not detect:
+        raise UsageError("no config found (use --config, $MQTOP_CONFIG or ./mqtop.yaml)")
+    from mqtop.detect import detected_config
+
+    return detected_config()

@@ -1,0 +1,92 @@
+"""Detect brokers listening on their default local ports (used when there is no config)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from mqtop.config import Config, validate_data
+from mqtop.yamlpos import Located
+
+DEFAULT_PORTS: tuple[tuple[str, str, int], ...] = (
+    ("redis", "127.0.0.1", 6379),
+    ("rabbitmq", "127.0.0.1", 5672),
+    ("rabbitmq-management", "127.0.0.1", 15672),
+    ("kafka", "127.0.0.1", 9092),
+    ("sqs", "127.0.0.1", 4566),
+)
+
+
+def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
+    """True when a TCP connection to host:port succeeds within ``timeout``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def detect_brokers(probes: Iterable[tuple[str, str, int]] = DEFAULT_PORTS) -> list[dict[str, Any]]:
+    """Broker config entries for every default port that answers."""
+    probes = list(probes)
+    with ThreadPoolExecutor(max_workers=len(probes) or 1) as pool:
+        found = dict(
+            zip(
+                (name for name, _, _ in probes),
+                pool.map(lambda p: port_open(p[1], p[2]), probes),
+                strict=True,
+            )
+        )
+    brokers: list[dict[str, Any]] = []
+    if found.get("redis"):
+        brokers.append(
+            {
+                "name": "redis",
+                "type": "redis",
+                "url": "redis://127.0.0.1:6379/0",
+                "lists": ["*"],
+                "streams": ["*"],
+            }
+        )
+    if found.get("rabbitmq") or found.get("rabbitmq-management"):
+        entry: dict[str, Any] = {
+            "name": "rabbitmq",
+            "type": "rabbitmq",
+            "url": "amqp://guest:guest@127.0.0.1:5672/",
+        }
+        if found.get("rabbitmq-management"):
+            entry["management_url"] = "http://127.0.0.1:15672"
+        brokers.append(entry)
+    if found.get("kafka"):
+        brokers.append({"name": "kafka", "type": "kafka", "bootstrap_servers": "127.0.0.1:9092"})
+    if found.get("sqs"):
+        brokers.append(
+            {
+                "name": "sqs",
+                "type": "sqs",
+                "region": "us-east-1",
+                "endpoint_url": "http://127.0.0.1:4566",
+            }
+        )
+    return brokers
+
+
+def detected_config() -> Config:
+    """A config made of the detected brokers (only types whose collector is installed)."""
+    from mqtop.errors import UsageError
+    from mqtop.registry import get_plugin
+
+    usable = []
+    for entry in detect_brokers():
+        try:
+            get_plugin(entry["type"])
+        except UsageError:
+            continue
+        usable.append(entry)
+    config, _problems = validate_data(Located(data={"brokers": usable}))
+    if config is None:  # a detected entry the installed collector rejects: keep the rest
+        config, _ = validate_data(Located(data={}))
+        assert config is not None
+    return config

@@ -1,0 +1,220 @@
+"""Polling engine: one asyncio task per broker feeding the store.
+
+Each poll runs under a timeout; the next poll is scheduled only after the previous one
+finished; a failing broker is retried with capped exponential backoff and jitter. Status
+(up, last success, staleness) is tracked per broker. Consumers never talk to brokers: they
+read the store and the statuses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+
+from collectors.base import Collector
+from mqtop.config import Config
+from mqtop.model import BrokerSnapshot, BrokerStatus
+from mqtop.registry import get_plugin
+from mqtop.secrets import redact
+from mqtop.store import TimeSeriesStore
+
+log = logging.getLogger("mqtop.engine")
+
+BACKOFF_MAX_FACTOR = 4.0  # at most this many intervals between retries of a failing broker
+
+
+def describe_error(exc: BaseException, timeout: float | None = None) -> str:
+    """One line for the operator, secrets masked, no traceback."""
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return f"timed out after {timeout:g}s" if timeout else "timed out"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    name = type(exc).__name__
+    return redact(f"{name}: {text}" if text else name)
+
+
+def backoff_delay(interval: float, failures: int, rng: random.Random | None = None) -> float:
+    """Delay before the next attempt after ``failures`` consecutive failures (jittered)."""
+    factor = min(2.0 ** max(failures - 1, 0), BACKOFF_MAX_FACTOR)
+    jitter = (rng or random).uniform(0.8, 1.2)
+    return interval * factor * jitter
+
+
+class Engine:
+    """Owns one long-lived collector per broker and polls them into a store."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: TimeSeriesStore | None = None,
+        collectors: dict[str, Collector] | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store or TimeSeriesStore(
+            interval=config.interval,
+            recent=config.history.recent,
+            retention=config.history.retention,
+        )
+        self._collectors: dict[str, Collector] = dict(collectors or {})
+        self._connected: set[str] = set()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._stopping = asyncio.Event()
+        self._status_listeners: list[Callable[[BrokerStatus], None]] = []
+        self.statuses: dict[str, BrokerStatus] = {}
+        for broker in config.brokers:
+            self.statuses[broker.name] = BrokerStatus(
+                name=broker.name,
+                type=broker.type,
+                address=broker.address(),
+                up=None,
+                interval=config.poll_interval(broker),
+            )
+
+    # -- collectors ------------------------------------------------------------------
+
+    def collector(self, name: str) -> Collector:
+        """The long-lived collector of a broker (created on first use)."""
+        existing = self._collectors.get(name)
+        if existing is not None:
+            return existing
+        options = self.config.broker(name)
+        created = get_plugin(options.type).create(options)
+        self._collectors[name] = created
+        return created
+
+    def on_status(self, callback: Callable[[BrokerStatus], None]) -> None:
+        """Call ``callback`` whenever a broker's status changes after a poll."""
+        self._status_listeners.append(callback)
+
+    # -- polling ---------------------------------------------------------------------
+
+    async def poll(self, name: str) -> BrokerSnapshot:
+        """Poll one broker once, store the result and update its status."""
+        options = self.config.broker(name)
+        timeout = self.config.poll_timeout(options)
+        interval = self.config.poll_interval(options)
+        started = time.time()
+        mono = time.monotonic()
+        collector = self.collector(name)
+        try:
+            if name not in self._connected:
+                await asyncio.wait_for(collector.connect(), timeout)
+                self._connected.add(name)
+            collected = await asyncio.wait_for(collector.collect(), timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            error = describe_error(exc, timeout)
+            log.info("broker %s (%s) is unreachable: %s", name, options.address(), error)
+            if name in self._connected:
+                self._connected.discard(name)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(collector.close(), 5.0)
+            snapshot = BrokerSnapshot(
+                broker=name,
+                type=options.type,
+                time=started,
+                up=False,
+                duration=time.monotonic() - mono,
+                error=error,
+            )
+        else:
+            snapshot = BrokerSnapshot(
+                broker=name,
+                type=options.type,
+                time=started,
+                up=True,
+                duration=time.monotonic() - mono,
+                series=collected.series,
+                warnings=tuple(redact(w) for w in collected.warnings),
+            )
+        self._update_status(snapshot, interval)
+        self.store.ingest(snapshot, interval=interval)
+        return snapshot
+
+    def _update_status(self, snapshot: BrokerSnapshot, interval: float) -> None:
+        old = self.statuses[snapshot.broker]
+        if snapshot.up:
+            new = replace(
+                old,
+                up=True,
+                last_poll=snapshot.time,
+                last_success=snapshot.time,
+                last_duration=snapshot.duration,
+                error=None,
+                consecutive_failures=0,
+                interval=interval,
+                warnings=snapshot.warnings,
+            )
+        else:
+            new = replace(
+                old,
+                up=False,
+                last_poll=snapshot.time,
+                last_duration=snapshot.duration,
+                error=snapshot.error,
+                consecutive_failures=old.consecutive_failures + 1,
+                interval=interval,
+            )
+        self.statuses[snapshot.broker] = new
+        for callback in list(self._status_listeners):
+            callback(new)
+
+    async def poll_all(self, names: Iterable[str] | None = None) -> list[BrokerSnapshot]:
+        """Poll every broker (or the named ones) once, concurrently."""
+        targets = list(names) if names is not None else [b.name for b in self.config.brokers]
+        return list(await asyncio.gather(*(self.poll(n) for n in targets)))
+
+    async def _loop(self, name: str) -> None:
+        interval = self.config.poll_interval(self.config.broker(name))
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            snapshot = await self.poll(name)
+            if snapshot.up:
+                delay = max(0.0, interval - (time.monotonic() - started))
+            else:
+                failures = self.statuses[name].consecutive_failures
+                delay = backoff_delay(interval, failures)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+
+    def start(self) -> None:
+        """Start one polling task per broker (idempotent)."""
+        self._stopping.clear()
+        for broker in self.config.brokers:
+            task = self._tasks.get(broker.name)
+            if task is None or task.done():
+                self._tasks[broker.name] = asyncio.create_task(
+                    self._loop(broker.name), name=f"mqtop-poll-{broker.name}"
+                )
+
+    async def stop(self) -> None:
+        """Stop polling and close every collector."""
+        self._stopping.set()
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        await self.close()
+
+    async def close(self) -> None:
+        """Close every collector that was created."""
+        collectors = list(self._collectors.values())
+        self._collectors.clear()
+        self._connected.clear()
+        for collector in collectors:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(collector.close(), 5.0)
+
+    async def __aenter__(self) -> Engine:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

@@ -1,0 +1,206 @@
+"""Immutable samples and snapshots, and the fixed metric vocabulary.
+
+Collectors emit :class:`BrokerSnapshot` objects; the store keeps their values as time
+series; every consumer (CLI, alerts, dashboard, exporter) reads the store. Metric names are
+the public contract. Counters are monotonic totals the store turns into rates; they are not
+printed themselves.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, NamedTuple
+
+
+class MetricKind(enum.Enum):
+    """How a stored value behaves over time."""
+
+    GAUGE = "gauge"
+    COUNTER = "counter"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricDef:
+    """One metric: its name, kind and meaning."""
+
+    name: str
+    kind: MetricKind
+    help: str
+    unit: str = ""
+    public: bool = True
+    derived_from: str | None = None  # counter a public rate is derived from
+
+
+# Public metrics, in display order (names fixed by the contract).
+PUBLIC_METRICS: tuple[MetricDef, ...] = (
+    MetricDef("queue_length", MetricKind.GAUGE, "Messages waiting to be consumed.", "messages"),
+    MetricDef("in_flight", MetricKind.GAUGE, "Delivered but not yet acknowledged.", "messages"),
+    MetricDef(
+        "publish_rate",
+        MetricKind.GAUGE,
+        "Messages per second entering the queue.",
+        "messages/s",
+        derived_from="published_total",
+    ),
+    MetricDef(
+        "processing_rate",
+        MetricKind.GAUGE,
+        "Messages per second acknowledged or consumed.",
+        "messages/s",
+        derived_from="processed_total",
+    ),
+    MetricDef(
+        "error_rate",
+        MetricKind.GAUGE,
+        "Share of messages dead-lettered: dead-lettered / (processed + dead-lettered).",
+        "ratio",
+    ),
+    MetricDef("latency_seconds", MetricKind.GAUGE, "Age of the oldest waiting message.", "seconds"),
+    MetricDef(
+        "consumer_lag_messages", MetricKind.GAUGE, "Consumer group lag in messages.", "messages"
+    ),
+    MetricDef(
+        "consumer_lag_seconds",
+        MetricKind.GAUGE,
+        "How far behind in time the group is (now minus timestamp of the next message).",
+        "seconds",
+    ),
+    MetricDef("consumers", MetricKind.GAUGE, "Active consumers or group members.", "consumers"),
+    MetricDef(
+        "dlq_length", MetricKind.GAUGE, "Length of this queue's dead-letter queue.", "messages"
+    ),
+    MetricDef(
+        "group_status",
+        MetricKind.GAUGE,
+        "Consumer group status: 0 OK, 1 WARN, 2 STALL, 3 STOP, 4 ERROR.",
+        "",
+    ),
+)
+
+# Monotonic totals collectors may report; the store derives rates from them.
+COUNTER_METRICS: tuple[MetricDef, ...] = (
+    MetricDef("published_total", MetricKind.COUNTER, "Messages ever published.", public=False),
+    MetricDef("processed_total", MetricKind.COUNTER, "Messages ever acknowledged.", public=False),
+    MetricDef(
+        "dead_lettered_total", MetricKind.COUNTER, "Messages ever dead-lettered.", public=False
+    ),
+)
+
+METRICS: Mapping[str, MetricDef] = MappingProxyType(
+    {m.name: m for m in PUBLIC_METRICS + COUNTER_METRICS}
+)
+PUBLIC_METRIC_NAMES: tuple[str, ...] = tuple(m.name for m in PUBLIC_METRICS)
+COUNTER_NAMES: frozenset[str] = frozenset(m.name for m in COUNTER_METRICS)
+
+GROUP_STATUS_NAMES: tuple[str, ...] = ("OK", "WARN", "STALL", "STOP", "ERROR")
+
+
+def group_status_name(value: float | None) -> str | None:
+    """Map a numeric group_status to its name (None stays None)."""
+    if value is None or math.isnan(value):
+        return None
+    index = int(value)
+    return GROUP_STATUS_NAMES[index] if 0 <= index < len(GROUP_STATUS_NAMES) else None
+
+
+class SeriesKey(NamedTuple):
+    """Identity of one series: the three labels of the contract."""
+
+    broker: str
+    queue: str
+    group: str | None = None
+
+    def label(self) -> str:
+        """Compact human label: ``broker/queue`` or ``broker/queue [group]``."""
+        base = f"{self.broker}/{self.queue}"
+        return f"{base} [{self.group}]" if self.group else base
+
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesSample:
+    """Values of one series at one poll.
+
+    ``values`` holds gauges and counters by metric name; a metric the broker does not
+    expose is simply absent (or None) and is reported as null. ``info`` carries detail that
+    is not a time series (partition table, FIFO flag, status text).
+    """
+
+    key: SeriesKey
+    kind: str
+    values: Mapping[str, float | None]
+    dlq: str | None = None
+    info: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+
+    def __post_init__(self) -> None:
+        for name, value in self.values.items():
+            if name not in METRICS:
+                raise ValueError(f"unknown metric {name!r}")
+            if value is not None and (not isinstance(value, int | float) or math.isnan(value)):
+                raise ValueError(f"metric {name!r} must be a number or None, got {value!r}")
+        object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
+        if not isinstance(self.info, MappingProxyType):
+            object.__setattr__(self, "info", MappingProxyType(dict(self.info)))
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerSnapshot:
+    """The outcome of one poll of one broker."""
+
+    broker: str
+    type: str
+    time: float  # wall-clock seconds since the epoch when the poll started
+    up: bool
+    duration: float  # seconds the collection took
+    series: tuple[SeriesSample, ...] = ()
+    error: str | None = None
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerStatus:
+    """Health of a broker as tracked by the polling engine."""
+
+    name: str
+    type: str
+    address: str
+    up: bool | None  # None until the first poll finished
+    last_poll: float | None = None
+    last_success: float | None = None
+    last_duration: float | None = None
+    error: str | None = None
+    consecutive_failures: int = 0
+    interval: float = 5.0
+    warnings: tuple[str, ...] = ()
+
+    def staleness(self, now: float) -> float | None:
+        """Seconds since the last successful poll (None if there never was one)."""
+        return None if self.last_success is None else max(0.0, now - self.last_success)
+
+    def is_stale(self, now: float, polls: float = 2.5) -> bool:
+        """True when no successful poll happened within ``polls`` intervals."""
+        age = self.staleness(now)
+        return age is None or age > polls * self.interval
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesView:
+    """What readers see of a series: labels, kind, DLQ and current public metrics."""
+
+    key: SeriesKey
+    kind: str
+    dlq: str | None
+    metrics: Mapping[str, float | None]
+    info: Mapping[str, Any]
+    updated: float  # time of the last sample
+    stale: bool = False
+
+    def get(self, metric: str) -> float | None:
+        """Current value of a metric (None when unknown)."""
+        return self.metrics.get(metric)

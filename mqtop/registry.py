@@ -1,0 +1,54 @@
+"""Collector plugin discovery through the ``mqtop.collectors`` entry-point group."""
+
+from __future__ import annotations
+
+import importlib
+from functools import cache
+from importlib.metadata import entry_points
+from typing import Any
+
+from collectors.base import CollectorPlugin
+from mqtop.errors import UsageError
+
+GROUP = "mqtop.collectors"
+# Used when the package runs from a source tree without installed metadata.
+BUILTIN: dict[str, str] = {
+    "redis": "collectors.redis:PLUGIN",
+    "rabbitmq": "collectors.rabbitmq:PLUGIN",
+    "kafka": "collectors.kafka:PLUGIN",
+    "sqs": "collectors.sqs:PLUGIN",
+}
+
+
+@cache
+def available_types() -> dict[str, str]:
+    """Map of broker type -> ``module:attr`` without importing any collector."""
+    found = dict(BUILTIN)
+    for ep in entry_points(group=GROUP):
+        found[ep.name] = ep.value
+    return found
+
+
+def _load(target: str) -> Any:
+    module_name, _, attr = target.partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, attr) if attr else module
+
+
+@cache
+def get_plugin(broker_type: str) -> CollectorPlugin[Any]:
+    """Load the plugin for a broker type, or raise a UsageError naming the known types."""
+    types = available_types()
+    target = types.get(broker_type)
+    if target is None:
+        known = ", ".join(sorted(types))
+        raise UsageError(f"unknown broker type {broker_type!r} (installed: {known})")
+    try:
+        plugin = _load(target)
+    except ImportError as exc:
+        raise UsageError(
+            f"broker type {broker_type!r} is registered but cannot be loaded: {exc}"
+        ) from exc
+    if not isinstance(plugin, CollectorPlugin):
+        raise UsageError(f"broker type {broker_type!r}: {target} is not a CollectorPlugin")
+    return plugin

@@ -1,0 +1,45 @@
+"""Helpers shared by commands: config loading from args, running coroutines with clean
+shutdown on SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+from mqtop.config import Config, load_config
+
+T = TypeVar("T")
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """Load the config named by ``--config`` (or the lookup order / detection)."""
+    return load_config(getattr(args, "config", None))
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine; SIGTERM is turned into KeyboardInterrupt-like cancellation."""
+    return asyncio.run(main)
+
+
+async def until_signalled(
+    work: Callable[[asyncio.Event], Awaitable[T]],
+    signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM),
+) -> T:
+    """Run ``work(stop_event)``; SIGINT/SIGTERM set the event so work can shut down cleanly."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    installed = []
+    for sig in signals:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    try:
+        return await work(stop)
+    finally:
+        for sig in installed:
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
