@@ -426,7 +426,7 @@ def start_kafka(
         "transaction.state.log.replication.factor=1\ntransaction.state.log.min.isr=1\n"
         "group.initial.rebalance.delay.ms=0\nnum.partitions=1\n"
         "auto.create.topics.enable=true\nlog.flush.interval.messages=1000000\n"
-        "group.consumer.heartbeat.interval.ms=1000\ngroup.consumer.session.timeout.ms=10000\n"
+        "group.min.session.timeout.ms=1000\n"
     )
     classpath = f"{libs}/*"
     jvm = ["-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-Djava.awt.headless=true"]
