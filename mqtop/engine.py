@@ -19,6 +19,7 @@ from dataclasses import replace
 from collectors.base import Collector
 from mqtop.config import Config
 from mqtop.model import BrokerSnapshot, BrokerStatus
+from mqtop.persist import HistoryDB
 from mqtop.registry import get_plugin
 from mqtop.secrets import redact
 from mqtop.store import TimeSeriesStore
@@ -59,6 +60,12 @@ class Engine:
             recent=config.history.recent,
             retention=config.history.retention,
         )
+        self.history: HistoryDB | None = None
+        history_path = config.history.resolved_path()
+        if history_path is not None:
+            self.history = HistoryDB(history_path, self.store)
+        self._history_lock = asyncio.Lock()
+        self._history_loaded = False
         self._collectors: dict[str, Collector] = dict(collectors or {})
         self._connected: set[str] = set()
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -134,7 +141,26 @@ class Engine:
             )
         self._update_status(snapshot, interval)
         self.store.ingest(snapshot, interval=interval)
+        await self.flush_history()
         return snapshot
+
+    async def load_history(self) -> int:
+        """Restore persisted history into the store (once; no-op without ``history.path``)."""
+        if self.history is None or self._history_loaded:
+            return 0
+        self._history_loaded = True
+        async with self._history_lock:
+            return await asyncio.to_thread(self.history.load)
+
+    async def flush_history(self) -> None:
+        """Write new samples to the history database in a thread (errors are logged)."""
+        if self.history is None:
+            return
+        async with self._history_lock:
+            try:
+                await asyncio.to_thread(self.history.flush)
+            except Exception as exc:  # a full disk must not stop monitoring
+                log.warning("history: cannot write %s: %s", self.history.path, describe_error(exc))
 
     def _update_status(self, snapshot: BrokerSnapshot, interval: float) -> None:
         old = self.statuses[snapshot.broker]
@@ -205,7 +231,11 @@ class Engine:
         await self.close()
 
     async def close(self) -> None:
-        """Close every collector that was created."""
+        """Close every collector that was created (and flush/close the history database)."""
+        if self.history is not None:
+            await self.flush_history()
+            self.history.close()
+            self.history = None
         collectors = list(self._collectors.values())
         self._collectors.clear()
         self._connected.clear()

@@ -308,6 +308,10 @@ class TimeSeriesStore:
             self._closed_buckets.append((series.key, series.metrics, start, agg))
 
     def _store_bucket(self, series: _Series, start: float, agg: array[float]) -> None:
+        if series.rcount:
+            newest = series.rtimes[(series.rhead - 1) % series.rcap]
+            if start <= newest:
+                return  # already have this bucket (e.g. restored from persistence)
         i = series.rhead
         size = series.width * _ROLL
         series.rtimes[i] = start

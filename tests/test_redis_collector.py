@@ -75,8 +75,15 @@ def test_metrics_json_matches_redis(r, redis_broker, write_config, run_cli, uniq
     assert s_jobs["metrics"]["queue_length"] == client.llen(jobs) == 7
     assert s_jobs["metrics"]["dlq_length"] == 2
     # lists expose no counters, timestamps, consumers or unacked state: null, never 0
-    for metric in ("publish_rate", "processing_rate", "error_rate", "latency_seconds",
-                   "in_flight", "consumers", "consumer_lag_seconds"):
+    for metric in (
+        "publish_rate",
+        "processing_rate",
+        "error_rate",
+        "latency_seconds",
+        "in_flight",
+        "consumers",
+        "consumer_lag_seconds",
+    ):
         assert s_jobs["metrics"][metric] is None, metric
 
     groups = {g["name"].decode(): g for g in client.xinfo_groups(stream)}
@@ -156,9 +163,7 @@ def test_stream_without_groups_and_channels(r, redis_broker, write_config, run_c
     assert chan["metrics"]["queue_length"] is None
 
 
-def test_dead_broker_exit_3_others_still_report(
-    r, redis_broker, write_config, run_cli, unique
-):
+def test_dead_broker_exit_3_others_still_report(r, redis_broker, write_config, run_cli, unique):
     from tests.harness import free_port
 
     client, created = r
@@ -171,7 +176,8 @@ def test_dead_broker_exit_3_others_still_report(
         interval: 200ms
         timeout: 2s
         brokers:
-          - {{name: live, type: redis, url: "{redis_broker.url}", lists: ["{prefix}*"], streams: []}}
+          - {{name: live, type: redis, url: "{redis_broker.url}",
+              lists: ["{prefix}*"], streams: []}}
           - {{name: gone, type: redis, url: "redis://:hunter2secret@127.0.0.1:{dead_port}/0"}}
         """
     )
@@ -179,7 +185,7 @@ def test_dead_broker_exit_3_others_still_report(
     assert result.returncode == 3
     doc = json.loads(result.stdout)
     assert _series(doc, prefix + "q")["metrics"]["queue_length"] == 1
-    gone = [b for b in doc["brokers"] if b["name"] == "gone"][0]
+    gone = next(b for b in doc["brokers"] if b["name"] == "gone")
     assert gone["up"] is False and gone["error"]
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr

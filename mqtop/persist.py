@@ -1,0 +1,232 @@
+"""Optional SQLite (WAL) persistence of the time-series store at ``history.path``.
+
+Raw rows are kept for the store's ``recent`` window and closed rollup buckets for the whole
+retention, so a restart (or a later ``mqtop check``) sees the same history the running process
+had. Writes are buffered from store updates and flushed in batches (one transaction each);
+callers run :meth:`HistoryDB.flush` in a thread so the event loop never waits on disk.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import threading
+import time
+from array import array
+from pathlib import Path
+
+from mqtop.errors import ConfigError
+from mqtop.model import BrokerSnapshot, SeriesKey
+from mqtop.store import TimeSeriesStore
+
+SCHEMA_VERSION = "1"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS series (
+    id INTEGER PRIMARY KEY,
+    broker TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    grp TEXT NOT NULL,          -- '' when the series has no group
+    has_group INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    dlq TEXT,
+    UNIQUE (broker, queue, grp, has_group)
+);
+CREATE TABLE IF NOT EXISTS layout (id INTEGER PRIMARY KEY, metrics TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS raw (
+    series_id INTEGER NOT NULL,
+    t REAL NOT NULL,
+    layout_id INTEGER NOT NULL,
+    vals BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS raw_t ON raw (t);
+CREATE TABLE IF NOT EXISTS rollup (
+    series_id INTEGER NOT NULL,
+    t REAL NOT NULL,
+    layout_id INTEGER NOT NULL,
+    vals BLOB NOT NULL,
+    PRIMARY KEY (series_id, t)
+);
+CREATE INDEX IF NOT EXISTS rollup_t ON rollup (t);
+"""
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+class HistoryDB:
+    """Persists a store's history in SQLite and restores it on start."""
+
+    def __init__(self, path: Path, store: TimeSeriesStore) -> None:
+        self.path = path
+        self.store = store
+        self._lock = threading.Lock()
+        self._pending: list[BrokerSnapshot] = []
+        self._series_ids: dict[tuple[str, str, str, int], int] = {}
+        self._layout_ids: dict[tuple[str, ...], int] = {}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,)
+            )
+        except (sqlite3.Error, OSError) as exc:
+            raise ConfigError(
+                [f"history.path {path}: cannot open the history database: {exc}"]
+            ) from None
+        store.collect_closed_buckets = True
+        self._unsubscribe = store.subscribe(self._on_snapshot)
+
+    def _on_snapshot(self, snapshot: BrokerSnapshot) -> None:
+        if snapshot.up and snapshot.series:
+            with self._lock:
+                self._pending.append(snapshot)
+
+    # -- ids -------------------------------------------------------------------------
+
+    def _series_id(self, key: SeriesKey, kind: str, dlq: str | None) -> int:
+        ident = (key.broker, key.queue, key.group or "", 0 if key.group is None else 1)
+        found = self._series_ids.get(ident)
+        if found is not None:
+            return found
+        row = self._db.execute(
+            "SELECT id FROM series WHERE broker=? AND queue=? AND grp=? AND has_group=?", ident
+        ).fetchone()
+        if row is None:
+            cur = self._db.execute(
+                "INSERT INTO series (broker, queue, grp, has_group, kind, dlq) "
+                "VALUES (?,?,?,?,?,?)",
+                (*ident, kind, dlq),
+            )
+            found = int(cur.lastrowid or 0)
+        else:
+            found = int(row[0])
+        self._series_ids[ident] = found
+        return found
+
+    def _layout_id(self, metrics: tuple[str, ...]) -> int:
+        found = self._layout_ids.get(metrics)
+        if found is not None:
+            return found
+        text = ",".join(metrics)
+        self._db.execute("INSERT OR IGNORE INTO layout (metrics) VALUES (?)", (text,))
+        row = self._db.execute("SELECT id FROM layout WHERE metrics=?", (text,)).fetchone()
+        found = int(row[0])
+        self._layout_ids[metrics] = found
+        return found
+
+    # -- writing ---------------------------------------------------------------------
+
+    def flush(self, now: float | None = None) -> int:
+        """Write buffered rows and closed buckets; prune expired data. Returns rows written."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        buckets = self.store.take_closed_buckets()
+        now = time.time() if now is None else now
+        written = 0
+        with self._lock:
+            try:
+                self._db.execute("BEGIN")
+                raw_rows = []
+                for snapshot in pending:
+                    for sample in snapshot.series:
+                        metrics = tuple(sorted(sample.values))
+                        vals = array("d", [_nan(sample.values[m]) for m in metrics])
+                        raw_rows.append(
+                            (
+                                self._series_id(sample.key, sample.kind, sample.dlq),
+                                snapshot.time,
+                                self._layout_id(metrics),
+                                vals.tobytes(),
+                            )
+                        )
+                self._db.executemany(
+                    "INSERT INTO raw (series_id, t, layout_id, vals) VALUES (?,?,?,?)", raw_rows
+                )
+                roll_rows = []
+                for key, metrics, start, agg in buckets:
+                    view = self.store.view(key)
+                    kind = view.kind if view is not None else ""
+                    dlq = view.dlq if view is not None else None
+                    roll_rows.append(
+                        (
+                            self._series_id(key, kind, dlq),
+                            start,
+                            self._layout_id(metrics),
+                            agg.tobytes(),
+                        )
+                    )
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO rollup (series_id, t, layout_id, vals) "
+                    "VALUES (?,?,?,?)",
+                    roll_rows,
+                )
+                self._db.execute("DELETE FROM raw WHERE t < ?", (now - self.store.recent,))
+                self._db.execute("DELETE FROM rollup WHERE t < ?", (now - self.store.retention,))
+                self._db.execute("COMMIT")
+                written = len(raw_rows) + len(roll_rows)
+            except sqlite3.Error:
+                self._db.execute("ROLLBACK")
+                raise
+        return written
+
+    # -- reading ---------------------------------------------------------------------
+
+    def load(self, now: float | None = None) -> int:
+        """Fill the store with persisted history within retention. Returns rows loaded."""
+        now = time.time() if now is None else now
+        with self._lock:
+            layouts = {
+                int(i): tuple(m.split(",")) if m else ()
+                for i, m in self._db.execute("SELECT id, metrics FROM layout")
+            }
+            series: dict[int, tuple[SeriesKey, str, str | None]] = {}
+            for sid, broker, queue, grp, has_group, kind, dlq in self._db.execute(
+                "SELECT id, broker, queue, grp, has_group, kind, dlq FROM series"
+            ):
+                series[int(sid)] = (SeriesKey(broker, queue, grp if has_group else None), kind, dlq)
+            rollups = self._db.execute(
+                "SELECT series_id, t, layout_id, vals FROM rollup WHERE t >= ? ORDER BY t",
+                (now - self.store.retention,),
+            ).fetchall()
+            raws = self._db.execute(
+                "SELECT series_id, t, layout_id, vals FROM raw WHERE t >= ? ORDER BY t",
+                (now - self.store.recent,),
+            ).fetchall()
+        collecting = self.store.collect_closed_buckets
+        self.store.collect_closed_buckets = False  # do not write back what we just read
+        try:
+            count = 0
+            for sid, t, layout_id, blob in rollups:
+                info = series.get(int(sid))
+                metrics = layouts.get(int(layout_id))
+                if info is None or metrics is None:
+                    continue
+                agg = array("d")
+                agg.frombytes(blob)
+                self.store.load_bucket(info[0], info[1], metrics, float(t), agg)
+                count += 1
+            for sid, t, layout_id, blob in raws:
+                info = series.get(int(sid))
+                metrics = layouts.get(int(layout_id))
+                if info is None or metrics is None:
+                    continue
+                vals = array("d")
+                vals.frombytes(blob)
+                values = {m: (None if v != v else v) for m, v in zip(metrics, vals, strict=False)}
+                self.store.load_row(info[0], info[1], info[2], float(t), values)
+                count += 1
+            self.store.take_closed_buckets()
+        finally:
+            self.store.collect_closed_buckets = collecting
+        return count
+
+    def close(self) -> None:
+        """Stop listening to the store and close the database."""
+        self._unsubscribe()
+        with self._lock:
+            self._db.close()
