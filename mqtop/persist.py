@@ -19,7 +19,7 @@ from mqtop.errors import ConfigError
 from mqtop.model import BrokerSnapshot, SeriesKey
 from mqtop.store import TimeSeriesStore
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "1"  # rollup blobs are float32 (min|inc, max, avg, last) per metric
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS series (
@@ -206,7 +206,7 @@ class HistoryDB:
                 metrics = layouts.get(int(layout_id))
                 if info is None or metrics is None:
                     continue
-                agg = array("d")
+                agg = array("f")
                 agg.frombytes(blob)
                 self.store.load_bucket(info[0], info[1], metrics, float(t), agg)
                 count += 1

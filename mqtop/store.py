@@ -35,8 +35,11 @@ from mqtop.model import (
 )
 
 NAN = math.nan
-_ROLL = 5  # slots per metric per bucket: min, max, sum, count, last
-_MIN, _MAX, _SUM, _CNT, _LAST = range(_ROLL)
+# Rollup slots per metric per bucket (float32: charts do not need more precision):
+# gauges: min, max, avg, last; counters: increase within the bucket (reset-aware), max, -, last.
+_ROLL = 4
+_MIN, _MAX, _AVG, _LAST = range(_ROLL)
+_INC = _MIN
 MAX_RAW_ROWS = 20_000
 
 # public rate metric -> counter it is derived from
@@ -116,7 +119,7 @@ class _Series:
         self.count = 0
         self.rcap = rcap
         self.rtimes = array("d", [NAN]) * rcap
-        self.rvals = array("d", [NAN]) * (rcap * self.width * _ROLL)
+        self.rvals = array("f", [NAN]) * (rcap * self.width * _ROLL)
         self.rhead = 0
         self.rcount = 0
         self.bucket_start = NAN  # start of the bucket being filled
@@ -159,7 +162,7 @@ class TimeSeriesStore:
         interval: float = 5.0,
         recent: float = 900.0,
         retention: float = 86400.0,
-        rollup_buckets: int = 240,
+        rollup_buckets: int = 144,
         rate_window: float | None = None,
     ) -> None:
         self.interval = interval
@@ -278,31 +281,45 @@ class TimeSeriesStore:
         return new
 
     def _close_bucket(self, series: _Series, start: float) -> None:
-        """Aggregate the ring's rows inside [start, start+bucket) into one rollup bucket."""
+        """Aggregate the ring's newest rows inside [start, start+bucket) into one bucket.
+
+        The rows of the closing bucket are the most recent ones, so this walks back from the
+        head only as far as the bucket reaches (O(rows in bucket), not O(ring)).
+        """
         end = start + self.rollup.bucket
         w = series.width
-        rows = [r for r in series.raw_rows() if start <= series.times[r] < end]
+        cap = series.cap
+        times, vals = series.times, series.vals
+        rows: list[int] = []
+        prev: int | None = None
+        idx = (series.head - 1) % cap
+        for _ in range(series.count):
+            t = times[idx]
+            if t < start:
+                prev = idx
+                break
+            if t < end:
+                rows.append(idx)
+            idx = (idx - 1) % cap
         if not rows:
             return
-        prev_rows = [r for r in series.raw_rows() if series.times[r] < start]
-        prev = prev_rows[-1] if prev_rows else None
-        agg = array("d", [NAN]) * (w * _ROLL)
+        rows.reverse()
+        agg = array("f", [NAN]) * (w * _ROLL)
         for j, metric in enumerate(series.metrics):
-            col = [series.vals[r * w + j] for r in rows]
+            col = [vals[r * w + j] for r in rows]
             good = [v for v in col if v == v]
-            base = j * _ROLL
             if not good:
                 continue
-            agg[base + _MIN] = min(good)
+            base = j * _ROLL
             agg[base + _MAX] = max(good)
-            agg[base + _CNT] = float(len(good))
             agg[base + _LAST] = good[-1]
             if metric in COUNTER_NAMES:
-                seq = ([series.vals[prev * w + j]] if prev is not None else []) + col
+                seq = ([vals[prev * w + j]] if prev is not None else []) + col
                 inc = increase(seq)
-                agg[base + _SUM] = NAN if inc is None else inc
+                agg[base + _INC] = NAN if inc is None else inc
             else:
-                agg[base + _SUM] = math.fsum(good)
+                agg[base + _MIN] = min(good)
+                agg[base + _AVG] = math.fsum(good) / len(good)
         self._store_bucket(series, start, agg)
         if self.collect_closed_buckets:
             self._closed_buckets.append((series.key, series.metrics, start, agg))
@@ -360,13 +377,13 @@ class TimeSeriesStore:
                 series.kind = kind
                 series.stale = True
             if tuple(series.metrics) != tuple(metrics):
-                full = array("d", [NAN]) * (series.width * _ROLL)
+                full = array("f", [NAN]) * (series.width * _ROLL)
                 for j, m in enumerate(metrics):
                     if m in series.index:
                         t = series.index[m] * _ROLL
-                        full[t : t + _ROLL] = array("d", agg[j * _ROLL : (j + 1) * _ROLL])
+                        full[t : t + _ROLL] = array("f", agg[j * _ROLL : (j + 1) * _ROLL])
                 agg = full
-            self._store_bucket(series, start, array("d", agg))
+            self._store_bucket(series, start, array("f", agg))
             series.last_time = (
                 max(series.last_time, start) if series.last_time == series.last_time else start
             )
@@ -555,12 +572,11 @@ class TimeSeriesStore:
                 continue
             base = b * size + j * _ROLL
             if use_counter:
-                inc = series.rvals[base + _SUM]
+                inc = series.rvals[base + _INC]
                 out.append((t, None if inc != inc else inc / self.rollup.bucket))
             else:
-                cnt = series.rvals[base + _CNT]
-                total = series.rvals[base + _SUM]
-                out.append((t, None if cnt != cnt or cnt <= 0 else total / cnt))
+                avg = series.rvals[base + _AVG]
+                out.append((t, None if avg != avg else avg))
         return out
 
     def memory_bytes(self) -> int:
