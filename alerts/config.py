@@ -156,3 +156,13 @@ class AlertingSettings(_Strict):
     silences_path: str | None = Field(
         None, description="Where silences are persisted (default: next to the history file)."
     )
+    flap_threshold: int = Field(
+        3,
+        ge=0,
+        le=1000,
+        description="An alert that fired this many times within `flap_window` is flapping: "
+        "it is held firing until its condition stays false for `flap_window` (0 disables).",
+    )
+    flap_window: Duration = Field(
+        600.0, description="Window over which firings are counted to detect flapping."
+    )
