@@ -59,13 +59,24 @@ class YamlSyntaxError(Exception):
         self.pos = pos
 
 
+def _offset_pos(text: str, offset: int) -> Pos:
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return Pos(line, column)
+
+
 def _mark(node: yaml.Node) -> Pos:
     return Pos(node.start_mark.line + 1, node.start_mark.column + 1)
 
 
 def load_located(text: str) -> Located:
     """Parse one YAML document; raise YamlSyntaxError on invalid YAML."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        raise YamlSyntaxError(
+            f"invalid character: {exc.reason}", _offset_pos(text, exc.position)
+        ) from None
     try:
         try:
             node = loader.get_single_node()
