@@ -78,7 +78,7 @@ def _validate(tmp: Path, data: bytes) -> tuple[int, str]:
 
 
 @settings(
-    max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(data=st.binary(max_size=400))
 def test_any_bytes(tmp_path, data):
