@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 
 from alerts.config import AlertingSettings, AlertRule, NotifierConfig, default_rules
 from collectors.base import BrokerOptions
-from mqtop.durations import format_duration, is_duration_field, parse_duration
+from mqtop.durations import Duration, OptionalDuration, format_duration, is_duration_field
 from mqtop.errors import ConfigError, UsageError
 from mqtop.secrets import redact
 from mqtop.yamlpos import Located, Pos, YamlSyntaxError, load_located
@@ -36,18 +36,17 @@ class _Strict(BaseModel):
 class HistoryConfig(_Strict):
     """Embedded time-series store settings."""
 
-    retention: float = Field(86400.0, description="How long history is kept (rollups).")
-    recent: float = Field(
+    retention: Duration = Field(86400.0, description="How long history is kept (rollups).")
+    recent: Duration = Field(
         900.0, description="Window kept at full poll resolution (older data is rolled up)."
     )
     path: str | None = Field(
         None, description="SQLite file for persistence; history survives restarts when set."
     )
 
-    @field_validator("retention", "recent", mode="before")
+    @field_validator("retention", "recent")
     @classmethod
-    def _dur(cls, value: object) -> float:
-        seconds = parse_duration(value)
+    def _positive(cls, seconds: float) -> float:
         if seconds <= 0:
             raise ValueError("must be greater than 0")
         return seconds
@@ -58,27 +57,26 @@ class HistoryConfig(_Strict):
 
 
 class _RawConfig(_Strict):
-    interval: float = Field(5.0, description="Poll period.")
-    timeout: float | None = Field(None, description="Timeout of one poll (default: interval).")
+    interval: Duration = Field(5.0, description="Poll period of every broker.")
+    timeout: OptionalDuration = Field(
+        None, description="Timeout of one poll (default: the interval, at least 5s)."
+    )
     history: HistoryConfig = Field(default_factory=HistoryConfig)
     brokers: list[dict[str, Any]] = Field(default_factory=list)
     alerts: list[dict[str, Any]] | None = None
     alerting: AlertingSettings = Field(default_factory=AlertingSettings)
     notify: list[NotifierConfig] = Field(default_factory=list)
-    audit_log: str | None = Field(None, description="JSON-lines audit log of every write.")
+    audit_log: str | None = Field(
+        None,
+        description="JSON-lines audit log of writes (default ~/.local/state/mqtop/audit.jsonl).",
+    )
 
-    @field_validator("interval", mode="before")
+    @field_validator("interval")
     @classmethod
-    def _interval(cls, value: object) -> float:
-        seconds = parse_duration(value)
+    def _interval(cls, seconds: float) -> float:
         if seconds < 0.05:
             raise ValueError("interval must be at least 50ms")
         return seconds
-
-    @field_validator("timeout", mode="before")
-    @classmethod
-    def _timeout(cls, value: object) -> float | None:
-        return None if value is None else parse_duration(value)
 
 
 class Config(BaseModel):
