@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from mqtop.durations import Duration, OptionalDuration
 from mqtop.model import METRICS, PUBLIC_METRIC_NAMES
@@ -100,39 +107,118 @@ def default_rules() -> list[AlertRule]:
     return [AlertRule.model_validate(rule) for rule in DEFAULT_RULES]
 
 
-class StdoutNotifier(_Strict):
+class _NotifierBase(_Strict):
+    min_severity: Severity = Field(
+        "info", description="Only alerts at or above this severity are sent."
+    )
+
+
+def _hidden_url(url: SecretUrl) -> str:
+    """``scheme://host:port/****``: webhook paths are often the secret itself."""
+    from urllib.parse import urlsplit
+
+    from mqtop.secrets import MASK
+
+    try:
+        parts = urlsplit(url.get_secret_value())
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+    except ValueError:
+        return MASK
+    if parts.path in ("", "/") and not parts.query:
+        return url.masked
+    return f"{parts.scheme}://{host}/{MASK}"
+
+
+def _register_url(url: SecretUrl) -> SecretUrl:
+    """Remember the whole URL (and a long path) so no output or log can show it."""
+    from urllib.parse import urlsplit
+
+    from mqtop.secrets import REDACTOR
+
+    raw = url.get_secret_value()
+    REDACTOR.register(raw)
+    try:
+        path = urlsplit(raw).path
+    except ValueError:
+        path = ""
+    if len(path) >= 12:
+        REDACTOR.register(path)
+    return url
+
+
+class StdoutNotifier(_NotifierBase):
     """Print alert events as JSON lines on standard output."""
 
     type: Literal["stdout"]
 
 
-class WebhookNotifier(_Strict):
-    """POST each alert event as JSON to a URL."""
+class WebhookNotifier(_NotifierBase):
+    """POST alert events as JSON to a URL."""
 
     type: Literal["webhook"]
-    url: SecretUrl = Field(description="Endpoint (credentials in it are masked).")
+    url: SecretUrl = Field(description="Endpoint (the whole URL is treated as a secret).")
     timeout: Duration = Field(5.0, description="Request timeout.")
     retries: int = Field(3, ge=0, le=20, description="Retries with exponential backoff.")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra headers (masked).")
 
+    @field_validator("url")
+    @classmethod
+    def _secret_url(cls, value: SecretUrl) -> SecretUrl:
+        return _register_url(value)
 
-class SlackNotifier(_Strict):
+    @field_validator("headers")
+    @classmethod
+    def _secret_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        from mqtop.secrets import REDACTOR
+
+        for header in value.values():
+            REDACTOR.register(header)
+        return value
+
+    @field_serializer("url")
+    def _show_url(self, value: SecretUrl) -> str:
+        return _hidden_url(value)
+
+    @field_serializer("headers")
+    def _show_headers(self, value: dict[str, str]) -> dict[str, str]:
+        from mqtop.secrets import MASK
+
+        return dict.fromkeys(value, MASK)
+
+
+class SlackNotifier(_NotifierBase):
     """Send to a Slack incoming webhook."""
 
     type: Literal["slack"]
     url: SecretUrl = Field(description="Incoming-webhook URL (a secret).")
-    channel: str | None = None
+    channel: str | None = Field(None, description="Override the webhook's default channel.")
     timeout: Duration = 5.0
     retries: int = Field(3, ge=0, le=20)
 
+    @field_validator("url")
+    @classmethod
+    def _secret_url(cls, value: SecretUrl) -> SecretUrl:
+        return _register_url(value)
 
-class AlertmanagerNotifier(_Strict):
+    @field_serializer("url")
+    def _show_url(self, value: SecretUrl) -> str:
+        return _hidden_url(value)
+
+
+class AlertmanagerNotifier(_NotifierBase):
     """POST alerts to Alertmanager's ``/api/v2/alerts``."""
 
     type: Literal["alertmanager"]
     url: SecretUrl = Field(description="Alertmanager base URL, e.g. http://localhost:9093.")
     timeout: Duration = 5.0
     retries: int = Field(3, ge=0, le=20)
+    resend_interval: Duration = Field(
+        60.0,
+        description="Firing alerts are re-sent this often (Alertmanager expires alerts that "
+        "are not refreshed; endsAt is set to four intervals ahead).",
+    )
 
 
 NotifierConfig = Annotated[

@@ -47,6 +47,7 @@ GROUP_STALLED = "GroupStalled"
 SERIES_STALE = "SeriesStale"
 BUILTIN_RULES: tuple[str, ...] = (BROKER_DOWN, GROUP_STALLED, SERIES_STALE)
 STALE_POLLS = 3.0  # default stale_after, in poll intervals
+BACKFILL_GAP = 300.0  # a longer gap between stored points breaks a `for:` chain
 
 Identity = tuple[str | None, str | None, str | None]  # broker, queue, group
 
@@ -61,12 +62,12 @@ OPS: Mapping[str, Callable[[Any, Any], bool]] = MappingProxyType(
     }
 )
 
-DEFAULT_SUMMARY = "{metric} {op} {threshold} on {series}: {value}"
-_FUNCTION_SUMMARY = "{function}({metric}[{window}]) {op} {threshold} on {series}: {value}"
+DEFAULT_SUMMARY = "{series}: {metric} {value} {op} {threshold}"
+_FUNCTION_SUMMARY = "{series}: {function}({metric}[{window}]) {value} {op} {threshold}"
 _BUILTIN_SUMMARY = {
     BROKER_DOWN: "broker {broker} is unreachable: {error}",
-    GROUP_STALLED: "consumer group {group} on {broker}/{queue} is {status}",
-    SERIES_STALE: "{series} has not been updated for {value}s (stale after {threshold}s)",
+    GROUP_STALLED: "{series}: consumer group {group} is {status}",
+    SERIES_STALE: "{series}: not updated for {value}s (stale after {threshold}s)",
 }
 _FIELD = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)(?::([^{}]*))?\}")
 
@@ -644,7 +645,7 @@ class AlertEvaluator:
         store = ctx.store
         status = ctx.statuses.get(key.broker)
         interval = status.interval if status is not None else store.interval
-        tolerance = STALE_POLLS * interval
+        tolerance = max(STALE_POLLS * interval, BACKFILL_GAP)
         if rule.for_ > store.recent:
             tolerance = max(tolerance, 1.5 * store.rollup.bucket)
         start = ctx.now - rule.for_ - tolerance
