@@ -55,7 +55,7 @@ class Engine:
         collectors: dict[str, Collector] | None = None,
     ) -> None:
         self.config = config
-        self.store = store or TimeSeriesStore(
+        self.store = store if store is not None else TimeSeriesStore(
             interval=config.interval,
             recent=config.history.recent,
             retention=config.history.retention,
