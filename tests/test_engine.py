@@ -36,7 +36,9 @@ class Scripted:
         if step == "hang":
             await asyncio.sleep(3600)
         key = SeriesKey(self._options.name, "q", None)
-        return Collected((SeriesSample(key=key, kind="queue", values={"queue_length": self.polls}),))
+        return Collected(
+            (SeriesSample(key=key, kind="queue", values={"queue_length": self.polls}),)
+        )
 
     async def close(self) -> None:
         self.closes += 1
@@ -46,8 +48,7 @@ class Scripted:
 
 
 def make_engine(*collectors: Scripted, interval: float = 0.05, timeout: float = 0.2) -> Engine:
-    config = Config(interval=interval, timeout=timeout,
-                    brokers=[c.options for c in collectors])
+    config = Config(interval=interval, timeout=timeout, brokers=[c.options for c in collectors])
     return Engine(config, collectors={c.options.name: c for c in collectors})
 
 
