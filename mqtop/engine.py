@@ -55,10 +55,14 @@ class Engine:
         collectors: dict[str, Collector] | None = None,
     ) -> None:
         self.config = config
-        self.store = store if store is not None else TimeSeriesStore(
-            interval=config.interval,
-            recent=config.history.recent,
-            retention=config.history.retention,
+        self.store = (
+            store
+            if store is not None
+            else TimeSeriesStore(
+                interval=config.interval,
+                recent=config.history.recent,
+                retention=config.history.retention,
+            )
         )
         self.history: HistoryDB | None = None
         history_path = config.history.resolved_path()
