@@ -1,0 +1,542 @@
+"""``mqtop serve``: the headless daemon.
+
+Polls every broker, evaluates the alert rules, sends notifications and serves Prometheus
+``/metrics`` (every metric as ``mqtop_<metric>``, plus alert state and the daemon's own
+health) and ``/healthz``. SIGHUP re-reads the config (rules, notifiers, brokers) keeping the
+in-memory history and alert states; SIGTERM/SIGINT stop polling, deliver queued
+notifications, flush history and exit 0. Logs are JSON lines on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from alerts.evaluator import AlertEvaluator
+from alerts.model import AlertEvent, AlertState
+from alerts.notifiers import Dispatcher, event_json, iso
+from alerts.silences import SilenceStore, default_silences_path
+from mqtop import __version__
+from mqtop.config import Config
+from mqtop.engine import Engine
+from mqtop.errors import EXIT_OK, EXIT_USAGE, MqtopError, UsageError
+from mqtop.output import SnapshotCollector
+from mqtop.runtime import config_from_args
+from mqtop.secrets import install_log_redaction, redact, redact_obj
+from mqtop.store import TimeSeriesStore
+
+log = logging.getLogger("mqtop.serve")
+
+HEALTHY_CYCLES = 3.0  # /healthz fails when no evaluation ran for this many intervals
+
+
+# ---------------------------------------------------------------- structured logs
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, msg and any ``extra={"fields": ...}``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "time": iso(record.created),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": redact(record.getMessage()),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, Mapping):
+            for key, value in redact_obj(dict(fields)).items():
+                data.setdefault(key, value)  # never overwrite time/level/logger/msg
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            data["error"] = redact(f"{type(exc).__name__}: {exc}")
+        return json.dumps(data, ensure_ascii=True, default=str)
+
+
+def setup_logging(verbose: int) -> None:
+    """JSON logs on stderr at INFO (DEBUG with -vv); secrets masked."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig()
+    for handler in root.handlers:
+        handler.setFormatter(JsonLogFormatter())
+    root.setLevel(logging.DEBUG if verbose >= 2 else logging.INFO)
+    for noisy in ("httpx", "httpcore", "aiokafka", "pika", "botocore", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    install_log_redaction()
+
+
+# ---------------------------------------------------------------- Prometheus
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """The daemon's own numbers, published by the event loop for the HTTP thread."""
+
+    started: float
+    last_evaluation: float | None = None
+    evaluation_seconds: float = 0.0
+    evaluations: int = 0
+    reloads: Mapping[str, int] = field(default_factory=dict)
+    last_reload_ok: bool = True
+    last_reload: float | None = None
+    notifications: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    silences: int = 0
+    interval: float = 5.0
+
+
+class DaemonCollector:
+    """prometheus_client collector for alert states and the daemon's health."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+
+    def collect(self) -> Iterable[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        daemon = self._daemon
+        health = daemon.health
+        alerts = daemon.evaluator.alerts()
+        labels = ["rule", "severity", "state", "broker", "queue", "group"]
+        active = GaugeMetricFamily(
+            "mqtop_alert",
+            "1 for every pending or firing alert (state label: pending or firing).",
+            labels=labels,
+        )
+        firing: dict[str, int] = {"info": 0, "warning": 0, "critical": 0}
+        pending: dict[str, int] = dict.fromkeys(firing, 0)
+        for alert in alerts:
+            active.add_metric(
+                [
+                    alert.rule,
+                    alert.severity,
+                    alert.state.value,
+                    alert.broker or "",
+                    alert.queue or "",
+                    alert.group or "",
+                ],
+                1.0,
+            )
+            counts = firing if alert.state is AlertState.FIRING else pending
+            counts[alert.severity] = counts.get(alert.severity, 0) + 1
+        yield active
+        for name, counts, text in (
+            ("mqtop_alerts_firing", firing, "Firing alerts by severity."),
+            ("mqtop_alerts_pending", pending, "Pending alerts by severity."),
+        ):
+            family = GaugeMetricFamily(name, text, labels=["severity"])
+            for severity, count in counts.items():
+                family.add_metric([severity], float(count))
+            yield family
+        yield GaugeMetricFamily(
+            "mqtop_silences_active", "Silences in force.", value=float(health.silences)
+        )
+
+        statuses = list(daemon.engine.statuses.values())
+        now = time.time()
+        last = GaugeMetricFamily(
+            "mqtop_broker_last_success_timestamp_seconds",
+            "Time of the last successful poll.",
+            labels=["broker"],
+        )
+        failures = GaugeMetricFamily(
+            "mqtop_broker_consecutive_failures",
+            "Polls failed in a row.",
+            labels=["broker"],
+        )
+        stale = GaugeMetricFamily(
+            "mqtop_broker_stale",
+            "1 when no poll succeeded within 2.5 poll intervals.",
+            labels=["broker"],
+        )
+        series = GaugeMetricFamily(
+            "mqtop_series", "Live series (queues x groups) per broker.", labels=["broker"]
+        )
+        per_broker: dict[str, int] = {}
+        for view in daemon.store.views(include_stale=False):
+            per_broker[view.key.broker] = per_broker.get(view.key.broker, 0) + 1
+        for status in statuses:
+            if status.last_success is not None:
+                last.add_metric([status.name], status.last_success)
+            failures.add_metric([status.name], float(status.consecutive_failures))
+            stale.add_metric([status.name], 1.0 if status.is_stale(now) else 0.0)
+            series.add_metric([status.name], float(per_broker.get(status.name, 0)))
+        yield last
+        yield failures
+        yield stale
+        yield series
+
+        yield GaugeMetricFamily(
+            "mqtop_evaluation_duration_seconds",
+            "Duration of the last alert evaluation.",
+            value=health.evaluation_seconds,
+        )
+        if health.last_evaluation is not None:
+            yield GaugeMetricFamily(
+                "mqtop_evaluation_last_timestamp_seconds",
+                "Time of the last alert evaluation.",
+                value=health.last_evaluation,
+            )
+        yield CounterMetricFamily(
+            "mqtop_evaluations", "Alert evaluation cycles.", value=float(health.evaluations)
+        )
+        notifications = CounterMetricFamily(
+            "mqtop_notifications",
+            "Notifications by notifier and result (sent, failed, dropped).",
+            labels=["notifier", "result"],
+        )
+        for (name, result), count in sorted(health.notifications.items()):
+            notifications.add_metric([name, result], float(count))
+        yield notifications
+        reloads = CounterMetricFamily(
+            "mqtop_config_reloads", "Config reloads (SIGHUP) by result.", labels=["result"]
+        )
+        for result in ("success", "failure"):
+            reloads.add_metric([result], float(health.reloads.get(result, 0)))
+        yield reloads
+        yield GaugeMetricFamily(
+            "mqtop_config_last_reload_successful",
+            "1 when the last config reload succeeded (or none was attempted).",
+            value=1.0 if health.last_reload_ok else 0.0,
+        )
+        info = GaugeMetricFamily("mqtop_build_info", "mqtop version.", labels=["version"])
+        info.add_metric([__version__], 1.0)
+        yield info
+        yield GaugeMetricFamily(
+            "mqtop_start_time_seconds", "When the daemon started.", value=health.started
+        )
+
+
+def _handler(daemon: Daemon) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = f"mqtop/{__version__}"
+
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            try:
+                if path == "/metrics":
+                    self._metrics()
+                elif path == "/healthz":
+                    self._healthz()
+                elif path == "/":
+                    self._send(200, "text/plain; charset=utf-8", b"mqtop: /metrics /healthz\n")
+                else:
+                    self._send(404, "text/plain; charset=utf-8", b"not found\n")
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            except Exception as exc:
+                log.error("http: %s", redact(f"{type(exc).__name__}: {exc}"))
+                with contextlib.suppress(Exception):
+                    self._send(500, "text/plain; charset=utf-8", b"internal error\n")
+
+        def _metrics(self) -> None:
+            from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+            body = generate_latest(daemon.registry)
+            self._send(200, CONTENT_TYPE_LATEST, body)
+
+        def _healthz(self) -> None:
+            ok, doc = daemon.health_report()
+            body = (json.dumps(doc, ensure_ascii=True) + "\n").encode()
+            self._send(200 if ok else 503, "application/json", body)
+
+        def _send(self, code: int, content_type: str, body: bytes) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("http %s", format % args)
+
+    return Handler
+
+
+# ---------------------------------------------------------------- the daemon
+
+
+def _engine_settings(config: Config) -> tuple[Any, ...]:
+    return (config.brokers, config.interval, config.timeout, config.history)
+
+
+class Daemon:
+    """Owns the store, engine, evaluator, notifiers and HTTP server of ``mqtop serve``."""
+
+    def __init__(self, args: argparse.Namespace, config: Config) -> None:
+        from prometheus_client import CollectorRegistry
+
+        self.args = args
+        self.config = config
+        self.store = TimeSeriesStore(
+            interval=config.interval,
+            recent=config.history.recent,
+            retention=config.history.retention,
+        )
+        self.engine = Engine(config, store=self.store)
+        path = default_silences_path(config.alerting.silences_path, config.history.resolved_path())
+        self.silences = SilenceStore(path)
+        self.evaluator = AlertEvaluator(config.alerts, config.alerting, silences=self.silences)
+        self.dispatcher = Dispatcher.from_config(config.notify)
+        self.health = Health(started=time.time(), interval=config.interval)
+        self._reloads = {"success": 0, "failure": 0}
+        self._last_reload_ok = True
+        self._last_reload: float | None = None
+        self._wake = asyncio.Event()
+        self._unsubscribe = self.store.subscribe(lambda _s: self._wake.set())
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(
+            SnapshotCollector(
+                lambda: (list(self.engine.statuses.values()), self.store.views(include_stale=False))
+            )
+        )
+        self.registry.register(DaemonCollector(self))
+        self._http: ThreadingHTTPServer | None = None
+        self._http_thread: threading.Thread | None = None
+
+    # -- HTTP --------------------------------------------------------------------------
+
+    def listen(self, host: str, port: int) -> tuple[str, int]:
+        """Bind the HTTP server (raises UsageError when the address is unusable)."""
+        try:
+            server = ThreadingHTTPServer((host, port), _handler(self))
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        server.daemon_threads = True
+        self._http = server
+        self._http_thread = threading.Thread(
+            target=server.serve_forever, name="mqtop-http", daemon=True
+        )
+        self._http_thread.start()
+        bound = server.server_address
+        return str(bound[0]), int(bound[1])
+
+    def health_report(self) -> tuple[bool, dict[str, Any]]:
+        """(healthy, document) for ``/healthz``: healthy while evaluations keep running."""
+        health = self.health
+        now = time.time()
+        limit = max(HEALTHY_CYCLES * health.interval, 10.0)
+        if health.last_evaluation is None:
+            timeouts = [self.config.poll_timeout(b) for b in self.config.brokers] or [0.0]
+            ok = now - health.started <= limit + max(timeouts)
+            state = "starting" if ok else "stalled"
+        else:
+            ok = now - health.last_evaluation <= limit
+            state = "ok" if ok else "stalled"
+        brokers = {
+            s.name: {"up": s.up, "error": None if s.error is None else redact(s.error)}
+            for s in list(self.engine.statuses.values())
+        }
+        return ok, {
+            "status": state,
+            "last_evaluation": iso(health.last_evaluation),
+            "brokers": brokers,
+            "version": __version__,
+        }
+
+    # -- running -----------------------------------------------------------------------
+
+    def _publish_health(
+        self, duration: float | None = None, evaluated: float | None = None
+    ) -> None:
+        old = self.health
+        self.health = Health(
+            started=old.started,
+            last_evaluation=evaluated if evaluated is not None else old.last_evaluation,
+            evaluation_seconds=duration if duration is not None else old.evaluation_seconds,
+            evaluations=self.evaluator.cycles,
+            reloads=dict(self._reloads),
+            last_reload_ok=self._last_reload_ok,
+            last_reload=self._last_reload,
+            notifications=dict(self.dispatcher.counts),
+            silences=len(self.silences.active()),
+            interval=self.config.interval,
+        )
+
+    def evaluate(self) -> list[AlertEvent]:
+        """One evaluation cycle: evaluate, log and queue notifications."""
+        now = time.time()
+        events = self.evaluator.evaluate(self.store, self.engine.statuses, now)
+        for event in events:
+            data = event_json(event)
+            log.info(
+                "alert %s: %s %s",
+                event.kind,
+                event.alert.rule,
+                data["summary"],
+                extra={"fields": {"event": "alert", **data}},
+            )
+        self.dispatcher.notify(events)
+        self.dispatcher.sync(self.evaluator.alerts(), now)
+        self._publish_health(self.evaluator.last_duration, now)
+        return events
+
+    async def reload(self) -> bool:
+        """Re-read the config; keep history and alert state. False (and keep running on the
+        old config) when the new one is invalid."""
+        self._last_reload = time.time()
+        try:
+            new = await asyncio.to_thread(config_from_args, self.args)
+        except MqtopError as exc:
+            self._reloads["failure"] += 1
+            self._last_reload_ok = False
+            log.error(
+                "config reload failed; keeping the running config",
+                extra={"fields": {"event": "reload", "result": "failure", "error": exc.message}},
+            )
+            self._publish_health()
+            return False
+        old = self.config
+        if _engine_settings(new) != _engine_settings(old):
+            await self.engine.stop()
+            engine = Engine(new, store=self.store)
+            for name, status in self.engine.statuses.items():
+                if name in engine.statuses and engine.statuses[name].address == status.address:
+                    engine.statuses[name] = status  # keep health (and BrokerDown) continuous
+            self.engine = engine
+            self.engine.start()
+        self.evaluator.update_rules(new.alerts, new.alerting)
+        if new.notify != old.notify:
+            old_dispatcher = self.dispatcher
+            self.dispatcher = Dispatcher.from_config(new.notify)
+            self.dispatcher.start()
+            await old_dispatcher.aclose(grace=5.0)
+        self.config = new
+        self._reloads["success"] += 1
+        self._last_reload_ok = True
+        log.info(
+            "config reloaded",
+            extra={
+                "fields": {
+                    "event": "reload",
+                    "result": "success",
+                    "rules": [r.name for r in self.evaluator.rules],
+                    "brokers": [b.name for b in new.brokers],
+                }
+            },
+        )
+        self._publish_health()
+        return True
+
+    async def run(self, host: str, port: int) -> int:
+        """Serve until SIGTERM/SIGINT; exit code 0 after a clean shutdown."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        reload_requested = asyncio.Event()
+        installed = []
+        for sig, handler in (
+            (signal.SIGTERM, stop.set),
+            (signal.SIGINT, stop.set),
+            (signal.SIGHUP, reload_requested.set),
+        ):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, handler)
+                installed.append(sig)
+        bound_host, bound_port = self.listen(host, port)
+        try:
+            loaded = await self.engine.load_history()
+            self.engine.start()
+            self.dispatcher.start()
+            log.info(
+                "serving",
+                extra={
+                    "fields": {
+                        "event": "start",
+                        "metrics_url": f"http://{bound_host}:{bound_port}/metrics",
+                        "port": bound_port,
+                        "brokers": [b.name for b in self.config.brokers],
+                        "rules": [r.name for r in self.evaluator.rules],
+                        "history_rows_loaded": loaded,
+                        "version": __version__,
+                    }
+                },
+            )
+            await self._loop(stop, reload_requested)
+        finally:
+            await self._shutdown()
+            for sig in installed:
+                with contextlib.suppress(Exception):
+                    loop.remove_signal_handler(sig)
+        return EXIT_OK
+
+    async def _loop(self, stop: asyncio.Event, reload_requested: asyncio.Event) -> None:
+        while not stop.is_set():
+            waiters = [
+                asyncio.ensure_future(stop.wait()),
+                asyncio.ensure_future(reload_requested.wait()),
+                asyncio.ensure_future(self._wake.wait()),
+            ]
+            try:
+                await asyncio.wait(
+                    waiters, timeout=self.config.interval, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+            if stop.is_set():
+                break
+            if reload_requested.is_set():
+                reload_requested.clear()
+                await self.reload()
+            if self._wake.is_set():
+                await asyncio.sleep(0.05)  # coalesce brokers polled at the same moment
+                self._wake.clear()
+            try:
+                self.evaluate()
+            except Exception as exc:  # a bug in one cycle must not stop the daemon
+                log.error(
+                    "evaluation failed",
+                    extra={"fields": {"error": redact(f"{type(exc).__name__}: {exc}")}},
+                )
+
+    async def _shutdown(self) -> None:
+        log.info("stopping", extra={"fields": {"event": "stop"}})
+        with contextlib.suppress(Exception):
+            await self.engine.stop()  # also flushes and closes the history database
+        try:
+            self.evaluate()  # a final look, so nothing seen is left unsent
+        except Exception as exc:
+            log.error("final evaluation failed: %s", redact(f"{type(exc).__name__}: {exc}"))
+        await self.dispatcher.aclose(grace=5.0)
+        self._unsubscribe()
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+        log.info("stopped", extra={"fields": {"event": "stopped"}})
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the daemon until SIGTERM/SIGINT."""
+    setup_logging(getattr(args, "verbose", 0) or 0)
+    port = int(getattr(args, "metrics_port", 9321))
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--metrics-port {port}: must be between 0 and 65535")
+    host = getattr(args, "metrics_host", "127.0.0.1") or "127.0.0.1"
+    config = config_from_args(args)
+    if not config.brokers:
+        where = config.source or "no config file; no broker detected on default local ports"
+        raise UsageError(f"no brokers to watch ({where}); see `mqtop init` or config.example.yaml")
+
+    async def main() -> int:
+        daemon = Daemon(args, config)
+        return await daemon.run(host, port)
+
+    try:
+        return asyncio.run(main())
+    except UsageError:
+        raise
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except OSError as exc:
+        log.error("cannot serve: %s", redact(str(exc)))
+        return EXIT_USAGE
