@@ -192,3 +192,48 @@ def test_dead_broker_exit_3_others_still_report(r, redis_broker, write_config, r
     assert "gone" in lines[0] and f"127.0.0.1:{dead_port}" in lines[0]
     assert "Traceback" not in result.stderr
     assert "hunter2secret" not in result.stderr + result.stdout
+
+
+def test_queues_and_prometheus_formats(r, redis_broker, write_config, run_cli, unique):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    client, created = r
+    prefix = unique("fmt") + ":"
+    jobs, dead = prefix + "jobs", prefix + "jobs-dlq"
+    created += [jobs, dead]
+    client.rpush(jobs, "a", "b")
+    client.rpush(dead, "x")
+    path = _config(write_config, redis_broker, prefix, interval="100ms")
+
+    result = run_cli("queues", "--config", str(path), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    rows = {row["queue"]: row for row in json.loads(result.stdout)}
+    assert rows[jobs] == {
+        "broker": "cache",
+        "queue": jobs,
+        "group": None,
+        "kind": "list",
+        "dlq": dead,
+    }
+    assert rows[dead]["dlq"] is None
+
+    result = run_cli("metrics", "--config", str(path), "--format", "prometheus")
+    assert result.returncode == 0, result.stderr
+    samples = {
+        (s.name, s.labels.get("queue")): s
+        for family in text_string_to_metric_families(result.stdout)
+        for s in family.samples
+    }
+    assert samples[("mqtop_queue_length", jobs)].value == 2
+    assert samples[("mqtop_queue_length", jobs)].labels == {
+        "broker": "cache",
+        "queue": jobs,
+        "group": "",
+    }
+    assert samples[("mqtop_dlq_length", jobs)].value == 1
+    assert ("mqtop_publish_rate", jobs) not in samples  # unknown: absent, never 0
+    assert samples[("mqtop_broker_up", None)].value == 1
+
+    result = run_cli("metrics", "--config", str(path))
+    assert result.returncode == 0
+    assert jobs in result.stdout and "BACKLOG" in result.stdout
