@@ -1,0 +1,233 @@
+"""Alerts: firing and pending alerts, recent resolutions, silences."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar, cast
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Label, Static
+
+from alerts.model import Alert, AlertState
+from mqtop.durations import humanize_seconds
+from mqtop.safe import safe_text
+from mqtop.ui.alerting import glob_escape
+from mqtop.ui.app import DataRefreshed, MqtopApp
+from mqtop.ui.modals import SilenceModal
+
+
+def state_cell(alert: Alert) -> Text:
+    """State as symbol + word + colour (never colour alone)."""
+    if alert.silenced:
+        return Text("⊘ silenced", "dim")
+    if alert.state == AlertState.FIRING:
+        if alert.severity == "critical":
+            return Text("✖ firing", "bold red")
+        return Text("▲ firing", "bold yellow")
+    if alert.state == AlertState.PENDING:
+        return Text("◔ pending", "yellow")
+    if alert.state == AlertState.RESOLVED:
+        return Text("✓ resolved", "green")
+    return Text(alert.state.value, "dim")
+
+
+def _value(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def _clock(epoch: float | None) -> str:
+    if epoch is None:
+        return "-"
+    return dt.datetime.fromtimestamp(epoch, tz=dt.UTC).strftime("%H:%M:%SZ")
+
+
+def silence_matchers(alert: Alert) -> dict[str, str]:
+    """Labels that pin a silence to this alert's series."""
+    out: dict[str, str] = {}
+    for label in ("broker", "queue", "group"):
+        value = getattr(alert, label)
+        if value is not None:
+            out[label] = glob_escape(value)
+    return out
+
+
+class AlertsScreen(Screen[None]):
+    """Firing and pending alerts, recent resolutions and active silences."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,backspace", "back", "Back"),
+        Binding("s", "silence", "Silence"),
+        Binding("u", "unsilence", "Unsilence"),
+        Binding("enter", "open", "Open series"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._alerts: list[Alert] = []
+        self._silences: list[Any] = []
+
+    @property
+    def mqtop(self) -> MqtopApp:
+        """The app, typed."""
+        return cast(MqtopApp, self.app)
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="alerts-title")
+        yield DataTable(id="alerts-table", cursor_type="row", zebra_stripes=True)
+        yield Label(Text("Recent resolutions", style="bold"), classes="section")
+        yield DataTable(id="resolved-table", cursor_type="row")
+        yield Label(Text("Silences", style="bold"), classes="section")
+        yield DataTable(id="silences-table", cursor_type="row")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Set up the tables."""
+        active = self.query_one("#alerts-table", DataTable)
+        active.add_columns(
+            "State", "Sev", "Rule", "Broker", "Queue", "Group", "Value", "Thr", "Since", "Summary"
+        )
+        resolved = self.query_one("#resolved-table", DataTable)
+        resolved.add_columns("Resolved", "Sev", "Rule", "Broker", "Queue", "Group", "Summary")
+        silences = self.query_one("#silences-table", DataTable)
+        silences.add_columns("Id", "Rule", "Matchers", "Until", "Comment")
+        self.refresh_tables()
+        active.focus()
+
+    def on_data_refreshed(self, message: DataRefreshed) -> None:
+        """Redraw."""
+        self.refresh_tables()
+
+    def refresh_tables(self) -> None:
+        """Fill the three tables from the app's data."""
+        data = self.mqtop.data
+        now = self.mqtop.clock()
+        order = {AlertState.FIRING: 0, AlertState.PENDING: 1}
+        self._alerts = sorted(
+            data.alerts,
+            key=lambda a: (a.silenced, order.get(a.state, 2), -a.severity_rank, a.rule),
+        )
+        firing = sum(1 for a in self._alerts if a.state == AlertState.FIRING and not a.silenced)
+        pending = sum(1 for a in self._alerts if a.state == AlertState.PENDING)
+        title = Text()
+        title.append(" Alerts ", "bold reverse")
+        title.append(f"  {firing} firing · {pending} pending · {len(data.silences)} silences")
+        if not getattr(self.mqtop.alert_source, "available", True):
+            title.append("  (alert evaluation unavailable)", "yellow")
+        self.query_one("#alerts-title", Static).update(title)
+
+        table = self.query_one("#alerts-table", DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        for alert in self._alerts:
+            since = alert.fired_at or alert.active_since
+            table.add_row(
+                state_cell(alert),
+                alert.severity,
+                Text(safe_text(alert.rule, 40)),
+                Text(safe_text(alert.broker or "-", 30)),
+                Text(safe_text(alert.queue or "-", 50)),
+                Text(safe_text(alert.group or "-", 30)),
+                _value(alert.value),
+                _value(alert.threshold),
+                humanize_seconds(now - since) if since is not None else "-",
+                Text(safe_text(alert.summary, 200)),
+            )
+        if self._alerts:
+            table.move_cursor(row=min(cursor, len(self._alerts) - 1))
+
+        resolved = self.query_one("#resolved-table", DataTable)
+        resolved.clear()
+        for alert in data.resolved[:20]:
+            resolved.add_row(
+                _clock(alert.resolved_at),
+                alert.severity,
+                Text(safe_text(alert.rule, 40)),
+                Text(safe_text(alert.broker or "-", 30)),
+                Text(safe_text(alert.queue or "-", 50)),
+                Text(safe_text(alert.group or "-", 30)),
+                Text(safe_text(alert.summary, 200)),
+            )
+
+        silences = self.query_one("#silences-table", DataTable)
+        silences.clear()
+        self._silences = list(data.silences)
+        for silence in self._silences:
+            matchers = getattr(silence, "matchers", {}) or {}
+            silences.add_row(
+                Text(safe_text(getattr(silence, "id", "?"), 20)),
+                Text(safe_text(getattr(silence, "rule", "*") or "*", 40)),
+                Text(safe_text(", ".join(f"{k}={v}" for k, v in dict(matchers).items()), 80)),
+                _clock(getattr(silence, "until", None)),
+                Text(safe_text(getattr(silence, "comment", "") or "", 80)),
+            )
+
+    def selected_alert(self) -> Alert | None:
+        """The alert under the cursor."""
+        table = self.query_one("#alerts-table", DataTable)
+        if not self._alerts or table.cursor_row < 0 or table.cursor_row >= len(self._alerts):
+            return None
+        return self._alerts[table.cursor_row]
+
+    def action_back(self) -> None:
+        """Back."""
+        self.dismiss(None)
+
+    def action_open(self) -> None:
+        """Open the selected alert's series."""
+        from mqtop.model import SeriesKey
+
+        alert = self.selected_alert()
+        if alert is None or alert.broker is None or alert.queue is None:
+            return
+        self.mqtop.open_detail(SeriesKey(alert.broker, alert.queue, alert.group))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on an alert opens its series."""
+        if event.data_table.id == "alerts-table":
+            self.action_open()
+
+    @work(exclusive=True, group="silence")
+    async def action_silence(self) -> None:
+        """Silence the selected alert for a chosen time."""
+        alert = self.selected_alert()
+        if alert is None:
+            self.notify("no alert selected", severity="warning")
+            return
+        where = "/".join(v for v in (alert.broker, alert.queue, alert.group) if v)
+        label = f"{safe_text(alert.rule, 40)} on {safe_text(where, 80) or 'everything'}"
+        choice = await self.app.push_screen_wait(SilenceModal(label))
+        if choice is None:
+            return
+        seconds, comment = choice
+        until = self.mqtop.clock() + seconds
+        try:
+            self.mqtop.alert_source.silence(
+                alert.rule, silence_matchers(alert), until, comment or "silenced from the dashboard"
+            )
+        except Exception as exc:
+            self.notify(safe_text(f"cannot silence: {exc}", 200), severity="error")
+            return
+        self.notify(f"silenced {label} for {humanize_seconds(seconds)}")
+        self.mqtop.request_refresh()
+
+    def action_unsilence(self) -> None:
+        """Remove the selected silence."""
+        table = self.query_one("#silences-table", DataTable)
+        if not self._silences:
+            self.notify("no silences", severity="warning")
+            return
+        index = max(0, min(table.cursor_row, len(self._silences) - 1))
+        silence = self._silences[index]
+        try:
+            self.mqtop.alert_source.unsilence(getattr(silence, "id", ""))
+        except Exception as exc:
+            self.notify(safe_text(f"cannot unsilence: {exc}", 200), severity="error")
+            return
+        self.notify("silence removed")
+        self.mqtop.request_refresh()

@@ -1,0 +1,301 @@
+"""The dashboard application: owns the polling engine, turns store updates into screen data.
+
+Data flow: the engine polls brokers in asyncio tasks on Textual's loop and writes the store;
+the store calls back after each ingest; the app coalesces those calls and builds a
+:class:`DashboardData` (views, rows, alerts) in a thread worker, then hands it to the screens
+as a :class:`DataRefreshed` message. Screens never talk to a broker; DLQ actions go through
+``engine.collector(name).actions()`` in workers.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, ClassVar
+
+from rich.console import Console
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.screen import Screen
+
+from alerts.model import Alert, AlertEvent, AlertState
+from mqtop.config import Config
+from mqtop.engine import Engine
+from mqtop.model import BrokerSnapshot, BrokerStatus, SeriesKey, SeriesView
+from mqtop.safe import safe_text
+from mqtop.ui.alerting import AlertSource, LockedAlerts, make_alert_source
+from mqtop.ui.rows import Row, build_rows
+
+CSS_FILE = Path(__file__).with_name("mqtop.tcss")
+
+
+@dataclass(frozen=True)
+class DashboardData:
+    """One consistent picture of everything the screens show."""
+
+    time: float
+    views: tuple[SeriesView, ...] = ()
+    rows: tuple[Row, ...] = ()
+    statuses: Mapping[str, BrokerStatus] = field(default_factory=dict)
+    alerts: tuple[Alert, ...] = ()
+    resolved: tuple[Alert, ...] = ()
+    silences: tuple[Any, ...] = ()
+    generation: int = 0
+
+    def view(self, key: SeriesKey) -> SeriesView | None:
+        """The view of one series, if present."""
+        for view in self.views:
+            if view.key == key:
+                return view
+        return None
+
+    def alerts_for(self, key: SeriesKey) -> list[Alert]:
+        """Alerts on one series."""
+        return [
+            a
+            for a in self.alerts
+            if a.broker == key.broker and a.queue == key.queue and a.group == key.group
+        ]
+
+    def firing(self) -> list[Alert]:
+        """Firing alerts that are not silenced."""
+        return [a for a in self.alerts if a.state == AlertState.FIRING and not a.silenced]
+
+
+class DataRefreshed(Message):
+    """New dashboard data is available on ``app.data``."""
+
+
+class StoreChanged(Message):
+    """The store ingested a poll (posted from the store's callback)."""
+
+
+class MqtopApp(App[int]):
+    """htop for message queues."""
+
+    TITLE = "mqtop"
+    CSS_PATH = str(CSS_FILE)
+    ENABLE_COMMAND_PALETTE = True
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("A", "alerts", "Alerts", key_display="A"),
+        Binding("ctrl+t", "change_theme", "Theme", show=False),
+    ]
+
+    def __init__(
+        self,
+        engine: Engine,
+        alerts: AlertSource | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        autostart: bool = True,
+        peek_count: int = 100,
+    ) -> None:
+        super().__init__()
+        self.engine = engine
+        self.config: Config = engine.config
+        self.alert_source = LockedAlerts(alerts or make_alert_source(engine.config))
+        self.clock = clock
+        self.autostart = autostart
+        self.peek_count = peek_count
+        self.data = DashboardData(time=clock(), statuses=dict(engine.statuses))
+        self._refreshing = False
+        self._dirty = False
+        self._unsubscribe: Callable[[], None] | None = None
+        self._stopped = False
+        self.refresh_count = 0  # completed data refreshes (tests and benchmarks wait on it)
+
+    @classmethod
+    def from_config(cls, config: Config) -> MqtopApp:
+        """A dashboard polling the brokers of a config."""
+        return cls(Engine(config))
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        """Subscribe to the store, show the overview and start polling."""
+        from mqtop.ui.overview import OverviewScreen
+
+        self._unsubscribe = self.engine.store.subscribe(self._on_ingest)
+        self.push_screen(OverviewScreen())
+        if self.autostart:
+            self._start_engine()
+        self.request_refresh()
+        self.set_interval(1.0, self._tick, name="status-tick")
+
+    @work(exclusive=True, group="engine", exit_on_error=False)
+    async def _start_engine(self) -> None:
+        await self.engine.load_history()
+        self.engine.start()
+
+    async def stop_engine(self) -> None:
+        """Stop polling and close every collector (idempotent)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        await self.engine.stop()
+
+    async def action_quit(self) -> None:
+        """Stop the engine, then exit."""
+        await self.stop_engine()
+        self.exit(0)
+
+    def _on_ingest(self, snapshot: BrokerSnapshot) -> None:
+        # the store calls this on the thread that ingested: post_message is thread-safe
+        self.post_message(StoreChanged())
+
+    def on_store_changed(self, message: StoreChanged) -> None:
+        """Coalesce store updates into at most one refresh at a time."""
+        message.stop()
+        self.request_refresh()
+
+    def _tick(self) -> None:
+        for screen in self.screen_stack:
+            tick = getattr(screen, "on_tick", None)
+            if callable(tick):
+                tick()
+
+    # -- refresh ---------------------------------------------------------------------
+
+    def request_refresh(self) -> None:
+        """Rebuild the dashboard data soon (one build at a time; updates are coalesced)."""
+        if self._refreshing:
+            self._dirty = True
+            return
+        self._refreshing = True
+        self._dirty = False
+        self._build_data(dict(self.engine.statuses), self.clock())
+
+    @work(thread=True, group="refresh", exit_on_error=False)
+    def _build_data(self, statuses: dict[str, BrokerStatus], now: float) -> None:
+        try:
+            data, events = compute_data(self.engine, self.alert_source, statuses, now)
+        except Exception as exc:
+            self.call_from_thread(self._refresh_failed, exc)
+            return
+        self.call_from_thread(self._apply, data, events)
+
+    def _refresh_failed(self, exc: Exception) -> None:
+        self._refreshing = False
+        self.notify(safe_text(f"refresh failed: {exc}", 300), severity="error")
+
+    def _apply(self, data: DashboardData, events: list[AlertEvent]) -> None:
+        self.data = data
+        self.refresh_count += 1
+        self._refreshing = False
+        for event in events:
+            if event.kind == "firing" and not event.repeat and not event.alert.silenced:
+                alert = event.alert
+                self.notify(
+                    safe_text(alert.summary or alert.rule, 200),
+                    title=f"{alert.severity} · {safe_text(alert.rule, 60)}",
+                    severity="error" if alert.severity == "critical" else "warning",
+                    timeout=8,
+                )
+        for screen in self.screen_stack:
+            screen.post_message(DataRefreshed())
+        if self._dirty:
+            self.request_refresh()
+
+    # -- actions ---------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        """Show every key of the current screen."""
+        from mqtop.ui.modals import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    def action_alerts(self) -> None:
+        """Open the alerts screen."""
+        from mqtop.ui.alerts import AlertsScreen
+
+        if not isinstance(self.screen, AlertsScreen):
+            self.push_screen(AlertsScreen())
+
+    def open_detail(self, key: SeriesKey) -> None:
+        """Open the detail screen of a series."""
+        from mqtop.ui.detail import DetailScreen
+
+        self.push_screen(DetailScreen(key))
+
+    def open_dlq(self, broker: str, queue: str) -> None:
+        """Open the DLQ browser on a queue."""
+        from mqtop.ui.dlq import DlqScreen
+
+        self.push_screen(DlqScreen(broker, queue))
+
+    def screen_text(self) -> str:
+        """The current screen as plain text (what a terminal shows, without colours)."""
+        width, height = self.size
+        console = Console(
+            width=width,
+            height=height,
+            file=io.StringIO(),
+            force_terminal=True,
+            color_system="truecolor",
+            record=True,
+            legacy_windows=False,
+            safe_box=False,
+        )
+        render = self.screen._compositor.render_update(
+            full=True, screen_stack=self._background_screens
+        )
+        console.print(render)
+        return console.export_text(styles=False)
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """The palette lists every action bound on the current screen, plus screen extras."""
+        yield from super().get_system_commands(screen)
+        seen = {"quit", "change_theme", "command_palette"}
+        for active in screen.active_bindings.values():
+            binding = active.binding
+            if not binding.description or binding.action in seen:
+                continue
+            seen.add(binding.action)
+            yield SystemCommand(
+                binding.description,
+                f"key: {binding.key_display or binding.key}",
+                partial(self.run_action, binding.action, active.node),
+            )
+        extra = getattr(screen, "palette_commands", None)
+        if callable(extra):
+            yield from extra()
+
+
+def compute_data(
+    engine: Engine,
+    alerts: AlertSource,
+    statuses: dict[str, BrokerStatus],
+    now: float,
+) -> tuple[DashboardData, list[AlertEvent]]:
+    """Evaluate alerts and build the rows (runs in a worker thread; reads the store only)."""
+    store = engine.store
+    events = alerts.evaluate(store, statuses, now)
+    current = alerts.alerts()
+    views = store.views()
+    rows = build_rows(views, statuses, current, now)
+    return (
+        DashboardData(
+            time=now,
+            views=tuple(views),
+            rows=tuple(rows),
+            statuses=statuses,
+            alerts=tuple(current),
+            resolved=tuple(alerts.recent_resolved(50)),
+            silences=tuple(alerts.silences()),
+            generation=store.generation,
+        ),
+        events,
+    )

@@ -1,0 +1,310 @@
+"""Detail of one series: charts over 5m / 1h / 24h, partitions, consumers, alerts, its DLQ."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
+from typing import Any, ClassVar, cast
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Static, Tab, Tabs
+from textual_plotext import PlotextPlot
+
+from alerts.model import Alert
+from mqtop.durations import humanize_seconds
+from mqtop.model import PUBLIC_METRICS, SeriesKey, SeriesView, group_status_name
+from mqtop.safe import safe_text
+from mqtop.ui.app import DataRefreshed, MqtopApp
+from mqtop.ui.rows import fmt_count, fmt_pct, fmt_rate
+
+WINDOWS: tuple[tuple[str, float], ...] = (("5m", 300.0), ("1h", 3600.0), ("24h", 86400.0))
+CHART_POINTS = 120
+
+
+def metric_text(name: str, value: float | None) -> str:
+    """One metric value for the summary (null shown as ``-``)."""
+    if value is None:
+        return "-"
+    if name in ("publish_rate", "processing_rate"):
+        return f"{fmt_rate(value)}/s"
+    if name == "error_rate":
+        return fmt_pct(value)
+    if name in ("latency_seconds", "consumer_lag_seconds"):
+        return humanize_seconds(value)
+    if name == "group_status":
+        return group_status_name(value) or fmt_count(value)
+    return fmt_count(value)
+
+
+def summary_table(view: SeriesView | None) -> Table:
+    """Every public metric with its current value, four per line."""
+    table = Table.grid(padding=(0, 2), expand=True)
+    for _ in range(4):
+        table.add_column(no_wrap=True)
+    cells: list[Text] = []
+    for metric in PUBLIC_METRICS:
+        value = view.get(metric.name) if view is not None else None
+        cell = Text()
+        cell.append(f"{metric.name} ", "dim")
+        cell.append(metric_text(metric.name, value), "bold" if value is not None else "dim")
+        cells.append(cell)
+    for i in range(0, len(cells), 4):
+        row = cells[i : i + 4]
+        table.add_row(*row, *([Text("")] * (4 - len(row))))
+    return table
+
+
+def records_table(title: str, records: Sequence[Any]) -> Table | None:
+    """A table of broker-provided records (partitions, consumers); every value escaped."""
+    rows = [r for r in records if isinstance(r, Mapping | str)]
+    if not rows:
+        return None
+    table = Table(title=title, title_justify="left", title_style="bold", expand=True)
+    if all(isinstance(r, str) for r in rows):
+        table.add_column("name")
+        for r in rows[:200]:
+            table.add_row(Text(safe_text(r, 120)))
+        return table
+    columns: list[str] = []
+    for r in rows:
+        if isinstance(r, Mapping):
+            for k in r:
+                if str(k) not in columns:
+                    columns.append(str(k))
+    for c in columns[:10]:
+        table.add_column(safe_text(c, 30), no_wrap=True)
+    for r in rows[:200]:
+        if isinstance(r, Mapping):
+            table.add_row(
+                *[Text(safe_text(_plain(r.get(c)), 60)) for c in columns[:10]],
+            )
+    if len(rows) > 200:
+        table.caption = f"… {len(rows) - 200} more"
+    return table
+
+
+def _plain(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def info_table(info: Mapping[str, Any]) -> Table | None:
+    """Scalar details the broker reported (lists get their own tables)."""
+    items = [(k, v) for k, v in info.items() if not isinstance(v, list | tuple | dict)]
+    if not items:
+        return None
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="dim", no_wrap=True)
+    table.add_column()
+    for key, value in items[:40]:
+        table.add_row(safe_text(key, 40), Text(safe_text(_plain(value), 200)))
+    return table
+
+
+def alerts_text(alerts: Iterable[Alert]) -> Text:
+    """Alerts of this series, one per line, with state symbol and word."""
+    text = Text()
+    for alert in alerts:
+        style = "bold red" if alert.severity == "critical" else "yellow"
+        word = "silenced" if alert.silenced else alert.state.value
+        text.append(f"{'✖' if alert.state.value == 'firing' else '◔'} {word} ", style)
+        text.append(f"{safe_text(alert.rule, 60)} ", "bold")
+        text.append(safe_text(alert.summary, 200))
+        text.append("\n")
+    if not text:
+        text.append("✓ no alerts on this series", "green")
+    return text
+
+
+class DetailScreen(Screen[None]):
+    """Charts and details of one series."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,backspace", "back", "Back"),
+        Binding("1", "window(0)", "5m"),
+        Binding("2", "window(1)", "1h"),
+        Binding("3", "window(2)", "24h"),
+        Binding("d", "dlq", "DLQ"),
+    ]
+
+    def __init__(self, key: SeriesKey) -> None:
+        super().__init__()
+        self.key = key
+        self.window_index = 0
+
+    @property
+    def mqtop(self) -> MqtopApp:
+        """The app, typed."""
+        return cast(MqtopApp, self.app)
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="detail-title")
+        yield Tabs(*[Tab(label, id=f"w{i}") for i, (label, _) in enumerate(WINDOWS)], id="windows")
+        with VerticalScroll(id="detail-body"):
+            yield Static(id="detail-summary")
+            with Horizontal(id="charts-top", classes="charts"):
+                yield PlotextPlot(id="chart-backlog")
+                yield PlotextPlot(id="chart-rates")
+            with Horizontal(id="charts-bottom", classes="charts"):
+                yield PlotextPlot(id="chart-lag")
+                yield PlotextPlot(id="chart-inflight")
+            yield Static(id="detail-alerts")
+            yield Static(id="detail-partitions")
+            yield Static(id="detail-consumers")
+            yield Static(id="detail-info")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Draw with the data the app has."""
+        self.refresh_all()
+
+    def on_data_refreshed(self, message: DataRefreshed) -> None:
+        """Redraw when visible."""
+        if self.is_current:
+            self.refresh_all()
+
+    def on_screen_resume(self) -> None:
+        """Catch up after a screen on top closes."""
+        self.refresh_all()
+
+    def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
+        """Clicking (or arrowing to) a window tab changes the chart window."""
+        if event.tab is not None and event.tab.id:
+            self.window_index = int(event.tab.id[1:])
+            self._draw_charts()
+
+    def action_window(self, index: int) -> None:
+        """Show the last 5m / 1h / 24h."""
+        self.window_index = index
+        self.query_one(Tabs).active = f"w{index}"
+        self._draw_charts()
+
+    def action_back(self) -> None:
+        """Back to the overview."""
+        self.dismiss(None)
+
+    def action_dlq(self) -> None:
+        """Open this queue's DLQ (or the queue itself when it is a DLQ)."""
+        from mqtop.ui.overview import dlq_target
+        from mqtop.ui.rows import build_rows
+
+        view = self.mqtop.engine.store.view(self.key)
+        if view is None:
+            return
+        (row,) = build_rows([view], {}, [], self.mqtop.clock())
+        target = dlq_target(row, self.mqtop.data.views)
+        if target is None:
+            self.notify("no dead-letter queue is known for this queue", severity="warning")
+            return
+        self.mqtop.open_dlq(self.key.broker, target)
+
+    def palette_commands(self) -> Iterable[SystemCommand]:
+        """Chart windows in the palette."""
+        for i, (label, _) in enumerate(WINDOWS):
+            yield SystemCommand(
+                f"Chart window {label}", f"show the last {label}", partial(self.action_window, i)
+            )
+
+    # -- drawing -----------------------------------------------------------------------
+
+    def refresh_all(self) -> None:
+        """Title, summary, charts and tables from the store."""
+        view = self.mqtop.engine.store.view(self.key)
+        title = Text()
+        title.append(" ◀ ", "bold reverse")
+        title.append(f" {safe_text(self.key.broker, 40)} / ", "dim")
+        title.append(safe_text(self.key.queue, 120), "bold")
+        if self.key.group:
+            title.append(f"  group {safe_text(self.key.group, 80)}", "bold cyan")
+        if view is not None:
+            title.append(f"  · {safe_text(view.kind, 20)}", "dim")
+            if view.stale:
+                title.append("  ◇ stale (not in the last poll)", "yellow")
+            if view.dlq:
+                title.append("  · DLQ ")
+                title.append(safe_text(view.dlq, 80), "bold magenta")
+                title.append(" (d)", "dim")
+        else:
+            title.append("  (no data yet)", "dim")
+        self.query_one("#detail-title", Static).update(title)
+        self.query_one("#detail-summary", Static).update(summary_table(view))
+        self.query_one("#detail-alerts", Static).update(
+            alerts_text(self.mqtop.data.alerts_for(self.key))
+        )
+        info = view.info if view is not None else {}
+        for widget_id, name, title_text in (
+            ("#detail-partitions", "partitions", "Partitions"),
+            ("#detail-consumers", "consumers", "Consumers"),
+        ):
+            records = info.get(name)
+            table = (
+                records_table(title_text, records) if isinstance(records, list | tuple) else None
+            )
+            widget = self.query_one(widget_id, Static)
+            widget.display = table is not None
+            if table is not None:
+                widget.update(table)
+        details = info_table(info)
+        info_widget = self.query_one("#detail-info", Static)
+        info_widget.display = details is not None
+        if details is not None:
+            info_widget.update(details)
+        self._draw_charts()
+
+    def _series(self, metric: str, start: float, end: float) -> tuple[list[float], list[float]]:
+        points = self.mqtop.engine.store.range(self.key, metric, start, end, CHART_POINTS)
+        xs: list[float] = []
+        ys: list[float] = []
+        for t, v in points:
+            if v is not None:
+                xs.append((t - end) / 60.0)
+                ys.append(v)
+        return xs, ys
+
+    def _draw_charts(self) -> None:
+        label, window = WINDOWS[self.window_index]
+        end = self.mqtop.data.time
+        start = end - window
+        charts: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
+            ("#chart-backlog", "Backlog (messages)", (("queue_length", "backlog"),)),
+            (
+                "#chart-rates",
+                "Rates (messages/s)",
+                (("publish_rate", "in"), ("processing_rate", "out")),
+            ),
+            (
+                "#chart-lag",
+                "Age / lag (seconds)",
+                (("consumer_lag_seconds", "group lag"), ("latency_seconds", "oldest")),
+            ),
+            (
+                "#chart-inflight",
+                "In flight / consumers",
+                (("in_flight", "in flight"), ("consumers", "consumers")),
+            ),
+        )
+        for widget_id, title, metrics in charts:
+            plot = self.query_one(widget_id, PlotextPlot)
+            plt = plot.plt
+            plt.clear_data()
+            plt.clear_figure()
+            plt.title(f"{title} · last {label}")
+            plt.xlabel("minutes ago")
+            plotted = False
+            for metric, name in metrics:
+                xs, ys = self._series(metric, start, end)
+                if xs:
+                    plt.plot(xs, ys, label=name, marker="braille")
+                    plotted = True
+            if not plotted:
+                plt.title(f"{title} · last {label} · no data (not exposed or not yet polled)")
+            plt.xlim(-window / 60.0, 0)
+            plot.refresh()

@@ -1,0 +1,550 @@
+"""DLQ browser: peek, view, select, and replay / move / purge behind a confirmation."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any, ClassVar, Literal, cast
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.screen import ModalScreen, Screen
+from textual.widgets import DataTable, Footer, Label, ProgressBar, Static
+
+from collectors.base import BrokerOptions, MessageActions, MoveProgress, MoveResult, PeekedMessage
+from mqtop.engine import describe_error
+from mqtop.errors import MqtopError
+from mqtop.safe import hexdump, is_binary, json_safe, pretty_body, safe_text
+from mqtop.ui.app import MqtopApp
+from mqtop.ui.dlq_ops import (
+    common_origin,
+    fmt_size,
+    message_row,
+    run_move,
+    run_purge,
+    selection_request,
+)
+from mqtop.ui.modals import ConfirmModal, DestinationPicker
+
+VIEWER_LIMIT = 64 * 1024
+WRITE_ACTIONS = frozenset({"replay", "move", "purge"})
+
+
+def message_text(message: PeekedMessage, now: float, hex_view: bool = False) -> Text:
+    """Everything about one message, safe to print: summary, death, headers, properties, body."""
+    text = Text()
+
+    def field(name: str, value: object) -> None:
+        text.append(f"{name:<12}", "dim")
+        text.append(safe_text(value, 2000))
+        text.append("\n")
+
+    field("id", message.id)
+    field("size", f"{fmt_size(len(message.body))} ({len(message.body)} bytes)")
+    if message.timestamp is not None:
+        field("age", message_row(message, now).age)
+    if message.death is not None:
+        death = message.death
+        field("death", death.reason or "?")
+        field("deaths", "-" if death.count is None else death.count)
+        field("original", death.original_queue or "-")
+    for title, mapping in (
+        ("Headers", message.headers),
+        ("Properties", message.properties),
+        ("Broker", message.extra),
+    ):
+        if not mapping:
+            continue
+        text.append(f"\n{title}\n", "bold")
+        for key, value in json_safe(dict(mapping)).items():
+            text.append(f"  {safe_text(key, 200)}", "cyan")
+            text.append(" = ")
+            text.append(safe_text(value, 2000))
+            text.append("\n")
+    binary = is_binary(message.body)
+    shown = "hex" if hex_view or binary else "text"
+    text.append(f"\nBody ({shown}", "bold")
+    if binary:
+        text.append(", binary or invalid UTF-8", "bold yellow")
+    if len(message.body) > VIEWER_LIMIT:
+        text.append(f", first {fmt_size(VIEWER_LIMIT)} of {fmt_size(len(message.body))}", "bold")
+    text.append(")\n", "bold")
+    if hex_view or binary:
+        text.append(hexdump(message.body, VIEWER_LIMIT))
+    else:
+        text.append(pretty_body(message.body, VIEWER_LIMIT))
+    return text
+
+
+class MessageViewer(ModalScreen[None]):
+    """One message in full: pretty JSON, headers and properties, hex for binary."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q,enter", "close", "Close"),
+        Binding("x", "toggle_hex", "Hex/text"),
+    ]
+
+    def __init__(self, message: PeekedMessage, now: float) -> None:
+        super().__init__()
+        self.message = message
+        self.now = now
+        self.hex_view = False
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="viewer"):
+            yield Static(message_text(self.message, self.now), id="viewer-body")
+        yield Footer()
+
+    def action_toggle_hex(self) -> None:
+        """Switch between the decoded body and a hex dump."""
+        self.hex_view = not self.hex_view
+        self.query_one("#viewer-body", Static).update(
+            message_text(self.message, self.now, self.hex_view)
+        )
+
+    def action_close(self) -> None:
+        """Back to the list."""
+        self.dismiss(None)
+
+
+class DlqScreen(Screen[None]):
+    """Messages of one queue (usually a DLQ) and the actions on them."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,backspace", "back", "Back"),
+        Binding("space", "toggle_select", "Select"),
+        Binding("a", "select_all", "Select all"),
+        Binding("enter", "view", "View"),
+        Binding("r", "replay", "Replay"),
+        Binding("m", "move", "Move"),
+        Binding("P", "purge", "Purge", key_display="P"),
+        Binding("f5,ctrl+r", "reload", "Reload"),
+    ]
+
+    class Progressed(Message):
+        """A running move reported progress (posted from any thread)."""
+
+        def __init__(self, progress: MoveProgress) -> None:
+            super().__init__()
+            self.progress = progress
+
+    def __init__(self, broker: str, queue: str) -> None:
+        super().__init__()
+        self.broker_name = broker
+        self.queue = queue
+        self.messages: list[PeekedMessage] = []
+        self.selected: set[int] = set()
+        self.total: int | None = None
+        self.replay_target: str | None = None
+        self.running: str | None = None
+        self.last_result: MoveResult | None = None
+        self._peek_ok = False
+        self._actions: MessageActions | None = None
+        self._options: BrokerOptions | None = None
+        self._reason: str | None = None
+
+    @property
+    def mqtop(self) -> MqtopApp:
+        """The app, typed."""
+        return cast(MqtopApp, self.app)
+
+    # -- layout ------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="dlq-title")
+        yield Static(id="dlq-notice")
+        yield DataTable(id="messages", cursor_type="row", zebra_stripes=True)
+        with Horizontal(id="dlq-progress"):
+            yield Label("", id="progress-label")
+            yield ProgressBar(id="progress", show_eta=False)
+        yield Static(id="dlq-result")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Find the broker's actions, then peek."""
+        table = self.query_one("#messages", DataTable)
+        table.add_column(" ", key="sel", width=1)
+        table.add_column("Id", key="id", width=16)
+        table.add_column("Age", key="age", width=7)
+        table.add_column("Reason", key="reason", width=12)
+        table.add_column("#", key="count", width=3)
+        table.add_column("Original", key="original", width=14)
+        table.add_column("Size", key="size", width=9)
+        table.add_column("Body", key="body")
+        self.query_one("#dlq-progress").display = False
+        self.query_one("#dlq-result").display = False
+        try:
+            self._options = self.mqtop.config.broker(self.broker_name)
+            self._actions = self.mqtop.engine.collector(self.broker_name).actions()
+        except Exception as exc:
+            self._reason = safe_text(describe_error(exc), 200)
+        else:
+            if self._actions is None:
+                self._reason = (
+                    f"{self._options.type} brokers have no message actions in this version"
+                )
+            elif self._options.readonly:
+                self._reason = (
+                    f"broker {safe_text(self.broker_name, 40)} is readonly: replay, move and "
+                    "purge are disabled (set readonly: false in the config to allow writes)"
+                )
+        self._draw_header()
+        table.focus()
+        if self._actions is not None:
+            self.load()
+
+    def on_unmount(self) -> None:
+        """Release the action connections opened for this screen."""
+        actions = self._actions
+        if actions is not None:
+            self.mqtop.call_later(_close_quietly, actions)
+
+    def _draw_header(self, notice: Text | None = None) -> None:
+        title = Text()
+        title.append(" DLQ ", "bold reverse magenta")
+        title.append(f" {safe_text(self.broker_name, 40)} / ", "dim")
+        title.append(safe_text(self.queue, 120), "bold")
+        if self.total is not None:
+            title.append(f" · {self.total} message(s)")
+        if self.messages:
+            title.append(f" · {len(self.messages)} shown")
+        if self.selected:
+            title.append(f" · {len(self.selected)} selected", "bold cyan")
+        target = self._target()
+        title.append(" · replay to ", "dim")
+        title.append(safe_text(target, 80) if target else "? (pick one)", "bold green")
+        self.query_one("#dlq-title", Static).update(title)
+        box = self.query_one("#dlq-notice", Static)
+        lines = Text()
+        if self._reason:
+            lines.append("⊘ " + self._reason, "yellow")
+        if notice is not None:
+            if lines:
+                lines.append("\n")
+            lines.append_text(notice)
+        box.update(lines)
+        box.display = bool(lines)
+
+    def _target(self) -> str | None:
+        if self.replay_target:
+            return self.replay_target
+        return common_origin(self.messages) if self.messages else None
+
+    # -- enabling ----------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Writes are disabled (shown dimmed) on readonly brokers and while one runs."""
+        if action in WRITE_ACTIONS and (self._reason is not None or self.running is not None):
+            return None
+        if action == "reload" and self.running is not None:
+            return None
+        return True
+
+    # -- loading -----------------------------------------------------------------------
+
+    @work(exclusive=True, group="dlq-peek")
+    async def load(self) -> None:
+        """Peek (after warning about side effects), count and find the replay target."""
+        actions = self._actions
+        if actions is None:
+            return
+        warning = actions.peek_warning(self.queue)
+        if warning and not self._peek_ok:
+            ok = await self.app.push_screen_wait(
+                ConfirmModal(
+                    "Peeking has a side effect",
+                    Text(safe_text(warning, 1000) + "\n\nPeek anyway?"),
+                    "Peek",
+                )
+            )
+            if not ok:
+                self._draw_header(Text("not peeked: the side effect was declined", "yellow"))
+                return
+            self._peek_ok = True
+        self._draw_header(Text("peeking…", "dim"))
+        try:
+            messages = await actions.peek(self.queue, self.mqtop.peek_count)
+            total = await actions.count(self.queue)
+            target = await actions.replay_target(self.queue)
+        except MqtopError as exc:
+            self._draw_header(Text(safe_text(exc.message, 300), "red"))
+            return
+        except Exception as exc:
+            self._draw_header(Text(f"peek failed: {safe_text(describe_error(exc), 300)}", "red"))
+            return
+        self.messages = list(messages)
+        self.total = total
+        self.replay_target = target
+        self.selected.clear()
+        self._fill()
+        note = Text(safe_text(warning, 300), "dim") if warning else None
+        if not self.messages:
+            note = Text("(no messages)", "dim")
+        self._draw_header(note)
+
+    def _fill(self) -> None:
+        table = self.query_one("#messages", DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        now = self.mqtop.clock()
+        for i, message in enumerate(self.messages):
+            row = message_row(message, now, 80)
+            table.add_row(
+                "●" if i in self.selected else " ",
+                Text(row.id),
+                row.age,
+                Text(row.reason),
+                row.count,
+                Text(row.original),
+                row.size,
+                Text(row.preview),
+                key=str(i),
+            )
+        if self.messages:
+            table.move_cursor(row=max(0, min(cursor, len(self.messages) - 1)))
+
+    # -- selection & viewing -------------------------------------------------------------
+
+    def _cursor_index(self) -> int | None:
+        table = self.query_one("#messages", DataTable)
+        if not self.messages or not 0 <= table.cursor_row < len(self.messages):
+            return None
+        return table.cursor_row
+
+    def _mark(self, index: int) -> None:
+        table = self.query_one("#messages", DataTable)
+        table.update_cell(str(index), "sel", "●" if index in self.selected else " ")
+
+    def action_toggle_select(self) -> None:
+        """Select or unselect the message under the cursor, then move down."""
+        index = self._cursor_index()
+        if index is None:
+            return
+        self.selected.symmetric_difference_update({index})
+        self._mark(index)
+        table = self.query_one("#messages", DataTable)
+        if index + 1 < len(self.messages):
+            table.move_cursor(row=index + 1)
+        self._draw_header()
+
+    def action_select_all(self) -> None:
+        """Select every shown message (again: none)."""
+        if len(self.selected) == len(self.messages):
+            self.selected.clear()
+        else:
+            self.selected = set(range(len(self.messages)))
+        for i in range(len(self.messages)):
+            self._mark(i)
+        self._draw_header()
+
+    def action_view(self) -> None:
+        """Open the message viewer."""
+        index = self._cursor_index()
+        if index is not None:
+            self.app.push_screen(MessageViewer(self.messages[index], self.mqtop.clock()))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter or a click on the selected row opens the viewer."""
+        event.stop()
+        self.action_view()
+
+    def action_reload(self) -> None:
+        """Peek again."""
+        self.load()
+
+    def action_back(self) -> None:
+        """Back (a running action keeps running; its result is in the audit log)."""
+        if self.running is not None:
+            self.notify(f"{self.running} is running: wait for it to finish", severity="warning")
+            return
+        self.dismiss(None)
+
+    def selected_messages(self) -> list[PeekedMessage]:
+        """The selected messages in list order."""
+        return [self.messages[i] for i in sorted(self.selected) if i < len(self.messages)]
+
+    # -- writes ------------------------------------------------------------------------
+
+    def _how_many(self, selected: list[PeekedMessage]) -> str:
+        if selected:
+            return f"{len(selected)} selected message(s)"
+        if self.total is not None:
+            return f"all {self.total} message(s)"
+        return "all messages (count unknown)"
+
+    def action_replay(self) -> None:
+        """Replay to the original queue (selected messages, or all)."""
+        self._write("replay")
+
+    def action_move(self) -> None:
+        """Move to a chosen queue (selected messages, or all)."""
+        self._write("move")
+
+    def action_purge(self) -> None:
+        """Delete every message of the queue."""
+        self._write("purge")
+
+    @work(exclusive=True, group="dlq-write")
+    async def _write(self, mode: Literal["replay", "move", "purge"]) -> None:
+        actions, options = self._actions, self._options
+        if actions is None or options is None or self._reason is not None:
+            self.notify(self._reason or "no message actions", severity="warning")
+            return
+        if self.running is not None:
+            return
+        selected = self.selected_messages()
+        source = self.queue
+        if mode == "purge":
+            body = Text()
+            body.append(f"Purge {'all ' + str(self.total) if self.total is not None else 'all'}")
+            body.append(" message(s)\n", "")
+            body.append("from   ", "dim")
+            body.append(safe_text(source, 120), "bold")
+            body.append(f"\non broker {safe_text(self.broker_name, 40)}\n\n")
+            body.append("This cannot be undone.", "bold red")
+            if selected:
+                body.append("\nPurge ignores the selection: it deletes the whole queue.", "yellow")
+            if not await self.app.push_screen_wait(
+                ConfirmModal("Purge queue", body, "Purge", danger=True)
+            ):
+                self.notify("purge cancelled")
+                return
+            await self._run_purge(actions, options)
+            return
+        destination = self._target() if mode == "replay" else None
+        if destination is None:
+            candidates = sorted(
+                {v.key.queue for v in self.mqtop.data.views if v.key.broker == self.broker_name}
+            )
+            destination = await self.app.push_screen_wait(DestinationPicker(source, candidates))
+            if destination is None:
+                return
+        if destination == source:
+            self.notify("source and destination are the same queue", severity="error")
+            return
+        verb = "Replay" if mode == "replay" else "Move"
+        body = Text()
+        body.append(f"{verb} {self._how_many(selected)}\n", "bold")
+        body.append("from   ", "dim")
+        body.append(safe_text(source, 120) + "\n", "bold")
+        body.append("to     ", "dim")
+        body.append(safe_text(destination, 120) + "\n", "bold green")
+        body.append(f"on broker {safe_text(self.broker_name, 40)}\n\n", "")
+        body.append(
+            "Each message is published and confirmed before it is removed from the source.",
+            "dim",
+        )
+        if not await self.app.push_screen_wait(ConfirmModal(f"{verb} messages", body, verb)):
+            self.notify(f"{mode} cancelled")
+            return
+        request = selection_request(source, destination, mode, selected)
+        await self._run_move(actions, options, request)
+
+    def _start(self, label: str, total: int | None) -> None:
+        self.running = label
+        self.refresh_bindings()
+        self.query_one("#dlq-progress").display = True
+        self.query_one("#dlq-result").display = False
+        self.query_one("#progress-label", Label).update(f"{label}… ")
+        self.query_one("#progress", ProgressBar).update(total=total, progress=0)
+
+    def _finish(self) -> None:
+        self.running = None
+        self.refresh_bindings()
+        self.query_one("#dlq-progress").display = False
+
+    async def _run_move(
+        self, actions: MessageActions, options: BrokerOptions, request: Any
+    ) -> None:
+        total = request.limit if request.limit is not None else self.total
+        self._start(request.mode, total)
+
+        def progress(update: MoveProgress) -> None:
+            self.post_message(self.Progressed(update))
+
+        started = time.monotonic()
+        try:
+            result = await run_move(self.mqtop.config, options, actions, request, progress)
+        except MqtopError as exc:
+            self._finish()
+            self._show_result(
+                Text(f"✖ {request.mode} failed: {safe_text(exc.message, 300)}", "red")
+            )
+            self.notify(safe_text(exc.message, 200), severity="error")
+            self.load()
+            return
+        self._finish()
+        self.last_result = result
+        elapsed = time.monotonic() - started
+        ok = result.failed == 0
+        summary = Text()
+        summary.append("✓ " if ok else "▲ ", "bold green" if ok else "bold yellow")
+        summary.append(
+            f"{request.mode}: moved {result.moved}, failed {result.failed}, "
+            f"skipped {result.skipped}",
+            "bold",
+        )
+        summary.append(
+            f" · {safe_text(result.source, 60)} → {safe_text(result.destination, 60)}"
+            f" in {elapsed:.1f}s"
+        )
+        if result.duplicates_possible:
+            summary.append(
+                f"\n▲ up to {result.duplicates_possible} message(s) may have been delivered twice",
+                "yellow",
+            )
+        for note in result.notes[:5]:
+            summary.append(f"\nnote: {safe_text(note, 300)}", "dim")
+        for error in result.errors[:5]:
+            summary.append(f"\nerror: {safe_text(error, 300)}", "red")
+        self._show_result(summary)
+        self.notify(
+            f"{request.mode}: moved {result.moved}, failed {result.failed}, "
+            f"skipped {result.skipped}",
+            severity="information" if ok else "warning",
+        )
+        self.load()
+
+    async def _run_purge(self, actions: MessageActions, options: BrokerOptions) -> None:
+        self._start("purge", None)
+        try:
+            purged = await run_purge(self.mqtop.config, options, actions, self.queue)
+        except MqtopError as exc:
+            self._finish()
+            self._show_result(Text(f"✖ purge failed: {safe_text(exc.message, 300)}", "red"))
+            self.notify(safe_text(exc.message, 200), severity="error")
+            self.load()
+            return
+        self._finish()
+        shown = "all" if purged is None else str(purged)
+        self._show_result(Text(f"✓ purged {shown} message(s) from {safe_text(self.queue, 80)}"))
+        self.notify(f"purged {shown} message(s)")
+        self.load()
+
+    def _show_result(self, text: Text) -> None:
+        box = self.query_one("#dlq-result", Static)
+        box.update(text)
+        box.display = True
+
+    def on_dlq_screen_progressed(self, message: Progressed) -> None:
+        """Advance the progress bar."""
+        progress = message.progress
+        bar = self.query_one("#progress", ProgressBar)
+        if progress.total is not None:
+            bar.update(total=progress.total)
+        bar.update(progress=progress.done)
+        extra = f" · failed {progress.failed}" if progress.failed else ""
+        extra += f" · skipped {progress.skipped}" if progress.skipped else ""
+        total = f"/{progress.total}" if progress.total is not None else ""
+        self.query_one("#progress-label", Label).update(
+            f"{self.running or 'working'}: {progress.done}{total}{extra} "
+        )
+
+
+async def _close_quietly(actions: MessageActions) -> None:
+    with contextlib.suppress(Exception):
+        await actions.close()

@@ -1,0 +1,273 @@
+"""Modal dialogs: confirmation, help, silence duration, destination picker."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, Input, Label, OptionList, Static
+from textual.widgets.option_list import Option
+
+from mqtop.durations import parse_duration
+from mqtop.safe import safe_text
+
+
+class ConfirmModal(ModalScreen[bool]):
+    """Ask before a write: states what will happen, to how many messages, and where."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,n", "cancel", "Cancel"),
+        Binding("y", "confirm", "Confirm"),
+    ]
+
+    def __init__(
+        self, title: str, body: Text | str, confirm_label: str = "Confirm", danger: bool = False
+    ) -> None:
+        super().__init__()
+        self.title_text = title
+        self.body = body if isinstance(body, Text) else Text(body)
+        self.confirm_label = confirm_label
+        self.danger = danger
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="danger" if self.danger else ""):
+            yield Label(Text(self.title_text, style="bold"), id="dialog-title")
+            yield Static(self.body, id="dialog-body")
+            with Horizontal(id="dialog-buttons"):
+                yield Button("Cancel (n)", id="cancel")
+                yield Button(
+                    f"{self.confirm_label} (y)",
+                    id="confirm",
+                    variant="error" if self.danger else "primary",
+                )
+
+    def on_mount(self) -> None:
+        """Focus Cancel: a stray Enter never confirms a write."""
+        self.query_one("#cancel", Button).focus()
+
+    @on(Button.Pressed, "#confirm")
+    def action_confirm(self) -> None:
+        """Go ahead."""
+        self.dismiss(True)
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        """Do nothing."""
+        self.dismiss(False)
+
+
+class HelpScreen(ModalScreen[None]):
+    """Every key of the screen it was opened from, and the global ones."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q,question_mark", "close", "Close"),
+    ]
+
+    def __init__(self, screen: Screen[Any]) -> None:
+        super().__init__()
+        self.target = screen
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="help"):
+            yield Label(Text("Keys", style="bold"), id="help-title")
+            with VerticalScroll():
+                yield Static(self._table(), id="help-body")
+            yield Static(
+                Text(
+                    "ctrl+p: command palette (every action, themes) · mouse: click a title to "
+                    "sort, click a row twice to open it · Esc or ? closes this",
+                    style="dim",
+                )
+            )
+
+    def _table(self) -> Table:
+        table = Table(show_header=True, header_style="bold", box=None, expand=True)
+        table.add_column("key", no_wrap=True, ratio=1)
+        table.add_column("action", ratio=3)
+        table.add_column("where", style="dim", ratio=1)
+        seen: set[tuple[str, str]] = set()
+        sources: list[tuple[str, Any]] = [(type(self.target).__name__, self.target)]
+        sources.append(("global", self.app))
+        for widget in self.target.query("*"):
+            if type(widget).__dict__.get("BINDINGS"):
+                sources.append((type(widget).__name__, widget))
+        for where, node in sources:
+            if where == "global":
+                table.add_row("ctrl+p", "Command palette: every action, themes", "global")
+            for binding in getattr(type(node), "BINDINGS", []):
+                if not isinstance(binding, Binding) or not binding.description:
+                    continue
+                keys = binding.key_display or binding.key.replace(",", " / ")
+                ident = (keys, binding.description)
+                if ident in seen:
+                    continue
+                seen.add(ident)
+                label = where.replace("Screen", "").lower() or "screen"
+                table.add_row(keys, binding.description, label)
+        return table
+
+    def action_close(self) -> None:
+        """Close help."""
+        self.dismiss(None)
+
+
+SILENCE_CHOICES: tuple[tuple[str, float], ...] = (
+    ("15 minutes", 900.0),
+    ("1 hour", 3600.0),
+    ("4 hours", 14400.0),
+    ("24 hours", 86400.0),
+)
+
+
+class SilenceModal(ModalScreen[tuple[float, str] | None]):
+    """Pick how long to silence an alert, and say why."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, what: str) -> None:
+        super().__init__()
+        self.what = what
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label(Text(f"Silence {self.what}", style="bold"), id="dialog-title")
+            yield OptionList(
+                *[Option(label, id=str(seconds)) for label, seconds in SILENCE_CHOICES],
+                id="silence-choices",
+            )
+            yield Input(placeholder="or a duration: 30m, 2h, 3d", id="silence-duration")
+            yield Input(placeholder="comment (who, why)", id="silence-comment")
+            yield Static("", id="silence-error")
+            with Horizontal(id="dialog-buttons"):
+                yield Button("Cancel", id="cancel")
+                yield Button("Silence", id="confirm", variant="warning")
+
+    def on_mount(self) -> None:
+        """Start on the first choice."""
+        choices = self.query_one(OptionList)
+        choices.highlighted = 1
+        choices.focus()
+
+    def _chosen(self) -> float | None:
+        typed = self.query_one("#silence-duration", Input).value.strip()
+        if typed:
+            try:
+                seconds = parse_duration(typed)
+            except ValueError as exc:
+                self.query_one("#silence-error", Static).update(Text(str(exc), style="red"))
+                return None
+            if seconds <= 0:
+                self.query_one("#silence-error", Static).update(
+                    Text("the duration must be positive", style="red")
+                )
+                return None
+            return seconds
+        choices = self.query_one(OptionList)
+        if choices.highlighted is None:
+            return SILENCE_CHOICES[1][1]
+        return SILENCE_CHOICES[choices.highlighted][1]
+
+    @on(OptionList.OptionSelected)
+    def _picked(self) -> None:
+        self.query_one("#silence-comment", Input).focus()
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#confirm")
+    def action_confirm(self) -> None:
+        """Silence for the chosen time."""
+        seconds = self._chosen()
+        if seconds is None:
+            return
+        comment = self.query_one("#silence-comment", Input).value.strip()
+        self.dismiss((seconds, comment))
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        """Do not silence."""
+        self.dismiss(None)
+
+
+class DestinationPicker(ModalScreen[str | None]):
+    """Choose where to move messages: a known queue of the broker, or a typed name."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, source: str, candidates: Sequence[str]) -> None:
+        super().__init__()
+        self.source = source
+        self.candidates = [c for c in candidates if c != source]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label(
+                Text(f"Move messages of {safe_text(self.source, 60)} to…", style="bold"),
+                id="dialog-title",
+            )
+            yield Input(placeholder="queue name (type to filter or enter a new one)", id="dest")
+            yield OptionList(
+                *[
+                    Option(Text(safe_text(c, 100)), id=f"q{i}")
+                    for i, c in enumerate(self.candidates)
+                ],
+                id="dest-list",
+            )
+            with Horizontal(id="dialog-buttons"):
+                yield Button("Cancel", id="cancel")
+                yield Button("Choose", id="confirm", variant="primary")
+
+    def on_mount(self) -> None:
+        """Type first."""
+        self.query_one("#dest", Input).focus()
+
+    @on(Input.Changed, "#dest")
+    def _filter(self, event: Input.Changed) -> None:
+        needle = event.value.strip().lower()
+        options = self.query_one("#dest-list", OptionList)
+        options.clear_options()
+        options.add_options(
+            [
+                Option(Text(safe_text(c, 100)), id=f"q{i}")
+                for i, c in enumerate(self.candidates)
+                if needle in c.lower()
+            ]
+        )
+
+    @on(OptionList.OptionSelected, "#dest-list")
+    def _selected(self, event: OptionList.OptionSelected) -> None:
+        option_id = event.option.id or ""
+        if option_id.startswith("q"):
+            self.dismiss(self.candidates[int(option_id[1:])])
+
+    @on(Input.Submitted, "#dest")
+    @on(Button.Pressed, "#confirm")
+    def action_confirm(self) -> None:
+        """Use the highlighted queue, else the typed name."""
+        options = self.query_one("#dest-list", OptionList)
+        typed = self.query_one("#dest", Input).value.strip()
+        if typed and typed in self.candidates:
+            self.dismiss(typed)
+            return
+        if options.highlighted is not None and options.option_count and not typed:
+            option = options.get_option_at_index(options.highlighted)
+            if option.id and option.id.startswith("q"):
+                self.dismiss(self.candidates[int(option.id[1:])])
+                return
+        if typed:
+            if typed == self.source:
+                self.notify("the destination must differ from the source", severity="error")
+                return
+            self.dismiss(typed)
+            return
+        self.notify("type or pick a destination queue", severity="warning")
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        """Cancel the move."""
+        self.dismiss(None)

@@ -1,0 +1,319 @@
+"""Overview: every series of every broker in one table, with broker health on top."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import partial
+from typing import Any, ClassVar, cast
+
+from rich.text import Text
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static
+
+from collectors.base import is_dlq_name
+from mqtop.durations import humanize_seconds
+from mqtop.model import BrokerStatus
+from mqtop.safe import safe_text
+from mqtop.ui.app import DataRefreshed, MqtopApp
+from mqtop.ui.rows import COLUMN_BY_KEY, SORTABLE, Row, arrange, sparkline
+from mqtop.ui.vtable import SeriesTable
+
+TREND_WINDOW = 300.0
+
+
+def broker_line(statuses: Iterable[BrokerStatus], now: float) -> Text:
+    """Broker health: a symbol and a word per broker, last poll age and poll interval."""
+    text = Text(no_wrap=False, overflow="fold")
+    first = True
+    for status in statuses:
+        if not first:
+            text.append("  ")
+        first = False
+        name = safe_text(status.name, 40)
+        every = humanize_seconds(status.interval)
+        if status.up is None:
+            text.append("◌ ", "dim")
+            text.append(name, "bold")
+            text.append(" connecting…", "dim")
+            continue
+        polled = (
+            humanize_seconds(max(0.0, now - status.last_poll))
+            if status.last_poll is not None
+            else "-"
+        )
+        if status.up:
+            stale = status.is_stale(now)
+            text.append("◇ " if stale else "● ", "yellow" if stale else "green")
+            text.append(name, "bold")
+            text.append(" stale" if stale else " up", "yellow" if stale else "green")
+            text.append(f" {polled} ago/{every}", "dim")
+        else:
+            age = status.staleness(now)
+            text.append("✗ ", "bold red")
+            text.append(name, "bold")
+            text.append(" DOWN", "bold red")
+            text.append(
+                f" last ok {humanize_seconds(age) + ' ago' if age is not None else 'never'}",
+                "dim",
+            )
+            if status.error:
+                error = safe_text(status.error)
+                text.append(f" ({error[:44] + '…' if len(error) > 45 else error})", "red")
+    if first:
+        text.append("no brokers configured: add some to mqtop.yaml (see `mqtop init`)", "yellow")
+    return text
+
+
+class OverviewScreen(Screen[None]):
+    """One table of every series across brokers."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "detail", "Detail"),
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("s", "sort_next", "Sort col"),
+        Binding("S", "sort_previous", "Sort col back", show=False),
+        Binding("r", "sort_reverse", "Reverse"),
+        Binding("g", "toggle_group", "Group"),
+        Binding("d", "dlq", "DLQ"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sort_column = "backlog"
+        self.sort_descending = True
+        self.filter_text = ""
+        self.group_by_broker = False
+        self._dirty = True
+        self._trend_cache: dict[tuple[object, int], str] = {}
+
+    @property
+    def mqtop(self) -> MqtopApp:
+        """The app, typed."""
+        return cast(MqtopApp, self.app)
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="title")
+        yield Static(id="brokers")
+        yield SeriesTable(self._trend, id="series")
+        yield Input(placeholder="filter: text or glob (orders*, */dlq), Esc clears", id="filter")
+        yield Footer()
+
+    @property
+    def table(self) -> SeriesTable:
+        """The series table."""
+        return self.query_one(SeriesTable)
+
+    def on_mount(self) -> None:
+        """Draw what the app has so far."""
+        self.query_one("#filter", Input).display = False
+        self.table.set_sort(self.sort_column, self.sort_descending)
+        self.table.focus()
+        self.rebuild()
+
+    def on_data_refreshed(self, message: DataRefreshed) -> None:
+        """New data: rebuild now when visible (or under a modal), else on resume."""
+        self._trend_cache.clear()
+        if self.is_current or self.app.screen.is_modal:
+            self.rebuild()
+        else:
+            self._dirty = True
+
+    def on_screen_resume(self) -> None:
+        """Catch up with data that arrived while another screen was on top."""
+        if self._dirty:
+            self.rebuild()
+
+    def on_tick(self) -> None:
+        """Once a second: poll ages in the header move on."""
+        if self.is_current:
+            self._update_header()
+
+    def rebuild(self) -> None:
+        """Arrange the current rows and hand them to the table (visible rows render lazily)."""
+        self._dirty = False
+        data = self.mqtop.data
+        rows = arrange(
+            data.rows,
+            sort=self.sort_column,
+            descending=self.sort_descending,
+            filter_text=self.filter_text,
+            group_by_broker=self.group_by_broker,
+            statuses=data.statuses,
+        )
+        table = self.table
+        table.empty_text = (
+            f"no series match {self.filter_text!r}" if self.filter_text else "waiting for data…"
+        )
+        table.set_rows(rows)
+        self._update_header()
+
+    def _update_header(self) -> None:
+        data = self.mqtop.data
+        now = self.mqtop.clock()
+        rows = data.rows
+        firing = data.firing()
+        crit = sum(1 for a in firing if a.severity == "critical")
+        title = Text()
+        title.append(" mqtop ", "bold reverse")
+        title.append(f" {len(rows)} series", "bold")
+        shown = sum(1 for r in self.table.rows if not r.is_header)
+        if self.filter_text:
+            title.append(f" · {shown} shown · filter: ")
+            title.append(safe_text(self.filter_text, 40), "bold")
+        if firing:
+            title.append(" · ")
+            title.append(
+                f"✖ {len(firing)} firing" + (f" ({crit} critical)" if crit else ""),
+                "bold red" if crit else "bold yellow",
+            )
+        else:
+            title.append(" · ✓ no alerts firing", "green")
+        column = COLUMN_BY_KEY[self.sort_column].title
+        title.append(f" · sort {column} {'▼' if self.sort_descending else '▲'}", "dim")
+        if self.group_by_broker:
+            title.append(" · grouped by broker", "dim")
+        self.query_one("#title", Static).update(title)
+        statuses = [data.statuses.get(b.name) for b in self.mqtop.config.brokers]
+        self.query_one("#brokers", Static).update(
+            broker_line([s for s in statuses if s is not None], now)
+        )
+
+    # -- trend sparkline (visible rows only) -----------------------------------------
+
+    def _trend(self, row: Row, width: int) -> str:
+        cache_key = (row.key, width)
+        cached = self._trend_cache.get(cache_key)
+        if cached is not None:
+            return cached
+        now = self.mqtop.data.time
+        points = self.mqtop.engine.store.range(
+            row.key, "queue_length", now - TREND_WINDOW, now, points=width
+        )
+        values = [v for _, v in points]
+        text = sparkline(values, width) if values else ""
+        self._trend_cache[cache_key] = text
+        return text
+
+    # -- actions -----------------------------------------------------------------------
+
+    def on_series_table_activated(self, message: SeriesTable.Activated) -> None:
+        """Enter or click on a row opens its detail."""
+        message.stop()
+        self.mqtop.open_detail(message.row.key)
+
+    def on_series_table_header_clicked(self, message: SeriesTable.HeaderClicked) -> None:
+        """Click on a title sorts by that column (again: reverse)."""
+        message.stop()
+        self.sort_by(message.column)
+
+    def sort_by(self, column: str, descending: bool | None = None) -> None:
+        """Sort by a column: a new column starts descending for numbers, ascending for text."""
+        if descending is None:
+            if column == self.sort_column:
+                descending = not self.sort_descending
+            else:
+                descending = COLUMN_BY_KEY[column].align == "right" or column == "alert"
+        self.sort_column = column
+        self.sort_descending = descending
+        self.table.set_sort(column, descending)
+        self.rebuild()
+
+    def action_detail(self) -> None:
+        """Open the detail of the selected series."""
+        self.table.action_activate()
+
+    def action_sort_next(self) -> None:
+        """Sort by the next column."""
+        index = SORTABLE.index(self.sort_column)
+        self.sort_by(SORTABLE[(index + 1) % len(SORTABLE)])
+
+    def action_sort_previous(self) -> None:
+        """Sort by the previous column."""
+        index = SORTABLE.index(self.sort_column)
+        self.sort_by(SORTABLE[(index - 1) % len(SORTABLE)])
+
+    def action_sort_reverse(self) -> None:
+        """Reverse the sort order."""
+        self.sort_by(self.sort_column, not self.sort_descending)
+
+    def action_toggle_group(self) -> None:
+        """Group rows under their broker, or not."""
+        self.group_by_broker = not self.group_by_broker
+        self.rebuild()
+
+    def action_filter(self) -> None:
+        """Show the filter box."""
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.value = self.filter_text
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        """Clear the filter and hide the box."""
+        box = self.query_one("#filter", Input)
+        box.display = False
+        if self.filter_text or box.value:
+            box.value = ""
+            self.filter_text = ""
+            self.rebuild()
+        self.table.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        """Filter as the operator types."""
+        if event.input.id == "filter":
+            self.filter_text = event.value
+            self.rebuild()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter keeps the filter and returns to the table."""
+        if event.input.id == "filter":
+            self.filter_text = event.value
+            if not event.value:
+                event.input.display = False
+            self.table.focus()
+
+    def action_dlq(self) -> None:
+        """Open the DLQ browser: the row's DLQ, or the row itself when it is a DLQ."""
+        row = self.table.cursor_row
+        if row is None or row.is_header:
+            self.notify("select a queue first", severity="warning")
+            return
+        target = dlq_target(row, self.mqtop.data.views)
+        if target is None:
+            self.notify(
+                f"{safe_text(row.queue, 60)} has no known dead-letter queue; "
+                "opening the queue itself",
+                severity="information",
+            )
+            target = row.queue
+        self.mqtop.open_dlq(row.broker, target)
+
+    def palette_commands(self) -> Iterable[SystemCommand]:
+        """Extra palette entries: sort by each column, toggle grouping."""
+        for key in SORTABLE:
+            column = COLUMN_BY_KEY[key]
+            yield SystemCommand(
+                f"Sort by {column.title}",
+                column.help or f"sort the overview by {column.title}",
+                partial(self.sort_by, key),
+            )
+        yield SystemCommand(
+            "Group by broker", "toggle grouping rows by broker", self.action_toggle_group
+        )
+
+    def worst_rank(self) -> int:
+        """The worst alert rank shown (for tests and the title)."""
+        return max((r.alert_rank for r in self.table.rows), default=0)
+
+
+def dlq_target(row: Row, views: Iterable[Any]) -> str | None:
+    """Which queue the DLQ browser should open for a row."""
+    if row.kind in ("dlq", "dead-letter") or is_dlq_name(row.queue):
+        return row.queue
+    for view in views:
+        if view.key.broker == row.broker and view.dlq == row.queue:
+            return row.queue  # something dead-letters into this queue
+    return row.dlq

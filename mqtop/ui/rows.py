@@ -1,0 +1,448 @@
+"""The overview's row model: what each column shows, how rows sort, filter and group.
+
+Pure Python (no Textual): rows are built off the event loop from the store's views, the broker
+statuses and the current alerts; the table widget only formats the rows that are on screen.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from alerts.model import Alert, AlertState
+from mqtop.durations import humanize_seconds
+from mqtop.model import BrokerStatus, SeriesKey, SeriesView
+from mqtop.safe import safe_text
+
+GLOB_CHARS = frozenset("*?[")
+SPARK_CHARS = "▁▂▃▄▅▆▇█"
+
+# alert ranks shown in the overview (higher is worse); stale and down outrank nothing,
+# they are a separate flag so an operator still sees the alert on the alerts screen
+RANK_NONE = 0
+RANK_PENDING = 1
+RANK_INFO = 2
+RANK_WARNING = 3
+RANK_CRITICAL = 4
+RANK_SILENCED = -1
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One overview column: key, title, width, alignment and how readily it is hidden."""
+
+    key: str
+    title: str
+    width: int
+    align: str = "right"  # "left" | "right"
+    priority: int = 5  # columns with the lowest priority are hidden first on narrow screens
+    flex: bool = False  # takes the remaining width
+    help: str = ""
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("broker", "Broker", 8, "left", 9, help="broker name from the config"),
+    Column("queue", "Queue", 18, "left", 10, flex=True, help="queue, topic, key or channel"),
+    Column("group", "Group", 12, "left", 2, help="consumer group (Kafka, Redis streams)"),
+    Column("kind", "Kind", 7, "left", 1, help="queue kind"),
+    Column("backlog", "Backlog", 8, priority=9, help="messages waiting (queue_length)"),
+    Column("inflight", "InFlt", 6, priority=4, help="delivered, not yet acknowledged"),
+    Column("rate_in", "In/s", 6, priority=7, help="messages/s published"),
+    Column("rate_out", "Out/s", 6, priority=7, help="messages/s acknowledged"),
+    Column("error", "Err%", 6, priority=6, help="dead-lettered share of processed"),
+    Column("age", "Age/Lag", 7, priority=8, help="oldest waiting message or group lag"),
+    Column("consumers", "Cons", 4, priority=5, help="active consumers or group members"),
+    Column("trend", "Trend", 10, "left", 3, help="backlog over the last 5 minutes"),
+    Column("alert", "Alert", 7, "left", 9, help="worst alert on this series"),
+)
+COLUMN_BY_KEY: Mapping[str, Column] = {c.key: c for c in COLUMNS}
+SORTABLE: tuple[str, ...] = tuple(c.key for c in COLUMNS if c.key != "trend")
+
+
+class Row:
+    """One series as the overview shows it (raw values; formatting happens on render)."""
+
+    __slots__ = (
+        "age",
+        "alert_rank",
+        "alert_rule",
+        "backlog",
+        "broker",
+        "consumers",
+        "dlq",
+        "down",
+        "error",
+        "group",
+        "header",
+        "inflight",
+        "key",
+        "kind",
+        "queue",
+        "rate_in",
+        "rate_out",
+        "stale",
+    )
+
+    def __init__(
+        self,
+        key: SeriesKey,
+        kind: str,
+        *,
+        backlog: float | None = None,
+        inflight: float | None = None,
+        rate_in: float | None = None,
+        rate_out: float | None = None,
+        error: float | None = None,
+        age: float | None = None,
+        consumers: float | None = None,
+        dlq: str | None = None,
+        stale: bool = False,
+        down: bool = False,
+        alert_rank: int = RANK_NONE,
+        alert_rule: str | None = None,
+        header: str | None = None,
+    ) -> None:
+        self.key = key
+        self.broker = key.broker
+        self.queue = key.queue
+        self.group = key.group
+        self.kind = kind
+        self.backlog = backlog
+        self.inflight = inflight
+        self.rate_in = rate_in
+        self.rate_out = rate_out
+        self.error = error
+        self.age = age
+        self.consumers = consumers
+        self.dlq = dlq
+        self.stale = stale
+        self.down = down
+        self.alert_rank = alert_rank
+        self.alert_rule = alert_rule
+        self.header = header  # set on group-by-broker separator rows (text to show)
+
+    @property
+    def is_header(self) -> bool:
+        """True for a group-by-broker separator row."""
+        return self.header is not None
+
+    def value(self, column: str) -> object:
+        """Raw value of a column (for sorting)."""
+        if column == "alert":
+            return self.alert_rank
+        if column == "trend":
+            return None
+        return getattr(self, column)
+
+    def __repr__(self) -> str:
+        return f"Row({self.key.label()!r}, backlog={self.backlog!r})"
+
+
+def worst_alerts(alerts: Iterable[Alert]) -> dict[tuple[str | None, str | None, str | None], Alert]:
+    """The worst pending/firing alert per (broker, queue, group)."""
+    out: dict[tuple[str | None, str | None, str | None], Alert] = {}
+    for alert in alerts:
+        if alert.state not in (AlertState.PENDING, AlertState.FIRING):
+            continue
+        ident = (alert.broker, alert.queue, alert.group)
+        best = out.get(ident)
+        if best is None or alert_rank(alert) > alert_rank(best):
+            out[ident] = alert
+    return out
+
+
+def alert_rank(alert: Alert | None) -> int:
+    """Order alerts for display: critical > warning > info > pending > silenced > none."""
+    if alert is None:
+        return RANK_NONE
+    if alert.silenced:
+        return RANK_SILENCED
+    if alert.state == AlertState.PENDING:
+        return RANK_PENDING
+    if alert.state != AlertState.FIRING:
+        return RANK_NONE
+    return {"critical": RANK_CRITICAL, "warning": RANK_WARNING}.get(alert.severity, RANK_INFO)
+
+
+def build_rows(
+    views: Sequence[SeriesView],
+    statuses: Mapping[str, BrokerStatus],
+    alerts: Iterable[Alert],
+    now: float,
+) -> list[Row]:
+    """One row per series. Rows of a down or silent broker are flagged stale."""
+    index = worst_alerts(alerts)
+    stale_brokers = {
+        name
+        for name, status in statuses.items()
+        if status.up is False or (status.up is not None and status.is_stale(now))
+    }
+    down_brokers = {name for name, status in statuses.items() if status.up is False}
+    rows: list[Row] = []
+    append = rows.append
+    for view in views:
+        key = view.key
+        metrics = view.metrics
+        alert = index.get((key.broker, key.queue, key.group))
+        lag = metrics.get("consumer_lag_seconds")
+        append(
+            Row(
+                key,
+                view.kind,
+                backlog=metrics.get("queue_length"),
+                inflight=metrics.get("in_flight"),
+                rate_in=metrics.get("publish_rate"),
+                rate_out=metrics.get("processing_rate"),
+                error=metrics.get("error_rate"),
+                age=lag if lag is not None else metrics.get("latency_seconds"),
+                consumers=metrics.get("consumers"),
+                dlq=view.dlq,
+                stale=view.stale or key.broker in stale_brokers,
+                down=key.broker in down_brokers,
+                alert_rank=alert_rank(alert),
+                alert_rule=alert.rule if alert is not None else None,
+            )
+        )
+    return rows
+
+
+# ---------------------------------------------------------------- filter, sort, group
+
+
+def row_filter(text: str) -> Callable[[Row], bool] | None:
+    """Compile the ``/`` filter: a glob when it has ``*?[``, else a case-insensitive substring.
+
+    Globs match ``broker/queue`` or the queue alone; substrings look in broker, queue, group
+    and kind. An empty filter returns None (show everything).
+    """
+    text = text.strip().lower()
+    if not text:
+        return None
+    if GLOB_CHARS & set(text):
+        regex = re.compile(fnmatch.translate(text))
+
+        def glob(row: Row) -> bool:
+            queue = row.queue.lower()
+            return bool(
+                regex.match(queue)
+                or regex.match(f"{row.broker.lower()}/{queue}")
+                or (row.group is not None and regex.match(row.group.lower()))
+            )
+
+        return glob
+
+    def substring(row: Row) -> bool:
+        return (
+            text in f"{row.broker}/{row.queue}".lower()
+            or (row.group is not None and text in row.group.lower())
+            or text in row.kind.lower()
+        )
+
+    return substring
+
+
+def _sort_key(column: str) -> Callable[[Row], tuple[int, object, str, str, str]]:
+    # None always sorts last (in both directions: see sort_rows), ties break on the labels
+    def key(row: Row) -> tuple[int, object, str, str, str]:
+        value = row.value(column)
+        if isinstance(value, str):
+            value = value.lower()
+        return (
+            0 if value is not None else 1,
+            value if value is not None else 0,
+            row.broker,
+            row.queue,
+            row.group or "",
+        )
+
+    return key
+
+
+def sort_rows(rows: Sequence[Row], column: str, descending: bool) -> list[Row]:
+    """Sort by a column; unknown values (null) go last whatever the direction."""
+    known = [r for r in rows if r.value(column) is not None]
+    unknown = [r for r in rows if r.value(column) is None]
+    key = _sort_key(column)
+    known.sort(key=key, reverse=descending)
+    unknown.sort(key=key)
+    return known + unknown
+
+
+def arrange(
+    rows: Sequence[Row],
+    *,
+    sort: str,
+    descending: bool,
+    filter_text: str = "",
+    group_by_broker: bool = False,
+    statuses: Mapping[str, BrokerStatus] | None = None,
+) -> list[Row]:
+    """Filter, sort and optionally group rows under one separator row per broker."""
+    match = row_filter(filter_text)
+    kept = [r for r in rows if match(r)] if match is not None else list(rows)
+    ordered = sort_rows(kept, sort, descending)
+    if not group_by_broker:
+        return ordered
+    by_broker: dict[str, list[Row]] = {}
+    for row in ordered:
+        by_broker.setdefault(row.broker, []).append(row)
+    out: list[Row] = []
+    for broker in sorted(by_broker):
+        members = by_broker[broker]
+        status = (statuses or {}).get(broker)
+        state = "up" if status is None or status.up else "DOWN"
+        if status is not None and status.up is None:
+            state = "connecting"
+        worst = max((r.alert_rank for r in members), default=RANK_NONE)
+        label = f"▾ {safe_text(broker, 40)} · {state} · {len(members)} series"
+        out.append(
+            Row(
+                SeriesKey(broker, "", None),
+                "",
+                header=label,
+                alert_rank=worst,
+                down=status is not None and status.up is False,
+            )
+        )
+        out.extend(members)
+    return out
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def fmt_count(value: float | None) -> str:
+    """Compact message count: ``987``, ``12.3k``, ``4.5M``; ``-`` when unknown."""
+    if value is None:
+        return "-"
+    v = abs(value)
+    if v < 10_000:
+        return f"{value:.0f}"
+    if v < 1_000_000:
+        return f"{value / 1e3:.1f}k" if v < 100_000 else f"{value / 1e3:.0f}k"
+    if v < 1_000_000_000:
+        return f"{value / 1e6:.1f}M"
+    return f"{value / 1e9:.1f}G"
+
+
+def fmt_rate(value: float | None) -> str:
+    """Messages per second: ``0.5``, ``42``, ``1.2k``; ``-`` when unknown."""
+    if value is None:
+        return "-"
+    if value >= 1_000_000:
+        return f"{value / 1e6:.1f}M"
+    if value >= 1000:
+        return f"{value / 1000:.1f}k"
+    if value >= 10:
+        return f"{value:.0f}"
+    return f"{value:.1f}"
+
+
+def fmt_pct(value: float | None) -> str:
+    """A ratio as a percentage; ``-`` when unknown."""
+    if value is None:
+        return "-"
+    pct = value * 100
+    return f"{pct:.0f}%" if pct >= 10 else f"{pct:.1f}%"
+
+
+ALERT_LABELS: Mapping[int, str] = {
+    RANK_CRITICAL: "✖ crit",
+    RANK_WARNING: "▲ warn",
+    RANK_INFO: "● info",
+    RANK_PENDING: "◔ pend",
+    RANK_SILENCED: "⊘ muted",
+    RANK_NONE: "✓ ok",
+}
+STALE_LABEL = "◇ stale"
+DOWN_LABEL = "✗ down"
+
+
+def alert_label(row: Row) -> str:
+    """The alert cell: a symbol and a word (never colour alone)."""
+    if row.down:
+        return DOWN_LABEL
+    if row.stale:
+        return STALE_LABEL
+    return ALERT_LABELS.get(row.alert_rank, "✓ ok")
+
+
+def cell_text(row: Row, column: str) -> str:
+    """Display text of one cell (names escaped; numbers humanised; null shown as ``-``)."""
+    if column == "broker":
+        return safe_text(row.broker, 64)
+    if column == "queue":
+        return safe_text(row.queue, 200)
+    if column == "group":
+        return safe_text(row.group, 64) if row.group is not None else "-"
+    if column == "kind":
+        return safe_text(row.kind, 16) or "-"
+    if column == "backlog":
+        return fmt_count(row.backlog)
+    if column == "inflight":
+        return fmt_count(row.inflight)
+    if column == "rate_in":
+        return fmt_rate(row.rate_in)
+    if column == "rate_out":
+        return fmt_rate(row.rate_out)
+    if column == "error":
+        return fmt_pct(row.error)
+    if column == "age":
+        return humanize_seconds(row.age) if row.age is not None else "-"
+    if column == "consumers":
+        return fmt_count(row.consumers)
+    if column == "alert":
+        return alert_label(row)
+    return ""
+
+
+def sparkline(values: Sequence[float | None], width: int) -> str:
+    """Unicode block sparkline of the last ``width`` values (gaps for unknown values)."""
+    if width <= 0:
+        return ""
+    tail = list(values)[-width:]
+    known = [v for v in tail if v is not None and not math.isnan(v)]
+    if not known:
+        return " " * width if tail else ""
+    low, high = min(known), max(known)
+    span = high - low
+    chars: list[str] = []
+    for v in tail:
+        if v is None or math.isnan(v):
+            chars.append(" ")
+        elif span <= 0:
+            chars.append(SPARK_CHARS[0] if high == 0 else SPARK_CHARS[3])
+        else:
+            level = round((v - low) / span * (len(SPARK_CHARS) - 1))
+            chars.append(SPARK_CHARS[level])
+    return "".join(chars)
+
+
+def visible_columns(width: int, has_groups: bool = True) -> list[Column]:
+    """Columns that fit ``width`` cells (one space between columns); drop low priorities."""
+    columns = [
+        c for c in COLUMNS if has_groups or c.key != "group"
+    ]  # no group column when no series has a group
+
+    def needed(cols: Sequence[Column]) -> int:
+        return sum(c.width for c in cols) + max(0, len(cols) - 1)
+
+    while needed(columns) > width and len(columns) > 2:
+        victim = min((c for c in columns if not c.flex), key=lambda c: (c.priority, -c.width))
+        columns.remove(victim)
+    return columns
+
+
+def layout_widths(columns: Sequence[Column], width: int) -> list[int]:
+    """Widths of the columns, giving leftover space to the flexible one (the queue)."""
+    widths = [c.width for c in columns]
+    spare = width - (sum(widths) + max(0, len(columns) - 1))
+    if spare > 0:
+        for i, c in enumerate(columns):
+            if c.flex:
+                widths[i] += min(spare, 60)
+                break
+    return widths
