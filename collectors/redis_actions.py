@@ -139,6 +139,37 @@ end
 return out
 """
 
+# KEYS: src, dst. ARGV: start ('-' or '(id'), end id, count, marker field ('' = none), field
+# to drop ('' = none), marker prefix, marker suffix (the value is prefix .. id .. suffix),
+# group count, groups... Unfiltered moves: the entries never leave Redis. Returns
+# {moved, last id moved}.
+STREAM_MOVE_RANGE = """
+local src, dst = KEYS[1], KEYS[2]
+local mfield, strip, pre, post = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local ng = tonumber(ARGV[8])
+local entries = redis.call('XRANGE', src, ARGV[1], ARGV[2], 'COUNT', ARGV[3])
+local last = false
+for _, e in ipairs(entries) do
+  local id, f = e[1], e[2]
+  local args = {}
+  for j = 1, #f, 2 do
+    if (mfield == '' or f[j] ~= mfield) and (strip == '' or f[j] ~= strip) then
+      args[#args + 1] = f[j]
+      args[#args + 1] = f[j + 1]
+    end
+  end
+  if mfield ~= '' then
+    args[#args + 1] = mfield
+    args[#args + 1] = pre .. id .. post
+  end
+  redis.call('XADD', dst, '*', unpack(args))
+  redis.call('XDEL', src, id)
+  for g = 1, ng do redis.call('XACK', src, ARGV[8 + g], id) end
+  last = id
+end
+return {#entries, last}
+"""
+
 # KEYS: src, journal. ARGV: group count, groups..., ids... Cross-slot second half.
 STREAM_REMOVE = """
 local ng = tonumber(ARGV[1])
@@ -212,6 +243,7 @@ SCRIPTS = {
     "list_pick": LIST_PICK,
     "list_remove": LIST_REMOVE,
     "stream_move": STREAM_MOVE,
+    "stream_move_range": STREAM_MOVE_RANGE,
     "stream_remove": STREAM_REMOVE,
     "reclaim_move": RECLAIM_MOVE,
     "reclaim_ack": RECLAIM_ACK,
@@ -759,6 +791,16 @@ class RedisActions:
         marker_field = REPLAY_FIELD if replay else ""
         strip = DEAD_FIELD if replay else ""
         at = _now_iso()
+        if request.filter is None and not cross and not request.dry_run:
+            return await self._move_stream_range(
+                request=request,
+                batch=batch,
+                progress=progress,
+                tally=tally,
+                last_id=last_id,
+                groups=groups,
+                at=at,
+            )
         cursor = "-"
         limit = request.limit
         while limit is None or tally.moved < limit:
@@ -825,6 +867,50 @@ class RedisActions:
             progress(tally.progress())
             if stop:
                 break
+        return tally
+
+    async def _move_stream_range(
+        self,
+        *,
+        request: MoveRequest,
+        batch: int,
+        progress: ProgressCallback,
+        tally: _Tally,
+        last_id: str,
+        groups: list[str],
+        at: str,
+    ) -> _Tally:
+        """Unfiltered, same slot: Redis reads and moves each batch itself (no payload trip)."""
+        from redis.exceptions import RedisError
+
+        src, dst = request.source, request.destination
+        replay = request.mode == "replay"
+        # the marker is JSON: {"from": SRC, "id": ID, "at": AT}, built around the id in Lua
+        head = json.dumps({"from": src})[:-1] + ', "id": "'
+        tail = '", "at": ' + json.dumps(at) + "}"
+        fixed: list[Any] = [
+            REPLAY_FIELD if replay else "",
+            DEAD_FIELD if replay else "",
+            head,
+            tail,
+            len(groups),
+            *groups,
+        ]
+        cursor = "-"
+        while request.limit is None or tally.moved < request.limit:
+            n = batch if request.limit is None else min(batch, request.limit - tally.moved)
+            try:
+                count, last = await self._run(
+                    "stream_move_range", [src, dst], [cursor, last_id, n, *fixed]
+                )
+            except (RedisError, OSError) as exc:
+                self._fail(tally, exc, f"move {src!r} to {dst!r}", n)
+                break
+            tally.moved += int(count)
+            progress(tally.progress())
+            if not last or int(count) < n:
+                break
+            cursor = "(" + _text(last)
         return tally
 
     # -- reclaim ---------------------------------------------------------------------------
