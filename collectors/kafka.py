@@ -1,0 +1,1084 @@
+"""Kafka collector: consumer lag in messages and seconds, group status, DLT inflow.
+
+One long-lived aiokafka client per broker sends batched protocol requests (see docs/kafka.md):
+
+* Metadata (topics, partitions, leaders) on start and every ``discover_every``;
+* ListOffsets, latest and earliest, for every watched partition: one request per partition
+  leader per poll, never one per partition;
+* ListGroups (one per broker), DescribeGroups (one per group coordinator), OffsetFetch (one per
+  group, all of its committed offsets at once);
+* Fetch of the single record at each lagging group's position, for consumer_lag_seconds, within
+  a per-poll budget and cached by offset; beyond the budget (or when the record cannot be read)
+  the time is interpolated from the history of end offsets, as kafka-lag-exporter does.
+
+Series: one per group x topic (label ``group`` = consumer group) and one with group null for a
+topic no watched group consumes. ``published_total`` = sum of end offsets, ``processed_total`` =
+sum of consumed positions (committed offset, or the log start where the group has none), so the
+store derives publish_rate and processing_rate; the DLT's end offsets are ``dead_lettered_total``
+of the topic it serves, which makes error_rate = DLT inflow / (processing + DLT inflow).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from collectors.base import (
+    BrokerOptions,
+    Collected,
+    CollectorPlugin,
+    MessageActions,
+    dlq_candidates,
+    matches_globs,
+)
+from collectors.group_status import StatusTracker, Verdict, combine
+from mqtop.durations import Duration
+from mqtop.model import SeriesKey, SeriesSample
+from mqtop.secrets import Password
+
+if TYPE_CHECKING:
+    import ssl
+
+    from aiokafka.client import AIOKafkaClient
+
+TP = tuple[str, int]
+LATEST = -1
+EARLIEST = -2
+FIRST_FETCH_BYTES = 16 * 1024  # per partition: enough for the batch holding most records
+MAX_FETCH_BYTES = 8 * 1024 * 1024  # cap of a retry for one large batch
+ACTIVE_STATES = frozenset({"Stable", "PreparingRebalance", "CompletingRebalance", "Assigning"})
+
+
+class KafkaOptions(BrokerOptions):
+    """An Apache Kafka (or Kafka-protocol) cluster."""
+
+    type: Literal["kafka"] = "kafka"
+    bootstrap_servers: list[str] = Field(
+        default_factory=lambda: ["localhost:9092"],
+        description="host:port of one or more brokers (a list, or one comma-separated string).",
+    )
+    groups: list[str] = Field(
+        default_factory=lambda: ["*"], description="Glob patterns of consumer groups to watch."
+    )
+    exclude_groups: list[str] = Field(
+        default_factory=lambda: ["mqtop-replay*"],
+        description="Glob patterns of consumer groups to ignore (mqtop's replay progress "
+        "groups by default).",
+    )
+    topics: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Glob patterns of topics to watch; include/exclude apply on top.",
+    )
+    internal_topics: bool = Field(
+        False, description="Also watch internal topics (__consumer_offsets, ...)."
+    )
+    client_id: str = Field("mqtop", description="Client id sent to the brokers.")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Transport: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism (with a SASL_* security_protocol)."
+    )
+    sasl_username: str | None = Field(None, description="SASL user name.")
+    sasl_password: Password | None = Field(None, description="SASL password (masked).")
+    ssl_cafile: str | None = Field(None, description="CA bundle that signed the brokers' certs.")
+    ssl_certfile: str | None = Field(None, description="Client certificate (mutual TLS).")
+    ssl_keyfile: str | None = Field(None, description="Client private key (mutual TLS).")
+    ssl_keyfile_password: Password | None = Field(
+        None, description="Password of the client private key (masked)."
+    )
+    tls_verify: bool = Field(
+        True, description="Verify broker certificates and host names (SSL, SASL_SSL)."
+    )
+    lag_seconds_budget: int = Field(
+        1000,
+        ge=0,
+        le=1_000_000,
+        description="Records read per poll to time lagging partitions; the rest are "
+        "interpolated from the end-offset history.",
+    )
+    lag_history: Duration = Field(
+        3600.0, description="How much end-offset history is kept for interpolated lag seconds."
+    )
+    group_status_window: Duration = Field(
+        300.0, description="Sliding window of the group status evaluator."
+    )
+    discover_every: Duration = Field(
+        30.0, description="How often topics and partition leaders are re-read."
+    )
+    replay_batch: int = Field(
+        5000,
+        ge=1,
+        le=1_000_000,
+        description="Records per replay batch: the bound on duplicates after a crash.",
+    )
+
+    @field_validator("bootstrap_servers", mode="before")
+    @classmethod
+    def _split_servers(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [s.strip() for s in value.split(",") if s.strip()]
+        return value
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _check_servers(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one host:port is needed")
+        for server in value:
+            host, sep, port = server.rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"{server!r}: expected host:port")
+        return value
+
+    @model_validator(mode="after")
+    def _check_security(self) -> KafkaOptions:
+        sasl = self.security_protocol.startswith("SASL_")
+        if sasl:
+            if self.sasl_mechanism is None:
+                raise ValueError(f"security_protocol {self.security_protocol} needs sasl_mechanism")
+            if not self.sasl_username or self.sasl_password is None:
+                raise ValueError("SASL needs sasl_username and sasl_password")
+        elif self.sasl_mechanism is not None:
+            raise ValueError("sasl_mechanism needs security_protocol SASL_PLAINTEXT or SASL_SSL")
+        if not self.security_protocol.endswith("SSL"):
+            for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+                if getattr(self, key):
+                    raise ValueError(f"{key} needs security_protocol SSL or SASL_SSL")
+        return self
+
+    def address(self) -> str:
+        return ",".join(self.bootstrap_servers)
+
+    def wants_group(self, group: str) -> bool:
+        """Apply the group globs."""
+        return matches_globs(group, self.groups, self.exclude_groups)
+
+    def wants_topic(self, topic: str) -> bool:
+        """Apply the topic globs and include/exclude."""
+        return matches_globs(topic, self.topics, ()) and self.wants(topic)
+
+
+# ---------------------------------------------------------------- client and wire
+
+
+def ssl_context(options: KafkaOptions) -> ssl.SSLContext | None:
+    """TLS context for SSL / SASL_SSL (verification on unless tls_verify is false)."""
+    if not options.security_protocol.endswith("SSL"):
+        return None
+    import ssl as ssl_module
+
+    from aiokafka.helpers import create_ssl_context
+
+    password = (
+        options.ssl_keyfile_password.get_secret_value() if options.ssl_keyfile_password else None
+    )
+    context: ssl.SSLContext = create_ssl_context(
+        cafile=options.ssl_cafile,
+        certfile=options.ssl_certfile,
+        keyfile=options.ssl_keyfile,
+        password=password,
+    )
+    if not options.tls_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl_module.CERT_NONE
+    return context
+
+
+def client_kwargs(options: KafkaOptions, request_timeout: float = 10.0) -> dict[str, Any]:
+    """Keyword arguments shared by aiokafka clients, consumers and producers."""
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": list(options.bootstrap_servers),
+        "client_id": options.client_id,
+        "request_timeout_ms": int(request_timeout * 1000),
+        "security_protocol": options.security_protocol,
+    }
+    context = ssl_context(options)
+    if context is not None:
+        kwargs["ssl_context"] = context
+    if options.sasl_mechanism is not None:
+        kwargs["sasl_mechanism"] = options.sasl_mechanism
+        kwargs["sasl_plain_username"] = options.sasl_username
+        kwargs["sasl_plain_password"] = (
+            options.sasl_password.get_secret_value() if options.sasl_password else None
+        )
+    return kwargs
+
+
+def quiet_client_logs() -> None:
+    """aiokafka logs every failed connection at ERROR; mqtop reports them itself (broker status,
+    one-line errors), so its logger is silenced unless mqtop runs at debug level."""
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+
+class KafkaProtocolError(Exception):
+    """A Kafka error code in a response (message names the error, never a secret)."""
+
+    def __init__(self, code: int, what: str) -> None:
+        self.code = code
+        super().__init__(f"{what}: {error_name(code)}")
+
+
+def error_name(code: int) -> str:
+    """Readable name of a Kafka error code."""
+    from aiokafka.errors import for_code
+
+    try:
+        return str(for_code(code).__name__)
+    except Exception:
+        return f"error {code}"
+
+
+COORDINATOR_ERRORS = frozenset({14, 15, 16})  # load in progress, not available, not coordinator
+LEADER_ERRORS = frozenset({3, 5, 6})  # unknown topic/partition, leader not available, not leader
+
+
+@dataclass(slots=True)
+class GroupInfo:
+    """DescribeGroups result for one group."""
+
+    state: str | None
+    protocol_type: str | None
+    members: int | None
+    assigned: dict[str, set[int]] = field(default_factory=dict)
+    error: str | None = None
+
+
+def decode_assignment(raw: bytes) -> dict[str, list[int]]:
+    """Topics/partitions of a consumer-protocol member assignment (empty if unreadable)."""
+    out: dict[str, list[int]] = {}
+    try:
+        pos = 2  # version
+        (count,) = struct.unpack_from(">i", raw, pos)
+        pos += 4
+        for _ in range(max(count, 0)):
+            (length,) = struct.unpack_from(">h", raw, pos)
+            pos += 2
+            topic = raw[pos : pos + length].decode("utf-8")
+            pos += length
+            (n,) = struct.unpack_from(">i", raw, pos)
+            pos += 4
+            parts = list(struct.unpack_from(f">{max(n, 0)}i", raw, pos))
+            pos += 4 * max(n, 0)
+            out[topic] = parts
+    except (struct.error, UnicodeDecodeError):
+        return {}
+    return out
+
+
+def _describe_groups_request(groups: list[str]) -> Any:
+    """DescribeGroups pinned to v2: aiokafka 0.14 decodes v3 answers with the v2 schema, which
+    breaks as soon as a request names two groups."""
+    from aiokafka.protocol.admin import DescribeGroupsRequest_v2
+    from aiokafka.protocol.api import Request
+
+    class _DescribeGroupsV2(Request[DescribeGroupsRequest_v2]):  # type: ignore[misc]
+        API_KEY = 15
+
+        def __init__(self, names: list[str]) -> None:
+            self._names = names
+
+        def build(self, request_struct_class: type[DescribeGroupsRequest_v2]) -> Any:
+            return request_struct_class(self._names)
+
+    return _DescribeGroupsV2(groups)
+
+
+@dataclass(slots=True)
+class FetchRound:
+    """What one Fetch round found: timestamps, sizes to retry with, unreadable partitions."""
+
+    timestamps: dict[tuple[str, int, int], int] = field(default_factory=dict)
+    retry: dict[tuple[str, int, int], int] = field(default_factory=dict)
+    unreadable: set[tuple[str, int, int]] = field(default_factory=set)
+
+
+def first_record_timestamp(raw: bytes | memoryview, target: int) -> tuple[int | None, int | None]:
+    """Timestamp (ms) of the first data record at or after ``target`` in fetched bytes.
+
+    Returns (timestamp, None), or (None, bytes_needed) when the batch holding the record was
+    cut short by the fetch size, or (None, None) when no such record is in the bytes.
+    """
+    from aiokafka.record.default_records import DefaultRecordBatch
+
+    buf = memoryview(raw)
+    size = len(buf)
+    pos = 0
+    while pos + 17 <= size:
+        (length,) = struct.unpack_from(">i", buf, pos + 8)
+        end = pos + 12 + length
+        if end > size:
+            return None, end
+        magic = buf[pos + 16]
+        if magic < 2:  # pre-0.11 message sets: not produced by any broker we support
+            return None, None
+        batch = DefaultRecordBatch(buf[pos:end])
+        if not batch.is_control_batch and batch.next_offset > target:
+            for record in batch:
+                if record.offset >= target:
+                    return int(record.timestamp), None
+        pos = end
+    if size > pos:
+        # a batch header itself was cut: ask for a little more than the minimum header
+        return None, pos + 4096
+    return None, None
+
+
+class KafkaWire:
+    """One long-lived aiokafka client sending batched protocol requests."""
+
+    def __init__(self, options: KafkaOptions, request_timeout: float = 10.0) -> None:
+        self.options = options
+        self.request_timeout = request_timeout
+        self._client: AIOKafkaClient | None = None
+        self._coordinators: dict[str, int] = {}
+        self.leaders: dict[TP, int] = {}
+        self.partitions: dict[str, list[int]] = {}
+        self.internal: set[str] = set()
+        self.metadata_time = -1e18
+
+    @property
+    def client(self) -> AIOKafkaClient:
+        if self._client is None:
+            raise RuntimeError("not connected")
+        return self._client
+
+    async def start(self) -> None:
+        """Connect and read cluster metadata."""
+        if self._client is None:
+            from aiokafka.client import AIOKafkaClient
+            from aiokafka.errors import KafkaConnectionError
+
+            quiet_client_logs()
+            self._client = AIOKafkaClient(
+                metadata_max_age_ms=3_600_000, **client_kwargs(self.options, self.request_timeout)
+            )
+            try:
+                await self._client.bootstrap()
+            except BaseException as exc:
+                client, self._client = self._client, None
+                await _quiet_close(client)
+                if isinstance(exc, KafkaConnectionError):
+                    raise ConnectionError(
+                        f"cannot connect to any of {self.options.address()}"
+                    ) from None
+                raise
+        await self.refresh_metadata()
+
+    async def close(self) -> None:
+        """Close every connection; never raises."""
+        client, self._client = self._client, None
+        if client is not None:
+            await _quiet_close(client)
+
+    async def refresh_metadata(self) -> None:
+        """Re-read topics, partitions and leaders (one Metadata request)."""
+        from aiokafka.structs import TopicPartition
+
+        client = self.client
+        ok = await client.force_metadata_update()
+        if not ok:
+            raise ConnectionError("could not read cluster metadata from any broker")
+        cluster = client.cluster
+        leaders: dict[TP, int] = {}
+        partitions: dict[str, list[int]] = {}
+        every = cluster.topics(exclude_internal_topics=False)
+        public = cluster.topics(exclude_internal_topics=True)
+        for topic in every:
+            parts = sorted(cluster.partitions_for_topic(topic) or ())
+            partitions[topic] = parts
+            for p in parts:
+                leader = cluster.leader_for_partition(TopicPartition(topic, p))
+                if leader is not None and leader >= 0:
+                    leaders[(topic, p)] = leader
+        self.leaders = leaders
+        self.partitions = partitions
+        self.internal = set(every) - set(public)
+        self.metadata_time = time.monotonic()
+
+    async def _send(self, node: int, request: Any) -> Any:
+        return await asyncio.wait_for(self.client.send(node, request), self.request_timeout)
+
+    def any_node(self) -> int:
+        """A broker to send cluster-wide requests to."""
+        node = self.client.get_random_node()
+        if node is None:
+            raise ConnectionError("no broker known")
+        return int(node)
+
+    def brokers(self) -> list[int]:
+        """Every known broker id."""
+        return [int(b.nodeId) for b in self.client.cluster.brokers()]
+
+    # -- offsets -----------------------------------------------------------------------
+
+    async def list_offsets(
+        self, tps: Iterable[TP], which: int = LATEST, isolation: int = 0
+    ) -> tuple[dict[TP, int], set[TP]]:
+        """Offsets by partition (latest, earliest or by timestamp): one request per leader.
+
+        Returns (offsets, failed): partitions with a per-partition error or no leader are in
+        ``failed`` (a refresh of metadata is due) instead of failing the whole call.
+        """
+        from aiokafka.protocol.offset import OffsetRequest
+
+        by_node: dict[int, dict[str, list[tuple[int, int]]]] = {}
+        failed: set[TP] = set()
+        for tp in tps:
+            leader = self.leaders.get(tp)
+            if leader is None:
+                failed.add(tp)
+                continue
+            by_node.setdefault(leader, {}).setdefault(tp[0], []).append((tp[1], which))
+        out: dict[TP, int] = {}
+
+        async def one(node: int, topics: dict[str, list[tuple[int, int]]]) -> None:
+            response = await self._send(node, OffsetRequest(-1, isolation, list(topics.items())))
+            for topic, parts in response.topics:
+                for part in parts:
+                    partition, code = part[0], part[1]
+                    if code:
+                        failed.add((topic, partition))
+                        continue
+                    value = part[-1]
+                    if isinstance(value, list):  # v0: a list of offsets
+                        value = value[0] if value else -1
+                    if value is not None and value >= 0:
+                        out[(topic, partition)] = int(value)
+                    else:
+                        failed.add((topic, partition))
+
+        await asyncio.gather(*(one(n, t) for n, t in by_node.items()))
+        return out, failed
+
+    # -- groups ------------------------------------------------------------------------
+
+    async def coordinator(self, group: str) -> int:
+        """The coordinator broker of a group (cached)."""
+        cached = self._coordinators.get(group)
+        if cached is not None:
+            return cached
+        from aiokafka.protocol.coordination import FindCoordinatorRequest
+
+        response = await self._send(self.any_node(), FindCoordinatorRequest(group, 0))
+        if response.error_code:
+            raise KafkaProtocolError(response.error_code, f"group {group!r} coordinator")
+        node = int(response.coordinator_id)
+        self._coordinators[group] = node
+        return node
+
+    def forget_coordinator(self, group: str) -> None:
+        """Look the coordinator up again next time (it moved or was not ready)."""
+        self._coordinators.pop(group, None)
+
+    async def list_groups(self) -> list[tuple[str, str]]:
+        """(group, protocol type) of every group on every broker."""
+        from aiokafka.protocol.admin import ListGroupsRequest
+
+        async def one(node: int) -> list[tuple[str, str]]:
+            response = await self._send(node, ListGroupsRequest())
+            if response.error_code:
+                raise KafkaProtocolError(response.error_code, "ListGroups")
+            return [(str(g[0]), str(g[1])) for g in response.groups]
+
+        found: dict[str, str] = {}
+        for groups in await asyncio.gather(*(one(n) for n in self.brokers())):
+            found.update(groups)
+        return sorted(found.items())
+
+    async def describe_groups(self, groups: Sequence[str]) -> dict[str, GroupInfo]:
+        """State and members of groups: one DescribeGroups request per coordinator."""
+        out: dict[str, GroupInfo] = {}
+        by_node: dict[int, list[str]] = {}
+        coordinators = await asyncio.gather(
+            *(self.coordinator(g) for g in groups), return_exceptions=True
+        )
+        for group, node in zip(groups, coordinators, strict=True):
+            if isinstance(node, BaseException):
+                out[group] = GroupInfo(None, None, None, error=_short(node))
+            else:
+                by_node.setdefault(node, []).append(group)
+
+        async def one(node: int, names: list[str]) -> None:
+            try:
+                response = await self._send(node, _describe_groups_request(names))
+            except (TimeoutError, OSError, ConnectionError) as exc:
+                for name in names:
+                    out[name] = GroupInfo(None, None, None, error=_short(exc))
+                return
+            for entry in response.groups:
+                code, name, state, protocol_type, _protocol, members = entry[:6]
+                if code:
+                    if code in COORDINATOR_ERRORS:
+                        self.forget_coordinator(name)
+                    out[name] = GroupInfo(None, None, None, error=error_name(code))
+                    continue
+                info = GroupInfo(str(state), str(protocol_type), len(members))
+                if protocol_type == "consumer":
+                    for member in members:
+                        for topic, parts in decode_assignment(bytes(member[4] or b"")).items():
+                            info.assigned.setdefault(topic, set()).update(parts)
+                out[name] = info
+
+        await asyncio.gather(*(one(n, names) for n, names in by_node.items()))
+        return out
+
+    async def offset_fetch(self, group: str) -> dict[TP, tuple[int, str]]:
+        """Every committed offset of a group (one OffsetFetch): {tp: (offset, metadata)}."""
+        from aiokafka.protocol.commit import OffsetFetchRequest
+
+        node = await self.coordinator(group)
+        response = await self._send(node, OffsetFetchRequest(group, None))
+        code = getattr(response, "error_code", 0)
+        if code:
+            if code in COORDINATOR_ERRORS:
+                self.forget_coordinator(group)
+            raise KafkaProtocolError(code, f"offsets of group {group!r}")
+        out: dict[TP, tuple[int, str]] = {}
+        for topic, parts in response.topics:
+            for partition, offset, metadata, perr in parts:
+                if perr:
+                    if perr in COORDINATOR_ERRORS:
+                        self.forget_coordinator(group)
+                    raise KafkaProtocolError(perr, f"offsets of group {group!r}")
+                if offset is not None and offset >= 0:
+                    out[(topic, partition)] = (int(offset), metadata or "")
+        return out
+
+    async def offset_commit(self, group: str, offsets: Mapping[TP, tuple[int, str]]) -> None:
+        """Commit offsets (with metadata) for a group nobody joins (generation -1)."""
+        from aiokafka.protocol.commit import OffsetCommitRequest
+
+        if not offsets:
+            return
+        topics: dict[str, list[tuple[int, int, str]]] = {}
+        for (topic, partition), (offset, metadata) in offsets.items():
+            topics.setdefault(topic, []).append((partition, offset, metadata))
+        for attempt in range(3):
+            node = await self.coordinator(group)
+            response = await self._send(
+                node, OffsetCommitRequest(group, -1, "", -1, list(topics.items()))
+            )
+            codes = {code for _, parts in response.topics for _, code in parts if code}
+            if not codes:
+                return
+            if codes & COORDINATOR_ERRORS and attempt < 2:
+                self.forget_coordinator(group)
+                await asyncio.sleep(0.2 * (attempt + 1))
+                continue
+            raise KafkaProtocolError(min(codes), f"commit of group {group!r}")
+
+    # -- records -----------------------------------------------------------------------
+
+    async def fetch_timestamps(
+        self, wanted: Mapping[TP, int], sizes: Mapping[TP, int] | None = None
+    ) -> FetchRound:
+        """Read the record at one offset per partition: one Fetch request per leader."""
+        from aiokafka.protocol.fetch import FetchRequest
+
+        result = FetchRound()
+        by_node: dict[int, dict[str, list[tuple[int, int, int]]]] = {}
+        for tp, offset in wanted.items():
+            leader = self.leaders.get(tp)
+            if leader is None:
+                result.unreadable.add((tp[0], tp[1], offset))
+                continue
+            size = (sizes or {}).get(tp, FIRST_FETCH_BYTES)
+            by_node.setdefault(leader, {}).setdefault(tp[0], []).append((tp[1], offset, size))
+
+        async def one(node: int, topics: dict[str, list[tuple[int, int, int]]]) -> None:
+            total = sum(size for parts in topics.values() for _, _, size in parts)
+            request = FetchRequest(0, 0, min(total, 64 * 1024 * 1024), 0, list(topics.items()))
+            response = await self._send(node, request)
+            for topic, parts in response.topics:
+                for part in parts:
+                    partition, code, raw = part[0], part[1], part[-1]
+                    offset = wanted.get((topic, partition))
+                    if offset is None:
+                        continue
+                    key = (topic, partition, offset)
+                    if code or not raw:
+                        # an error, or the response budget ran out before this partition
+                        if code:
+                            result.unreadable.add(key)
+                        continue
+                    ts, need = first_record_timestamp(raw, offset)
+                    if ts is not None:
+                        result.timestamps[key] = ts
+                    elif need is not None and need <= MAX_FETCH_BYTES:
+                        result.retry[key] = need
+                    else:
+                        result.unreadable.add(key)
+
+        await asyncio.gather(*(one(n, t) for n, t in by_node.items()))
+        return result
+
+
+async def _quiet_close(client: Any) -> None:
+    try:
+        await asyncio.wait_for(client.close(), 10)
+    except Exception:  # noqa: S110 - closing must never raise
+        pass
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# ---------------------------------------------------------------- end-offset history
+
+
+class OffsetHistory:
+    """(time, end offset) points of one partition, for interpolated lag seconds.
+
+    Flat stretches keep only their first and last point; the list is thinned when it grows,
+    and points older than the horizon are dropped (one older point is kept).
+    """
+
+    __slots__ = ("ends", "times")
+    MAX_POINTS = 240
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.ends: list[int] = []
+
+    def add(self, t: float, end: int, horizon: float) -> None:
+        times, ends = self.times, self.ends
+        if times and t <= times[-1]:
+            return
+        if ends and end < ends[-1]:  # the partition was recreated: start over
+            times.clear()
+            ends.clear()
+        if len(ends) >= 2 and ends[-1] == end and ends[-2] == end:
+            times[-1] = t
+        else:
+            times.append(t)
+            ends.append(end)
+        cut = 0
+        limit = t - horizon
+        while cut + 1 < len(times) and times[cut + 1] <= limit:
+            cut += 1
+        if cut:
+            del times[:cut]
+            del ends[:cut]
+        if len(times) > self.MAX_POINTS:
+            keep = [0, *range(1, len(times) - 1, 2), len(times) - 1]
+            self.times = [times[i] for i in keep]
+            self.ends = [ends[i] for i in keep]
+
+    def time_of(self, offset: int) -> float | None:
+        """Estimated time the record at ``offset`` was appended (None when unknown)."""
+        times, ends = self.times, self.ends
+        if not ends or offset >= ends[-1]:
+            return None
+        i = next(i for i, end in enumerate(ends) if end > offset)
+        if i == 0:
+            # older than the history: extrapolate at the average rate of the history
+            if len(ends) < 2 or ends[-1] <= ends[0] or times[-1] <= times[0]:
+                return None
+            rate = (ends[-1] - ends[0]) / (times[-1] - times[0])
+            return times[0] - (ends[0] - offset) / rate
+        e0, e1 = ends[i - 1], ends[i]
+        t0, t1 = times[i - 1], times[i]
+        return t0 + (offset + 1 - e0) / (e1 - e0) * (t1 - t0)
+
+
+# ---------------------------------------------------------------- collector
+
+
+@dataclass(slots=True)
+class _GroupData:
+    name: str
+    committed: dict[TP, tuple[int, str]] | None
+    info: GroupInfo | None
+    error: str | None = None
+
+
+class KafkaCollector:
+    """Reads offsets, groups and record timestamps of one Kafka cluster."""
+
+    def __init__(self, options: KafkaOptions) -> None:
+        self.options = options
+        self._wire: KafkaWire | None = None
+        self._actions: MessageActions | None = None
+        self._status = StatusTracker(options.group_status_window)
+        self._history: dict[TP, OffsetHistory] = {}
+        self._ts_cache: dict[tuple[str, int, int], int] = {}
+        self._rotation = 0
+        self._group_topics: dict[str, set[str]] = {}
+        self._refresh_due = True
+
+    @property
+    def wire(self) -> KafkaWire:
+        if self._wire is None:
+            raise RuntimeError("not connected")
+        return self._wire
+
+    async def connect(self) -> None:
+        if self._wire is None:
+            self._wire = KafkaWire(self.options, self._request_timeout())
+        try:
+            await self._wire.start()
+        except BaseException:
+            wire, self._wire = self._wire, None
+            await wire.close()
+            raise
+        self._refresh_due = False
+
+    def _request_timeout(self) -> float:
+        return float(self.options.timeout or 10.0)
+
+    async def close(self) -> None:
+        wire, self._wire = self._wire, None
+        if wire is not None:
+            await wire.close()
+
+    def actions(self) -> MessageActions | None:
+        try:
+            from collectors.kafka_actions import KafkaActions
+        except ImportError:
+            return None
+        if self._actions is None:
+            self._actions = KafkaActions(self.options)
+        return self._actions
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _watched_topics(self) -> list[str]:
+        wire = self.wire
+        out = []
+        for topic in wire.partitions:
+            if topic in wire.internal and not self.options.internal_topics:
+                continue
+            if self.options.wants_topic(topic):
+                out.append(topic)
+        return sorted(out)
+
+    def _dlq_of(self, topic: str) -> str | None:
+        explicit = self.options.dlq.get(topic)
+        if explicit:
+            return explicit
+        for candidate in dlq_candidates(topic):
+            if candidate in self.wire.partitions:
+                return candidate
+        return None
+
+    # -- collection --------------------------------------------------------------------
+
+    async def collect(self) -> Collected:
+        wire = self.wire
+        warnings: list[str] = []
+        age = time.monotonic() - wire.metadata_time
+        if self._refresh_due or age >= self.options.discover_every:
+            await wire.refresh_metadata()
+            self._refresh_due = False
+        now = time.time()
+        topics = self._watched_topics()
+        dlqs = {t: d for t in topics if (d := self._dlq_of(t)) is not None}
+        measured = sorted(set(topics) | {d for d in dlqs.values() if d in wire.partitions})
+        tps = [(t, p) for t in measured for p in wire.partitions.get(t, ())]
+
+        listed = await wire.list_groups()
+        groups = [
+            g for g, ptype in listed if ptype in ("consumer", "") and self.options.wants_group(g)
+        ]
+        (ends, end_failed), (starts, _), described, fetched = await asyncio.gather(
+            wire.list_offsets(tps, LATEST),
+            wire.list_offsets(tps, EARLIEST),
+            wire.describe_groups(groups),
+            asyncio.gather(*(wire.offset_fetch(g) for g in groups), return_exceptions=True),
+        )
+        if end_failed:
+            self._refresh_due = True
+        data: list[_GroupData] = []
+        for group, result in zip(groups, fetched, strict=True):
+            info = described.get(group)
+            if isinstance(result, BaseException):
+                if isinstance(result, asyncio.CancelledError):
+                    raise result
+                data.append(_GroupData(group, None, info, _short(result)))
+                warnings.append(f"group {group}: {_short(result)}")
+            else:
+                data.append(_GroupData(group, result, info))
+
+        horizon = self.options.lag_history
+        for tp, end in ends.items():
+            hist = self._history.get(tp)
+            if hist is None:
+                hist = self._history[tp] = OffsetHistory()
+            hist.add(now, end, horizon)
+
+        watched = set(topics)
+        # which topics each group consumes: committed offsets and member assignments
+        pairs: list[tuple[_GroupData, str]] = []
+        consumed: set[str] = set()
+        for gd in data:
+            if gd.committed is None:
+                names = self._group_topics.get(gd.name, set())
+            else:
+                names = {t for t, _ in gd.committed}
+                if gd.info is not None:
+                    names |= set(gd.info.assigned)
+                names &= watched
+                unknown = {t for t, _ in gd.committed} - set(wire.partitions)
+                if unknown and any(self.options.wants_topic(t) for t in unknown):
+                    self._refresh_due = True
+                self._group_topics[gd.name] = names
+            for topic in sorted(names):
+                pairs.append((gd, topic))
+                consumed.add(topic)
+
+        # lag per (group, partition) and the records whose timestamps are wanted
+        rows: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        wanted: dict[tuple[str, int, int], None] = {}
+        for gd, topic in pairs:
+            if gd.committed is None:
+                continue
+            table = rows[(gd.name, topic)] = []
+            for p in wire.partitions.get(topic, ()):
+                tp = (topic, p)
+                last = ends.get(tp)
+                if last is None:
+                    continue
+                start = starts.get(tp, 0)
+                c = gd.committed.get(tp)
+                committed = None if c is None else c[0]
+                position = committed if committed is not None else start
+                lag = max(0, last - position)
+                error = None
+                if committed is not None and committed > last:
+                    error = f"partition {p}: committed offset {committed} beyond the end {last}"
+                elif committed is not None and committed < start:
+                    error = (
+                        f"partition {p}: committed offset {committed} is before the log start "
+                        f"{start} (records were deleted unconsumed)"
+                    )
+                table.append(
+                    {
+                        "partition": p,
+                        "end_offset": last,
+                        "log_start": start,
+                        "committed": committed,
+                        "lag": lag,
+                        "lag_seconds": 0.0 if lag == 0 else None,
+                        "_error": error,
+                    }
+                )
+                if lag > 0:
+                    target = max(position, start)
+                    key = (topic, p, target)
+                    if key not in self._ts_cache:
+                        wanted[key] = None
+
+        await self._lookup_timestamps(list(wanted))
+        used: dict[tuple[str, int, int], int] = {}
+        series: list[SeriesSample] = []
+        broker = self.options.name
+        for gd, topic in pairs:
+            info = gd.info
+            members = None if info is None or info.error else info.members
+            active = (
+                None
+                if members is None
+                else members > 0 and info is not None and (info.state in ACTIVE_STATES)
+            )
+            dlq = dlqs.get(topic)
+            dlq_values = self._dlq_values(dlq, ends, starts)
+            rows_of = rows.get((gd.name, topic))
+            if gd.committed is None or rows_of is None:
+                series.append(
+                    SeriesSample(
+                        key=SeriesKey(broker, topic, gd.name),
+                        kind="topic",
+                        values={"group_status": 4.0, "consumers": _num(members), **dlq_values},
+                        dlq=dlq,
+                        info={"error": gd.error or "offsets unavailable", "partitions": []},
+                    )
+                )
+                continue
+            verdicts: list[Verdict] = []
+            total_lag = 0
+            published = 0
+            processed = 0
+            lag_s_max: float | None = None
+            lag_s_missing = False
+            for row in rows_of:
+                p = row["partition"]
+                lag = row["lag"]
+                position = row["committed"] if row["committed"] is not None else row["log_start"]
+                total_lag += lag
+                published += row["end_offset"]
+                processed += position
+                if lag > 0:
+                    target = max(position, row["log_start"])
+                    key = (topic, p, target)
+                    ts_ms = self._ts_cache.get(key)
+                    appended: float | None
+                    if ts_ms is not None:
+                        used[key] = ts_ms
+                        appended = ts_ms / 1000.0
+                    else:
+                        hist = self._history.get((topic, p))
+                        appended = None if hist is None else hist.time_of(target)
+                    if appended is None:
+                        lag_s_missing = True
+                    else:
+                        seconds = max(0.0, now - appended)
+                        row["lag_seconds"] = round(seconds, 3)
+                        lag_s_max = seconds if lag_s_max is None else max(lag_s_max, seconds)
+                error = row.pop("_error")
+                window = self._status.observe((gd.name, topic, p), now, position, lag, error)
+                verdict = window.evaluate(now, active)
+                row["status"] = None if verdict.status is None else verdict.status.name
+                verdicts.append(verdict)
+            if total_lag == 0:
+                lag_seconds: float | None = 0.0
+            else:
+                lag_seconds = lag_s_max
+            overall = combine(verdicts)
+            values: dict[str, float | None] = {
+                "queue_length": float(total_lag),
+                "consumer_lag_messages": float(total_lag),
+                "consumer_lag_seconds": lag_seconds,
+                "latency_seconds": lag_seconds,
+                "consumers": _num(members),
+                "published_total": float(published),
+                "processed_total": float(processed),
+                "group_status": None if overall.status is None else float(overall.status),
+                **dlq_values,
+            }
+            extra: dict[str, Any] = {
+                "partitions": rows_of,
+                "state": None if info is None else info.state,
+                "status_reason": overall.reason,
+            }
+            if lag_s_missing and lag_seconds is not None:
+                extra["lag_seconds_partial"] = True
+            series.append(
+                SeriesSample(
+                    key=SeriesKey(broker, topic, gd.name),
+                    kind="topic",
+                    values=values,
+                    dlq=dlq,
+                    info=extra,
+                )
+            )
+
+        for topic in topics:
+            if topic in consumed:
+                continue
+            parts = wire.partitions.get(topic, ())
+            known = [(p, ends[(topic, p)]) for p in parts if (topic, p) in ends]
+            if not known:
+                continue
+            dlq = dlqs.get(topic)
+            topic_rows = [
+                {
+                    "partition": p,
+                    "end_offset": end,
+                    "log_start": starts.get((topic, p)),
+                    "committed": None,
+                    "lag": None,
+                    "lag_seconds": None,
+                }
+                for p, end in known
+            ]
+            series.append(
+                SeriesSample(
+                    key=SeriesKey(broker, topic, None),
+                    kind="topic",
+                    values={
+                        "published_total": float(sum(end for _, end in known)),
+                        "queue_length": None,
+                        **self._dlq_values(dlq, ends, starts),
+                    },
+                    dlq=dlq,
+                    info={"partitions": topic_rows},
+                )
+            )
+
+        # keep only the timestamps still in use; forget partitions no longer watched
+        self._ts_cache = used
+        live = set(ends)
+        for tp in [tp for tp in self._history if tp not in live]:
+            del self._history[tp]
+        self._status.forget_older_than(now - 2 * self.options.group_status_window)
+        return Collected(series=tuple(series), warnings=tuple(warnings))
+
+    def _dlq_values(
+        self, dlq: str | None, ends: Mapping[TP, int], starts: Mapping[TP, int]
+    ) -> dict[str, float | None]:
+        if dlq is None:
+            return {}
+        parts = self.wire.partitions.get(dlq)
+        if not parts or any((dlq, p) not in ends for p in parts):
+            return {"dlq_length": None, "dead_lettered_total": None}
+        inflow = sum(ends[(dlq, p)] for p in parts)
+        held = sum(ends[(dlq, p)] - starts.get((dlq, p), 0) for p in parts)
+        return {"dlq_length": float(max(held, 0)), "dead_lettered_total": float(inflow)}
+
+    async def _lookup_timestamps(self, wanted: list[tuple[str, int, int]]) -> None:
+        """Read records at lagging positions, within the budget, into the cache."""
+        budget = self.options.lag_seconds_budget
+        if not wanted or budget <= 0:
+            return
+        if len(wanted) > budget:
+            # rotate, so every lagging partition gets its turn over successive polls
+            start = self._rotation % len(wanted)
+            wanted = (wanted[start:] + wanted[:start])[:budget]
+            self._rotation += budget
+        pending = list(wanted)
+        sizes: dict[tuple[str, int, int], int] = {}
+        rounds = 0
+        while pending and rounds < 8:
+            rounds += 1
+            batch: dict[TP, int] = {}
+            later: list[tuple[str, int, int]] = []
+            for key in pending:
+                tp = (key[0], key[1])
+                if tp in batch:
+                    later.append(key)  # one offset per partition per request
+                else:
+                    batch[tp] = key[2]
+            round_sizes = {(k[0], k[1]): sizes[k] for k in sizes if batch.get((k[0], k[1])) == k[2]}
+            result = await self.wire.fetch_timestamps(batch, round_sizes)
+            self._ts_cache.update(result.timestamps)
+            retry = [k for k in result.retry if sizes.get(k, 0) < result.retry[k]]
+            for key in retry:
+                sizes[key] = result.retry[key]
+            pending = later + retry
+
+
+def _num(value: int | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _create(options: KafkaOptions) -> KafkaCollector:
+    return KafkaCollector(options)
+
+
+PLUGIN: CollectorPlugin[KafkaOptions] = CollectorPlugin(
+    type="kafka",
+    options_model=KafkaOptions,
+    factory=_create,
+    description="Apache Kafka topics and consumer groups (lag in messages and seconds)",
+)
+
+__all__ = [
+    "PLUGIN",
+    "KafkaCollector",
+    "KafkaOptions",
+    "KafkaWire",
+    "OffsetHistory",
+    "client_kwargs",
+    "first_record_timestamp",
+]

@@ -1,0 +1,561 @@
+"""Kafka collector against a real Apache Kafka broker: lag, lag seconds, group status, DLT.
+
+Every expected number is read back from Kafka itself with aiokafka's own clients (end and
+beginning offsets, the admin client's committed offsets), never hard-coded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import pytest
+
+from tests.harness import KafkaBroker
+
+pytestmark = pytest.mark.broker
+
+
+class KafkaTool:
+    """Test-side Kafka access through aiokafka's public clients."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self.topics: list[str] = []
+        self.admin: Any = None
+        self.producer: Any = None
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaProducer
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        self.admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await self.admin.start()
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5)
+        await self.producer.start()
+
+    async def stop(self) -> None:
+        try:
+            if self.topics:
+                await self.admin.delete_topics(self.topics)
+        finally:
+            await self.producer.stop()
+            await self.admin.close()
+
+    async def create(self, topics: dict[str, int]) -> None:
+        from aiokafka.admin import NewTopic
+
+        await self.admin.create_topics([NewTopic(t, n, 1) for t, n in topics.items()])
+        self.topics += list(topics)
+        for topic, count in topics.items():  # wait until the producer knows every partition
+            for _ in range(100):
+                parts = await self.producer.partitions_for(topic)
+                if parts and len(parts) == count:
+                    break
+                await asyncio.sleep(0.1)
+
+    async def produce(
+        self,
+        topic: str,
+        partition: int,
+        count: int,
+        *,
+        timestamps_ms: Sequence[int] | None = None,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+        value: bytes = b"x",
+    ) -> None:
+        futures = []
+        for i in range(count):
+            futures.append(
+                await self.producer.send(
+                    topic,
+                    value + str(i).encode(),
+                    key=key,
+                    partition=partition,
+                    timestamp_ms=None if timestamps_ms is None else timestamps_ms[i],
+                    headers=headers,
+                )
+            )
+        await asyncio.gather(*futures)
+
+    async def commit(self, group: str, offsets: dict[tuple[str, int], int]) -> None:
+        """Commit offsets the way a manually-assigned consumer does (public consumer API)."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka.structs import OffsetAndMetadata
+
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=group, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            tps = {TopicPartition(t, p): o for (t, p), o in offsets.items()}
+            consumer.assign(list(tps))
+            await consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in tps.items()})
+        finally:
+            await consumer.stop()
+
+    async def offsets(self, topic: str) -> tuple[dict[int, int], dict[int, int]]:
+        """Raw (log start, end) offsets per partition, read by a plain consumer."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap)
+        await consumer.start()
+        try:
+            parts = sorted(await self.producer.partitions_for(topic))
+            tps = [TopicPartition(topic, p) for p in parts]
+            starts = await consumer.beginning_offsets(tps)
+            ends = await consumer.end_offsets(tps)
+            return {tp.partition: starts[tp] for tp in tps}, {tp.partition: ends[tp] for tp in tps}
+        finally:
+            await consumer.stop()
+
+    async def read_all(self, topic: str) -> list[Any]:
+        """Every record of a topic (all partitions, up to the current end), without a group."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        starts, ends = await self.offsets(topic)
+        records: list[Any] = []
+        tps = [TopicPartition(topic, p) for p, end in ends.items() if end > starts[p]]
+        if not tps:
+            return records
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            left = {tp: ends[tp.partition] for tp in tps}
+            deadline = time.monotonic() + 60
+            while left and time.monotonic() < deadline:
+                batch = await consumer.getmany(*left, timeout_ms=500)
+                for tp, recs in batch.items():
+                    records.extend(r for r in recs if r.offset < ends[tp.partition])
+                    if recs and recs[-1].offset + 1 >= ends[tp.partition]:
+                        left.pop(tp, None)
+            assert not left, f"could not read {topic} to its end"
+        finally:
+            await consumer.stop()
+        return records
+
+    async def committed(self, group: str) -> dict[tuple[str, int], int]:
+        raw = await self.admin.list_consumer_group_offsets(group)
+        return {(tp.topic, tp.partition): om.offset for tp, om in raw.items() if om.offset >= 0}
+
+
+@pytest.fixture
+async def kafka(kafka_broker: KafkaBroker) -> AsyncIterator[KafkaTool]:
+    tool = KafkaTool(kafka_broker.bootstrap)
+    await tool.start()
+    yield tool
+    await tool.stop()
+
+
+def kafka_config(write_config, broker: KafkaBroker, prefix: str, extra: str = "", interval="1s"):
+    return write_config(
+        f"""
+        interval: {interval}
+        brokers:
+          - name: events
+            type: kafka
+            bootstrap_servers: "{broker.bootstrap}"
+            topics: ["{prefix}*"]
+            groups: ["{prefix}*"]
+            {extra}
+        """
+    )
+
+
+def collector_for(broker: KafkaBroker, prefix: str, **options: Any):
+    from collectors.kafka import KafkaCollector, KafkaOptions
+
+    opts = KafkaOptions(
+        name="events",
+        bootstrap_servers=broker.bootstrap,
+        topics=[prefix + "*"],
+        groups=[prefix + "*"],
+        **options,
+    )
+    return KafkaCollector(opts)
+
+
+def find(doc: dict, queue: str, group: str | None) -> dict:
+    matches = [s for s in doc["series"] if s["queue"] == queue and s["group"] == group]
+    assert len(matches) == 1, (queue, group, [(s["queue"], s["group"]) for s in doc["series"]])
+    return matches[0]
+
+
+async def run_cli_async(run_cli, *args: str) -> Any:
+    return await asyncio.to_thread(run_cli, *args)
+
+
+# ---------------------------------------------------------------- lag in messages
+
+
+async def test_lag_equals_end_minus_committed_for_several_groups(
+    kafka, kafka_broker, write_config, run_cli, unique
+):
+    prefix = unique("lag") + "-"
+    orders, payments, audit = prefix + "orders", prefix + "payments", prefix + "audit"
+    await kafka.create({orders: 3, payments: 2, audit: 1})
+    for partition, count in ((0, 10), (1, 20), (2, 5)):
+        await kafka.produce(orders, partition, count)
+    await kafka.produce(payments, 0, 7)
+    await kafka.produce(audit, 0, 3)
+    # records 0..4 of orders/1 are deleted: a group without a commit there counts from 5
+    await kafka.admin.delete_records({_tp(orders, 1): _before(5)})
+
+    g_full, g_partial, g_pay = prefix + "billing", prefix + "shipping", prefix + "ledger"
+    await kafka.commit(g_full, {(orders, 0): 4, (orders, 1): 20, (orders, 2): 0, (payments, 0): 7})
+    await kafka.commit(g_partial, {(orders, 0): 10})  # nothing committed on partitions 1, 2
+    await kafka.commit(g_pay, {(payments, 0): 2, (payments, 1): 0})
+
+    path = kafka_config(write_config, kafka_broker, prefix)
+    result = await run_cli_async(run_cli, "metrics", "--config", str(path), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["brokers"] == [{"name": "events", "type": "kafka", "up": True, "error": None}]
+
+    raw = {t: await kafka.offsets(t) for t in (orders, payments)}
+    for group in (g_full, g_partial, g_pay):
+        committed = await kafka.committed(group)
+        for topic in (orders, payments):
+            starts, ends = raw[topic]
+            if not any(t == topic for t, _ in committed):
+                assert not [s for s in doc["series"] if s["queue"] == topic and s["group"] == group]
+                continue
+            expected = sum(max(0, ends[p] - committed.get((topic, p), starts[p])) for p in ends)
+            metrics = find(doc, topic, group)["metrics"]
+            assert metrics["consumer_lag_messages"] == expected, (group, topic)
+            assert metrics["queue_length"] == expected
+            assert metrics["consumers"] == 0  # offsets only: no live member
+            assert metrics["publish_rate"] == 0 and metrics["processing_rate"] == 0
+    # the figures worked out by hand from what was produced and committed, as a sanity check
+    assert find(doc, orders, g_full)["metrics"]["consumer_lag_messages"] == 6 + 0 + 5
+    assert find(doc, orders, g_partial)["metrics"]["consumer_lag_messages"] == 0 + 15 + 5
+    assert find(doc, payments, g_pay)["metrics"]["consumer_lag_messages"] == 5
+
+    # a topic nobody consumes: one series with group null, lag unknown (null, not 0)
+    lone = find(doc, audit, None)["metrics"]
+    assert lone["queue_length"] is None and lone["consumer_lag_messages"] is None
+    assert lone["publish_rate"] == 0
+    assert not [s for s in doc["series"] if s["queue"] == orders and s["group"] is None]
+
+    # partition detail for the dashboard, cross-checked partition by partition
+    collector = collector_for(kafka_broker, prefix)
+    await collector.connect()
+    try:
+        collected = await collector.collect()
+    finally:
+        await collector.close()
+    by_key = {(s.key.queue, s.key.group): s for s in collected.series}
+    for group in (g_full, g_partial):
+        committed = await kafka.committed(group)
+        starts, ends = raw[orders]
+        table = by_key[(orders, group)].info["partitions"]
+        assert [row["partition"] for row in table] == [0, 1, 2]
+        for row in table:
+            p = row["partition"]
+            assert row["end_offset"] == ends[p]
+            assert row["log_start"] == starts[p]
+            assert row["committed"] == committed.get((orders, p))
+            assert row["lag"] == ends[p] - committed.get((orders, p), starts[p])
+
+
+def _tp(topic: str, partition: int):
+    from aiokafka import TopicPartition
+
+    return TopicPartition(topic, partition)
+
+
+def _before(offset: int):
+    from aiokafka.admin.records_to_delete import RecordsToDelete
+
+    return RecordsToDelete(before_offset=offset)
+
+
+# ---------------------------------------------------------------- lag in seconds
+
+
+async def test_lag_seconds_from_timestamps_of_first_unconsumed_records(
+    kafka, kafka_broker, write_config, run_cli, unique
+):
+    prefix = unique("lagsec") + "-"
+    topic = prefix + "clicks"
+    await kafka.create({topic: 2})
+    now_ms = int(time.time() * 1000)
+    ts0 = [now_ms - 600_000 + 10_000 * i for i in range(10)]  # 600 s .. 510 s old
+    ts1 = [now_ms - 300_000 + 10_000 * i for i in range(10)]  # 300 s .. 210 s old
+    await kafka.produce(topic, 0, 10, timestamps_ms=ts0)
+    await kafka.produce(topic, 1, 10, timestamps_ms=ts1)
+    slow, done = prefix + "slow", prefix + "done"
+    await kafka.commit(slow, {(topic, 0): 3, (topic, 1): 7})
+    await kafka.commit(done, {(topic, 0): 10, (topic, 1): 10})
+
+    path = kafka_config(write_config, kafka_broker, prefix, interval="1s")
+    before = time.time()
+    result = await run_cli_async(run_cli, "metrics", "--config", str(path), "--format", "json")
+    after = time.time()
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    lag_s = find(doc, topic, slow)["metrics"]["consumer_lag_seconds"]
+    # the oldest first-unconsumed record is offset 3 of partition 0
+    oldest = ts0[3] / 1000
+    assert before - oldest - 1.0 <= lag_s <= after - oldest + 1.0
+    assert find(doc, topic, slow)["metrics"]["latency_seconds"] == lag_s
+    assert find(doc, topic, done)["metrics"]["consumer_lag_seconds"] == 0
+
+    collector = collector_for(kafka_broker, prefix)
+    await collector.connect()
+    try:
+        t0 = time.time()
+        series = {(s.key.queue, s.key.group): s for s in (await collector.collect()).series}
+        t1 = time.time()
+    finally:
+        await collector.close()
+    rows = {r["partition"]: r for r in series[(topic, slow)].info["partitions"]}
+    assert t0 - ts0[3] / 1000 - 0.5 <= rows[0]["lag_seconds"] <= t1 - ts0[3] / 1000 + 0.5
+    assert t0 - ts1[7] / 1000 - 0.5 <= rows[1]["lag_seconds"] <= t1 - ts1[7] / 1000 + 0.5
+
+
+async def test_lag_seconds_interpolated_when_records_are_not_read(kafka, kafka_broker, unique):
+    """With no record-read budget the time comes from the end-offset history, or is null."""
+    prefix = unique("interp") + "-"
+    topic = prefix + "views"
+    await kafka.create({topic: 1})
+    await kafka.produce(topic, 0, 10)
+    group = prefix + "readers"
+    await kafka.commit(group, {(topic, 0): 15})  # beyond the end for now: fixed below
+    await kafka.commit(group, {(topic, 0): 10})
+    collector = collector_for(kafka_broker, prefix, lag_seconds_budget=0)
+    await collector.connect()
+    try:
+        first = {s.key.group: s for s in (await collector.collect()).series}[group]
+        assert first.values["consumer_lag_seconds"] == 0  # no lag: 0, not null
+        t_before = time.time()
+        await kafka.produce(topic, 0, 10)  # offsets 10..19 appended now
+        t_after = time.time()
+        await asyncio.sleep(0.3)
+        second = {s.key.group: s for s in (await collector.collect()).series}[group]
+        polled = time.time()
+        # offset 10 was appended between the two polls: interpolated, never NaN
+        lag_s = second.values["consumer_lag_seconds"]
+        assert lag_s is not None
+        assert lag_s <= polled - (t_before - 1.5)
+        assert lag_s >= 0
+        assert second.info["partitions"][0]["lag"] == 10
+        del t_after
+    finally:
+        await collector.close()
+
+    # a fresh collector has no history and no budget: the time is unknown, so null
+    fresh = collector_for(kafka_broker, prefix, lag_seconds_budget=0)
+    await fresh.connect()
+    try:
+        sample = {s.key.group: s for s in (await fresh.collect()).series}[group]
+        assert sample.values["consumer_lag_seconds"] is None
+        assert sample.values["consumer_lag_messages"] == 10
+    finally:
+        await fresh.close()
+
+
+# ---------------------------------------------------------------- group status
+
+
+async def test_group_status_running_consumer_then_stop(kafka, kafka_broker, unique):
+    from aiokafka import AIOKafkaConsumer
+
+    prefix = unique("status") + "-"
+    topic, group = prefix + "jobs", prefix + "workers"
+    await kafka.create({topic: 2})
+    stop_producing = asyncio.Event()
+
+    async def produce() -> None:
+        i = 0
+        while not stop_producing.is_set():
+            await kafka.produce(topic, i % 2, 1)
+            i += 1
+            await asyncio.sleep(0.05)
+
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=kafka_broker.bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=500,
+    )
+    await consumer.start()
+    consuming = True
+
+    async def consume() -> None:
+        while consuming:
+            batch = await consumer.getmany(timeout_ms=100)
+            if batch:
+                await consumer.commit()
+
+    producer_task = asyncio.create_task(produce())
+    consumer_task = asyncio.create_task(consume())
+    collector = collector_for(kafka_broker, prefix, group_status_window=3.0)
+    await collector.connect()
+    seen: list[str | None] = []
+
+    async def status() -> tuple[str | None, Any]:
+        for sample in (await collector.collect()).series:
+            if sample.key.group == group:
+                value = sample.values["group_status"]
+                name = (
+                    None if value is None else ["OK", "WARN", "STALL", "STOP", "ERROR"][int(value)]
+                )
+                return name, sample
+        return None, None
+
+    try:
+        deadline = time.monotonic() + 30
+        running_ok = 0
+        while time.monotonic() < deadline and running_ok < 6:  # ~3 s of a healthy consumer
+            name, sample = await status()
+            seen.append(name)
+            if name == "OK" and sample.values["consumers"] == 1:
+                running_ok += 1
+            await asyncio.sleep(0.5)
+        assert running_ok >= 6, seen
+        assert "STOP" not in seen and "STALL" not in seen
+
+        consuming = False
+        await consumer_task
+        await consumer.stop()  # leaves the group: nobody commits from now on
+        deadline = time.monotonic() + 30
+        name, sample = None, None
+        while time.monotonic() < deadline:
+            name, sample = await status()
+            seen.append(name)
+            if name == "STOP":
+                break
+            await asyncio.sleep(0.5)
+        assert name == "STOP", seen
+        assert sample.values["consumers"] == 0
+        assert sample.values["consumer_lag_messages"] > 0
+        assert sample.info["state"] == "Empty"
+        assert "no progress" in sample.info["status_reason"]
+    finally:
+        stop_producing.set()
+        await producer_task
+        consuming = False
+        if not consumer_task.done():
+            await consumer_task
+        await consumer.stop()
+        await collector.close()
+
+
+# ---------------------------------------------------------------- DLT and error rate
+
+
+async def test_dlt_inflow_gives_error_rate_and_dlq_length(
+    kafka, kafka_broker, write_config, unique
+):
+    from mqtop.config import load_config_file
+    from mqtop.engine import Engine
+    from mqtop.model import SeriesKey
+
+    prefix = unique("dlt") + "-"
+    topic, dlt, group = prefix + "orders", prefix + "orders.DLT", prefix + "svc"
+    await kafka.create({topic: 1, dlt: 1})
+    await kafka.produce(topic, 0, 100)
+    await kafka.produce(dlt, 0, 4)
+    await kafka.commit(group, {(topic, 0): 20})
+    config = load_config_file(kafka_config(write_config, kafka_broker, prefix))
+    engine = Engine(config)
+    try:
+        await engine.poll_all()
+        await kafka.commit(group, {(topic, 0): 50})  # 30 processed ...
+        await kafka.produce(dlt, 0, 10)  # ... and 10 dead-lettered
+        await asyncio.sleep(1.0)
+        await engine.poll_all()
+        view = engine.store.view(SeriesKey("events", topic, group))
+        dlt_view = engine.store.view(SeriesKey("events", dlt, None))
+    finally:
+        await engine.close()
+    assert view is not None and dlt_view is not None
+    assert view.dlq == dlt
+    _, dlt_ends = await kafka.offsets(dlt)
+    assert view.metrics["dlq_length"] == dlt_ends[0] == 14
+    assert view.metrics["error_rate"] == pytest.approx(10 / (30 + 10))
+    assert view.metrics["processing_rate"] is not None and view.metrics["processing_rate"] > 0
+    assert view.metrics["queue_length"] == 50
+    assert dlt_view.metrics["publish_rate"] is not None and dlt_view.metrics["publish_rate"] > 0
+
+
+# ---------------------------------------------------------------- config, secrets, failures
+
+
+def test_sasl_and_tls_options_validate_and_mask(run_cli, write_config):
+    path = write_config(
+        """
+        brokers:
+          - name: secure
+            type: kafka
+            bootstrap_servers: "kafka1:9093,kafka2:9093"
+            security_protocol: SASL_SSL
+            sasl_mechanism: SCRAM-SHA-512
+            sasl_username: mqtop
+            sasl_password: "Kafka-Canary-31337"
+            ssl_cafile: /etc/ssl/ca.pem
+        """
+    )
+    result = run_cli("config", "validate", str(path))
+    assert result.returncode == 0, result.stderr
+    shown = run_cli("config", "show", "--config", str(path))
+    assert shown.returncode == 0, shown.stderr
+    assert "Kafka-Canary-31337" not in shown.stdout + shown.stderr
+    assert "SCRAM-SHA-512" in shown.stdout and "tls_verify" in shown.stdout
+
+    bad = write_config(
+        """
+        brokers:
+          - {name: k, type: kafka, bootstrap_servers: "localhost:9092",
+             sasl_mechanism: PLAIN, sasl_username: u, sasl_password: "Other-Canary-4242"}
+          - {name: k2, type: kafka, bootstrap_servers: "no-port-here"}
+        """,
+        name="bad.yaml",
+    )
+    result = run_cli("config", "validate", str(bad))
+    assert result.returncode == 2
+    assert "security_protocol" in result.stderr
+    assert "host:port" in result.stderr
+    assert "Other-Canary-4242" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_unreachable_kafka_exit_3_one_line_no_secret(run_cli, write_config):
+    from tests.harness import free_port
+
+    port = free_port()
+    path = write_config(
+        f"""
+        interval: 200ms
+        timeout: 3s
+        brokers:
+          - name: gone
+            type: kafka
+            bootstrap_servers: "127.0.0.1:{port}"
+            security_protocol: SASL_PLAINTEXT
+            sasl_mechanism: PLAIN
+            sasl_username: svc
+            sasl_password: "Unreachable-Canary-99"
+        """
+    )
+    result = run_cli("metrics", "--config", str(path), "--format", "json", timeout=60)
+    assert result.returncode == 3, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["brokers"][0]["up"] is False and doc["brokers"][0]["error"]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert f"127.0.0.1:{port}" in lines[0]
+    assert "Unreachable-Canary-99" not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
