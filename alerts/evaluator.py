@@ -193,6 +193,7 @@ class _State:
         "clear_since",
         "extra",
         "fired_at",
+        "flapping",
         "last_notified",
         "notified",
         "silenced",
@@ -209,6 +210,7 @@ class _State:
         self.last_notified: float | None = None
         self.notified = False  # receivers were told it is firing
         self.silenced = False
+        self.flapping = False
         self.extra: dict[str, Any] | None = None
 
 
@@ -585,7 +587,8 @@ class AlertEvaluator:
         if st.clear_since is None:
             st.clear_since = now
         hold = self.settings.resolve_after
-        if self._flapping(rule.name, key, now):
+        if st.flapping or self._flapping(rule.name, key, now):
+            st.flapping = True  # sticky until it resolves
             hold = max(hold, self.settings.flap_window)
         if now - st.clear_since < hold:
             return
