@@ -11,6 +11,9 @@ What Redis exposes and how it maps (see docs/metrics.md):
 * stream without groups: every entry waits, so queue_length = XLEN and latency_seconds is the
   age of the first entry.
 * channel: ``PUBSUB NUMSUB`` -> consumers; nothing else is exposed.
+* per group, pending entries idle longer than ``stuck_idle`` (``XPENDING ... IDLE``) are
+  counted as ``info["stuck"]``: in Redis streams these are the dead letters when no DLQ
+  exists. ``group_status`` follows Burrow's vocabulary over the last polls (docs/redis.md).
 
 Keys are discovered with ``SCAN ... TYPE``, never ``KEYS``; discovery is refreshed every
 ``discover_every`` and discovered keys stay listed (an empty Redis list does not exist, but an
@@ -31,6 +34,7 @@ from collectors.base import (
     MessageActions,
     dlq_candidates,
 )
+from collectors.group_status import GroupStatus, StatusTracker, Verdict
 from mqtop.durations import Duration
 from mqtop.model import SeriesKey, SeriesSample
 from mqtop.secrets import Password, SecretUrl, strip_url_credentials
@@ -40,6 +44,7 @@ if TYPE_CHECKING:
 
 GLOB_CHARS = frozenset("*?[")
 MAX_KEYS = 20_000
+STUCK_CAP = 1000  # stuck entries counted per group and poll (more is reported as capped)
 
 
 class RedisOptions(BrokerOptions):
@@ -66,8 +71,8 @@ class RedisOptions(BrokerOptions):
     list_head: Literal["left", "right"] = Field(
         "right",
         description=(
-            "End consumers pop from: right for LPUSH/BRPOP (Celery, Sidekiq), "
-            "left for RPUSH/BLPOP (RQ, Bull)."
+            "End consumers pop from: right for LPUSH/BRPOP (Celery, Sidekiq, Bull), "
+            "left for RPUSH/BLPOP (RQ, Resque, Laravel)."
         ),
     )
     cluster: bool = Field(False, description="Connect to a Redis Cluster.")
@@ -75,6 +80,16 @@ class RedisOptions(BrokerOptions):
     ca_file: str | None = Field(None, description="CA bundle for TLS.")
     scan_count: int = Field(1000, ge=10, le=100_000, description="COUNT hint for SCAN.")
     discover_every: Duration = Field(30.0, description="How often the keyspace is re-scanned.")
+    group_status_window: Duration = Field(
+        300.0, description="Sliding window of the stream group status evaluator."
+    )
+    stuck_idle: Duration = Field(
+        300.0,
+        description=(
+            "Pending stream entries idle longer than this count as stuck "
+            "(shown per group; see `mqtop dlq reclaim`)."
+        ),
+    )
 
     @field_validator("url")
     @classmethod
@@ -144,6 +159,7 @@ class RedisCollector:
         self._streams: dict[str, None] = {}
         self._last_discovery = -1e18
         self._actions: MessageActions | None = None
+        self._status = StatusTracker(options.group_status_window)
 
     @property
     def client(self) -> Redis:
@@ -244,7 +260,9 @@ class RedisCollector:
             }
         )
         pipe = self.client.pipeline(transaction=False)
-        pipe.time()
+        cluster = self.options.cluster
+        if not cluster:
+            pipe.time()
         for key in lists:
             pipe.llen(key)
         for key in extra_dlqs:
@@ -252,8 +270,13 @@ class RedisCollector:
         for key in streams:
             pipe.xinfo_stream(key)
             pipe.xinfo_groups(key)
-        results = await pipe.execute(raise_on_error=False)
-        seconds, micros = results[0]
+        if cluster:
+            # a cluster pipeline only carries keyed commands; the time comes from any node
+            seconds, micros = await self.client.time()
+            results = [None, *(await pipe.execute(raise_on_error=False))]
+        else:
+            results = await pipe.execute(raise_on_error=False)
+            seconds, micros = results[0]
         now = seconds + micros / 1e6
         pos = 1
         lengths: dict[str, int] = {}
@@ -298,20 +321,56 @@ class RedisCollector:
 
         # next undelivered entry per group: one more round trip
         pipe = self.client.pipeline(transaction=False)
+        # and, where entries are pending, how many are stuck (idle beyond stuck_idle)
         asked: list[tuple[str, str]] = []
+        stuck_asked: list[tuple[str, str]] = []
+        idle_asked: list[tuple[str, str]] = []
+        stuck_ms = round(self.options.stuck_idle * 1000)
         for key, (_, groups) in infos.items():
             for group in groups:
                 last = group.get("last-delivered-id") or b"0-0"
                 last_s = last.decode() if isinstance(last, bytes) else str(last)
                 pipe.xrange(key, min=f"({last_s}", count=1)
-                asked.append((key, _decode(group["name"]) or "?"))
+                name = _decode(group["name"]) or "?"
+                asked.append((key, name))
+                if _int_or_none(group.get("pending")):
+                    pipe.xpending_range(
+                        key, group["name"], min="-", max="+", count=STUCK_CAP, idle=stuck_ms
+                    )
+                    stuck_asked.append((key, name))
+                if _int_or_none(group.get("consumers")) and _int_or_none(group.get("lag")) != 0:
+                    # who is alive: Redis keeps consumers registered after they die
+                    pipe.xinfo_consumers(key, group["name"])
+                    idle_asked.append((key, name))
         next_entries: dict[tuple[str, str], int | None] = {}
+        stuck: dict[tuple[str, str], int | None] = {}
+        min_idle: dict[tuple[str, str], float | None] = {}
         if asked:
-            for ident, entries in zip(asked, await pipe.execute(raise_on_error=False), strict=True):
+            replies = await pipe.execute(raise_on_error=False)
+            pos = 0
+            wants_stuck, wants_idle = set(stuck_asked), set(idle_asked)
+            for ident in asked:
+                entries = replies[pos]
+                pos += 1
                 if isinstance(entries, list) and entries:
                     next_entries[ident] = _id_ms(entries[0][0])
                 else:
                     next_entries[ident] = None
+                stuck[ident] = 0
+                if ident in wants_stuck:
+                    rows = replies[pos]
+                    pos += 1
+                    stuck[ident] = len(rows) if isinstance(rows, list) else None
+                if ident in wants_idle:
+                    members = replies[pos]
+                    pos += 1
+                    idles = (
+                        [_int_or_none(m.get("idle")) for m in members if isinstance(m, dict)]
+                        if isinstance(members, list)
+                        else []
+                    )
+                    known_idles = [i for i in idles if i is not None]
+                    min_idle[ident] = min(known_idles) / 1000 if known_idles else None
 
         def length_of(name: str) -> int | None:
             if name in lengths:
@@ -383,8 +442,21 @@ class RedisCollector:
                     lag_s: float | None = 0.0 if lag in (0, None) else None
                 else:
                     lag_s = max(0.0, now - next_ms / 1000)
+                ident = (key, name)
+                last_delivered = _decode(group.get("last-delivered-id") or b"") or ""
+                n_stuck = stuck.get(ident)
+                verdict = self._verdict(
+                    ident=ident,
+                    now=now,
+                    last_delivered=last_delivered,
+                    lag=lag,
+                    consumers=consumers,
+                    stuck=n_stuck,
+                    min_idle=min_idle.get(ident),
+                )
                 values = {
                     **common,
+                    "group_status": None if verdict.status is None else float(verdict.status),
                     "queue_length": None if lag is None else float(lag),
                     "consumer_lag_messages": None if lag is None else float(lag),
                     "in_flight": None if pending is None else float(pending),
@@ -401,14 +473,52 @@ class RedisCollector:
                         dlq=dlq,
                         info={
                             "length": length,
-                            "last_delivered_id": _decode(group.get("last-delivered-id") or b"")
-                            or "",
+                            "last_delivered_id": last_delivered,
+                            "stuck": n_stuck,
+                            "stuck_capped": n_stuck is not None and n_stuck >= STUCK_CAP,
+                            "stuck_idle": self.options.stuck_idle,
+                            "status_reason": verdict.reason,
                         },
                     )
                 )
+        self._status.forget_older_than(now - 2 * self.options.group_status_window)
 
         series.extend(await self._channels())
         return Collected(series=tuple(series), warnings=tuple(warnings))
+
+    def _verdict(
+        self,
+        *,
+        ident: tuple[str, str],
+        now: float,
+        last_delivered: str,
+        lag: int | None,
+        consumers: int | None,
+        stuck: int | None,
+        min_idle: float | None,
+    ) -> Verdict:
+        """Group status from the shared Burrow-style evaluator, plus stuck entries.
+
+        The group's position is its last-delivered ID; a consumer counts as active when it
+        talked to Redis within the status window.
+        """
+        window = self.options.group_status_window
+        if lag is None:
+            verdict = Verdict(None, "Redis cannot tell the lag of this group")
+        else:
+            ms, _, seq = last_delivered.partition("-")
+            position = (int(ms) << 64) + int(seq) if ms.isdigit() and seq.isdigit() else 0
+            tracked = self._status.observe(ident, now, position, lag)
+            active = bool(consumers) and (min_idle is None or min_idle < window)
+            verdict = tracked.evaluate(now, active)
+        if stuck and (verdict.status is None or verdict.status < GroupStatus.WARN):
+            more = "+" if stuck >= STUCK_CAP else ""
+            verdict = Verdict(
+                GroupStatus.WARN,
+                f"{stuck}{more} pending entries idle longer than "
+                f"{self.options.stuck_idle:g}s (see mqtop dlq reclaim)",
+            )
+        return verdict
 
     async def _channels(self) -> list[SeriesSample]:
         if not self.options.channels:

@@ -577,3 +577,64 @@ def test_wrong_password_is_masked_and_exit_3(redis_broker, write_config, run_cli
     assert result.returncode == 3, result.stderr
     assert "s3cr3t-pa55" not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr and "cache" in result.stderr
+
+
+def test_reclaim_reports_entries_deleted_while_pending(
+    r, redis_broker, write_config, run_cli, unique
+):
+    client, created = r
+    prefix = unique("missing") + ":"
+    stream, dead = prefix + "tasks", prefix + "tasks.dlq"
+    created += [stream, dead]
+    stuck, _ = _pending_setup(client, stream)
+    client.xdel(stream, stuck[0], stuck[3])  # trimmed away while still pending
+    path = config(write_config, redis_broker, prefix)
+
+    doc = ok_json(
+        run_cli(
+            "dlq",
+            "reclaim",
+            "cache",
+            stream,
+            "--group",
+            "workers",
+            "--idle",
+            "5m",
+            "--to",
+            dead,
+            "--limit",
+            "3",
+            "--yes",
+            "--format",
+            "json",
+            "--config",
+            str(path),
+        )
+    )
+    assert [e["result"] for e in doc["entries"]] == ["missing", "moved", "moved"]
+    assert (doc["moved"], doc["missing"]) == (2, 1)
+    assert client.xlen(dead) == 2
+    doc = ok_json(
+        run_cli(
+            "dlq",
+            "reclaim",
+            "cache",
+            stream,
+            "--group",
+            "workers",
+            "--idle",
+            "5m",
+            "--consumer",
+            "fixer",
+            "--yes",
+            "--format",
+            "json",
+            "--config",
+            str(path),
+        )
+    )
+    assert [e["result"] for e in doc["entries"]] == ["missing", "claimed", "claimed"]
+    left = client.xpending_range(stream, "workers", "-", "+", 100, consumername="fixer")
+    assert [p["message_id"] for p in left] == [stuck[4], stuck[5]]
+    assert all(p["times_delivered"] == 4 for p in left)  # the hand-over is not a delivery
+    assert client.xpending(stream, "workers")["pending"] == 20 - 6 + 2

@@ -194,6 +194,7 @@ def tls_server(redis_broker) -> Iterator[tuple[int, Path]]:
 def _cluster_config(write_config, port: int) -> Path:
     return write_config(
         f"""
+        interval: 500ms
         brokers:
           - {{name: grid, type: redis, url: "redis://127.0.0.1:{port}/0", cluster: true}}
         """
@@ -334,6 +335,13 @@ def test_cluster_cross_slot_and_same_slot_moves(cluster_port, write_config, run_
             i.decode() for i in ids[:2]
         ]
         assert client.xpending_range(stream, "w", "-", "+", 1000, idle=1_800_000) == []
+
+        # the collector reads the cluster too
+        doc = _ok(run_cli("metrics", "--format", "json", "--config", str(path)))
+        assert doc["brokers"][0]["up"] is True
+        series = {(x["queue"], x["group"]): x for x in doc["series"]}
+        assert series[(jobs, None)]["metrics"]["queue_length"] == client.llen(jobs)
+        assert series[(stream, "w")]["metrics"]["in_flight"] == 3
     finally:
         for key in (jobs, dead, tagged, tagged_dead, stream, sdead):
             client.delete(key)
