@@ -41,6 +41,7 @@ from collectors.base import (
     original_of_dlq,
 )
 from collectors.redis import RedisOptions, make_client
+from mqtop.durations import format_duration
 from mqtop.errors import ActionFailed, BrokerUnreachable, MqtopError, UnsupportedAction, UsageError
 from mqtop.secrets import redact
 
@@ -1075,7 +1076,7 @@ class RedisActions:
                     "consumer": e["consumer"],
                     "deliveries": e["deliveries"],
                     "idle_ms": e["idle_ms"],
-                    "reason": f"pending longer than {min_idle} ms",
+                    "reason": f"pending longer than {format_duration(min_idle / 1000)}",
                     "at": at,
                 }
             )
