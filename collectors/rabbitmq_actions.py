@@ -1,0 +1,1077 @@
+"""RabbitMQ message actions over AMQP (pika, always in worker threads).
+
+* peek: ``basic.get`` without ack, then one ``basic.nack(multiple, requeue)``: the messages go
+  back to their places, marked redelivered (quorum queues also raise ``x-delivery-count``).
+  Stream queues are read from offset ``first`` and nothing changes.
+* replay / move: an asynchronous pika connection consumes the source with a prefetch window
+  and republishes each message to the destination queue through the default exchange with
+  publisher confirms **and** ``mandatory``. A source message is acked only after its publish
+  was confirmed and not returned; returned or nacked messages are failures and stay in the
+  source. At most ``window`` publishes are unconfirmed at any time, which bounds what an
+  interrupted run can duplicate. Only the messages present when the move starts are taken.
+* purge: ``queue.purge``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from collectors.base import (
+    Death,
+    MoveProgress,
+    MoveRequest,
+    MoveResult,
+    PeekedMessage,
+    ProgressCallback,
+)
+from collectors.rabbitmq import (
+    RabbitMQOptions,
+    amqp_target,
+    pika_parameters,
+    qualify,
+    split_name,
+)
+from mqtop.errors import ActionFailed, UnsupportedAction, UsageError
+from mqtop.secrets import redact
+
+if TYPE_CHECKING:
+    from collectors.rabbitmq import RabbitMQCollector
+
+REPLAY_HEADER = "x-mqtop-replay"
+PROPERTY_NAMES = (
+    "content_type",
+    "content_encoding",
+    "delivery_mode",
+    "priority",
+    "correlation_id",
+    "reply_to",
+    "expiration",
+    "message_id",
+    "timestamp",
+    "type",
+    "user_id",
+    "app_id",
+    "cluster_id",
+)
+# set by the broker on delivery, not part of the message: never copied to the destination
+DELIVERY_HEADERS = ("x-delivery-count", "x-stream-offset")
+UNSUPPORTED_EXTRAS = ("keep_partition", "keep_timestamp", "from_offset", "from_time", "rate")
+IDLE_CHECK = 1.0  # seconds without deliveries before asking how many messages are left
+STALL_LIMIT = 30.0  # no delivery for this long while messages are ready: give up
+PROGRESS_EVERY = 0.1
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def decode_death(headers: Mapping[str, Any], vhost: str) -> Death | None:
+    """Why, how often and from where a message was dead-lettered (``x-death`` headers)."""
+    raw = headers.get("x-death")
+    entries = [e for e in raw if isinstance(e, Mapping)] if isinstance(raw, list) else []
+    first_queue = _text(headers.get("x-first-death-queue"))
+    first_reason = _text(headers.get("x-first-death-reason"))
+    if not entries and first_queue is None and first_reason is None:
+        return None
+    reason = _text(entries[0].get("reason")) if entries else first_reason
+    count: int | None = None
+    if entries:
+        total = 0
+        for entry in entries:
+            value = entry.get("count", 1)
+            total += int(value) if isinstance(value, int) else 1
+        count = total
+    original = first_queue or (_text(entries[-1].get("queue")) if entries else None)
+    return Death(
+        reason=reason,
+        count=count,
+        original_queue=qualify(vhost, original) if original else None,
+    )
+
+
+def message_id(properties: Any, body: bytes) -> str:
+    """The message's ``message_id``, else a digest of the body (stable across peeks)."""
+    ident = getattr(properties, "message_id", None)
+    if ident:
+        return str(ident)
+    return "sha256:" + hashlib.sha256(body).hexdigest()[:16]
+
+
+def _plain(value: Any) -> Any:
+    """Header values as plain data: AMQP timestamps as ISO 8601, decimals as text."""
+    if isinstance(value, dt.datetime):
+        when = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        return when.isoformat().replace("+00:00", "Z")
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, int | float | str | bytes | bool) or value is None:
+        return value
+    return str(value)
+
+
+def to_peeked(method: Any, properties: Any, body: bytes, vhost: str) -> PeekedMessage:
+    """A delivered message as a PeekedMessage (header values as plain data)."""
+    headers = _plain(dict(properties.headers or {}))
+    props = {
+        name: getattr(properties, name)
+        for name in PROPERTY_NAMES
+        if getattr(properties, name, None) is not None
+    }
+    timestamp = properties.timestamp
+    return PeekedMessage(
+        id=message_id(properties, body),
+        body=bytes(body),
+        headers=headers,
+        properties=props,
+        death=decode_death(headers, vhost),
+        timestamp=float(timestamp) if isinstance(timestamp, int | float) else None,
+        extra={
+            "redelivered": bool(getattr(method, "redelivered", False)),
+            "exchange": getattr(method, "exchange", None),
+            "routing_key": getattr(method, "routing_key", None),
+        },
+    )
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def journal_dir() -> Path:
+    """Where running moves are recorded (to detect an interrupted earlier run)."""
+    from mqtop.config import default_state_dir
+
+    return default_state_dir() / "rabbitmq-moves"
+
+
+@dataclass
+class Journal:
+    """A file that exists while a move runs; left behind, it marks an interrupted run."""
+
+    path: Path
+    run: str
+    previous: dict[str, Any] | None = None
+
+    @classmethod
+    def open(cls, broker: str, source: str, destination: str, run: str, window: int) -> Journal:
+        key = hashlib.sha256(f"{broker}\0{source}\0{destination}".encode()).hexdigest()[:24]
+        path = journal_dir() / f"{key}.json"
+        previous = None
+        with contextlib.suppress(OSError, ValueError):
+            data = json.loads(path.read_text())
+            if isinstance(data, dict):
+                previous = data
+        record = {
+            "run": run,
+            "pid": os.getpid(),
+            "started": time.time(),
+            "window": window,
+            "broker": broker,
+            "source": source,
+            "destination": destination,
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, path)
+        return cls(path, run, previous)
+
+    def interrupted(self) -> dict[str, Any] | None:
+        """The earlier run of the same move if it died without finishing."""
+        prev = self.previous
+        if not prev or prev.get("run") == self.run:
+            return None
+        pid = prev.get("pid")
+        if isinstance(pid, int) and pid != os.getpid() and _pid_alive(pid):
+            return None  # still running (reported separately)
+        return prev
+
+    def concurrent(self) -> dict[str, Any] | None:
+        """An earlier run of the same move that is still alive."""
+        prev = self.previous
+        if not prev:
+            return None
+        pid = prev.get("pid")
+        if isinstance(pid, int) and pid != os.getpid() and _pid_alive(pid):
+            return prev
+        return None
+
+    def close(self) -> None:
+        """The run finished (completely or with a clean stop): forget it."""
+        with contextlib.suppress(OSError):
+            data = json.loads(self.path.read_text())
+            if data.get("run") == self.run:
+                self.path.unlink()
+
+
+# ---------------------------------------------------------------- the mover
+
+FLUSH_BYTES = 512 * 1024
+
+
+def batching_connection_class() -> Any:
+    """A pika SelectConnection that sends the frames of one burst of callbacks in one write.
+
+    pika writes every frame (method, header, body, ack) with its own ``send()``; a move
+    emits four per message. Frames are kept in order and flushed on the next loop turn (or
+    when the batch gets large), which is what makes the move keep up with a shovel.
+    """
+    import pika
+
+    class BatchingSelectConnection(pika.SelectConnection):
+        _mqtop_batch: list[bytes]
+        _mqtop_batch_bytes = 0
+        _mqtop_flush_pending = False
+
+        def _output_marshaled_frames(self, marshaled_frames: Any) -> None:
+            batch = self.__dict__.get("_mqtop_batch")
+            if batch is None:
+                batch = self._mqtop_batch = []
+            for frame in marshaled_frames:
+                self.bytes_sent += len(frame)
+                self.frames_sent += 1
+                batch.append(frame)
+                self._mqtop_batch_bytes += len(frame)
+            if self._mqtop_batch_bytes >= FLUSH_BYTES:
+                self._mqtop_flush()
+            elif not self._mqtop_flush_pending:
+                self._mqtop_flush_pending = True
+                self.ioloop.call_later(0, self._mqtop_flush)
+
+        def _mqtop_flush(self) -> None:
+            self._mqtop_flush_pending = False
+            batch = self.__dict__.get("_mqtop_batch")
+            if not batch:
+                return
+            data = b"".join(batch)
+            batch.clear()
+            self._mqtop_batch_bytes = 0
+            if getattr(self, "_transport", None) is not None:
+                self._adapter_emit_data(data)  # type: ignore[attr-defined]
+
+    return BatchingSelectConnection
+
+
+@dataclass
+class MoveSpec:
+    """Everything the mover thread needs (resolved names, bounds)."""
+
+    source: tuple[str, str]  # (vhost, queue)
+    destination: tuple[str, str]
+    source_label: str
+    destination_label: str
+    mode: str
+    window: int
+    bound: int  # messages in the source when the move started (deliveries taken at most)
+    limit: int | None
+    filter: Any
+    dry_run: bool
+    run: str
+    username: str
+
+
+@dataclass
+class MoveOutcome:
+    """Counters filled by the mover."""
+
+    moved: int = 0
+    failed: int = 0
+    skipped: int = 0
+    delivered: int = 0
+    moved_redelivered: int = 0
+    uncertain: int = 0  # published or confirmed when the connection broke
+    stripped_user_id: int = 0
+    stripped_cc: int = 0
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    stopped_early: str | None = None
+
+
+class Mover:
+    """One replay/move on a pika SelectConnection, run in a worker thread."""
+
+    def __init__(
+        self,
+        options: RabbitMQOptions,
+        spec: MoveSpec,
+        report: Callable[[MoveProgress], None],
+        stop: threading.Event,
+    ) -> None:
+        self.options = options
+        self.spec = spec
+        self.report = report
+        self.stop_requested = stop
+        self.out = MoveOutcome()
+        self._conns: list[Any] = []
+        self._ioloop: Any = None
+        self._pub: Any = None
+        self._con: Any = None
+        self._probe: Any = None
+        self._consumer_tag = f"mqtop-{spec.mode}-{spec.run}"
+        self._consuming = False
+        self._cancel_sent = False
+        self._cancelled = False
+        self._seq = 0
+        # seq -> (delivery tag, redelivered, body, headers); body and headers identify a
+        # basic.return (returns carry no sequence number but come in publish order)
+        self._pending: dict[int, tuple[int, bool, bytes, dict[str, Any]]] = {}
+        self._order: deque[int] = deque()  # pending seqs in publish order (lazily pruned)
+        self._probing = False
+        self._returned: set[int] = set()
+        self._buffer: deque[tuple[int, bool, Any, bytes]] = deque()
+        self._done_tags: list[int] = []
+        self._held = 0
+        self._prefetch = spec.window
+        self._queued_for_publish = 0  # published + buffered (for --limit)
+        self._last_activity = time.monotonic()
+        self._last_progress = 0.0
+        self._finishing = False
+        self._closing = False
+        self._failure: str | None = None
+        self._second = -1
+        self._stamp: dt.datetime | None = None
+
+    # -- running ---------------------------------------------------------------------
+
+    def run(self) -> MoveOutcome:
+        spec = self.spec
+        same_vhost = spec.source[0] == spec.destination[0]
+        params_src = pika_parameters(self.options, spec.source[0], heartbeat=30)
+        error: list[str] = []
+
+        def on_open_error(_conn: Any, exc: str | Exception) -> None:
+            error.append(f"cannot connect: {type(exc).__name__}: {exc}")
+            self._close_all()
+
+        def on_closed(_conn: Any, reason: BaseException) -> None:
+            if not self._closing:
+                self._fail(f"connection closed: {type(reason).__name__}: {reason}")
+                self._abort_state()
+                self._close_all()
+            if all(c.is_closed for c in self._conns):
+                self._stop_loop()
+
+        connection_class = batching_connection_class()
+        first = connection_class(
+            params_src,
+            on_open_callback=self._on_source_open,
+            on_open_error_callback=on_open_error,
+            on_close_callback=on_closed,
+        )
+        self._conns.append(first)
+        self._ioloop = first.ioloop
+        if not same_vhost:
+            second = connection_class(
+                pika_parameters(self.options, spec.destination[0], heartbeat=30),
+                on_open_callback=self._on_destination_open,
+                on_open_error_callback=on_open_error,
+                on_close_callback=on_closed,
+                custom_ioloop=first.ioloop,
+            )
+            self._conns.append(second)
+        self._ioloop.call_later(PROGRESS_EVERY, self._tick)
+        try:
+            self._ioloop.start()
+        except Exception as exc:
+            # a bug or an unexpected library error: everything unacked is requeued when the
+            # connection goes; what was published meanwhile may be in both queues
+            self._fail(f"{type(exc).__name__}: {exc}")
+            self._abort_state()
+            for conn in self._conns:
+                with contextlib.suppress(Exception):
+                    conn.close()
+        if error and not self.out.delivered:
+            raise ConnectionError(redact(error[0]))
+        if error:
+            self.out.errors.extend(redact(e) for e in error)
+        self._progress(force=True)
+        return self.out
+
+    def _stop_loop(self) -> None:
+        if self._ioloop is not None:
+            self._ioloop.stop()
+
+    def _fail(self, message: str) -> None:
+        if self._failure is None:
+            self._failure = redact(message)
+            self.out.errors.append(self._failure)
+        if not self._closing:
+            self._stop_taking()
+
+    def _abort_state(self) -> None:
+        """The connection broke: whatever was unconfirmed or confirmed-unacked is uncertain."""
+        self.out.uncertain += len(self._pending) + len(self._done_tags)
+        self._pending.clear()
+        self._done_tags.clear()
+        self._buffer.clear()
+
+    # -- setup chain -----------------------------------------------------------------
+
+    def _on_source_open(self, conn: Any) -> None:
+        if self._closing:
+            conn.close()
+            return
+        conn.channel(on_open_callback=self._on_consumer_channel)
+        conn.channel(on_open_callback=self._on_probe_channel)
+        if len(self._conns) == 1:
+            conn.channel(on_open_callback=self._on_publisher_channel)
+
+    def _on_destination_open(self, conn: Any) -> None:
+        if self._closing:
+            conn.close()
+            return
+        conn.channel(on_open_callback=self._on_publisher_channel)
+
+    def _on_probe_channel(self, channel: Any) -> None:
+        self._probe = channel
+
+    def _on_publisher_channel(self, channel: Any) -> None:
+        self._pub = channel
+        channel.add_on_close_callback(self._on_channel_closed)
+        channel.add_on_return_callback(self._on_return)
+        if self.spec.dry_run:
+            self._maybe_start()
+            return
+        channel.confirm_delivery(self._on_confirm, callback=lambda _f: self._maybe_start())
+
+    def _on_consumer_channel(self, channel: Any) -> None:
+        self._con = channel
+        channel.add_on_close_callback(self._on_channel_closed)
+        channel.add_on_cancel_callback(self._on_broker_cancel)
+        channel.basic_qos(prefetch_count=self._prefetch, callback=lambda _f: self._maybe_start())
+
+    def _maybe_start(self) -> None:
+        if self._consuming or self._pub is None or self._con is None or self._closing:
+            return
+        if self.spec.bound <= 0 or self.spec.limit == 0:
+            self._finish()
+            return
+        self._consuming = True
+        self._last_activity = time.monotonic()
+        self._con.basic_consume(
+            self.spec.source[1],
+            self._on_message,
+            auto_ack=False,
+            consumer_tag=self._consumer_tag,
+        )
+
+    def _on_channel_closed(self, channel: Any, reason: BaseException) -> None:
+        if self._closing:
+            return
+        which = "publisher" if channel is self._pub else "consumer"
+        self._fail(f"{which} channel closed by the broker: {reason}")
+        self._abort_state()
+        self._close_all()
+
+    def _on_broker_cancel(self, _frame: Any) -> None:
+        self._cancelled = True
+        self._fail(f"the broker cancelled the consumer on {self.spec.source_label} (deleted?)")
+        self._check_done()
+
+    # -- messages --------------------------------------------------------------------
+
+    def _on_message(self, _channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        spec = self.spec
+        self._last_activity = time.monotonic()
+        self.out.delivered += 1
+        tag = method.delivery_tag
+        if self.out.delivered > spec.bound or self._cancel_sent or self._failure:
+            self._hold()  # arrived after the start-time count: not ours to move
+            return
+        if self.out.delivered >= spec.bound:
+            self._cancel()
+        if self.stop_requested.is_set():
+            self._hold()
+            self._cancel()
+            return
+        if spec.filter is not None and not spec.filter.matches(body, properties.headers or {}):
+            self.out.skipped += 1
+            self._hold()
+            return
+        if spec.limit is not None and self._queued_for_publish >= spec.limit:
+            self._hold()
+            self._cancel()
+            return
+        self._queued_for_publish += 1
+        if spec.limit is not None and self._queued_for_publish >= spec.limit:
+            self._cancel()
+        if spec.dry_run:
+            self.out.moved += 1
+            self._hold()
+            return
+        if len(self._pending) < spec.window:
+            self._publish(tag, method.redelivered, properties, body)
+        else:
+            self._buffer.append((tag, method.redelivered, properties, body))
+
+    def _hold(self) -> None:
+        """A delivery stays unacked until the end (then requeued): keep prefetch free."""
+        self._held += 1
+        if self._held + self.spec.window > self._prefetch and self._con is not None:
+            self._prefetch = min(65_535, self.spec.window + max(self._held * 2, self.spec.window))
+            self._con.basic_qos(prefetch_count=self._prefetch)
+
+    def _replay_header(self, previous: Any) -> dict[str, Any]:
+        now = int(time.time())
+        if now != self._second or self._stamp is None:
+            self._second = now
+            self._stamp = dt.datetime.fromtimestamp(now, tz=dt.UTC)
+        count = 1
+        if isinstance(previous, Mapping) and isinstance(previous.get("count"), int):
+            count = int(previous["count"]) + 1
+        return {"count": count, "time": self._stamp, "run": self.spec.run}
+
+    def _publish(self, tag: int, redelivered: bool, properties: Any, body: bytes) -> None:
+        self._seq += 1
+        headers = dict(properties.headers) if properties.headers else {}
+        for name in DELIVERY_HEADERS:
+            headers.pop(name, None)
+        header = self._replay_header(headers.get(REPLAY_HEADER))
+        if "CC" in headers or "BCC" in headers:
+            # sender-selected distribution would copy the message to other queues
+            header["cc"] = [str(v) for k in ("CC", "BCC") for v in (headers.pop(k, None) or [])]
+            self.out.stripped_cc += 1
+        if properties.user_id and properties.user_id != self.spec.username:
+            # the broker refuses a user_id that is not the publishing user's
+            header["user_id"] = properties.user_id
+            properties.user_id = None
+            self.out.stripped_user_id += 1
+        headers[REPLAY_HEADER] = header
+        properties.headers = headers
+        self._pending[self._seq] = (tag, redelivered, body, headers)
+        self._order.append(self._seq)
+        self._pub.basic_publish(
+            "", self.spec.destination[1], body, properties=properties, mandatory=True
+        )
+
+    def _on_return(self, _channel: Any, _method: Any, properties: Any, body: bytes) -> None:
+        headers = properties.headers or {}
+        fallback: int | None = None
+        for seq in self._order:
+            entry = self._pending.get(seq)
+            if entry is None or seq in self._returned or entry[2] != body:
+                continue
+            if entry[3] == headers:
+                self._returned.add(seq)
+                return
+            if fallback is None:
+                fallback = seq
+        if fallback is not None:
+            self._returned.add(fallback)
+            return
+        self._fail("a returned message could not be matched to its publish")
+
+    def _on_confirm(self, frame: Any) -> None:
+        method = frame.method
+        ok = type(method).__name__ == "Ack"  # pika.spec.Basic.Ack / Basic.Nack
+        last = int(method.delivery_tag)
+        self._last_activity = time.monotonic()
+        seqs: list[int] = []
+        if method.multiple:
+            order = self._order
+            while order and order[0] <= last:
+                seq = order.popleft()
+                if seq in self._pending:
+                    seqs.append(seq)
+        elif last in self._pending:
+            seqs.append(last)
+        failed_now = 0
+        for seq in seqs:
+            tag, redelivered, _, _ = self._pending.pop(seq)
+            if ok and seq not in self._returned:
+                self._done_tags.append(tag)
+                self.out.moved += 1
+                if redelivered:
+                    self.out.moved_redelivered += 1
+            else:
+                self._returned.discard(seq)
+                self.out.failed += 1
+                failed_now += 1
+                self._hold()
+        if failed_now and self.out.stopped_early is None:
+            dst = self.spec.destination_label
+            self.out.stopped_early = (
+                f"the broker did not accept messages for {dst} (unroutable or refused): "
+                "stopped taking new messages; failed ones stay in the source"
+            )
+            self._stop_taking()
+        self._flush_acks()
+        self._drain_buffer()
+        self._check_done()
+
+    def _stop_taking(self) -> None:
+        """Take no new message; buffered ones were never published and stay in the source."""
+        self._cancel()
+        while self._buffer:
+            self._buffer.popleft()
+            self._hold()
+
+    def _drain_buffer(self) -> None:
+        while self._buffer and len(self._pending) < self.spec.window:
+            tag, redelivered, properties, body = self._buffer.popleft()
+            self._publish(tag, redelivered, properties, body)
+
+    def _lowest_pending_tag(self) -> int | None:
+        order = self._order
+        while order and order[0] not in self._pending:
+            order.popleft()
+        return self._pending[order[0]][0] if order else None
+
+    def _flush_acks(self) -> None:
+        """Ack sources of confirmed publishes (one multiple-ack while nothing is held)."""
+        if not self._done_tags or self._con is None or not self._con.is_open:
+            return
+        if self._held == 0:
+            lowest_pending = self._lowest_pending_tag()
+            if lowest_pending is None:
+                self._con.basic_ack(self._done_tags[-1], multiple=True)
+                self._done_tags.clear()
+                return
+            ready = [t for t in self._done_tags if t < lowest_pending]
+            if ready:
+                self._con.basic_ack(max(ready), multiple=True)
+                self._done_tags = [t for t in self._done_tags if t >= lowest_pending]
+            return
+        for tag in self._done_tags:
+            self._con.basic_ack(tag, multiple=False)
+        self._done_tags.clear()
+
+    # -- ending ----------------------------------------------------------------------
+
+    def _cancel(self) -> None:
+        if self._cancel_sent or self._con is None or not self._con.is_open:
+            return
+        self._cancel_sent = True
+        if not self._consuming:
+            self._cancelled = True
+            return
+
+        def done(_frame: Any) -> None:
+            self._cancelled = True
+            self._check_done()
+
+        self._con.basic_cancel(self._consumer_tag, callback=done)
+
+    def _check_done(self) -> None:
+        if self._finishing or self._closing:
+            return
+        if not self._cancelled:
+            return
+        if self._pending or self._buffer:
+            return
+        self._finish()
+
+    def _finish(self) -> None:
+        self._finishing = True
+        self._flush_acks()
+        if self._con is not None and self._con.is_open and self._held:
+            # skipped, failed and late deliveries go back where they were
+            self._con.basic_nack(delivery_tag=0, multiple=True, requeue=True)
+        self._close_all()
+
+    def _close_all(self) -> None:
+        self._closing = True
+        for conn in self._conns:
+            if conn.is_open:
+                conn.close()
+            elif conn.is_closed:
+                continue
+        if all(c.is_closed for c in self._conns):
+            self._stop_loop()
+
+    def _tick(self) -> None:
+        """Periodic: progress, stop requests, end-of-queue and stall detection."""
+        if self._closing:
+            return
+        self._progress()
+        now = time.monotonic()
+        idle = now - self._last_activity
+        if self.stop_requested.is_set() and not self._cancel_sent:
+            self.out.notes.append("stopped on request: the rest stays in the source")
+            self._stop_taking()
+            self._check_done()
+        elif (
+            self._consuming
+            and not self._cancel_sent
+            and not self._pending
+            and not self._buffer
+            and idle > IDLE_CHECK
+        ):
+            self._probe_remaining(idle)
+        self._ioloop.call_later(PROGRESS_EVERY, self._tick)
+
+    def _probe_remaining(self, idle: float) -> None:
+        probe = self._probe
+        if probe is None or not probe.is_open or self._probing:
+            return
+        self._probing = True
+
+        def answered(frame: Any) -> None:
+            self._probing = False
+            ready = int(frame.method.message_count)
+            if ready == 0:
+                self._cancel()
+            elif idle > STALL_LIMIT:
+                self._fail(
+                    f"no delivery for {idle:.0f}s although {self.spec.source_label} has "
+                    f"{ready} ready message(s) (single-active-consumer queue in use?)"
+                )
+                self._cancel()
+
+        probe.queue_declare(self.spec.source[1], passive=True, callback=answered)
+
+    def _progress(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_progress < PROGRESS_EVERY:
+            return
+        self._last_progress = now
+        total = (
+            self.spec.bound if self.spec.limit is None else min(self.spec.bound, self.spec.limit)
+        )
+        with contextlib.suppress(Exception):
+            self.report(
+                MoveProgress(
+                    done=self.out.moved,
+                    total=total,
+                    failed=self.out.failed,
+                    skipped=self.out.skipped,
+                )
+            )
+
+
+# ---------------------------------------------------------------- actions
+
+
+class RabbitMQActions:
+    """Peek / replay / move / purge for one RabbitMQ broker."""
+
+    def __init__(self, options: RabbitMQOptions, collector: RabbitMQCollector) -> None:
+        self.options = options
+        self.collector = collector
+        self._username = amqp_target(options.url.get_secret_value()).username
+
+    # -- helpers ---------------------------------------------------------------------
+
+    async def _resolve(self, queue: str) -> tuple[str, str]:
+        vhosts = await self.collector.known_vhosts()
+        return split_name(queue, vhosts)
+
+    @contextlib.contextmanager
+    def _connection(self, vhost: str) -> Iterator[Any]:
+        """A short-lived blocking connection (actions are rare; idle ones would time out)."""
+        import pika
+
+        conn = pika.BlockingConnection(pika_parameters(self.options, vhost))
+        try:
+            yield conn
+        finally:
+            with contextlib.suppress(Exception):
+                if conn.is_open:
+                    conn.close()
+
+    def _declare(self, vhost: str, name: str) -> tuple[int, int] | None:
+        """(ready, consumers) of a queue, None when it does not exist."""
+        import pika.exceptions
+
+        with self._connection(vhost) as conn:
+            channel = conn.channel()
+            try:
+                ok = channel.queue_declare(name, passive=True)
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                if exc.reply_code == 404:
+                    return None
+                raise
+            return int(ok.method.message_count), int(ok.method.consumer_count)
+
+    def _missing(self, queue: str, vhost: str) -> UsageError:
+        return UsageError(f"queue {queue!r} does not exist (vhost {vhost!r})")
+
+    # -- MessageActions --------------------------------------------------------------
+
+    def peek_warning(self, queue: str) -> str | None:
+        return (
+            "peeking reads messages with basic.get and puts them back unacknowledged: they "
+            "come back marked redelivered, and on a quorum queue each peek raises "
+            "x-delivery-count (it counts toward x-delivery-limit). Stream queues are read "
+            "from their first offset without side effects."
+        )
+
+    async def peek(self, queue: str, count: int) -> list[PeekedMessage]:
+        vhost, name = await self._resolve(queue)
+        kind = await self.collector.queue_type(vhost, name)
+        return await asyncio.to_thread(self._peek_sync, queue, vhost, name, count, kind)
+
+    def _peek_sync(
+        self, queue: str, vhost: str, name: str, count: int, kind: str | None
+    ) -> list[PeekedMessage]:
+        import pika.exceptions
+
+        if self._declare(vhost, name) is None:
+            raise self._missing(queue, vhost)
+        if kind == "stream":
+            return self._peek_stream(vhost, name, count)
+        out: list[PeekedMessage] = []
+        with self._connection(vhost) as conn:
+            channel = conn.channel()
+            try:
+                for _ in range(count):
+                    method, properties, body = channel.basic_get(name, auto_ack=False)
+                    if method is None:
+                        break
+                    out.append(to_peeked(method, properties, body, vhost))
+            except pika.exceptions.ConnectionClosedByBroker as exc:
+                if exc.reply_code != 540 or kind is not None:
+                    raise
+                # basic.get is not implemented by stream queues
+                return self._peek_stream(vhost, name, count)
+            if channel.is_open:
+                # every message back where it was, in order
+                channel.basic_nack(delivery_tag=0, multiple=True, requeue=True)
+                channel.close()
+        return out
+
+    def _peek_stream(self, vhost: str, name: str, count: int) -> list[PeekedMessage]:
+        out: list[PeekedMessage] = []
+        with self._connection(vhost) as conn:
+            channel = conn.channel()
+            channel.basic_qos(prefetch_count=min(count, 65_535))
+            for method, properties, body in channel.consume(
+                name,
+                auto_ack=False,
+                arguments={"x-stream-offset": "first"},
+                inactivity_timeout=1.0,
+            ):
+                if method is None:
+                    break
+                out.append(to_peeked(method, properties, body, vhost))
+                if len(out) >= count:
+                    break
+            with contextlib.suppress(Exception):
+                channel.cancel()
+        return out
+
+    async def replay_target(self, dlq: str) -> str | None:
+        vhost, name = await self._resolve(dlq)
+        qualified = qualify(vhost, name)
+        sources = await self.collector.dead_letter_sources_of(qualified)
+        if sources and len(sources) == 1:
+            return sources[0]
+        if sources and len(sources) > 1:
+            shown = ", ".join(sources[:10])
+            raise UsageError(
+                f"{dlq!r} receives dead letters from several queues ({shown}): replay them "
+                "one at a time with --to QUEUE --filter header.x-first-death-queue=QUEUE"
+            )
+        head = await asyncio.to_thread(self._peek_sync, dlq, vhost, name, 1, None)
+        if head and head[0].death is not None:
+            return head[0].death.original_queue
+        return None
+
+    async def count(self, queue: str) -> int | None:
+        vhost, name = await self._resolve(queue)
+        found = await asyncio.to_thread(self._declare, vhost, name)
+        if found is None:
+            raise self._missing(queue, vhost)
+        return found[0]
+
+    async def purge(self, queue: str) -> int | None:
+        vhost, name = await self._resolve(queue)
+        return await asyncio.to_thread(self._purge_sync, queue, vhost, name)
+
+    def _purge_sync(self, queue: str, vhost: str, name: str) -> int:
+        import pika.exceptions
+
+        with self._connection(vhost) as conn:
+            channel = conn.channel()
+            try:
+                ok = channel.queue_purge(name)
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                if exc.reply_code == 404:
+                    raise self._missing(queue, vhost) from None
+                raise
+            return int(ok.method.message_count)
+
+    async def move(self, request: MoveRequest, progress: ProgressCallback) -> MoveResult:
+        for key in UNSUPPORTED_EXTRAS:
+            if request.extra.get(key) not in (None, False):
+                flag = "--" + key.replace("_", "-")
+                raise UnsupportedAction(f"{flag} is not supported for RabbitMQ")
+        window = int(request.extra.get("batch") or self.options.move_window)
+        src = await self._resolve(request.source)
+        dst = await self._resolve(request.destination)
+        src_label, dst_label = qualify(*src), qualify(*dst)
+        if src == dst:
+            raise UsageError("source and destination are the same queue")
+        src_kind = await self.collector.queue_type(*src)
+        if src_kind == "stream":
+            raise UnsupportedAction(
+                f"{src_label} is a stream: consuming does not remove messages, so a move "
+                "would only copy them"
+            )
+        counts = await asyncio.to_thread(self._declare, *src)
+        if counts is None:
+            raise self._missing(request.source, src[0])
+        dst_counts = await asyncio.to_thread(self._declare, *dst)
+        bound = counts[0]
+        planned = bound if request.limit is None else min(bound, request.limit)
+        notes: list[str] = []
+        if dst_counts is None:
+            message = (
+                f"destination queue {dst_label!r} does not exist: nothing was moved, every "
+                f"message stays in {src_label}"
+            )
+            return MoveResult(
+                source=src_label,
+                destination=dst_label,
+                moved=0,
+                failed=0 if request.dry_run else planned,
+                skipped=0,
+                dry_run=request.dry_run,
+                errors=(message,),
+            )
+        if request.dry_run and request.filter is None:
+            return MoveResult(
+                source=src_label,
+                destination=dst_label,
+                moved=planned,
+                failed=0,
+                skipped=0,
+                dry_run=True,
+                notes=(f"{src_label} holds {bound} ready message(s); nothing was read",),
+            )
+        run = uuid.uuid4().hex[:12]
+        journal: Journal | None = None
+        if not request.dry_run:
+            journal = Journal.open(self.options.name, src_label, dst_label, run, window)
+            other = journal.concurrent()
+            if other is not None:
+                notes.append(
+                    f"another move of the same queues (pid {other.get('pid')}) seems to be running"
+                )
+        spec = MoveSpec(
+            source=src,
+            destination=dst,
+            source_label=src_label,
+            destination_label=dst_label,
+            mode=request.mode,
+            window=window,
+            bound=bound,
+            limit=request.limit,
+            filter=request.filter,
+            dry_run=request.dry_run,
+            run=run,
+            username=self._username,
+        )
+        loop = asyncio.get_running_loop()
+
+        def report(update: MoveProgress) -> None:
+            loop.call_soon_threadsafe(progress, update)
+
+        stop = threading.Event()
+        mover = Mover(self.options, spec, report, stop)
+        task = asyncio.ensure_future(asyncio.to_thread(mover.run))
+        try:
+            outcome = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # interrupted (Ctrl-C): stop taking messages, let confirmed ones be acked and
+            # the rest requeued, then give up
+            stop.set()
+            with contextlib.suppress(BaseException):
+                await task
+            if journal is not None and task.done() and not task.cancelled():
+                with contextlib.suppress(BaseException):
+                    if not task.result().uncertain:
+                        journal.close()
+            raise
+        except ConnectionError as exc:
+            if journal is not None:
+                journal.close()
+            raise ActionFailed(f"{request.mode} failed: {exc}") from None
+        duplicates = outcome.uncertain
+        if journal is not None:
+            previous = journal.interrupted()
+            if previous is not None:
+                prev_window = int(previous.get("window") or window)
+                possible = min(prev_window, outcome.moved_redelivered)
+                duplicates += possible
+                when = dt.datetime.fromtimestamp(float(previous.get("started") or 0), tz=dt.UTC)
+                notes.append(
+                    f"an earlier run of this move (run {previous.get('run')}, started "
+                    f"{when:%Y-%m-%d %H:%M:%S}Z) was interrupted: {possible} of the messages "
+                    "moved now had been delivered before and may already be in "
+                    f"{dst_label} (at most one window of {prev_window})"
+                )
+            if not outcome.uncertain:
+                journal.close()
+        if outcome.stopped_early:
+            notes.append(outcome.stopped_early)
+        if outcome.skipped:
+            notes.append(
+                f"{outcome.skipped} message(s) did not match the filter and were returned to "
+                f"{src_label} (marked redelivered; on quorum queues their delivery count rose)"
+            )
+        if request.dry_run:
+            notes.append(
+                f"dry run: the {outcome.delivered} message(s) read were returned to "
+                f"{src_label} marked redelivered"
+            )
+        if outcome.stripped_user_id:
+            notes.append(
+                f"{outcome.stripped_user_id} message(s) carried a user_id other than the "
+                f"connecting user's; it was moved into the {REPLAY_HEADER} header (RabbitMQ "
+                "refuses a foreign user_id)"
+            )
+        if outcome.stripped_cc:
+            notes.append(
+                f"{outcome.stripped_cc} message(s) had CC/BCC headers; they were moved into "
+                f"the {REPLAY_HEADER} header so the message is not copied to other queues"
+            )
+        if outcome.uncertain:
+            notes.append(
+                f"the connection broke with {outcome.uncertain} message(s) published but not "
+                "yet acknowledged in the source: they may now be in both queues"
+            )
+        return MoveResult(
+            source=src_label,
+            destination=dst_label,
+            moved=outcome.moved,
+            failed=outcome.failed,
+            skipped=outcome.skipped,
+            dry_run=request.dry_run,
+            duplicates_possible=duplicates,
+            errors=tuple(outcome.errors),
+            notes=tuple(notes),
+        )
+
+    async def close(self) -> None:
+        return None
+
+
+__all__ = ["REPLAY_HEADER", "RabbitMQActions", "decode_death", "to_peeked"]
