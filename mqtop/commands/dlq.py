@@ -447,11 +447,12 @@ async def _reclaim(
                 safe_text(e.get("consumer", "-"), 30),
                 humanize_seconds((e.get("idle_ms") or 0) / 1000),
                 str(e.get("deliveries", "-")),
+                safe_text(e.get("result", "-"), 20),
             ]
             for e in entries
         ]
         if rows:
-            print(render_table(rows, ["ID", "CONSUMER", "IDLE", "DELIVERIES"]))
+            print(render_table(rows, ["ID", "CONSUMER", "IDLE", "DELIVERIES", "RESULT"]))
         summary = {k: v for k, v in report.items() if k != "entries"}
         print(safe_text(" ".join(f"{k}={v}" for k, v in summary.items())))
     return EXIT_OK if not report.get("failed") else EXIT_UNREACHABLE
