@@ -210,12 +210,14 @@ async def test_alert_silence_from_alerts_screen(tmp_path):
         # cancel first: nothing silenced
         await pilot.press("s")
         await wait_until(pilot, lambda: isinstance(app.screen, SilenceModal))
+        await pilot.pause()
         await pilot.press("escape")
         await wait_until(pilot, lambda: isinstance(app.screen, AlertsScreen))
         assert alerts.silences() == []
         # then silence for 4 hours with a comment
         await pilot.press("s")
         await wait_until(pilot, lambda: isinstance(app.screen, SilenceModal))
+        await pilot.pause()
         await pilot.press("down", "enter")  # "4 hours", then the comment box
         await pilot.press(*"deploy")
         await pilot.press("enter")
@@ -229,7 +231,7 @@ async def test_alert_silence_from_alerts_screen(tmp_path):
             pilot,
             lambda: any(a.silenced and a.rule == "HighErrorRate" for a in app.data.alerts),
         )
-        assert "⊘ silenced" in app.screen_text()
+        await wait_until(pilot, lambda: "⊘ silenced" in app.screen_text())
         # and unsilence
         await pilot.press("u")
         await wait_until(pilot, lambda: not alerts.silences())

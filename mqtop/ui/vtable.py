@@ -7,6 +7,7 @@ poll, where the built-in DataTable needs ~150 ms to update and ~1.6 s to first p
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 from typing import ClassVar
 
@@ -37,6 +38,8 @@ from mqtop.ui.rows import (
 )
 
 TrendProvider = Callable[[Row, int], str]
+_KEY = operator.attrgetter("key")
+_GROUP = operator.attrgetter("group")
 
 _ALERT_CLASS = {
     RANK_CRITICAL: "vtable--critical",
@@ -170,18 +173,17 @@ class SeriesTable(ScrollView, can_focus=True):
         current = keep if keep is not None else self._cursor_key()
         self._rows = rows
         self._cache.clear()
-        has_groups = any(r.group is not None for r in rows)
+        has_groups = any(map(_GROUP, rows))
         if has_groups != self._has_groups:
             self._has_groups = has_groups
             self._layout_width = -1
         self.virtual_size = Size(self._content_width(), len(rows) + 1)
         index = 0
         if current is not None:
-            for i, row in enumerate(rows):
-                if row.key == current and not row.is_header:
-                    index = i
-                    break
-            else:
+            try:
+                # C-speed search; separator rows never share a series key (queue is "")
+                index = list(map(_KEY, rows)).index(current)
+            except ValueError:
                 index = min(self.cursor, max(0, len(rows) - 1))
         if rows and rows[index].is_header and index + 1 < len(rows):
             index += 1
