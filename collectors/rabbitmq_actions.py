@@ -818,9 +818,10 @@ class RabbitMQActions:
     def peek_warning(self, queue: str) -> str | None:
         return (
             "peeking reads messages with basic.get and puts them back unacknowledged: they "
-            "come back marked redelivered, and on a quorum queue each peek raises "
-            "x-delivery-count (it counts toward x-delivery-limit). Stream queues are read "
-            "from their first offset without side effects."
+            "come back marked redelivered; on a quorum queue each peek raises "
+            "x-delivery-count (it counts toward x-delivery-limit) and RabbitMQ 3.x puts the "
+            "peeked messages behind the others. Stream queues are read from their first "
+            "offset without side effects."
         )
 
     async def peek(self, queue: str, count: int) -> list[PeekedMessage]:

@@ -1,0 +1,366 @@
+"""RabbitMQ peek / replay / move / purge through the real CLI, against the real broker."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pika
+import pytest
+
+from tests.test_rabbitmq_helpers import Rabbit, broker_config, rabbit_session, wait_until
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture
+def rabbit(rabbitmq_broker, unique):
+    yield from rabbit_session(rabbitmq_broker, unique)
+
+
+def _dlx_pair(rabbit: Rabbit, prefix: str, source_args=None, dlq_args=None) -> tuple[str, str]:
+    """A source queue dead-lettering into a DLQ through a direct exchange."""
+    dlx = rabbit.exchange(prefix + ".dlx", "direct")
+    src = rabbit.queue(
+        prefix + ".work",
+        arguments={
+            "x-dead-letter-exchange": dlx,
+            "x-dead-letter-routing-key": "dead",
+            **(source_args or {}),
+        },
+    )
+    dlq = rabbit.queue(prefix + ".parked", arguments=dlq_args or {})
+    rabbit.bind(dlx, dlq, "dead")
+    return src, dlq
+
+
+def _reject_all(rabbit: Rabbit, queue: str, count: int) -> None:
+    conn = rabbit.connect()
+    channel = conn.channel()
+    for _ in range(count):
+        method = wait_until(lambda: channel.basic_get(queue)[0], 10, "message to reject")
+        channel.basic_reject(method.delivery_tag, requeue=False)
+    conn.close()
+    rabbit.connections.remove(conn)
+
+
+def _config(
+    write_config, rabbitmq_broker, prefix: str, extra: str = "", name: str = "mqtop.yaml"
+) -> Path:
+    return write_config(broker_config(rabbitmq_broker, [prefix + "*"], extra), name)
+
+
+@pytest.mark.parametrize("queue_type", ["classic", "quorum"])
+def test_peek_never_consumes(rabbit: Rabbit, rabbitmq_broker, write_config, run_cli, queue_type):
+    p = rabbit.unique("peek")
+    args = {"x-queue-type": queue_type}
+    src, dlq = _dlx_pair(rabbit, p, source_args=args, dlq_args=args)
+    conn = rabbit.connect()
+    channel = conn.channel()
+    binary = bytes(range(256))
+    for i in range(5):
+        body = binary if i == 1 else f'{{"n": {i}}}'.encode()
+        channel.basic_publish(
+            "", src, body, pika.BasicProperties(message_id=f"id-{i}", content_type="x/y")
+        )
+    _reject_all(rabbit, src, 5)
+    wait_until(lambda: rabbit.ready(dlq) == 5, 10, "dead letters")
+    path = _config(write_config, rabbitmq_broker, p)
+
+    result = run_cli(
+        "dlq", "peek", "--config", str(path), "rabbit", dlq, "-n", "3", "--format", "json"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "redelivered" in result.stderr and "x-delivery-limit" in result.stderr
+    items = json.loads(result.stdout)
+    assert [m["id"] for m in items] == ["id-0", "id-1", "id-2"]
+    assert rabbit.ready(dlq) == 5  # nothing consumed
+    first, second = items[0], items[1]
+    assert first["body"] == '{"n": 0}' and first["body_encoding"] == "utf8"
+    assert second["body_encoding"] == "base64"
+    assert base64.b64decode(second["body"]) == binary and second["size"] == 256
+    assert first["death"] == {"reason": "rejected", "count": 1, "original_queue": src}
+    assert first["properties"]["content_type"] == "x/y"
+    assert first["headers"]["x-first-death-queue"] == src
+
+    # again, more than there are: all five, still in order, still all there
+    again = run_cli(
+        "dlq", "peek", "--config", str(path), "rabbit", dlq, "-n", "50", "--format", "json"
+    )
+    assert again.returncode == 0, again.stderr
+    ids = [m["id"] for m in json.loads(again.stdout)]
+    if queue_type == "classic":
+        assert ids == [f"id-{i}" for i in range(5)]  # back in their places
+    else:
+        # RabbitMQ 3.x quorum queues put returned messages behind the others (said in the
+        # peek notice); none is lost
+        assert sorted(ids) == [f"id-{i}" for i in range(5)]
+    assert rabbit.ready(dlq) == 5
+
+    table = run_cli("dlq", "peek", "--config", str(path), "rabbit", dlq)
+    assert table.returncode == 0, table.stderr
+    assert "rejected x1" in table.stdout and "hex:00 01 02" in table.stdout
+
+
+def test_peek_stream_queue_has_no_side_effects(
+    rabbit: Rabbit, rabbitmq_broker, write_config, run_cli
+):
+    p = rabbit.unique("st")
+    stream = rabbit.queue(p + ".events", arguments={"x-queue-type": "stream"})
+    conn = rabbit.connect()
+    channel = conn.channel()
+    for i in range(4):
+        channel.basic_publish("", stream, b"e%d" % i, pika.BasicProperties(message_id=f"e{i}"))
+    wait_until(lambda: rabbit.info(stream).get("messages") == 4, 30, "stream stats")
+    path = _config(write_config, rabbitmq_broker, p)
+    result = run_cli("dlq", "peek", "--config", str(path), "rabbit", stream, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert [m["id"] for m in json.loads(result.stdout)] == ["e0", "e1", "e2", "e3"]
+
+
+def test_replay_restores_every_message_with_properties_and_headers(
+    rabbit: Rabbit, rabbitmq_broker, write_config, run_cli, tmp_path
+):
+    p = rabbit.unique("rp")
+    src, dlq = _dlx_pair(rabbit, p, dlq_args={"x-queue-type": "quorum"})
+    conn = rabbit.connect()
+    channel = conn.channel()
+    sent = {}
+    for i in range(50):
+        body = bytes(range(256)) + bytes([i]) if i % 5 == 0 else json.dumps({"n": i}).encode()
+        props = pika.BasicProperties(
+            content_type="application/octet-stream" if i % 5 == 0 else "application/json",
+            content_encoding="identity",
+            delivery_mode=2,
+            priority=i % 10,
+            correlation_id=f"corr-{i}",
+            reply_to="replies",
+            message_id=f"msg-{i:03d}",
+            timestamp=1_700_000_000 + i,
+            type="order.created",
+            app_id="shop",
+            headers={"tenant": "acme", "n": i, "nested": {"a": [1, "x"]}, "raw": b"\x00\xff"},
+        )
+        channel.basic_publish("", src, body, props)
+        sent[props.message_id] = (body, props)
+    _reject_all(rabbit, src, 50)
+    wait_until(lambda: rabbit.ready(dlq) == 50, 15, "dead letters")
+    # what the DLQ holds (headers now include x-death), read without consuming
+    before = {}
+    channel = conn.channel()
+    while True:
+        method, props, body = channel.basic_get(dlq, auto_ack=False)
+        if method is None:
+            break
+        before[props.message_id] = (body, props)
+    channel.basic_nack(delivery_tag=0, multiple=True, requeue=True)
+    assert len(before) == 50
+
+    path = _config(write_config, rabbitmq_broker, p)
+    result = run_cli(
+        "dlq", "replay", "--config", str(path), "rabbit", dlq, "--yes", "--format", "json"
+    )
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc == {
+        "source": dlq,
+        "destination": src,  # found through the DLX bindings
+        "moved": 50,
+        "failed": 0,
+        "skipped": 0,
+        "dry_run": False,
+        "duplicates_possible": 0,
+    }
+    assert rabbit.ready(dlq) == 0
+    replayed = rabbit.drain(src)
+    # (reading the quorum DLQ above reordered it: 3.x quorum queues requeue out of order)
+    ids = [props.message_id for _, props, _ in replayed]
+    assert sorted(ids) == [f"msg-{i:03d}" for i in range(50)]
+    for _, props, body in replayed:
+        original_body, original = sent[props.message_id]
+        assert body == original_body
+        for name in (
+            "content_type",
+            "content_encoding",
+            "delivery_mode",
+            "priority",
+            "correlation_id",
+            "reply_to",
+            "message_id",
+            "timestamp",
+            "type",
+            "app_id",
+        ):
+            assert getattr(props, name) == getattr(original, name), name
+        headers = dict(props.headers)
+        marker = headers.pop("x-mqtop-replay")
+        assert marker["count"] == 1 and isinstance(marker["run"], str) and marker["time"]
+        expected = dict(before[props.message_id][1].headers)
+        expected.pop("x-delivery-count", None)  # set by the quorum DLQ on delivery
+        assert headers == expected
+        assert headers["tenant"] == "acme" and headers["raw"] == b"\x00\xff"
+        assert headers["x-first-death-queue"] == src
+
+    audit = [
+        json.loads(line) for line in (tmp_path / "state/mqtop/audit.jsonl").read_text().splitlines()
+    ]
+    assert audit[-1]["action"] == "replay" and audit[-1]["count"] == 50
+    assert audit[-1]["source"] == dlq and audit[-1]["destination"] == src
+
+
+def test_unroutable_destination_leaves_messages_in_source(
+    rabbit: Rabbit, rabbitmq_broker, write_config, run_cli
+):
+    p = rabbit.unique("ur")
+    src = rabbit.queue(p + ".src")
+    conn = rabbit.connect()
+    channel = conn.channel()
+    for i in range(20):
+        channel.basic_publish("", src, b"m%d" % i, pika.BasicProperties(message_id=f"m{i}"))
+    wait_until(lambda: rabbit.ready(src) == 20, 10, "published")
+    path = _config(write_config, rabbitmq_broker, p)
+
+    missing = run_cli(
+        "dlq",
+        "move",
+        "--config",
+        str(path),
+        "rabbit",
+        src,
+        p + ".nowhere",
+        "--yes",
+        "--format",
+        "json",
+    )
+    assert missing.returncode == 3, missing.stderr
+    doc = json.loads(missing.stdout)
+    assert doc["moved"] == 0 and doc["failed"] == 20
+    assert "does not exist" in doc["errors"][0]
+    assert rabbit.ready(src) == 20
+
+    # a destination that refuses publishes (full, reject-publish): the broker nacks them
+    full = rabbit.queue(p + ".full", arguments={"x-max-length": 5, "x-overflow": "reject-publish"})
+    refused = run_cli(
+        "dlq", "move", "--config", str(path), "rabbit", src, full, "--yes", "--format", "json"
+    )
+    assert refused.returncode == 3, refused.stderr
+    doc = json.loads(refused.stdout)
+    assert doc["moved"] == 5 and doc["failed"] >= 1
+    assert rabbit.ready(full) == 5
+    assert rabbit.ready(src) == 15
+    ids = rabbit.snapshot_ids(src) + rabbit.snapshot_ids(full)
+    assert sorted(ids) == sorted(f"m{i}" for i in range(20))
+
+
+def test_filter_limit_dry_run_confirmation_readonly_and_purge(
+    rabbit: Rabbit, rabbitmq_broker, write_config, run_cli, tmp_path
+):
+    p = rabbit.unique("fl")
+    src = rabbit.queue(p + ".src")
+    dst = rabbit.queue(p + ".dst")
+    conn = rabbit.connect()
+    channel = conn.channel()
+    for i in range(30):
+        kind = "a" if i % 2 == 0 else "b"
+        channel.basic_publish(
+            "",
+            src,
+            json.dumps({"n": i, "kind": kind}).encode(),
+            pika.BasicProperties(message_id=f"f{i}", headers={"tenant": "acme" if i < 10 else "x"}),
+        )
+    wait_until(lambda: rabbit.ready(src) == 30, 10, "published")
+    path = _config(write_config, rabbitmq_broker, p)
+    base = ("dlq", "move", "--config", str(path), "rabbit", src, dst, "--format", "json")
+
+    dry = run_cli(*base, "--dry-run", "--filter", "json.kind=a")
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["moved"] == 15 and json.loads(dry.stdout)["dry_run"] is True
+    assert json.loads(dry.stdout)["skipped"] == 15
+    assert rabbit.ready(src) == 30 and rabbit.ready(dst) == 0
+
+    no_yes = run_cli(*base)
+    assert no_yes.returncode == 2 and "--yes" in no_yes.stderr
+    assert rabbit.ready(src) == 30
+
+    moved = run_cli(
+        *base, "--yes", "--filter", "header.tenant=acme", "--filter", "json.kind=b", "--limit", "3"
+    )
+    assert moved.returncode == 0, moved.stderr
+    doc = json.loads(moved.stdout)
+    assert doc["moved"] == 3
+    assert rabbit.snapshot_ids(dst) == ["f1", "f3", "f5"]
+    # the others are still there, in their original order
+    assert rabbit.snapshot_ids(src) == [f"f{i}" for i in range(30) if i not in (1, 3, 5)]
+
+    ro_path = _config(write_config, rabbitmq_broker, p, "    readonly: true\n", "ro.yaml")
+    for args in (
+        ("dlq", "move", "--config", str(ro_path), "rabbit", src, dst, "--yes"),
+        ("dlq", "purge", "--config", str(ro_path), "rabbit", src, "--yes"),
+    ):
+        refused = run_cli(*args)
+        assert refused.returncode == 2 and "readonly" in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr
+    assert (
+        run_cli("dlq", "peek", "--config", str(ro_path), "rabbit", src, "-n", "1").returncode == 0
+    )
+    assert rabbit.ready(src) == 27
+
+    purged = run_cli(
+        "dlq", "purge", "--config", str(path), "rabbit", src, "--yes", "--format", "json"
+    )
+    assert purged.returncode == 0, purged.stderr
+    assert json.loads(purged.stdout) == {"queue": src, "purged": 27}
+    assert rabbit.ready(src) == 0
+    audit = [
+        json.loads(line) for line in (tmp_path / "state/mqtop/audit.jsonl").read_text().splitlines()
+    ]
+    assert [(r["action"], r["count"]) for r in audit] == [("move", 3), ("purge", 27)]
+
+    gone = run_cli("dlq", "purge", "--config", str(path), "rabbit", p + ".nope", "--yes")
+    assert gone.returncode == 2 and "does not exist" in gone.stderr
+
+
+def test_move_in_and_across_vhosts(rabbit: Rabbit, rabbitmq_broker, write_config, run_cli):
+    vhost = rabbit.vhost()
+    rabbit.queue("a", vhost=vhost)
+    rabbit.queue("b", vhost=vhost)
+    p = rabbit.unique("xv")
+    home = rabbit.queue(p + ".home")
+    conn = rabbit.connect(vhost)
+    channel = conn.channel()
+    for i in range(10):
+        channel.basic_publish("", "a", b"v%d" % i, pika.BasicProperties(message_id=f"v{i}"))
+    wait_until(lambda: rabbit.ready("a", vhost) == 10, 10, "published")
+    path = write_config(broker_config(rabbitmq_broker, [f"{vhost}/*", p + "*"]))
+    inside = run_cli(
+        "dlq",
+        "move",
+        "--config",
+        str(path),
+        "rabbit",
+        f"{vhost}/a",
+        f"{vhost}/b",
+        "--yes",
+        "--format",
+        "json",
+    )
+    assert inside.returncode == 0, inside.stderr
+    assert json.loads(inside.stdout)["moved"] == 10
+    assert rabbit.ready("b", vhost) == 10
+    across = run_cli(
+        "dlq",
+        "move",
+        "--config",
+        str(path),
+        "rabbit",
+        f"{vhost}/b",
+        home,
+        "--yes",
+        "--format",
+        "json",
+    )
+    assert across.returncode == 0, across.stderr
+    assert json.loads(across.stdout)["source"] == f"{vhost}/b"
+    assert rabbit.snapshot_ids(home) == [f"v{i}" for i in range(10)]
+    assert rabbit.ready("b", vhost) == 0
