@@ -29,7 +29,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import compress, repeat
 from types import MappingProxyType
 from typing import Any
@@ -42,6 +42,9 @@ from mqtop.secrets import redact
 from mqtop.store import DERIVED_RATES, TimeSeriesStore
 
 NAN = math.nan
+_STALE = operator.attrgetter("stale")
+_METRICS = operator.attrgetter("metrics")
+_KEY = operator.attrgetter("key")
 BROKER_DOWN = "BrokerDown"
 GROUP_STALLED = "GroupStalled"
 SERIES_STALE = "SeriesStale"
@@ -81,29 +84,67 @@ def format_number(value: float | None) -> str:
     return f"{value:.4g}"
 
 
+def _format_field(name: str, value: Any, spec: str | None) -> str:
+    if spec and isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return format(value, spec)
+        except (ValueError, TypeError):
+            pass
+    if isinstance(value, float) or value is None:
+        return format_number(value) if name in ("value", "threshold") else str(value or "-")
+    return str(value)
+
+
+class Template:
+    """A summary template parsed once: ``{name}`` / ``{name:spec}`` fields, ``{{``/``}}``
+    for literal braces; unknown names stay as written."""
+
+    __slots__ = ("names", "parts")
+
+    def __init__(self, text: str) -> None:
+        parts: list[tuple[str, str | None, str | None, str]] = []
+        literal = ""
+        pos = 0
+        for match in _FIELD.finditer(text):
+            literal += text[pos : match.start()]
+            pos = match.end()
+            token = match.group(0)
+            if token in ("{{", "}}"):
+                literal += token[0]
+                continue
+            parts.append((literal, match.group(1), match.group(2), token))
+            literal = ""
+        literal += text[pos:]
+        if literal:
+            parts.append((literal, None, None, ""))
+        self.parts = tuple(parts)
+        self.names = frozenset(name for _, name, _, _ in parts if name)
+
+    def render(self, fields: Mapping[str, Any]) -> str:
+        """The text with every known field filled in."""
+        out = []
+        for literal, name, spec, raw in self.parts:
+            out.append(literal)
+            if name is None:
+                continue
+            if name in fields:
+                out.append(_format_field(name, fields[name], spec))
+            else:
+                out.append(raw)
+        return "".join(out)
+
+
+_TEMPLATES: dict[str, Template] = {}
+
+
 def render_summary(template: str, fields: Mapping[str, Any]) -> str:
     """Fill ``{name}`` / ``{name:spec}`` fields; unknown names stay as written."""
-
-    def sub(match: re.Match[str]) -> str:
-        text = match.group(0)
-        if text == "{{":
-            return "{"
-        if text == "}}":
-            return "}"
-        name, spec = match.group(1), match.group(2)
-        if name not in fields:
-            return text
-        value = fields[name]
-        if spec and isinstance(value, int | float) and not isinstance(value, bool):
-            try:
-                return format(value, spec)
-            except (ValueError, TypeError):
-                pass
-        if isinstance(value, float) or value is None:
-            return format_number(value) if name in ("value", "threshold") else str(value or "-")
-        return str(value)
-
-    return _FIELD.sub(sub, template)
+    compiled = _TEMPLATES.get(template)
+    if compiled is None:
+        if len(_TEMPLATES) > 1024:
+            _TEMPLATES.clear()
+        compiled = _TEMPLATES[template] = Template(template)
+    return compiled.render(fields)
 
 
 def series_label(broker: str | None, queue: str | None, group: str | None) -> str:
@@ -122,6 +163,7 @@ class _Compiled:
         "for_",
         "function",
         "kind_match",
+        "labels",
         "match",
         "metric",
         "name",
@@ -131,8 +173,10 @@ class _Compiled:
         "rule",
         "severity",
         "summary",
+        "template",
         "threshold",
         "window",
+        "window_text",
     )
 
     def __init__(self, rule: AlertRule, builtin: bool = False) -> None:
@@ -159,6 +203,9 @@ class _Compiled:
             self.summary = _BUILTIN_SUMMARY.get(rule.name, DEFAULT_SUMMARY)
         else:
             self.summary = _FUNCTION_SUMMARY if rule.function else DEFAULT_SUMMARY
+        self.template = Template(self.summary)
+        self.labels: Mapping[str, str] = MappingProxyType(dict(rule.labels))
+        self.window_text = _fmt_window(rule.window)
 
     def matches(self, view: SeriesView) -> bool:
         """True when every label glob matches the series (a null label matches as empty)."""
@@ -281,7 +328,12 @@ class AlertEvaluator:
         self._kinds: list[str] = []
         self._index: dict[Identity, int] = {}
         self._match_cache: dict[str, list[int] | None] = {}
+        self._match_sets: dict[str, frozenset[int]] = {}
+        self._loosest: dict[tuple[str, str], float] = {}
         self._fn_cache: dict[tuple[SeriesKey, str, str, float], tuple[float, float | None]] = {}
+        self._points_cache: dict[
+            tuple[SeriesKey, str, float], tuple[float, list[tuple[float, float]]]
+        ] = {}
         self._created: float | None = None
         self._last_prune = 0.0
         self.last_duration = 0.0  # seconds the last evaluate() took (for self-monitoring)
@@ -313,9 +365,11 @@ class AlertEvaluator:
                 compiled += [b for b in _builtin_rules() if b.name not in names]
             self.settings = settings
             self._rules = compiled
+            self._loosest = _loosest_thresholds(compiled)
             self._by_name = {c.name: c for c in compiled}
             self._match_cache = {}
             self._fn_cache = {}
+            self._points_cache = {}
             for name in [n for n in self._states if n not in self._by_name]:
                 for identity, st in self._states.pop(name).items():
                     if st.state is AlertState.FIRING:
@@ -345,17 +399,8 @@ class AlertEvaluator:
             views = store.views()
             self._refresh_keys(views)
             down = {name for name, s in statuses.items() if s.up is False}
-            stale = [i for i, v in enumerate(views) if v.stale]
-            stale_set = set(stale)
-            maps = [v.metrics for v in views]
-            columns: dict[str, list[float]] = {}
-
-            def column(metric: str) -> list[float]:
-                col = columns.get(metric)
-                if col is None:
-                    col = [NAN if (x := m.get(metric)) is None else x for m in maps]
-                    columns[metric] = col
-                return col
+            stale_set = set(compress(range(len(views)), map(_STALE, views)))
+            columns = self._columns(views, {r.metric for r in self._rules if r.function is None})
 
             ctx = _Cycle(
                 store=store,
@@ -375,18 +420,41 @@ class AlertEvaluator:
                 elif rule.function is not None:
                     self._eval_function_rule(rule, ctx)
                 else:
-                    self._eval_threshold_rule(rule, ctx, column(rule.metric))
+                    self._eval_threshold_rule(rule, ctx, columns[rule.metric])
             self.cycles += 1
             self.last_duration = time.perf_counter() - started
             return events
 
+    @staticmethod
+    def _columns(views: Sequence[SeriesView], metrics: set[str]) -> dict[str, list[float]]:
+        """One flat list per metric, aligned with ``views``; null is NaN (never holds)."""
+        names = sorted(metrics)
+        if not names:
+            return {}
+        maps = list(map(_METRICS, views))
+        try:
+            rows = list(map(operator.itemgetter(*names), maps))
+        except KeyError:  # a view without some metric: the slower, forgiving way
+            rows = [tuple(m.get(n) for n in names) for m in maps]
+        if len(names) == 1:
+            rows = [(row,) for row in rows]
+        out: dict[str, list[float]] = {}
+        for name, raw in zip(names, zip(*rows, strict=True), strict=True):
+            out[name] = [NAN if x is None else x for x in raw]
+        for name in names:
+            out.setdefault(name, [])
+        return out
+
     def _refresh_keys(self, views: Sequence[SeriesView]) -> None:
-        keys = [v.key for v in views]
+        keys = list(map(_KEY, views))
         if keys != self._keys:
             self._keys = keys
             self._index = {k: i for i, k in enumerate(keys)}
             self._match_cache = {}
             self._fn_cache = {k: v for k, v in self._fn_cache.items() if k[0] in self._index}
+            self._points_cache = {
+                k: v for k, v in self._points_cache.items() if k[0] in self._index
+            }
         if any(r.kind_match for r in self._rules):
             kinds = [v.kind for v in views]
             if kinds != self._kinds:
@@ -401,6 +469,7 @@ class AlertEvaluator:
             return self._match_cache[rule.name]
         idx = [i for i, v in enumerate(views) if rule.matches(v)]
         self._match_cache[rule.name] = idx
+        self._match_sets[rule.name] = frozenset(idx)
         return idx
 
     def _eval_threshold_rule(self, rule: _Compiled, ctx: _Cycle, col: list[float]) -> None:
@@ -414,8 +483,24 @@ class AlertEvaluator:
                 true = [i for i in idx if pred(col[i])]
         else:
             opfn, thr = rule.opfn, rule.threshold
-            if idx is None:
+            group = (rule.metric, rule.op)
+            loosest = self._loosest.get(group)
+            if loosest is not None and loosest != thr:
+                # rules sharing a metric and direction: scan once with the loosest threshold,
+                # then each rule filters that (small) candidate list
+                base = ctx.bases.get(group)
+                if base is None:
+                    base = list(compress(range(n), map(opfn, col, repeat(loosest, n))))
+                    ctx.bases[group] = base
+                if idx is None:
+                    true = [i for i in base if opfn(col[i], thr)]
+                else:
+                    members = self._match_sets[rule.name]
+                    true = [i for i in base if i in members and opfn(col[i], thr)]
+            elif idx is None:
                 true = list(compress(range(n), map(opfn, col, repeat(thr, n))))
+                if loosest is not None:
+                    ctx.bases[group] = true
             else:
                 true = [i for i in idx if opfn(col[i], thr)]
             if rule.op == "!=":
@@ -425,17 +510,30 @@ class AlertEvaluator:
         states = self._states.setdefault(rule.name, {})
         keys = self._keys
         active: set[Identity] = set()
+        firing = AlertState.FIRING
+        quiet = not ctx.has_silences
+        every = self.settings.repeat_interval
+        now = ctx.now
         for i in true:
             key = keys[i]
             active.add(key)
             st = states.get(key)
             if st is None:
-                since = ctx.now
+                since = now
                 if rule.for_ > 0:
                     since = self._backfill(rule, key, ctx)
                 st = _State(since)
                 states[key] = st
             st.value = col[i]
+            if (
+                quiet
+                and st.state is firing
+                and st.notified
+                and not st.silenced
+                and (every <= 0 or now - (st.last_notified or now) < every)
+            ):
+                st.clear_since = None  # still firing, nothing to tell: the common case
+                continue
             self._on_true(rule, key, st, ctx)
         if len(states) > len(active):
             index = self._index
@@ -673,7 +771,13 @@ class AlertEvaluator:
         cached = self._fn_cache.get(cache_key)
         if cached is not None and cached[0] == view.updated:
             return cached[1]
-        points = window_points(store, view, rule.metric, rule.window)
+        points_key = (view.key, rule.metric, rule.window)
+        cached_points = self._points_cache.get(points_key)
+        if cached_points is not None and cached_points[0] == view.updated:
+            points = cached_points[1]
+        else:
+            points = window_points(store, view, rule.metric, rule.window)
+            self._points_cache[points_key] = (view.updated, points)
         value = apply_function(rule.function, points)
         self._fn_cache[cache_key] = (view.updated, value)
         return value
@@ -690,12 +794,13 @@ class AlertEvaluator:
             "broker": key[0],
             "queue": key[1],
             "group": key[2],
-            "series": series_label(*key),
             "value": st.value,
             "threshold": threshold,
             "function": rule.function or "",
-            "window": _fmt_window(rule.window),
+            "window": rule.window_text,
         }
+        if "series" in rule.template.names:
+            fields["series"] = series_label(*key)
         if rule.builtin:
             if rule.name == BROKER_DOWN:
                 threshold = None
@@ -715,8 +820,8 @@ class AlertEvaluator:
             group=key[2],
             value=st.value,
             threshold=threshold,
-            summary=render_summary(rule.summary, fields),
-            labels=MappingProxyType(dict(rule.rule.labels)),
+            summary=rule.template.render(fields),
+            labels=rule.labels,
             active_since=st.active_since,
             fired_at=st.fired_at,
             silenced=st.silenced,
@@ -872,6 +977,22 @@ class _Cycle:
     stale: set[int]
     events: list[AlertEvent]
     has_silences: bool
+    bases: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+
+
+def _loosest_thresholds(rules: Sequence[_Compiled]) -> dict[tuple[str, str], float]:
+    """Per (metric, direction) shared by several threshold rules: the threshold whose
+    true set contains every other's (lowest for > and >=, highest for < and <=)."""
+    groups: dict[tuple[str, str], list[float]] = {}
+    for rule in rules:
+        plain = rule.function is None and rule.predicate is None and not rule.builtin
+        if plain and rule.op in (">", ">=", "<", "<="):
+            groups.setdefault((rule.metric, rule.op), []).append(rule.threshold)
+    out = {}
+    for (metric, op), thresholds in groups.items():
+        if len(thresholds) > 1:
+            out[(metric, op)] = min(thresholds) if op in (">", ">=") else max(thresholds)
+    return out
 
 
 def alert_sort_key(alert: Alert) -> tuple[int, int, str, str, str, str]:

@@ -401,3 +401,37 @@ def test_alerts_are_sorted_most_severe_first():
     w.poll(0, {("q", None): {"queue_length": 50}})
     w.eval(ev, 0)
     assert [a.rule for a in ev.alerts()] == ["Crit", "Warn", "WarnPending", "Info"]
+
+
+def test_rules_sharing_a_metric_match_brute_force():
+    """Rules over one metric with different thresholds/globs share one scan; results must
+    equal a rule-by-rule brute force over the same values."""
+    import fnmatch
+    import operator
+    import random
+
+    rng = random.Random(3)
+    ops = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+    rules = []
+    for i in range(24):
+        op = rng.choice(list(ops))
+        match = {"queue": rng.choice(["q1*", "*7", "q*"])} if i % 3 == 0 else {}
+        rules.append(rule(name=f"R{i}", op=op, threshold=rng.randint(0, 100), match=match))
+    w = World()
+    values = {
+        (f"q{i}", None): {"queue_length": None if i % 11 == 0 else float(rng.randint(0, 100))}
+        for i in range(300)
+    }
+    w.poll(0, values)
+    ev = AlertEvaluator(rules, AlertingSettings(), builtin=False)
+    w.eval(ev, 0)
+    got = sorted((a.rule, a.queue) for a in ev.alerts())
+    expected = sorted(
+        (r.name, q)
+        for r in rules
+        for (q, _), v in values.items()
+        if v["queue_length"] is not None
+        and ops[r.op](v["queue_length"], r.threshold)
+        and all(fnmatch.fnmatchcase(q, g) for g in r.match.values())
+    )
+    assert got == expected and len(expected) > 100
