@@ -404,7 +404,8 @@ class KafkaWire:
         self.internal = set(every) - set(public)
         self.metadata_time = time.monotonic()
 
-    async def _send(self, node: int, request: Any) -> Any:
+    async def send(self, node: int, request: Any) -> Any:
+        """Send one request to a broker, with the request timeout."""
         return await asyncio.wait_for(self.client.send(node, request), self.request_timeout)
 
     def any_node(self) -> int:
@@ -441,7 +442,7 @@ class KafkaWire:
         out: dict[TP, int] = {}
 
         async def one(node: int, topics: dict[str, list[tuple[int, int]]]) -> None:
-            response = await self._send(node, OffsetRequest(-1, isolation, list(topics.items())))
+            response = await self.send(node, OffsetRequest(-1, isolation, list(topics.items())))
             for topic, parts in response.topics:
                 for part in parts:
                     partition, code = part[0], part[1]
@@ -468,7 +469,7 @@ class KafkaWire:
             return cached
         from aiokafka.protocol.coordination import FindCoordinatorRequest
 
-        response = await self._send(self.any_node(), FindCoordinatorRequest(group, 0))
+        response = await self.send(self.any_node(), FindCoordinatorRequest(group, 0))
         if response.error_code:
             raise KafkaProtocolError(response.error_code, f"group {group!r} coordinator")
         node = int(response.coordinator_id)
@@ -484,7 +485,7 @@ class KafkaWire:
         from aiokafka.protocol.admin import ListGroupsRequest
 
         async def one(node: int) -> list[tuple[str, str]]:
-            response = await self._send(node, ListGroupsRequest())
+            response = await self.send(node, ListGroupsRequest())
             if response.error_code:
                 raise KafkaProtocolError(response.error_code, "ListGroups")
             return [(str(g[0]), str(g[1])) for g in response.groups]
@@ -509,7 +510,7 @@ class KafkaWire:
 
         async def one(node: int, names: list[str]) -> None:
             try:
-                response = await self._send(node, _describe_groups_request(names))
+                response = await self.send(node, _describe_groups_request(names))
             except (TimeoutError, OSError, ConnectionError) as exc:
                 for name in names:
                     out[name] = GroupInfo(None, None, None, error=_short(exc))
@@ -536,7 +537,7 @@ class KafkaWire:
         from aiokafka.protocol.commit import OffsetFetchRequest
 
         node = await self.coordinator(group)
-        response = await self._send(node, OffsetFetchRequest(group, None))
+        response = await self.send(node, OffsetFetchRequest(group, None))
         code = getattr(response, "error_code", 0)
         if code:
             if code in COORDINATOR_ERRORS:
@@ -564,7 +565,7 @@ class KafkaWire:
             topics.setdefault(topic, []).append((partition, offset, metadata))
         for attempt in range(3):
             node = await self.coordinator(group)
-            response = await self._send(
+            response = await self.send(
                 node, OffsetCommitRequest(group, -1, "", -1, list(topics.items()))
             )
             codes = {code for _, parts in response.topics for _, code in parts if code}
@@ -597,7 +598,7 @@ class KafkaWire:
         async def one(node: int, topics: dict[str, list[tuple[int, int, int]]]) -> None:
             total = sum(size for parts in topics.values() for _, _, size in parts)
             request = FetchRequest(0, 0, min(total, 64 * 1024 * 1024), 0, list(topics.items()))
-            response = await self._send(node, request)
+            response = await self.send(node, request)
             for topic, parts in response.topics:
                 for part in parts:
                     partition, code, raw = part[0], part[1], part[-1]

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import hashlib
 import random
+import struct
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -38,6 +40,7 @@ from collectors.base import (
 from collectors.kafka import (
     EARLIEST,
     LATEST,
+    LEADER_ERRORS,
     TP,
     KafkaOptions,
     KafkaProtocolError,
@@ -390,6 +393,10 @@ class KafkaActions:
             progress=progress,
         )
         await copier.run()
+        if copier.deleted:
+            notes.append(
+                f"{copier.deleted} record(s) were deleted by retention while the replay ran"
+            )
         if request.dry_run:
             notes = [n for n in notes if not n.startswith("progress is kept")]
         return MoveResult(
@@ -467,8 +474,225 @@ class KafkaActions:
         return begin, duplicates
 
 
+# ---------------------------------------------------------------- partitioning
+
+_WORDS: dict[int, struct.Struct] = {}
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (the Java client's key hash), reading whole 32-bit words at once."""
+    length = len(data)
+    h = 0x9747B28C ^ length
+    n4 = length >> 2
+    if n4:
+        words = _WORDS.get(n4)
+        if words is None:
+            words = _WORDS[n4] = struct.Struct(f"<{n4}I")
+        for word in words.unpack_from(data):
+            k = (word * 0x5BD1E995) & 0xFFFFFFFF
+            h = ((h * 0x5BD1E995) ^ ((k ^ (k >> 24)) * 0x5BD1E995)) & 0xFFFFFFFF
+    rest = length & 3
+    if rest:
+        tail = length & ~3
+        if rest == 3:
+            h ^= data[tail + 2] << 16
+        if rest >= 2:
+            h ^= data[tail + 1] << 8
+        h = ((h ^ data[tail]) * 0x5BD1E995) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * 0x5BD1E995) & 0xFFFFFFFF
+    return h ^ (h >> 15)
+
+
+def key_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner picks for a key."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+# ---------------------------------------------------------------- reading
+
+
+class _TopicReader:
+    """Reads one topic from given positions up to stop offsets, without a group.
+
+    Raw Fetch requests (read_committed), one in flight per partition leader: while a response
+    is decoded the next fetch is already on its way. Record batches are decoded by aiokafka's
+    Cython code; control batches and aborted transactions are skipped like the Java consumer
+    does; CRCs are checked.
+    """
+
+    def __init__(
+        self,
+        wire: KafkaWire,
+        topic: str,
+        positions: Mapping[int, int],
+        stops: Mapping[int, int],
+        partition_bytes: int = 1024 * 1024,
+    ) -> None:
+        self.wire = wire
+        self.topic = topic
+        self.fetch_pos = dict(positions)  # next offset to ask for
+        self.stops = dict(stops)
+        self.part_bytes = dict.fromkeys(positions, partition_bytes)
+        self.ready: list[tuple[int, list[Any]]] = []  # decoded, in order per partition
+        self._inflight: dict[int, asyncio.Task[Any]] = {}
+        self.deleted = 0  # records removed by retention before they could be read
+
+    def _open(self) -> list[int]:
+        return [p for p, pos in self.fetch_pos.items() if pos < self.stops[p]]
+
+    def _launch(self) -> None:
+        from aiokafka.protocol.fetch import FetchRequest
+
+        by_node: dict[int, list[tuple[int, int, int]]] = {}
+        for p in self._open():
+            leader = self.wire.leaders.get((self.topic, p))
+            if leader is None:
+                raise ActionFailed(f"{self.topic}[{p}] has no leader")
+            if leader not in self._inflight:
+                by_node.setdefault(leader, []).append((p, self.fetch_pos[p], self.part_bytes[p]))
+        for node, parts in by_node.items():
+            request = FetchRequest(200, 1, 32 * 1024 * 1024, READ_COMMITTED, [(self.topic, parts)])
+            asked = {p: pos for p, pos, _ in parts}
+            self._inflight[node] = asyncio.ensure_future(self._fetch(node, request, asked))
+
+    async def _fetch(self, node: int, request: Any, asked: dict[int, int]) -> Any:
+        return await self.wire.send(node, request), asked
+
+    async def close(self) -> None:
+        """Cancel fetches still in flight."""
+        for task in self._inflight.values():
+            task.cancel()
+        for task in self._inflight.values():
+            try:
+                await task
+            except BaseException:  # noqa: S110 - cancelled or failed: nothing to keep
+                pass
+        self._inflight.clear()
+
+    async def read(self) -> list[tuple[int, list[Any]]]:
+        """The next decoded chunks [(partition, records)]; [] only when finished."""
+        while not self.ready:
+            self._launch()
+            if not self._inflight:
+                return []
+            done, _ = await asyncio.wait(
+                self._inflight.values(), return_when=asyncio.FIRST_COMPLETED
+            )
+            for node in [n for n, t in self._inflight.items() if t in done]:
+                task = self._inflight.pop(node)
+                response, asked = task.result()
+                pending = self._positions(response, asked)
+                self._launch()  # the next fetch travels while this one is decoded
+                await asyncio.sleep(0)  # let the fetch task write its request first
+                for p, raw, aborted, start in pending:
+                    records = self._decode(p, raw, aborted, start)
+                    if records:
+                        self.ready.append((p, records))
+        chunks, self.ready = self.ready, []
+        return chunks
+
+    def _positions(
+        self, response: Any, asked: dict[int, int]
+    ) -> list[tuple[int, memoryview, Any, int]]:
+        """Advance fetch positions from batch headers alone; return what to decode."""
+        out = []
+        current = [
+            part
+            for _topic, parts in response.topics
+            for part in parts
+            if asked.get(part[0]) is not None and self.fetch_pos.get(part[0]) == asked[part[0]]
+        ]
+        for part in current:  # errors first: nothing advances when one partition failed
+            p, code = part[0], part[1]
+            if code == 1:  # OFFSET_OUT_OF_RANGE: retention removed the records
+                raise _OutOfRange(p)
+            if code in LEADER_ERRORS:
+                raise _StaleLeader(p)
+            if code:
+                raise ActionFailed(str(KafkaProtocolError(code, f"fetch {self.topic}[{p}]")))
+        for part in current:
+            p, raw = part[0], part[-1]
+            aborted = part[-2] if len(part) <= 7 else part[5]
+            start = asked[p]
+            if not raw:
+                continue
+            buf = memoryview(raw)
+            pos = 0
+            nxt = start
+            while pos + 61 <= len(buf):
+                base, length = struct.unpack_from(">qi", buf, pos)
+                end = pos + 12 + length
+                if end > len(buf):
+                    break
+                (delta,) = struct.unpack_from(">i", buf, pos + 23)
+                nxt = max(nxt, base + delta + 1)
+                pos = end
+            if pos == 0:  # the first batch is larger than we asked for
+                if len(buf) >= 12:
+                    (length,) = struct.unpack_from(">i", buf, 8)
+                    self.part_bytes[p] = max(self.part_bytes[p], 12 + length)
+                continue
+            self.fetch_pos[p] = nxt
+            out.append((p, buf[:pos], aborted, start))
+        return out
+
+    def _decode(self, p: int, raw: memoryview, aborted: Any, start: int) -> list[Any]:
+        from aiokafka.record.control_record import ABORT_MARKER, ControlRecord
+        from aiokafka.record.default_records import DefaultRecordBatch
+
+        stop = self.stops[p]
+        txns = sorted(aborted or (), key=lambda x: x[1])
+        aborted_pids: set[int] = set()
+        out: list[Any] = []
+        pos = 0
+        size = len(raw)
+        while pos < size:
+            (length,) = struct.unpack_from(">i", raw, pos + 8)
+            end = pos + 12 + length
+            batch = DefaultRecordBatch(raw[pos:end])
+            pos = end
+            if not batch.validate_crc():
+                raise ActionFailed(f"{self.topic}[{p}]: corrupt record batch (CRC mismatch)")
+            pid = batch.producer_id
+            if pid is not None and pid >= 0:
+                while txns and txns[0][1] <= batch.base_offset:
+                    aborted_pids.add(txns.pop(0)[0])
+                if batch.is_control_batch:
+                    marker = next(iter(batch), None)
+                    if marker is not None and ControlRecord.parse(marker.key) == ABORT_MARKER:
+                        aborted_pids.discard(pid)
+                    continue
+                if batch.is_transactional and pid in aborted_pids:
+                    continue
+            if batch.is_control_batch:
+                continue
+            if batch.base_offset >= start and batch.next_offset <= stop:
+                out.extend(batch)  # the whole batch is wanted: no per-record test
+                continue
+            out.extend(r for r in batch if start <= r.offset < stop)
+        return out
+
+
+class _OutOfRange(Exception):
+    def __init__(self, partition: int) -> None:
+        self.partition = partition
+
+
+class _StaleLeader(Exception):
+    def __init__(self, partition: int) -> None:
+        self.partition = partition
+
+
+# ---------------------------------------------------------------- copying
+
+
 class _Copier:
-    """The replay loop: read a batch, mark it in flight, produce, confirm, advance."""
+    """The replay loop: read a batch, mark it in flight, produce, confirm, advance.
+
+    Building batch k+1 overlaps the broker's acknowledgement of batch k; the commit that marks
+    batch k+1 in flight (and so batch k done) is sent only once batch k is acknowledged.
+    """
 
     def __init__(
         self,
@@ -492,7 +716,7 @@ class _Copier:
         self.request = request
         self.group = group
         self.parts = parts
-        self.pos = dict(begin)
+        self.pos = {p: begin[p] for p in parts}
         self.stops = stops
         self.dst_parts = dst_parts
         self.keep_partition = keep_partition
@@ -504,192 +728,212 @@ class _Copier:
         self.skipped = 0
         self.failed = 0
         self.errors: list[str] = []
-        self._key_cache: dict[bytes, int] = {}
-        self._sticky = random.choice(dst_parts)
-
-    def _partition_for(self, record: Any) -> int:
-        if self.keep_partition:
-            return int(record.partition)
-        if len(self.dst_parts) == 1:
-            return self.dst_parts[0]
-        key = record.key
-        if key is None:
-            return self._sticky
-        cached = self._key_cache.get(key)
-        if cached is None:
-            from aiokafka.partitioner import murmur2
-
-            cached = self.dst_parts[(murmur2(key) & 0x7FFFFFFF) % len(self.dst_parts)]
-            if len(self._key_cache) < 100_000:
-                self._key_cache[key] = cached
-        return cached
+        self.deleted = 0
 
     async def run(self) -> None:
-        from aiokafka import AIOKafkaProducer, TopicPartition
-
-        src = self.request.source
-        consumer = self.actions._consumer()
         producer: AIOKafkaProducer | None = None
-        await consumer.start()
+        if not self.request.dry_run:
+            from aiokafka import AIOKafkaProducer
+
+            quiet_client_logs()
+            producer = AIOKafkaProducer(
+                enable_idempotence=True,
+                acks="all",
+                linger_ms=0,
+                max_batch_size=BATCH_BYTES,
+                max_request_size=4 * 1024 * 1024,
+                **client_kwargs(self.actions.options, self.actions._timeout()),
+            )
+            await producer.start()
+        collecting = gc.isenabled()
+        gc.disable()  # millions of short-lived acyclic objects: skip cyclic GC passes
         try:
-            if not self.request.dry_run:
-                producer = AIOKafkaProducer(
-                    enable_idempotence=True,
-                    acks="all",
-                    linger_ms=0,
-                    max_batch_size=BATCH_BYTES,
-                    max_request_size=4 * 1024 * 1024,
-                    **client_kwargs(self.actions.options, self.actions._timeout()),
-                )
-                await producer.start()
-            tps = {p: TopicPartition(src, p) for p in self.parts}
-            consumer.assign(list(tps.values()))
-            for p, tp in tps.items():
-                consumer.seek(tp, self.pos[p])
-            await self._loop(consumer, producer, tps)
+            await self._loop(producer)
         finally:
+            if collecting:
+                gc.enable()
             if producer is not None:
                 try:
                     await producer.stop()
                 except Exception as exc:
                     self.errors.append(f"closing the producer: {exc}")
-            await stop_consumer(consumer)
 
-    async def _loop(
-        self,
-        consumer: AIOKafkaConsumer,
-        producer: AIOKafkaProducer | None,
-        tps: dict[int, Any],
-    ) -> None:
-        remaining = {p for p in self.parts if self.pos[p] < self.stops[p]}
-        limit = self.request.limit
-        considered = 0  # records moved or would-be moved, for --limit
-        pending_done: set[int] = set()
-        quiet_since = time.monotonic()
-        while remaining and (limit is None or considered < limit):
-            data = await consumer.getmany(
-                *(tps[p] for p in sorted(remaining)), timeout_ms=500, max_records=self.batch_size
-            )
-            if not data:
-                for p in list(remaining):
-                    if await consumer.position(tps[p]) >= self.stops[p]:
-                        self.pos[p] = self.stops[p]
-                        remaining.discard(p)
-                        pending_done.add(p)
-                if time.monotonic() - quiet_since > STALL_SECONDS and remaining:
-                    left = sum(self.stops[p] - self.pos[p] for p in remaining)
-                    self.failed += left
-                    self.errors.append(
-                        f"no records could be read from {self.request.source} for "
-                        f"{STALL_SECONDS:.0f}s; stopped with {left} record(s) left"
-                    )
-                    break
-                continue
-            quiet_since = time.monotonic()
-            to_send: list[Any] = []
-            new_pos: dict[int, int] = {}
-            sends_in: set[int] = set()
-            for tp in sorted(data, key=lambda t: t.partition):
-                p = tp.partition
-                if p not in remaining:
-                    continue
-                for record in data[tp]:
-                    if record.offset >= self.stops[p]:
-                        new_pos[p] = self.stops[p]
-                        break
-                    if limit is not None and considered >= limit:
-                        break
-                    new_pos[p] = record.offset + 1
-                    flt = self.request.filter
-                    if flt is not None and not flt.matches(
-                        record.value or b"", header_map(list(record.headers or ()))
-                    ):
-                        self.skipped += 1
-                        continue
-                    considered += 1
-                    to_send.append(record)
-                    sends_in.add(p)
-            if not new_pos:
-                continue
-            for p, offset in new_pos.items():
-                if offset >= self.stops[p]:
-                    remaining.discard(p)
-                    consumer.pause(tps[p])
-            if producer is None:  # dry run: count only
-                self.moved += len(to_send)
-                self.pos.update(new_pos)
-                self._report()
-                continue
-            marks: dict[TP, tuple[int, str]] = {}
-            for p in pending_done - set(new_pos):
-                marks[(self.request.source, p)] = (self.pos[p], DONE)
-            for p, offset in new_pos.items():
-                if p in sends_in:
-                    marks[(self.request.source, p)] = (self.pos[p], f"{INFLIGHT}{offset}")
-                else:  # nothing to produce from this partition: advance now
-                    marks[(self.request.source, p)] = (offset, DONE)
-            await self.wire.offset_commit(self.group, marks)
-            ok, bad, error = await self._produce(producer, to_send)
-            self.moved += ok
-            if bad:
-                self.failed += bad
-                self.errors.append(error or "produce failed")
-                self._report()
-                return  # progress stays before this batch: a rerun retries it
-            self.pos.update(new_pos)
-            pending_done = set(new_pos)
-            self._report()
-        if producer is not None and pending_done:
-            await self.wire.offset_commit(
-                self.group,
-                {(self.request.source, p): (self.pos[p], DONE) for p in pending_done},
-            )
+    async def _read(self, reader: _TopicReader) -> tuple[_TopicReader, list[tuple[int, list[Any]]]]:
+        """Next chunks; recovers from moved leaders and records deleted under the reader."""
+        for _ in range(5):
+            try:
+                return reader, await reader.read()
+            except _StaleLeader:
+                await reader.close()
+                await self.wire.refresh_metadata()
+            except _OutOfRange as exc:
+                await reader.close()
+                found, _ = await self.wire.list_offsets(
+                    [(self.request.source, exc.partition)], EARLIEST, READ_COMMITTED
+                )
+                start = found.get((self.request.source, exc.partition))
+                if start is None:
+                    raise ActionFailed(
+                        f"{self.request.source}[{exc.partition}]: offsets unreadable"
+                    ) from None
+                reader.deleted += max(0, start - reader.fetch_pos[exc.partition])
+                reader.fetch_pos[exc.partition] = max(reader.fetch_pos[exc.partition], start)
+            fresh = _TopicReader(self.wire, self.request.source, reader.fetch_pos, reader.stops)
+            fresh.ready, fresh.deleted = reader.ready, reader.deleted
+            reader = fresh
+        raise ActionFailed(f"{self.request.source}: could not read (leaders keep moving)")
 
-    async def _produce(
-        self, producer: AIOKafkaProducer, records: list[Any]
-    ) -> tuple[int, int, str]:
-        """Send records in batches per destination partition; wait for every ack."""
-        if not records:
-            return 0, 0, ""
-        dst = self.request.destination
+    async def _loop(self, producer: AIOKafkaProducer | None) -> None:
         src = self.request.source
-        keep_ts = self.keep_timestamp
-        self._sticky = random.choice(self.dst_parts)
-        builders: dict[int, tuple[Any, list[int]]] = {}
-        sent: list[tuple[Any, int]] = []  # (future, records in it)
-        for record in records:
-            part = self._partition_for(record)
-            headers = [
-                *(record.headers or ()),
-                (REPLAY_HEADER, f"{src}/{record.partition}/{record.offset}".encode()),
-            ]
-            entry = builders.get(part)
-            if entry is None:
-                entry = builders[part] = (producer.create_batch(), [0])
-            builder, count = entry
-            stamp = record.timestamp if keep_ts else None
-            if builder.append(key=record.key, value=record.value, timestamp=stamp, headers=headers):
-                count[0] += 1
-                continue
-            builder.close()
-            sent.append((await producer.send_batch(builder, dst, partition=part), count[0]))
-            builder = producer.create_batch()
-            builder.append(key=record.key, value=record.value, timestamp=stamp, headers=headers)
-            builders[part] = (builder, [1])
-        for part, (builder, count) in builders.items():
-            if count[0]:
-                builder.close()
-                sent.append((await producer.send_batch(builder, dst, partition=part), count[0]))
-        results = await asyncio.gather(*(f for f, _ in sent), return_exceptions=True)
-        ok = bad = 0
-        error = ""
-        for result, (_, n) in zip(results, sent, strict=True):
+        reader = _TopicReader(self.wire, src, self.pos, {p: self.stops[p] for p in self.parts})
+        limit = self.request.limit
+        flt = self.request.filter
+        considered = 0
+        backlog: list[tuple[int, list[Any]]] = []
+        in_flight: list[tuple[Any, int]] = []  # producer futures of the previous batch
+        flight_pos: dict[int, int] = {}  # positions once the previous batch is acknowledged
+        try:
+            while limit is None or considered < limit:
+                # take up to batch_size records, partition by partition, in offset order
+                take: list[tuple[int, list[Any]]] = []
+                room = self.batch_size
+                while room > 0:
+                    if not backlog:
+                        reader, backlog = await self._read(reader)
+                        if not backlog:
+                            break
+                    p, records = backlog[0]
+                    if len(records) <= room:
+                        take.append(backlog.pop(0))
+                        room -= len(records)
+                    else:
+                        take.append((p, records[:room]))
+                        backlog[0] = (p, records[room:])
+                        room = 0
+                if not take:
+                    break
+                new_pos: dict[int, int] = {}
+                sends: dict[int, list[Any]] = {}
+                taken = sum(len(records) for _, records in take)
+                if flt is None and (limit is None or considered + taken <= limit):
+                    for p, records in take:  # the common case: every record goes
+                        new_pos[p] = records[-1].offset + 1
+                        sends.setdefault(p, []).extend(records)
+                    considered += taken
+                    take = []
+                for p, records in take:
+                    for record in records:
+                        if limit is not None and considered >= limit:
+                            break
+                        new_pos[p] = record.offset + 1
+                        if flt is not None and not flt.matches(
+                            record.value or b"", header_map(record.headers)
+                        ):
+                            self.skipped += 1
+                            continue
+                        considered += 1
+                        sends.setdefault(p, []).append(record)
+                if not new_pos:
+                    break
+                if producer is None:  # dry run: count only
+                    self.moved += sum(len(r) for r in sends.values())
+                    self.pos.update(new_pos)
+                    self._report()
+                    continue
+                builders = self._build(producer, sends)
+                if not await self._settle(in_flight, flight_pos):
+                    return
+                marks: dict[TP, tuple[int, str]] = {}
+                for p in flight_pos:
+                    marks[(src, p)] = (self.pos[p], DONE)
+                for p, offset in new_pos.items():
+                    if p in sends:
+                        marks[(src, p)] = (self.pos[p], f"{INFLIGHT}{offset}")
+                    else:  # nothing to produce from this partition: advance now
+                        marks[(src, p)] = (offset, DONE)
+                        self.pos[p] = offset
+                await self.wire.offset_commit(self.group, marks)
+                in_flight = [
+                    (await producer.send_batch(b, self.request.destination, partition=d), n)
+                    for d, b, n in builders
+                ]
+                flight_pos = {p: new_pos[p] for p in sends}
+                for _ in range(3):  # let the producer's sender put the batches on the wire
+                    await asyncio.sleep(0)
+            if producer is not None and await self._settle(in_flight, flight_pos):
+                done = {(src, p): (self.pos[p], DONE) for p in flight_pos}
+                if done:
+                    await self.wire.offset_commit(self.group, done)
+        finally:
+            await reader.close()
+        self.deleted += reader.deleted
+
+    async def _settle(self, in_flight: list[tuple[Any, int]], flight_pos: dict[int, int]) -> bool:
+        """Wait for the acknowledgements of the previous batch; False when one failed."""
+        if not in_flight:
+            return True
+        results = await asyncio.gather(*(f for f, _ in in_flight), return_exceptions=True)
+        bad = 0
+        for result, (_, n) in zip(results, in_flight, strict=True):
             if isinstance(result, BaseException):
                 bad += n
-                error = error or f"produce to {dst} failed: {type(result).__name__}: {result}"
+                if not any(e.startswith("produce to") for e in self.errors):
+                    self.errors.append(
+                        f"produce to {self.request.destination} failed: "
+                        f"{type(result).__name__}: {result}"
+                    )
             else:
-                ok += n
-        return ok, bad, error
+                self.moved += n
+        if bad:
+            self.failed += bad
+            self._report()
+            return False  # progress stays before this batch: a rerun retries it
+        self.pos.update(flight_pos)
+        self._report()
+        return True
+
+    def _build(
+        self, producer: AIOKafkaProducer, sends: dict[int, list[Any]]
+    ) -> list[tuple[int, Any, int]]:
+        """Producer batches [(destination partition, batch, records)] for one replay batch."""
+        src = self.request.source
+        keep_ts = self.keep_timestamp
+        dst_parts = self.dst_parts
+        n_parts = len(dst_parts)
+        sticky = random.choice(dst_parts)
+        out: list[tuple[int, Any, int]] = []
+        builders: dict[int, Any] = {}
+        counts: dict[int, int] = {}
+        for p, records in sends.items():
+            prefix = f"{src}/{p}/".encode()
+            fixed = p if self.keep_partition else dst_parts[0] if n_parts == 1 else None
+            for record in records:
+                key = record.key
+                if fixed is not None:
+                    part = fixed
+                elif key is None:
+                    part = sticky
+                else:
+                    part = dst_parts[(murmur2(key) & 0x7FFFFFFF) % n_parts]
+                headers = record.headers  # a fresh list per decoded record: ours to extend
+                headers.append((REPLAY_HEADER, prefix + b"%d" % record.offset))
+                stamp = record.timestamp if keep_ts else None
+                builder = builders.get(part)
+                if builder is None:
+                    builder = builders[part] = producer.create_batch()
+                    counts[part] = 0
+                if builder.append(key=key, value=record.value, timestamp=stamp, headers=headers):
+                    counts[part] += 1
+                    continue
+                builder.close()
+                out.append((part, builder, counts[part]))
+                builder = builders[part] = producer.create_batch()
+                builder.append(key=key, value=record.value, timestamp=stamp, headers=headers)
+                counts[part] = 1
+        for part, builder in builders.items():
+            builder.close()
+            out.append((part, builder, counts[part]))
+        return out
 
     def _report(self) -> None:
         self.progress(
@@ -699,4 +943,12 @@ class _Copier:
         )
 
 
-__all__ = ["REPLAY_HEADER", "KafkaActions", "death_of", "header_map", "replay_group"]
+__all__ = [
+    "REPLAY_HEADER",
+    "KafkaActions",
+    "death_of",
+    "header_map",
+    "key_partition",
+    "murmur2",
+    "replay_group",
+]

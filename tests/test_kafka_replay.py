@@ -294,3 +294,65 @@ def test_replay_group_names_are_per_job():
     filtered = replay_group("orders.DLT", "orders", parse_filters(["header.kind=b"]))
     assert filtered.startswith(plain + "#") and filtered != plain
     assert replay_group("orders.DLT", "other", None) != plain
+
+
+async def test_replay_skips_aborted_transactions(kafka, kafka_broker, unique):
+    """DLT records written in transactions: committed ones are replayed, aborted ones never."""
+    from aiokafka import AIOKafkaProducer
+
+    from collectors.base import MoveRequest
+    from collectors.kafka import KafkaOptions
+    from collectors.kafka_actions import KafkaActions
+
+    prefix = unique("txn") + "-"
+    topic, dlt = prefix + "orders", prefix + "orders.DLT"
+    await kafka.create({topic: 2, dlt: 2})
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka_broker.bootstrap, transactional_id=prefix + "writer"
+    )
+    await producer.start()
+    try:
+        expected = []
+        for txn, commit in enumerate((True, False, True, False, True)):
+            await producer.begin_transaction()
+            for i in range(7):
+                value = f"txn{txn}-{i}".encode()
+                await producer.send(dlt, value, key=value, partition=i % 2)
+            if commit:
+                await producer.commit_transaction()
+                expected += [f"txn{txn}-{i}".encode() for i in range(7)]
+            else:
+                await producer.abort_transaction()
+    finally:
+        await producer.stop()
+    await kafka.produce(dlt, 0, 3, value=b"plain-")  # non-transactional records too
+    expected += [b"plain-0", b"plain-1", b"plain-2"]
+
+    actions = KafkaActions(KafkaOptions(name="events", bootstrap_servers=kafka_broker.bootstrap))
+    try:
+        result = await actions.move(
+            MoveRequest(dlt, topic, "replay", extra={"batch": 4}), lambda p: None
+        )
+    finally:
+        await actions.close()
+    assert result.failed == 0 and result.moved == len(expected)
+    copies = [c.value for c in await kafka.read_all(topic)]
+    assert sorted(copies) == sorted(expected)
+
+
+def test_murmur2_matches_the_java_client_hash():
+    import random
+
+    from aiokafka.partitioner import murmur2 as reference
+
+    from collectors.kafka_actions import key_partition, murmur2
+
+    rng = random.Random(7)
+    for length in range(0, 70):
+        for _ in range(25):
+            data = bytes(rng.randrange(256) for _ in range(length))
+            assert murmur2(data) == reference(data)
+    # partitions the Java client's DefaultPartitioner picks among 1000 (kafka-python's
+    # Java-compatibility vectors)
+    keys = (b"", b"a", b"ab", b"abc", b"123456789", b"\x00 ")
+    assert [key_partition(k, 1000) for k in keys] == [681, 524, 434, 107, 566, 742]
