@@ -431,6 +431,8 @@ class AlertEvaluator:
         names = sorted(metrics)
         if not names:
             return {}
+        if not views:
+            return {name: [] for name in names}
         maps = list(map(_METRICS, views))
         try:
             rows = list(map(operator.itemgetter(*names), maps))
@@ -441,8 +443,6 @@ class AlertEvaluator:
         out: dict[str, list[float]] = {}
         for name, raw in zip(names, zip(*rows, strict=True), strict=True):
             out[name] = [NAN if x is None else x for x in raw]
-        for name in names:
-            out.setdefault(name, [])
         return out
 
     def _refresh_keys(self, views: Sequence[SeriesView]) -> None:
@@ -612,8 +612,8 @@ class AlertEvaluator:
         for view in candidates:
             key = view.key
             broker = key.broker
-            if broker in ctx.down:
-                continue
+            if broker in ctx.down or broker not in ctx.statuses:
+                continue  # covered by BrokerDown, or no longer monitored
             if view.updated < created - 1.0:
                 continue  # restored history, never live in this process
             limit = limits.get(broker, fallback)

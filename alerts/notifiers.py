@@ -471,14 +471,19 @@ class Dispatcher:
             if wanted:
                 self._put(worker, ("send", wanted, time.time()))
 
-    def sync(self, alerts: Sequence[Alert], now: float) -> None:
-        """Offer the current alerts to notifiers that re-send periodically (Alertmanager)."""
+    def sync(self, alerts: Sequence[Alert] | Callable[[], Sequence[Alert]], now: float) -> None:
+        """Offer the current alerts to notifiers that re-send periodically (Alertmanager).
+
+        ``alerts`` may be a callable: it is only called when a re-send is due."""
         if self._closed:
             return
+        current: Sequence[Alert] | None = None if callable(alerts) else alerts
         for worker in self._workers:
             notifier = worker.notifier
             if notifier.resend_due(now):
-                wanted = [a for a in alerts if notifier.wants(a)]
+                if current is None:
+                    current = alerts() if callable(alerts) else alerts
+                wanted = [a for a in current if notifier.wants(a)]
                 self._put(worker, ("resend", wanted, now))
 
     def _put(self, worker: _Worker, item: tuple[str, Sequence[Any], float]) -> None:

@@ -435,3 +435,13 @@ def test_rules_sharing_a_metric_match_brute_force():
         and all(fnmatch.fnmatchcase(q, g) for g in r.match.values())
     )
     assert got == expected and len(expected) > 100
+
+
+def test_empty_store_and_unknown_broker_statuses():
+    """No series at all (every broker down from the start): only BrokerDown fires."""
+    w = World()
+    w.poll(0, {}, up=False)
+    ev = AlertEvaluator([rule(), rule(name="Fn", function="avg", window="1m")], AlertingSettings())
+    events = w.eval(ev, 0)
+    assert kinds(events) == [("firing", "BrokerDown", None)]
+    assert w.eval(ev, 1) == []

@@ -377,7 +377,7 @@ class Daemon:
                 extra={"fields": {"event": "alert", **data}},
             )
         self.dispatcher.notify(events)
-        self.dispatcher.sync(self.evaluator.alerts(), now)
+        self.dispatcher.sync(self.evaluator.alerts, now)
         self._publish_health(self.evaluator.last_duration, now)
         return events
 
