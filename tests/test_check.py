@@ -330,3 +330,27 @@ def test_usage_and_config_errors_exit_2(write_config, run_cli, tmp_path):
     assert bad_output.returncode == 2 and "--output" in bad_output.stderr
     for result in (bad_config, bad_for, bad_output):
         assert "Traceback" not in result.stderr
+
+
+def test_shipped_default_rules_when_config_has_no_alerts(
+    r, redis_broker, write_config, run_cli, unique
+):
+    client, created = r
+    prefix = unique("dflt") + ":"
+    jobs = prefix + "jobs"
+    created.append(jobs)
+    client.rpush(jobs, *range(1500))
+    path = write_config(
+        f"""
+        interval: 300ms
+        brokers:
+          - {{name: cache, type: redis, url: "{redis_broker.url}", lists: ["{prefix}*"]}}
+        """
+    )
+    result = run_cli("check", "--config", str(path), "--format", "json")
+    # QueueBacklog (> 1000 for 1m) cannot fire on one look: pending, exit 0
+    assert result.returncode == 0, result.stderr
+    [alert] = json.loads(result.stdout)["alerts"]
+    assert (alert["rule"], alert["state"], alert["value"]) == ("QueueBacklog", "pending", 1500)
+    text = run_cli("check", "--config", str(path))
+    assert "(shipped default rules)" in text.stdout
