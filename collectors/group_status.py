@@ -30,7 +30,7 @@ from __future__ import annotations
 import enum
 import itertools
 from collections.abc import Hashable, Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class GroupStatus(enum.IntEnum):
@@ -43,8 +43,7 @@ class GroupStatus(enum.IntEnum):
     ERROR = 4
 
 
-@dataclass(frozen=True, slots=True)
-class Observation:
+class Observation(NamedTuple):
     """One poll's view of one partition for one group."""
 
     time: float
@@ -52,86 +51,112 @@ class Observation:
     lag: int
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(NamedTuple):
     """The status of a partition (None: undecided) and a short reason for operators."""
 
     status: GroupStatus | None
     reason: str
 
 
-class PartitionWindow:
-    """Observations of one partition for one group, thinned to about ``slots`` points."""
+CAUGHT_UP = Verdict(GroupStatus.OK, "caught up")
+CONSUMING = Verdict(GroupStatus.OK, "consuming")
+REWOUND = Verdict(GroupStatus.WARN, "position moved backwards (offset reset)")
+TOO_EARLY = Verdict(None, "no progress seen yet; waiting for a full window")
+UNSEEN = Verdict(None, "not observed yet")
 
-    __slots__ = ("error", "first_seen", "last_change", "last_seen", "points", "spacing", "window")
+
+class PartitionWindow:
+    """Observations of one partition for one group, thinned to about ``slots`` points.
+
+    Events that decide a verdict on their own (lag zero, position moving backwards, position
+    moving at all) are tracked at full resolution; the thinned points serve the trend test.
+    """
+
+    __slots__ = (
+        "error",
+        "first_seen",
+        "last_change",
+        "last_rewind",
+        "last_seen",
+        "last_zero",
+        "points",
+        "spacing",
+        "window",
+    )
 
     def __init__(self, window: float, slots: int = 10) -> None:
         self.window = window
         self.spacing = window / max(slots, 2)
         self.points: list[Observation] = []
         self.first_seen: float | None = None
-        self.last_change: float | None = None  # when the position last moved
+        self.last_change: float = 0.0  # when the position last moved
+        self.last_zero: float | None = None  # when the lag was last zero
+        self.last_rewind: float | None = None  # when the position last went backwards
         self.last_seen: float = 0.0
         self.error: str | None = None
 
     def observe(self, time: float, position: int, lag: int, error: str | None = None) -> None:
         """Record one poll (``time`` in seconds, ascending)."""
-        if self.points and time <= self.points[-1].time:
-            return
-        obs = Observation(time, position, max(0, lag))
+        points = self.points
+        if points:
+            last = points[-1]
+            if time <= last.time:
+                return
+            if position != last.position:
+                self.last_change = time
+                if position < last.position:
+                    self.last_rewind = time
+        else:
+            self.first_seen = self.last_change = time
+        if lag <= 0:
+            lag = 0
+            self.last_zero = time
         self.error = error
         self.last_seen = time
-        if self.first_seen is None:
-            self.first_seen = time
-            self.last_change = time
-        elif self.points and self.points[-1].position != position:
-            self.last_change = time
-        points = self.points
+        obs = Observation(time, position, lag)
         # the newest point is always the latest poll; older kept points are >= spacing apart
         if len(points) >= 2 and time - points[-2].time < self.spacing:
             points[-1] = obs
         else:
             points.append(obs)
-        # keep one point at or before the window start, so the window's span is known
-        horizon = time - self.window
-        drop = 0
-        while drop + 1 < len(points) and points[drop + 1].time <= horizon:
-            drop += 1
-        if drop:
-            del points[:drop]
+            # keep one point at or before the window start, so the window's span is known
+            horizon = time - self.window
+            if len(points) > 2 and points[1].time <= horizon:
+                drop = 1
+                while drop + 1 < len(points) and points[drop + 1].time <= horizon:
+                    drop += 1
+                del points[:drop]
 
     def evaluate(self, now: float, active: bool | None) -> Verdict:
         """Judge the partition; ``active`` tells whether the group has live members."""
         if self.error:
             return Verdict(GroupStatus.ERROR, self.error)
-        if not self.points or self.first_seen is None or self.last_change is None:
-            return Verdict(None, "not observed yet")
-        horizon = now - self.window
-        inside = [p for p in self.points if p.time >= horizon] or self.points[-1:]
-        latest = self.points[-1]
-        if any(p.lag == 0 for p in inside):
-            return Verdict(GroupStatus.OK, "caught up")
-        for older, newer in itertools.pairwise(inside):
-            if newer.position < older.position:
-                return Verdict(GroupStatus.WARN, "position moved backwards (offset reset)")
+        first_seen = self.first_seen
+        if first_seen is None:
+            return UNSEEN
+        window = self.window
+        horizon = now - window
+        if self.last_zero is not None and self.last_zero >= horizon:
+            return CAUGHT_UP
+        if self.last_rewind is not None and self.last_rewind >= horizon:
+            return REWOUND
         unmoved_for = now - self.last_change
-        if unmoved_for >= self.window:
+        if unmoved_for >= window:
             if active:
+                position = self.points[-1].position
                 return Verdict(
-                    GroupStatus.STALL,
-                    f"position stuck at {latest.position} with members present",
+                    GroupStatus.STALL, f"position stuck at {position} with members present"
                 )
             return Verdict(
                 GroupStatus.STOP, f"no progress for {unmoved_for:.0f}s and no active member"
             )
-        if self.last_change == self.first_seen and now - self.first_seen < self.window:
-            return Verdict(None, "no progress seen yet; waiting for a full window")
-        if len(inside) >= 3:
-            lags = [p.lag for p in inside]
-            growing = all(b >= a for a, b in itertools.pairwise(lags))
-            if growing and lags[-1] > lags[0]:
-                return Verdict(GroupStatus.WARN, f"lag growing ({lags[0]} -> {lags[-1]})")
-        return Verdict(GroupStatus.OK, "consuming")
+        if self.last_change == first_seen:
+            return TOO_EARLY
+        inside = [p.lag for p in self.points if p.time >= horizon]
+        growing = len(inside) >= 3 and inside[-1] > inside[0]
+        if growing and all(b >= a for a, b in itertools.pairwise(inside)):
+            return Verdict(GroupStatus.WARN, f"lag growing ({inside[0]} -> {inside[-1]})")
+        return CONSUMING
 
 
 def combine(verdicts: Iterable[Verdict]) -> Verdict:

@@ -294,42 +294,52 @@ def _describe_groups_request(groups: list[str]) -> Any:
 
 @dataclass(slots=True)
 class FetchRound:
-    """What one Fetch round found: timestamps, sizes to retry with, unreadable partitions."""
+    """What one Fetch round found: timestamps, sizes to retry with, unreadable offsets."""
 
     timestamps: dict[tuple[str, int, int], int] = field(default_factory=dict)
-    retry: dict[tuple[str, int, int], int] = field(default_factory=dict)
+    retry: dict[TP, int] = field(default_factory=dict)
     unreadable: set[tuple[str, int, int]] = field(default_factory=set)
 
 
-def first_record_timestamp(raw: bytes | memoryview, target: int) -> tuple[int | None, int | None]:
-    """Timestamp (ms) of the first data record at or after ``target`` in fetched bytes.
+def record_timestamps(
+    raw: bytes | memoryview, targets: Sequence[int]
+) -> tuple[dict[int, int], int | None]:
+    """Timestamps (ms) of the first data record at or after each target offset.
 
-    Returns (timestamp, None), or (None, bytes_needed) when the batch holding the record was
-    cut short by the fetch size, or (None, None) when no such record is in the bytes.
+    ``targets`` are ascending; the fetch started at the batch holding the first one. Returns
+    ({target: timestamp} for the targets the bytes answer, bytes needed or None): the second
+    value is set when the batch holding the first unanswered target was cut short by the
+    fetch size.
     """
     from aiokafka.record.default_records import DefaultRecordBatch
 
+    found: dict[int, int] = {}
     buf = memoryview(raw)
     size = len(buf)
     pos = 0
-    while pos + 17 <= size:
+    i = 0  # next target to answer
+    n = len(targets)
+    while i < n and pos + 17 <= size:
         (length,) = struct.unpack_from(">i", buf, pos + 8)
         end = pos + 12 + length
         if end > size:
-            return None, end
-        magic = buf[pos + 16]
-        if magic < 2:  # pre-0.11 message sets: not produced by any broker we support
-            return None, None
+            return found, end
+        if buf[pos + 16] < 2:  # pre-0.11 message sets: not produced by any supported broker
+            return found, None
         batch = DefaultRecordBatch(buf[pos:end])
-        if not batch.is_control_batch and batch.next_offset > target:
-            for record in batch:
-                if record.offset >= target:
-                    return int(record.timestamp), None
         pos = end
-    if size > pos:
-        # a batch header itself was cut: ask for a little more than the minimum header
-        return None, pos + 4096
-    return None, None
+        if batch.is_control_batch or batch.next_offset <= targets[i]:
+            continue
+        for record in batch:
+            offset = record.offset
+            while i < n and targets[i] <= offset:
+                found[targets[i]] = int(record.timestamp)
+                i += 1
+            if i == n:
+                break
+    if i < n and not found and size > pos:
+        return found, pos + 4096  # even a batch header was cut: ask for a little more
+    return found, None
 
 
 class KafkaWire:
@@ -580,20 +590,22 @@ class KafkaWire:
     # -- records -----------------------------------------------------------------------
 
     async def fetch_timestamps(
-        self, wanted: Mapping[TP, int], sizes: Mapping[TP, int] | None = None
+        self, wanted: Mapping[TP, Sequence[int]], sizes: Mapping[TP, int] | None = None
     ) -> FetchRound:
-        """Read the record at one offset per partition: one Fetch request per leader."""
+        """Read records at ascending offsets of each partition: one Fetch per leader, from the
+        first offset of each partition; later offsets are answered when the bytes reach them."""
         from aiokafka.protocol.fetch import FetchRequest
 
         result = FetchRound()
         by_node: dict[int, dict[str, list[tuple[int, int, int]]]] = {}
-        for tp, offset in wanted.items():
+        for tp, offsets in wanted.items():
             leader = self.leaders.get(tp)
             if leader is None:
-                result.unreadable.add((tp[0], tp[1], offset))
+                result.unreadable.update((tp[0], tp[1], o) for o in offsets)
                 continue
             size = (sizes or {}).get(tp, FIRST_FETCH_BYTES)
-            by_node.setdefault(leader, {}).setdefault(tp[0], []).append((tp[1], offset, size))
+            entry = (tp[1], offsets[0], size)
+            by_node.setdefault(leader, {}).setdefault(tp[0], []).append(entry)
 
         async def one(node: int, topics: dict[str, list[tuple[int, int, int]]]) -> None:
             total = sum(size for parts in topics.values() for _, _, size in parts)
@@ -602,22 +614,22 @@ class KafkaWire:
             for topic, parts in response.topics:
                 for part in parts:
                     partition, code, raw = part[0], part[1], part[-1]
-                    offset = wanted.get((topic, partition))
-                    if offset is None:
+                    offsets = wanted.get((topic, partition))
+                    if not offsets:
                         continue
-                    key = (topic, partition, offset)
                     if code or not raw:
                         # an error, or the response budget ran out before this partition
                         if code:
-                            result.unreadable.add(key)
+                            result.unreadable.add((topic, partition, offsets[0]))
                         continue
-                    ts, need = first_record_timestamp(raw, offset)
-                    if ts is not None:
-                        result.timestamps[key] = ts
-                    elif need is not None and need <= MAX_FETCH_BYTES:
-                        result.retry[key] = need
-                    else:
-                        result.unreadable.add(key)
+                    found, need = record_timestamps(raw, offsets)
+                    for offset, ts in found.items():
+                        result.timestamps[(topic, partition, offset)] = ts
+                    if not found:
+                        if need is not None and need <= MAX_FETCH_BYTES:
+                            result.retry[(topic, partition)] = need
+                        else:
+                            result.unreadable.add((topic, partition, offsets[0]))
 
         await asyncio.gather(*(one(n, t) for n, t in by_node.items()))
         return result
@@ -1028,35 +1040,49 @@ class KafkaCollector:
         return {"dlq_length": float(max(held, 0)), "dead_lettered_total": float(inflow)}
 
     async def _lookup_timestamps(self, wanted: list[tuple[str, int, int]]) -> None:
-        """Read records at lagging positions, within the budget, into the cache."""
+        """Read records at lagging positions into the cache, within the per-poll budget of
+        partition reads; one read answers every wanted offset its bytes reach."""
         budget = self.options.lag_seconds_budget
         if not wanted or budget <= 0:
             return
-        if len(wanted) > budget:
+        per_tp: dict[TP, list[int]] = {}
+        for topic, partition, offset in wanted:
+            per_tp.setdefault((topic, partition), []).append(offset)
+        order = list(per_tp)
+        if len(order) > budget:
             # rotate, so every lagging partition gets its turn over successive polls
-            start = self._rotation % len(wanted)
-            wanted = (wanted[start:] + wanted[:start])[:budget]
+            start = self._rotation % len(order)
+            order = order[start:] + order[:start]
             self._rotation += budget
-        pending = list(wanted)
-        sizes: dict[tuple[str, int, int], int] = {}
-        rounds = 0
-        while pending and rounds < 8:
-            rounds += 1
-            batch: dict[TP, int] = {}
-            later: list[tuple[str, int, int]] = []
-            for key in pending:
-                tp = (key[0], key[1])
-                if tp in batch:
-                    later.append(key)  # one offset per partition per request
-                else:
-                    batch[tp] = key[2]
-            round_sizes = {(k[0], k[1]): sizes[k] for k in sizes if batch.get((k[0], k[1])) == k[2]}
-            result = await self.wire.fetch_timestamps(batch, round_sizes)
+        pending = {tp: sorted(set(per_tp[tp])) for tp in order}
+        sizes: dict[TP, int] = {}
+        reads = 0
+        for _ in range(8):
+            batch: dict[TP, list[int]] = {}
+            for tp, offsets in pending.items():
+                if reads >= budget:
+                    break
+                batch[tp] = offsets
+                reads += 1
+            if not batch:
+                break
+            result = await self.wire.fetch_timestamps(batch, sizes)
             self._ts_cache.update(result.timestamps)
-            retry = [k for k in result.retry if sizes.get(k, 0) < result.retry[k]]
-            for key in retry:
-                sizes[key] = result.retry[key]
-            pending = later + retry
+            later: dict[TP, list[int]] = {}
+            for tp, offsets in batch.items():
+                left = [o for o in offsets if (tp[0], tp[1], o) not in result.timestamps]
+                if tp in result.retry:
+                    if sizes.get(tp, 0) >= result.retry[tp]:
+                        continue  # asked for that much already: give up for this poll
+                    sizes[tp] = result.retry[tp]
+                elif (
+                    not left
+                    or (tp[0], tp[1], left[0]) in result.unreadable
+                    or (len(left) == len(offsets))
+                ):
+                    continue  # answered, unreadable, or no progress: the rest waits
+                later[tp] = left
+            pending = later
 
 
 def _num(value: int | None) -> float | None:
@@ -1081,5 +1107,5 @@ __all__ = [
     "KafkaWire",
     "OffsetHistory",
     "client_kwargs",
-    "first_record_timestamp",
+    "record_timestamps",
 ]
