@@ -160,15 +160,21 @@ def test_for_rule_pending_on_once_then_firing_in_watch_mode(
     jobs = prefix + "jobs"
     created.append(jobs)
     client.rpush(jobs, *range(500))
+    slow = """
+          - {name: SlowBacklog, metric: queue_length, op: ">", threshold: 100, for: 30s,
+             severity: critical}
+    """
+    path = config(write_config, redis_broker, prefix, slow)
+    once = run_cli("check", "--config", str(path), "--once", "--format", "json")
+    assert once.returncode == 0, once.stderr  # one look (two polls 300 ms apart) < 30 s
+    [pending] = json.loads(once.stdout)["alerts"]
+    assert pending["state"] == "pending" and pending["value"] == 500
+
     alerts = """
           - {name: SlowBacklog, metric: queue_length, op: ">", threshold: 100, for: 2s,
              severity: critical}
     """
     path = config(write_config, redis_broker, prefix, alerts)
-    once = run_cli("check", "--config", str(path), "--once", "--format", "json")
-    assert once.returncode == 0, once.stderr  # one look (two polls 300 ms apart) < 2 s
-    [pending] = json.loads(once.stdout)["alerts"]
-    assert pending["state"] == "pending" and pending["value"] == 500
 
     started = time.monotonic()
     watch = run_cli("check", "--config", str(path), "--for", "60s", "--format", "json")
@@ -207,7 +213,7 @@ def test_persisted_history_covers_for_on_once(
     created.append(jobs)
     client.rpush(jobs, *range(500))
     alerts = """
-          - {name: SlowBacklog, metric: queue_length, op: ">", threshold: 100, for: 2s}
+          - {name: SlowBacklog, metric: queue_length, op: ">", threshold: 100, for: 4s}
     """
     history = tmp_path / "hist" / "history.db"
     path = config(
@@ -217,7 +223,7 @@ def test_persisted_history_covers_for_on_once(
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout)["alerts"][0]["state"] == "pending"
     assert history.exists()
-    time.sleep(2.0)
+    time.sleep(4.0)
     second = run_cli("check", "--config", str(path), "--format", "json")
     assert second.returncode == 1, second.stderr
     assert json.loads(second.stdout)["alerts"][0]["state"] == "firing"
