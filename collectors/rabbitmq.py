@@ -30,6 +30,7 @@ What RabbitMQ exposes and how it maps (details and formulas in docs/rabbitmq.md)
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import ssl
 import threading
@@ -601,28 +602,59 @@ class RabbitMQCollector:
     # -- management API ----------------------------------------------------------------
 
     async def _get(self, path: str, params: Mapping[str, str | int] | None = None) -> Any:
+        """GET ``/api/{path}``: JSON, None for 404; raises ManagementUnavailable/Refused.
+
+        Polling goes through the long-lived ``httpx.AsyncClient`` opened by ``connect``;
+        one-off calls made before that (message actions on the command line) use a plain
+        urllib request in a thread rather than paying for the httpx import.
+        """
+        if self._http is None:
+            return await asyncio.to_thread(self._get_once, path, params)
         import httpx
 
-        if self._http is None:
-            await self.connect()
-        assert self._http is not None
         try:
             response = await self._http.get(f"/api/{path}", params=params)
         except httpx.TransportError as exc:
             raise ManagementUnavailable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
-        if response.status_code in (401, 403):
+        return self._answer(path, response.status_code, response.content)
+
+    def _answer(self, path: str, status: int, content: bytes) -> Any:
+        if status in (401, 403):
             raise ManagementRefused(
-                f"management API refused the credentials (HTTP {response.status_code}): "
+                f"management API refused the credentials (HTTP {status}): "
                 "check the user in url/management_url and its management tag"
             )
-        if response.status_code == 404:
+        if status == 404:
             return None
-        if response.status_code >= 400:
-            raise ManagementUnavailable(f"HTTP {response.status_code} from /api/{path}")
+        if status >= 400:
+            raise ManagementUnavailable(f"HTTP {status} from /api/{path}")
         try:
-            return response.json()
+            return json.loads(content)
         except ValueError as exc:
             raise ManagementUnavailable(f"/api/{path} did not answer JSON") from exc
+
+    def _get_once(self, path: str, params: Mapping[str, str | int] | None) -> Any:
+        import base64
+        import urllib.error
+        import urllib.request
+        from urllib.parse import urlencode
+
+        assert self._endpoint is not None
+        base, (user, password) = self._endpoint
+        url = f"{base}/api/{path}" + (f"?{urlencode(params)}" if params else "")
+        request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+        context = ssl_context(self.options) if base.lower().startswith("https://") else None
+        try:
+            with urllib.request.urlopen(  # noqa: S310 - http(s) only (validated)
+                request, timeout=self.options.http_timeout, context=context
+            ) as response:
+                return self._answer(path, response.status, response.read())
+        except urllib.error.HTTPError as exc:
+            return self._answer(path, exc.code, exc.read() or b"")
+        except (OSError, ValueError) as exc:
+            raise ManagementUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
     async def known_vhosts(self) -> list[str]:
         """Vhosts for name splitting: configured ones, the API's list, the URL's."""

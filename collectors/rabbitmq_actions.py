@@ -231,22 +231,27 @@ class Journal:
                 self.path.unlink()
 
 
-# ---------------------------------------------------------------- the mover
-
 FLUSH_BYTES = 512 * 1024
+RECV_BYTES = 128 * 1024
 
 
 def batching_connection_class() -> Any:
-    """A pika SelectConnection that sends the frames of one burst of callbacks in one write.
+    """A pika SelectConnection tuned for bulk moves (same protocol, fewer syscalls and copies).
 
-    pika writes every frame (method, header, body, ack) with its own ``send()``; a move
-    emits four per message. Frames are kept in order and flushed on the next loop turn (or
-    when the batch gets large), which is what makes the move keep up with a shovel.
+    * pika writes every frame (method, header, body, ack) with its own ``send()``: frames
+      produced in one burst of callbacks are joined and written once, in order, on the next
+      loop turn (or as soon as the batch is large);
+    * pika reads 4 KB per ``recv()`` and re-slices its whole input buffer after every
+      frame: reads are 128 KB and frames are cut out by offset, so a burst costs linear time.
     """
+    import struct
+
     import pika
+    from pika import frame as pika_frame
 
     class BatchingSelectConnection(pika.SelectConnection):
         _mqtop_batch: list[bytes]
+        _frame_buffer: bytes
         _mqtop_batch_bytes = 0
         _mqtop_flush_pending = False
 
@@ -254,11 +259,11 @@ def batching_connection_class() -> Any:
             batch = self.__dict__.get("_mqtop_batch")
             if batch is None:
                 batch = self._mqtop_batch = []
-            for frame in marshaled_frames:
-                self.bytes_sent += len(frame)
+            for data in marshaled_frames:
+                self.bytes_sent += len(data)
                 self.frames_sent += 1
-                batch.append(frame)
-                self._mqtop_batch_bytes += len(frame)
+                batch.append(data)
+                self._mqtop_batch_bytes += len(data)
             if self._mqtop_batch_bytes >= FLUSH_BYTES:
                 self._mqtop_flush()
             elif not self._mqtop_flush_pending:
@@ -276,7 +281,40 @@ def batching_connection_class() -> Any:
             if getattr(self, "_transport", None) is not None:
                 self._adapter_emit_data(data)  # type: ignore[attr-defined]
 
+        def _on_data_available(self, data_in: bytes) -> None:
+            buffered = self._frame_buffer
+            buf = buffered + data_in if buffered else data_in
+            if buf[:4] == b"AMQP":  # protocol header: only at connection start
+                self._frame_buffer = b""
+                super()._on_data_available(buf)  # type: ignore[misc]
+                return
+            size = len(buf)
+            pos = 0
+            while size - pos >= 7:
+                _, _, length = struct.unpack_from(">BHL", buf, pos)
+                end = pos + length + 8
+                if end > size:
+                    break
+                consumed, value = pika_frame.decode_frame(buf[pos:end])
+                if value is None:
+                    break
+                pos = end
+                self.bytes_received += consumed
+                self._process_frame(value)  # type: ignore[attr-defined]
+                if self.is_closed:
+                    return
+            self._frame_buffer = buf[pos:] if pos else buf
+
+    def tune_transport(conn: Any) -> None:
+        transport = getattr(conn, "_transport", None)
+        if transport is not None and hasattr(transport, "_MAX_RECV_BYTES"):
+            transport._MAX_RECV_BYTES = RECV_BYTES
+
+    BatchingSelectConnection.tune_transport = staticmethod(tune_transport)  # type: ignore[attr-defined]
     return BatchingSelectConnection
+
+
+# ---------------------------------------------------------------- the mover
 
 
 @dataclass
@@ -344,6 +382,7 @@ class Mover:
         self._pending: dict[int, tuple[int, bool, bytes, dict[str, Any]]] = {}
         self._order: deque[int] = deque()  # pending seqs in publish order (lazily pruned)
         self._probing = False
+        self._fast_send: Callable[[Any, bytes], None] | None = None
         self._returned: set[int] = set()
         self._buffer: deque[tuple[int, bool, Any, bytes]] = deque()
         self._done_tags: list[int] = []
@@ -438,6 +477,8 @@ class Mover:
         if self._closing:
             conn.close()
             return
+        with contextlib.suppress(Exception):
+            conn.tune_transport(conn)
         conn.channel(on_open_callback=self._on_consumer_channel)
         conn.channel(on_open_callback=self._on_probe_channel)
         if len(self._conns) == 1:
@@ -447,6 +488,8 @@ class Mover:
         if self._closing:
             conn.close()
             return
+        with contextlib.suppress(Exception):
+            conn.tune_transport(conn)
         conn.channel(on_open_callback=self._on_publisher_channel)
 
     def _on_probe_channel(self, channel: Any) -> None:
@@ -454,6 +497,8 @@ class Mover:
 
     def _on_publisher_channel(self, channel: Any) -> None:
         self._pub = channel
+        with contextlib.suppress(Exception):
+            self._prepare_publisher(channel)
         channel.add_on_close_callback(self._on_channel_closed)
         channel.add_on_return_callback(self._on_return)
         if self.spec.dry_run:
@@ -567,6 +612,50 @@ class Mover:
         properties.headers = headers
         self._pending[self._seq] = (tag, redelivered, body, headers)
         self._order.append(self._seq)
+        self._send(properties, body)
+
+    def _prepare_publisher(self, channel: Any) -> None:
+        """Pre-encode the (constant) basic.publish frame for the destination.
+
+        ``channel.basic_publish`` rebuilds and re-encodes the same method frame for every
+        message; the frames written here are byte for byte what it would write.
+        """
+        import struct
+
+        from pika import frame, spec
+
+        conn = channel.connection
+        emit = getattr(conn, "_output_marshaled_frames", None)
+        body_max = getattr(conn, "_body_max_length", None)
+        if emit is None or not isinstance(body_max, int) or body_max <= 0:
+            return
+        number = channel.channel_number
+        method = frame.Method(
+            number,
+            spec.Basic.Publish(exchange="", routing_key=self.spec.destination[1], mandatory=True),
+        ).marshal()
+        pack = struct.pack
+        header_prefix = pack(">BH", spec.FRAME_HEADER, number)
+        body_prefix = pack(">BH", spec.FRAME_BODY, number)
+        end = bytes([spec.FRAME_END])
+        class_id = spec.BasicProperties.INDEX
+
+        def send(properties: Any, body: bytes) -> None:
+            if not channel.is_open:
+                raise RuntimeError("publisher channel is closed")
+            payload = pack(">HxxQ", class_id, len(body)) + b"".join(properties.encode())
+            frames = [method, header_prefix + pack(">I", len(payload)) + payload + end]
+            for start in range(0, len(body), body_max):
+                chunk = body[start : start + body_max]
+                frames.append(body_prefix + pack(">I", len(chunk)) + chunk + end)
+            emit(frames)
+
+        self._fast_send = send
+
+    def _send(self, properties: Any, body: bytes) -> None:
+        if self._fast_send is not None:
+            self._fast_send(properties, body)
+            return
         self._pub.basic_publish(
             "", self.spec.destination[1], body, properties=properties, mandatory=True
         )
@@ -780,6 +869,8 @@ class RabbitMQActions:
     # -- helpers ---------------------------------------------------------------------
 
     async def _resolve(self, queue: str) -> tuple[str, str]:
+        if "/" not in queue:
+            return "/", queue
         vhosts = await self.collector.known_vhosts()
         return split_name(queue, vhosts)
 
@@ -798,17 +889,29 @@ class RabbitMQActions:
 
     def _declare(self, vhost: str, name: str) -> tuple[int, int] | None:
         """(ready, consumers) of a queue, None when it does not exist."""
+        return self._declare_many([(vhost, name)])[0]
+
+    def _declare_many(self, queues: list[tuple[str, str]]) -> list[tuple[int, int] | None]:
+        """Passive declares, one connection per vhost."""
         import pika.exceptions
 
-        with self._connection(vhost) as conn:
-            channel = conn.channel()
-            try:
-                ok = channel.queue_declare(name, passive=True)
-            except pika.exceptions.ChannelClosedByBroker as exc:
-                if exc.reply_code == 404:
-                    return None
-                raise
-            return int(ok.method.message_count), int(ok.method.consumer_count)
+        out: list[tuple[int, int] | None] = []
+        with contextlib.ExitStack() as stack:
+            conns: dict[str, Any] = {}
+            for vhost, name in queues:
+                if vhost not in conns:
+                    conns[vhost] = stack.enter_context(self._connection(vhost))
+                channel = conns[vhost].channel()
+                try:
+                    ok = channel.queue_declare(name, passive=True)
+                except pika.exceptions.ChannelClosedByBroker as exc:
+                    if exc.reply_code != 404:
+                        raise
+                    out.append(None)
+                    continue
+                out.append((int(ok.method.message_count), int(ok.method.consumer_count)))
+                channel.close()
+        return out
 
     def _missing(self, queue: str, vhost: str) -> UsageError:
         return UsageError(f"queue {queue!r} does not exist (vhost {vhost!r})")
@@ -936,10 +1039,9 @@ class RabbitMQActions:
                 f"{src_label} is a stream: consuming does not remove messages, so a move "
                 "would only copy them"
             )
-        counts = await asyncio.to_thread(self._declare, *src)
+        counts, dst_counts = await asyncio.to_thread(self._declare_many, [src, dst])
         if counts is None:
             raise self._missing(request.source, src[0])
-        dst_counts = await asyncio.to_thread(self._declare, *dst)
         bound = counts[0]
         planned = bound if request.limit is None else min(bound, request.limit)
         notes: list[str] = []

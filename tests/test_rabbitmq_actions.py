@@ -364,3 +364,28 @@ def test_move_in_and_across_vhosts(rabbit: Rabbit, rabbitmq_broker, write_config
     assert json.loads(across.stdout)["source"] == f"{vhost}/b"
     assert rabbit.snapshot_ids(home) == [f"v{i}" for i in range(10)]
     assert rabbit.ready("b", vhost) == 0
+
+
+def test_move_does_not_fan_out_cc_copies(rabbit: Rabbit, rabbitmq_broker, write_config, run_cli):
+    """A CC header would make the broker copy the republished message to other queues."""
+    p = rabbit.unique("cc")
+    src = rabbit.queue(p + ".src")
+    dst = rabbit.queue(p + ".dst")
+    other = rabbit.queue(p + ".other")
+    conn = rabbit.connect()
+    channel = conn.channel()
+    channel.basic_publish(
+        "", src, b"hello", pika.BasicProperties(message_id="c1", headers={"CC": [other]})
+    )
+    wait_until(lambda: rabbit.ready(other) == 1 and rabbit.ready(src) == 1, 10, "cc copy")
+    path = _config(write_config, rabbitmq_broker, p)
+    result = run_cli(
+        "dlq", "move", "--config", str(path), "rabbit", src, dst, "--yes", "--format", "json"
+    )
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["moved"] == 1 and any("CC/BCC" in n for n in doc["notes"])
+    assert rabbit.ready(other) == 1  # no second copy
+    [(_, props, body)] = rabbit.drain(dst)
+    assert body == b"hello" and "CC" not in props.headers
+    assert props.headers["x-mqtop-replay"]["cc"] == [other]
