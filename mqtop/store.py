@@ -136,16 +136,26 @@ class _Series:
             yield (start + i) % self.cap
 
     def column(self, metric: int, since: float = -math.inf) -> tuple[list[float], list[float]]:
-        """Times and values of one metric from the ring, oldest first, with t >= since."""
+        """Times and values of one metric from the ring, oldest first, with t >= since.
+
+        Walks back from the newest row and stops at the first older one (timestamps are
+        monotonic), so short windows cost a few rows, not the whole ring.
+        """
         ts: list[float] = []
         vs: list[float] = []
         w = self.width
+        cap = self.cap
         times, vals = self.times, self.vals
-        for row in self.raw_rows():
+        row = (self.head - 1) % cap
+        for _ in range(self.count):
             t = times[row]
-            if t >= since:
-                ts.append(t)
-                vs.append(vals[row * w + metric])
+            if t < since:
+                break
+            ts.append(t)
+            vs.append(vals[row * w + metric])
+            row = (row - 1) % cap
+        ts.reverse()
+        vs.reverse()
         return ts, vs
 
     def oldest_raw(self) -> float:
