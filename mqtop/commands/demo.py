@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import signal
 import sys
-import tempfile
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from mqtop.config import Config
 from mqtop.demo import runner
-from mqtop.demo.runner import BackendInfo, DemoBackend
+from mqtop.demo.runner import DemoSession
 from mqtop.durations import format_duration, parse_duration
 from mqtop.errors import EXIT_OK, UsageError
 from mqtop.runtime import until_signalled
@@ -67,62 +64,39 @@ def run(args: argparse.Namespace) -> int:
     if not headless and not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise UsageError("the dashboard needs a terminal; use `mqtop demo --headless`")
 
-    workdir = Path(tempfile.mkdtemp(prefix="mqtop-demo-"))
-    backend = runner.DemoBackend(workdir)
+    session = runner.DemoSession(target)
     # until the event loop handles it, SIGTERM unwinds like Ctrl-C (the finally stops all)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        info = backend.start()
-        brokers, skipped = runner.usable(runner.demo_brokers(info) + runner.local_brokers())
-        warnings = [*info.warnings, *(f"{s} (skipped)" for s in skipped)]
-        if not any(b["name"].startswith("demo-") for b in brokers):
-            raise runner.DemoError("no demo server could be monitored: " + "; ".join(warnings))
-        path = target or workdir / "mqtop-demo.yaml"
-        config = runner.write_config(path, runner.config_document(brokers))
+        config = session.start()
         signal.signal(signal.SIGTERM, previous)
-        for warning in warnings:
+        for warning in session.warnings:
             print(f"mqtop demo: {warning}", file=sys.stderr)
         if headless:
-            return _headless(
-                config=config,
-                backend=backend,
-                duration=duration,
-                path=path,
-                info=info,
-                brokers=brokers,
-                warnings=warnings,
-            )
-        code = asyncio.run(runner.run_dashboard(config, backend, duration))
-        return code
+            return _headless(config, session, duration)
+        return asyncio.run(runner.run_dashboard(config, session.backend, duration))
     finally:
         signal.signal(signal.SIGTERM, previous)
-        backend.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        session.stop()
 
 
-def _headless(
-    *,
-    config: Config,
-    backend: DemoBackend,
-    duration: float | None,
-    path: Path,
-    info: BackendInfo,
-    brokers: list[dict[str, Any]],
-    warnings: list[str],
-) -> int:
+def _headless(config: Config, session: DemoSession, duration: float | None) -> int:
     """JSON lines until the duration ends or a signal arrives; then stop the servers."""
+    info = session.info
+    assert info is not None
     emit = runner.json_line(sys.stdout)
     emit(
         {
             "event": "demo_started",
-            "config": str(path),
-            "brokers": [b["name"] for b in brokers],
+            "config": str(session.path),
+            "brokers": [b["name"] for b in session.brokers],
             "endpoints": info.endpoints,
             "ports": info.ports,
             "pids": info.pids,
-            "warnings": warnings,
+            "warnings": session.warnings,
         }
     )
+    backend = session.backend
 
     async def work(stop: asyncio.Event) -> tuple[int, str]:
         return await runner.run_headless(config, backend, duration, emit, stop)

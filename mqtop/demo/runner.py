@@ -12,9 +12,11 @@ import importlib.util
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -331,6 +333,43 @@ def check_config_target(path: Path) -> None:
             )
 
 
+# ---------------------------------------------------------------- session
+
+
+class DemoSession:
+    """The backend plus the config naming its servers; ``stop`` (or ``with``) ends both."""
+
+    def __init__(self, config_path: Path | None = None, local: bool = True) -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix="mqtop-demo-"))
+        self.backend = DemoBackend(self.workdir)
+        self.path = config_path or self.workdir / "mqtop-demo.yaml"
+        self.local = local
+        self.info: BackendInfo | None = None
+        self.brokers: list[dict[str, Any]] = []
+        self.warnings: list[str] = []
+
+    def start(self) -> Config:
+        """Start the servers and workload; write and load the config."""
+        info = self.info = self.backend.start()
+        found = demo_brokers(info) + (local_brokers() if self.local else [])
+        self.brokers, skipped = usable(found)
+        self.warnings = [*info.warnings, *(f"{s} (skipped)" for s in skipped)]
+        if not any(b["name"].startswith("demo-") for b in self.brokers):
+            raise DemoError("no demo server could be monitored: " + "; ".join(self.warnings))
+        return write_config(self.path, config_document(self.brokers))
+
+    def stop(self) -> None:
+        """Stop every server and worker; remove the temporary files."""
+        self.backend.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> DemoSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 # ---------------------------------------------------------------- scenario messages
 
 
@@ -452,9 +491,14 @@ async def run_dashboard(config: Config, backend: DemoBackend, duration: float | 
     helpers = [asyncio.create_task(relay())]
     if duration is not None:
         helpers.append(asyncio.create_task(stop_after(duration)))
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGTERM, app.exit)  # quit cleanly, restore the terminal
     try:
         await app.run_async()
     finally:
+        with contextlib.suppress(Exception):
+            loop.remove_signal_handler(signal.SIGTERM)
         for task in helpers:
             task.cancel()
         for task in helpers:
