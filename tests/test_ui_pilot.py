@@ -29,11 +29,13 @@ def make_app(tmp_path: Path, **kwargs) -> MqtopApp:
     return MqtopApp(engine, alerts, clock=lambda: NOW, autostart=False)
 
 
-async def wait_until(pilot, predicate: Callable[[], object], timeout: float = 10.0) -> None:
+async def wait_until(
+    pilot, predicate: Callable[[], object], timeout: float = 20.0, message=None
+) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {predicate}")
+            raise AssertionError(f"timed out waiting for {predicate} {message and message()}")
         await pilot.pause(0.02)
 
 
@@ -230,6 +232,10 @@ async def test_alert_silence_from_alerts_screen(tmp_path):
         await wait_until(
             pilot,
             lambda: any(a.silenced and a.rule == "HighErrorRate" for a in app.data.alerts),
+            message=lambda: (
+                f"{app.refresh_count} {app._refreshing} {app._dirty} "
+                f"{[n.message for n in app._notifications]}"
+            ),
         )
         await wait_until(pilot, lambda: "⊘ silenced" in app.screen_text())
         # and unsilence
@@ -336,6 +342,7 @@ async def test_readonly_broker_disables_writes_with_reason(tmp_path):
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, MessageViewer))
         await app.stop_engine()
+        assert actions.closed == 1  # the actions the UI used are released at exit
 
 
 async def test_peek_side_effect_is_announced_first(tmp_path):

@@ -9,6 +9,8 @@ as a :class:`DataRefreshed` message. Screens never talk to a broker; DLQ actions
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import io
 import time
@@ -26,6 +28,7 @@ from textual.message import Message
 from textual.screen import Screen
 
 from alerts.model import Alert, AlertEvent, AlertState
+from collectors.base import MessageActions
 from mqtop.config import Config
 from mqtop.engine import Engine
 from mqtop.model import BrokerSnapshot, BrokerStatus, SeriesKey, SeriesView
@@ -34,6 +37,7 @@ from mqtop.ui.alerting import AlertSource, LockedAlerts, make_alert_source
 from mqtop.ui.rows import Row, build_rows
 
 CSS_FILE = Path(__file__).with_name("mqtop.tcss")
+STUCK_REFRESH = 30.0  # seconds after which a data build that never reported is retried
 
 
 @dataclass(frozen=True)
@@ -111,8 +115,10 @@ class MqtopApp(App[int]):
         self.peek_count = peek_count
         self.data = DashboardData(time=clock(), statuses=dict(engine.statuses))
         self._refreshing = False
+        self._refresh_started = 0.0
         self._dirty = False
         self._unsubscribe: Callable[[], None] | None = None
+        self._actions: dict[str, MessageActions] = {}
         self._stopped = False
         self.refresh_count = 0  # completed data refreshes (tests and benchmarks wait on it)
         self.last_build_cpu = 0.0  # CPU seconds the worker spent on the last data build
@@ -140,8 +146,15 @@ class MqtopApp(App[int]):
         await self.engine.load_history()
         self.engine.start()
 
+    def broker_actions(self, broker: str) -> MessageActions | None:
+        """The message actions of a broker's long-lived collector (closed when the app stops)."""
+        actions = self.engine.collector(broker).actions()
+        if actions is not None:
+            self._actions[broker] = actions
+        return actions
+
     async def stop_engine(self) -> None:
-        """Stop polling and close every collector (idempotent)."""
+        """Stop polling, close every collector and the actions used (idempotent)."""
         if self._stopped:
             return
         self._stopped = True
@@ -149,11 +162,31 @@ class MqtopApp(App[int]):
             self._unsubscribe()
             self._unsubscribe = None
         await self.engine.stop()
+        for actions in self._actions.values():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(actions.close(), 10)
+        self._actions.clear()
 
     async def action_quit(self) -> None:
-        """Stop the engine, then exit."""
+        """Stop the engine, then exit (asks first while a DLQ action is running)."""
+        if any(getattr(screen, "running", None) for screen in self.screen_stack):
+            self._confirm_quit()
+            return
         await self.stop_engine()
         self.exit(0)
+
+    @work(exclusive=True, group="quit")
+    async def _confirm_quit(self) -> None:
+        from mqtop.ui.modals import ConfirmModal
+
+        body = (
+            "A replay, move or purge is still running. Quitting interrupts it: every message "
+            "stays in the source or the destination (a rerun finishes the job), but the result "
+            "will not be shown."
+        )
+        if await self.push_screen_wait(ConfirmModal("Quit now?", body, "Quit", danger=True)):
+            await self.stop_engine()
+            self.exit(0)
 
     def _on_ingest(self, snapshot: BrokerSnapshot) -> None:
         # the store calls this on the thread that ingested: post_message is thread-safe
@@ -165,6 +198,13 @@ class MqtopApp(App[int]):
         self.request_refresh()
 
     def _tick(self) -> None:
+        # self-healing: catch up with anything a lost or failed refresh left behind
+        if self._refreshing:
+            if time.monotonic() - self._refresh_started > STUCK_REFRESH:
+                self._refreshing = False
+                self.request_refresh()
+        elif self._dirty or self.engine.store.generation != self.data.generation:
+            self.request_refresh()
         for screen in self.screen_stack:
             tick = getattr(screen, "on_tick", None)
             if callable(tick):
@@ -178,6 +218,7 @@ class MqtopApp(App[int]):
             self._dirty = True
             return
         self._refreshing = True
+        self._refresh_started = time.monotonic()
         self._dirty = False
         self._build_data(dict(self.engine.statuses), self.clock())
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Any, ClassVar, Literal, cast
 
@@ -179,7 +178,7 @@ class DlqScreen(Screen[None]):
         self.query_one("#dlq-result").display = False
         try:
             self._options = self.mqtop.config.broker(self.broker_name)
-            self._actions = self.mqtop.engine.collector(self.broker_name).actions()
+            self._actions = self.mqtop.broker_actions(self.broker_name)
         except Exception as exc:
             self._reason = safe_text(describe_error(exc), 200)
         else:
@@ -196,12 +195,6 @@ class DlqScreen(Screen[None]):
         table.focus()
         if self._actions is not None:
             self.load()
-
-    def on_unmount(self) -> None:
-        """Release the action connections opened for this screen."""
-        actions = self._actions
-        if actions is not None:
-            self.mqtop.call_later(_close_quietly, actions)
 
     def _draw_header(self, notice: Text | None = None) -> None:
         title = Text()
@@ -543,8 +536,3 @@ class DlqScreen(Screen[None]):
         self.query_one("#progress-label", Label).update(
             f"{self.running or 'working'}: {progress.done}{total}{extra} "
         )
-
-
-async def _close_quietly(actions: MessageActions) -> None:
-    with contextlib.suppress(Exception):
-        await actions.close()

@@ -593,3 +593,34 @@ def sample_alerts(now: float = NOW) -> SampleAlerts:
             )
         ],
     )
+
+
+async def _screenshot(size: tuple[int, int]) -> str:
+    from mqtop.ui.app import MqtopApp
+
+    app = MqtopApp(sample_engine(), sample_alerts(), clock=lambda: NOW, autostart=False)
+    async with app.run_test(size=size) as pilot:
+        while app.refresh_count < 1:
+            await pilot.pause(0.05)
+        await pilot.pause(0.2)
+        svg = app.export_screenshot(title="mqtop")
+        await app.stop_engine()
+    return svg
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mqtop.ui.sample [PATH]``: write an SVG screenshot of the overview."""
+    import asyncio
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    path = args[0] if args else "docs/screenshot-overview.svg"
+    svg = asyncio.run(_screenshot((132, 30)))
+    with open(path, "w", encoding="utf-8") as out:
+        out.write(svg)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
