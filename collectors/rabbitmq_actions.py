@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -231,8 +232,154 @@ class Journal:
                 self.path.unlink()
 
 
+# ---------------------------------------------------------------- encoded properties
+
+_SHORTSTR, _TABLE, _OCTET, _LONGLONG = range(4)
+# basic properties in wire order: (flag, encoding, name)
+_LAYOUT = (
+    (1 << 15, _SHORTSTR, "content_type"),
+    (1 << 14, _SHORTSTR, "content_encoding"),
+    (1 << 13, _TABLE, "headers"),
+    (1 << 12, _OCTET, "delivery_mode"),
+    (1 << 11, _OCTET, "priority"),
+    (1 << 10, _SHORTSTR, "correlation_id"),
+    (1 << 9, _SHORTSTR, "reply_to"),
+    (1 << 8, _SHORTSTR, "expiration"),
+    (1 << 7, _SHORTSTR, "message_id"),
+    (1 << 6, _LONGLONG, "timestamp"),
+    (1 << 5, _SHORTSTR, "type"),
+    (1 << 4, _SHORTSTR, "user_id"),
+    (1 << 3, _SHORTSTR, "app_id"),
+    (1 << 2, _SHORTSTR, "cluster_id"),
+)
+FLAG_HEADERS = 1 << 13
+FLAG_USER_ID = 1 << 4
+# field-table value sizes by type (after the type octet); S x A F carry a 32-bit length
+_FIXED_SIZE = {
+    ord("t"): 1,
+    ord("b"): 1,
+    ord("B"): 1,
+    ord("s"): 2,
+    ord("u"): 2,
+    ord("I"): 4,
+    ord("i"): 4,
+    ord("f"): 4,
+    ord("l"): 8,
+    ord("L"): 8,
+    ord("d"): 8,
+    ord("T"): 8,
+    ord("D"): 5,
+    ord("V"): 0,
+}
+_SIZED = frozenset(b"SxAF")
+_DROPPED_KEYS = frozenset(k.encode() for k in DELIVERY_HEADERS)
+# length-prefixed keys that make an entry-by-entry walk necessary
+_SPECIAL = (
+    *(bytes([len(k)]) + k.encode() for k in DELIVERY_HEADERS),
+    bytes([len(REPLAY_HEADER)]) + REPLAY_HEADER.encode(),
+    b"\x02CC",
+    b"\x03BCC",
+)
+
+
+@functools.cache
+def _pika_data() -> Any:
+    """pika's field-table codec (an untyped module, imported on first use)."""
+    import importlib
+
+    return importlib.import_module("pika.data")
+
+
+class RawError(ValueError):
+    """Encoded properties this fast path does not handle (they are decoded instead)."""
+
+
+class RawContent:
+    """The encoded basic properties of a delivery, edited without decoding them.
+
+    Republishing normally means decoding every property and header (``x-death`` is a table
+    of tables) and encoding them again. Here the bytes are copied as they are and only the
+    headers table is touched: broker-set entries removed, ``x-mqtop-replay`` appended, so
+    every other header keeps its exact AMQP type.
+    """
+
+    __slots__ = ("_decoded", "flags", "raw", "spans")
+
+    def __init__(self, raw: bytes) -> None:
+        import struct
+
+        self.raw = raw
+        self._decoded: Any = None
+        if len(raw) < 2:
+            raise RawError("truncated properties")
+        flags = struct.unpack_from(">H", raw, 0)[0]
+        if flags & 1:
+            raise RawError("continued property flags")
+        self.flags = flags
+        spans: dict[str, tuple[int, int]] = {}
+        pos = 2
+        for flag, kind, name in _LAYOUT:
+            if not flags & flag:
+                continue
+            start = pos
+            if kind == _SHORTSTR:
+                pos += 1 + raw[pos]
+            elif kind == _TABLE:
+                pos += 4 + struct.unpack_from(">I", raw, pos)[0]
+            elif kind == _OCTET:
+                pos += 1
+            else:
+                pos += 8
+            spans[name] = (start, pos)
+        if pos != len(raw):
+            raise RawError("properties length mismatch")
+        self.spans = spans
+
+    def decoded(self) -> Any:
+        """The properties decoded by pika (cached)."""
+        if self._decoded is None:
+            from pika import spec
+
+            self._decoded = spec.BasicProperties().decode(self.raw)
+        return self._decoded
+
+    @property
+    def headers(self) -> dict[str, Any] | None:
+        """Headers, decoded on first use (filters on headers need them)."""
+        return self.decoded().headers  # type: ignore[no-any-return]
+
+    def shortstr(self, name: str) -> str | None:
+        span = self.spans.get(name)
+        if span is None:
+            return None
+        return self.raw[span[0] + 1 : span[1]].decode("utf-8", "replace")
+
+
+def table_entries(raw: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int, int]]:
+    """(key, entry start, entry end, value offset) of each entry of an encoded table."""
+    import struct
+
+    pos = start
+    while pos < end:
+        key_end = pos + 1 + raw[pos]
+        kind = raw[key_end]
+        size = _FIXED_SIZE.get(kind)
+        if size is not None:
+            value_end = key_end + 1 + size
+        elif kind in _SIZED:
+            value_end = key_end + 5 + struct.unpack_from(">I", raw, key_end + 1)[0]
+        else:
+            raise RawError(f"field type {chr(kind)!r}")
+        yield raw[pos + 1 : key_end], pos, value_end, key_end
+        pos = value_end
+    if pos != end:
+        raise RawError("table length mismatch")
+
+
 FLUSH_BYTES = 512 * 1024
 RECV_BYTES = 128 * 1024
+FRAME_END = 0xCE
+DELIVER_ID = b"\x00\x3c\x00\x3c"  # class 60 (basic), method 60 (deliver)
 
 
 def batching_connection_class() -> Any:
@@ -254,6 +401,10 @@ def batching_connection_class() -> Any:
         _frame_buffer: bytes
         _mqtop_batch_bytes = 0
         _mqtop_flush_pending = False
+        # deliveries on this channel go to the handler as (tag, redelivered, raw props, body)
+        _mqtop_raw_channel: int | None = None
+        _mqtop_raw_handler: Any = None
+        _mqtop_raw_state: list[Any] | None = None
 
         def _output_marshaled_frames(self, marshaled_frames: Any) -> None:
             batch = self.__dict__.get("_mqtop_batch")
@@ -269,6 +420,39 @@ def batching_connection_class() -> Any:
             elif not self._mqtop_flush_pending:
                 self._mqtop_flush_pending = True
                 self.ioloop.call_later(0, self._mqtop_flush)
+
+        def _mqtop_raw(self, kind: int, buf: bytes, start: int, stop: int) -> bool:
+            """Take a Basic.Deliver and its content on the raw channel; False otherwise."""
+            state = self._mqtop_raw_state
+            if state is None:
+                if kind != 1 or buf[start : start + 4] != DELIVER_ID:
+                    return False
+                pos = start + 5 + buf[start + 4]  # after the consumer tag
+                tag = struct.unpack_from(">Q", buf, pos)[0]
+                self._mqtop_raw_state = [tag, bool(buf[pos + 8] & 1), None, 0, []]
+                return True
+            if state[2] is None:
+                if kind != 2:
+                    raise ValueError("content header expected after basic.deliver")
+                remaining = struct.unpack_from(">Q", buf, start + 4)[0]
+                state[2] = buf[start + 12 : stop]
+                if remaining == 0:
+                    self._mqtop_raw_state = None
+                    self._mqtop_raw_handler(state[0], state[1], state[2], b"")
+                else:
+                    state[3] = remaining
+                return True
+            if kind != 3:
+                raise ValueError("content body expected")
+            chunk = buf[start:stop]
+            chunks = state[4]
+            chunks.append(chunk)
+            state[3] -= len(chunk)
+            if state[3] <= 0:
+                self._mqtop_raw_state = None
+                body = chunk if len(chunks) == 1 else b"".join(chunks)
+                self._mqtop_raw_handler(state[0], state[1], state[2], body)
+            return True
 
         def _mqtop_flush(self) -> None:
             self._mqtop_flush_pending = False
@@ -290,11 +474,21 @@ def batching_connection_class() -> Any:
                 return
             size = len(buf)
             pos = 0
+            raw_channel = self._mqtop_raw_channel
             while size - pos >= 7:
-                _, _, length = struct.unpack_from(">BHL", buf, pos)
+                kind, channel, length = struct.unpack_from(">BHL", buf, pos)
                 end = pos + length + 8
                 if end > size:
                     break
+                if channel == raw_channel and self._mqtop_raw(kind, buf, pos + 7, end - 1):
+                    if buf[end - 1] != FRAME_END:
+                        raise ValueError("invalid AMQP frame end")
+                    pos = end
+                    self.bytes_received += length + 8
+                    self.frames_received += 1
+                    if self.is_closed:
+                        return
+                    continue
                 consumed, value = pika_frame.decode_frame(buf[pos:end])
                 if value is None:
                     break
@@ -377,12 +571,13 @@ class Mover:
         self._cancel_sent = False
         self._cancelled = False
         self._seq = 0
-        # seq -> (delivery tag, redelivered, body, headers); body and headers identify a
-        # basic.return (returns carry no sequence number but come in publish order)
-        self._pending: dict[int, tuple[int, bool, bytes, dict[str, Any]]] = {}
+        # seq -> (delivery tag, redelivered, body, encoded properties); body and properties
+        # identify a basic.return (returns carry no sequence number but come in order)
+        self._pending: dict[int, tuple[int, bool, bytes, bytes]] = {}
         self._order: deque[int] = deque()  # pending seqs in publish order (lazily pruned)
         self._probing = False
-        self._fast_send: Callable[[Any, bytes], None] | None = None
+        self._fast_send: Callable[[bytes, bytes], None] | None = None
+        self._entries: dict[int, bytes] = {}
         self._returned: set[int] = set()
         self._buffer: deque[tuple[int, bool, Any, bytes]] = deque()
         self._done_tags: list[int] = []
@@ -508,6 +703,10 @@ class Mover:
 
     def _on_consumer_channel(self, channel: Any) -> None:
         self._con = channel
+        conn = channel.connection
+        if hasattr(conn, "_mqtop_raw"):
+            conn._mqtop_raw_channel = channel.channel_number
+            conn._mqtop_raw_handler = self._on_raw
         channel.add_on_close_callback(self._on_channel_closed)
         channel.add_on_cancel_callback(self._on_broker_cancel)
         channel.basic_qos(prefetch_count=self._prefetch, callback=lambda _f: self._maybe_start())
@@ -543,10 +742,24 @@ class Mover:
     # -- messages --------------------------------------------------------------------
 
     def _on_message(self, _channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        """A delivery decoded by pika (connections without the raw path)."""
+        self._on_delivery(method.delivery_tag, bool(method.redelivered), properties, body)
+
+    def _on_raw(self, tag: int, redelivered: bool, raw: bytes, body: bytes) -> None:
+        """A delivery with its properties still encoded."""
+        content: Any
+        try:
+            content = RawContent(raw)
+        except (RawError, IndexError):
+            from pika import spec
+
+            content = spec.BasicProperties().decode(raw)
+        self._on_delivery(tag, redelivered, content, body)
+
+    def _on_delivery(self, tag: int, redelivered: bool, content: Any, body: bytes) -> None:
         spec = self.spec
         self._last_activity = time.monotonic()
         self.out.delivered += 1
-        tag = method.delivery_tag
         if self.out.delivered > spec.bound or self._cancel_sent or self._failure:
             self._hold()  # arrived after the start-time count: not ours to move
             return
@@ -556,7 +769,7 @@ class Mover:
             self._hold()
             self._cancel()
             return
-        if spec.filter is not None and not spec.filter.matches(body, properties.headers or {}):
+        if spec.filter is not None and not spec.filter.matches(body, content.headers or {}):
             self.out.skipped += 1
             self._hold()
             return
@@ -572,9 +785,9 @@ class Mover:
             self._hold()
             return
         if len(self._pending) < spec.window:
-            self._publish(tag, method.redelivered, properties, body)
+            self._publish(tag, redelivered, content, body)
         else:
-            self._buffer.append((tag, method.redelivered, properties, body))
+            self._buffer.append((tag, redelivered, content, body))
 
     def _hold(self) -> None:
         """A delivery stays unacked until the end (then requeued): keep prefetch free."""
@@ -583,22 +796,104 @@ class Mover:
             self._prefetch = min(65_535, self.spec.window + max(self._held * 2, self.spec.window))
             self._con.basic_qos(prefetch_count=self._prefetch)
 
-    def _replay_header(self, previous: Any) -> dict[str, Any]:
+    def _stamp_now(self) -> dt.datetime:
         now = int(time.time())
         if now != self._second or self._stamp is None:
             self._second = now
             self._stamp = dt.datetime.fromtimestamp(now, tz=dt.UTC)
-        count = 1
-        if isinstance(previous, Mapping) and isinstance(previous.get("count"), int):
-            count = int(previous["count"]) + 1
-        return {"count": count, "time": self._stamp, "run": self.spec.run}
+            self._entries.clear()
+        return self._stamp
 
-    def _publish(self, tag: int, redelivered: bool, properties: Any, body: bytes) -> None:
-        self._seq += 1
+    def _replay_entry(self, count: int, extra: Mapping[str, Any]) -> bytes:
+        """The encoded ``x-mqtop-replay`` header entry (cached per second and count)."""
+        data = _pika_data()
+        stamp = self._stamp_now()
+        if not extra:
+            cached = self._entries.get(count)
+            if cached is not None:
+                return cached
+        pieces: list[bytes] = []
+        data.encode_table(pieces, {"count": count, "time": stamp, "run": self.spec.run, **extra})
+        key = REPLAY_HEADER.encode()
+        entry = bytes([len(key)]) + key + b"F" + b"".join(pieces)
+        if not extra:
+            self._entries[count] = entry
+        return entry
+
+    def _edit_raw(self, content: RawContent) -> bytes:
+        """Encoded properties to publish: the delivery's, with the headers table edited."""
+        import struct
+
+        data = _pika_data()
+        raw = content.raw
+        spans = content.spans
+        extra: dict[str, Any] = {}
+        count = 1
+        headers = spans.get("headers")
+        if headers is not None:
+            table = raw[headers[0] + 4 : headers[1]]
+            if any(marker in table for marker in _SPECIAL):
+                kept: list[bytes] = []
+                for key, start, end, value_at in table_entries(raw, headers[0] + 4, headers[1]):
+                    if key in _DROPPED_KEYS:
+                        continue
+                    if key == b"x-mqtop-replay":
+                        previous = data.decode_value(raw, value_at)[0]
+                        if isinstance(previous, Mapping) and isinstance(previous.get("count"), int):
+                            count = int(previous["count"]) + 1
+                        continue
+                    if key in (b"CC", b"BCC"):
+                        values = data.decode_value(raw, value_at)[0]
+                        if not isinstance(values, list):
+                            values = [values]
+                        extra.setdefault("cc", []).extend(_text(v) for v in values)
+                        continue
+                    kept.append(raw[start:end])
+                table = b"".join(kept)
+                if "cc" in extra:
+                    self.out.stripped_cc += 1
+            insert_at, resume_at = headers
+        else:
+            table = b""
+            before = spans.get("content_encoding") or spans.get("content_type")
+            insert_at = resume_at = before[1] if before else 2
+        flags = content.flags | FLAG_HEADERS
+        tail = raw[resume_at:]
+        user = spans.get("user_id")
+        if user is not None:
+            user_id = content.shortstr("user_id")
+            if user_id != self.spec.username:
+                # the broker refuses a user_id that is not the publishing user's
+                extra["user_id"] = user_id
+                flags &= ~FLAG_USER_ID
+                tail = raw[resume_at : user[0]] + raw[user[1] :]
+                self.out.stripped_user_id += 1
+        entry = self._replay_entry(count, extra)
+        return b"".join(
+            (
+                struct.pack(">H", flags),
+                raw[2:insert_at],
+                struct.pack(">I", len(table) + len(entry)),
+                table,
+                entry,
+                tail,
+            )
+        )
+
+    def _edit_decoded(self, properties: Any) -> bytes:
+        """Encoded properties to publish, from decoded ones (the general path)."""
         headers = dict(properties.headers) if properties.headers else {}
         for name in DELIVERY_HEADERS:
             headers.pop(name, None)
-        header = self._replay_header(headers.get(REPLAY_HEADER))
+        previous = headers.pop(REPLAY_HEADER, None)
+        count = 1
+        if isinstance(previous, Mapping) and isinstance(previous.get("count"), int):
+            count = int(previous["count"]) + 1
+        header: dict[str, Any] = {
+            "count": count,
+            "time": self._stamp_now(),
+            "run": self.spec.run,
+        }
         if "CC" in headers or "BCC" in headers:
             # sender-selected distribution would copy the message to other queues
             header["cc"] = [str(v) for k in ("CC", "BCC") for v in (headers.pop(k, None) or [])]
@@ -610,9 +905,21 @@ class Mover:
             self.out.stripped_user_id += 1
         headers[REPLAY_HEADER] = header
         properties.headers = headers
-        self._pending[self._seq] = (tag, redelivered, body, headers)
+        return b"".join(properties.encode())
+
+    def _publish(self, tag: int, redelivered: bool, content: Any, body: bytes) -> None:
+        self._seq += 1
+        encoded: bytes | None = None
+        if isinstance(content, RawContent):
+            try:
+                encoded = self._edit_raw(content)
+            except (RawError, IndexError):
+                content = content.decoded()
+        if encoded is None:
+            encoded = self._edit_decoded(content)
+        self._pending[self._seq] = (tag, redelivered, body, encoded)
         self._order.append(self._seq)
-        self._send(properties, body)
+        self._send(encoded, body)
 
     def _prepare_publisher(self, channel: Any) -> None:
         """Pre-encode the (constant) basic.publish frame for the destination.
@@ -640,10 +947,10 @@ class Mover:
         end = bytes([spec.FRAME_END])
         class_id = spec.BasicProperties.INDEX
 
-        def send(properties: Any, body: bytes) -> None:
+        def send(encoded: bytes, body: bytes) -> None:
             if not channel.is_open:
                 raise RuntimeError("publisher channel is closed")
-            payload = pack(">HxxQ", class_id, len(body)) + b"".join(properties.encode())
+            payload = pack(">HxxQ", class_id, len(body)) + encoded
             frames = [method, header_prefix + pack(">I", len(payload)) + payload + end]
             for start in range(0, len(body), body_max):
                 chunk = body[start : start + body_max]
@@ -652,22 +959,27 @@ class Mover:
 
         self._fast_send = send
 
-    def _send(self, properties: Any, body: bytes) -> None:
+    def _send(self, encoded: bytes, body: bytes) -> None:
         if self._fast_send is not None:
-            self._fast_send(properties, body)
+            self._fast_send(encoded, body)
             return
+        from pika import spec
+
+        properties = spec.BasicProperties().decode(encoded)
         self._pub.basic_publish(
             "", self.spec.destination[1], body, properties=properties, mandatory=True
         )
 
     def _on_return(self, _channel: Any, _method: Any, properties: Any, body: bytes) -> None:
+        from pika import spec
+
         headers = properties.headers or {}
         fallback: int | None = None
         for seq in self._order:
             entry = self._pending.get(seq)
             if entry is None or seq in self._returned or entry[2] != body:
                 continue
-            if entry[3] == headers:
+            if spec.BasicProperties().decode(entry[3]).headers == headers:
                 self._returned.add(seq)
                 return
             if fallback is None:
