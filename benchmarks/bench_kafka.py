@@ -158,27 +158,35 @@ def _kcat_pipe(bootstrap: str, src: str, dst: str) -> float:
 
 def replay_benchmark(bootstrap: str, quick: bool) -> dict[str, float]:
     n = 40_000 if quick else 200_000
+    rounds = 1 if quick else 3  # alternating runs; the median of each side is reported
     parts = 3
     token = uuid.uuid4().hex[:8]
-    src, out_m, out_k = (f"mqtop-bench-{token}-{x}" for x in ("orders.DLT", "mqtop", "kcat"))
-    topics = {src: parts, out_m: parts, out_k: parts}
+    src = f"mqtop-bench-{token}-orders.DLT"
+    outs_m = [f"mqtop-bench-{token}-mqtop-{i}" for i in range(rounds)]
+    outs_k = [f"mqtop-bench-{token}-kcat-{i}" for i in range(rounds)]
+    topics = dict.fromkeys([src, *outs_m, *outs_k], parts)
     asyncio.run(_create(bootstrap, topics))
+    mqtop_rates: list[float] = []
+    kcat_rates: list[float] = []
     try:
         asyncio.run(_wait_leaders(bootstrap, topics))
         per = n // parts
         asyncio.run(_fill(bootstrap, [(src, p, per + (p < n % parts)) for p in range(parts)]))
-        mqtop_s, moved = _mqtop_replay(bootstrap, src, out_m)
-        kcat_s = _kcat_pipe(bootstrap, src, out_k)
-        copied_m = asyncio.run(_total(bootstrap, out_m, parts))
-        copied_k = asyncio.run(_total(bootstrap, out_k, parts))
-        if moved != n or copied_m != n:
-            raise RuntimeError(f"mqtop copied {copied_m} of {n} (reported {moved})")
-        if copied_k != n:
-            raise RuntimeError(f"kcat copied {copied_k} of {n}")
+        for out_m, out_k in zip(outs_m, outs_k, strict=True):
+            mqtop_s, moved = _mqtop_replay(bootstrap, src, out_m)
+            kcat_s = _kcat_pipe(bootstrap, src, out_k)
+            copied_m = asyncio.run(_total(bootstrap, out_m, parts))
+            copied_k = asyncio.run(_total(bootstrap, out_k, parts))
+            if moved != n or copied_m != n:
+                raise RuntimeError(f"mqtop copied {copied_m} of {n} (reported {moved})")
+            if copied_k != n:
+                raise RuntimeError(f"kcat copied {copied_k} of {n}")
+            mqtop_rates.append(n / mqtop_s)
+            kcat_rates.append(n / kcat_s)
     finally:
         asyncio.run(_delete(bootstrap, list(topics)))
-    mqtop_rate = n / mqtop_s
-    kcat_rate = n / kcat_s
+    mqtop_rate = statistics.median(mqtop_rates)
+    kcat_rate = statistics.median(kcat_rates)
     return {
         "kafka_replay_vs_kcat": mqtop_rate / kcat_rate,
         "kafka_replay_msgs_per_s": mqtop_rate,

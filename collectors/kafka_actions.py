@@ -25,6 +25,7 @@ import random
 import struct
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from collectors.base import (
@@ -687,11 +688,24 @@ class _StaleLeader(Exception):
 # ---------------------------------------------------------------- copying
 
 
-class _Copier:
-    """The replay loop: read a batch, mark it in flight, produce, confirm, advance.
+@dataclass(slots=True)
+class _Step:
+    """Half a replay batch: where it moves the source positions, and its producer batches."""
 
-    Building batch k+1 overlaps the broker's acknowledgement of batch k; the commit that marks
-    batch k+1 in flight (and so batch k done) is sent only once batch k is acknowledged.
+    new_pos: dict[int, int]
+    count: int
+    builders: list[tuple[int, Any, int]]
+    futures: list[Any] = field(default_factory=list)
+    sent: list[tuple[int, Any, int]] = field(default_factory=list)
+
+
+class _Copier:
+    """The replay loop: read a step, mark it in flight, produce, confirm, advance.
+
+    A step is half of ``--batch``; at most two steps are unacknowledged at any time, so what a
+    crash can duplicate stays within one batch. Each commit stores the acknowledged position
+    and the end of the steps in flight ("inflight <offset>"); a step is produced only after
+    that commit is stored.
     """
 
     def __init__(
@@ -729,6 +743,10 @@ class _Copier:
         self.failed = 0
         self.errors: list[str] = []
         self.deleted = 0
+        self.step = max(1, batch_size // 2)
+        self.considered = 0  # records moved or to be moved, for --limit
+        self.backlog: list[tuple[int, list[Any]]] = []
+        self.reader: _TopicReader
 
     async def run(self) -> None:
         producer: AIOKafkaProducer | None = None
@@ -783,98 +801,123 @@ class _Copier:
             reader = fresh
         raise ActionFailed(f"{self.request.source}: could not read (leaders keep moving)")
 
+    async def _take(self) -> list[tuple[int, list[Any]]]:
+        """Up to one step's worth of records, partition by partition, in offset order."""
+        take: list[tuple[int, list[Any]]] = []
+        room = self.step
+        while room > 0:
+            if not self.backlog:
+                self.reader, self.backlog = await self._read(self.reader)
+                if not self.backlog:
+                    break
+            p, records = self.backlog[0]
+            if len(records) <= room:
+                take.append(self.backlog.pop(0))
+                room -= len(records)
+            else:
+                take.append((p, records[:room]))
+                self.backlog[0] = (p, records[room:])
+                room = 0
+        return take
+
+    async def _prepare(self, producer: AIOKafkaProducer | None) -> _Step | None:
+        """Read, filter and (unless dry run) build the producer batches of the next step."""
+        limit = self.request.limit
+        if limit is not None and self.considered >= limit:
+            return None
+        take = await self._take()
+        if not take:
+            return None
+        flt = self.request.filter
+        new_pos: dict[int, int] = {}
+        sends: dict[int, list[Any]] = {}
+        taken = sum(len(records) for _, records in take)
+        if flt is None and (limit is None or self.considered + taken <= limit):
+            for p, records in take:  # the common case: every record goes
+                new_pos[p] = records[-1].offset + 1
+                sends.setdefault(p, []).extend(records)
+            self.considered += taken
+            take = []
+        for p, records in take:
+            for record in records:
+                if limit is not None and self.considered >= limit:
+                    break
+                new_pos[p] = record.offset + 1
+                if flt is not None and not flt.matches(
+                    record.value or b"", header_map(record.headers)
+                ):
+                    self.skipped += 1
+                    continue
+                self.considered += 1
+                sends.setdefault(p, []).append(record)
+        if not new_pos:
+            return None
+        count = sum(len(r) for r in sends.values())
+        builders = [] if producer is None else self._build(producer, sends)
+        return _Step(new_pos=new_pos, count=count, builders=builders)
+
     async def _loop(self, producer: AIOKafkaProducer | None) -> None:
         src = self.request.source
-        reader = _TopicReader(self.wire, src, self.pos, {p: self.stops[p] for p in self.parts})
-        limit = self.request.limit
-        flt = self.request.filter
-        considered = 0
-        backlog: list[tuple[int, list[Any]]] = []
-        in_flight: list[tuple[Any, int]] = []  # producer futures of the previous batch
-        flight_pos: dict[int, int] = {}  # positions once the previous batch is acknowledged
+        self.reader = _TopicReader(self.wire, src, self.pos, {p: self.stops[p] for p in self.parts})
         try:
-            while limit is None or considered < limit:
-                # take up to batch_size records, partition by partition, in offset order
-                take: list[tuple[int, list[Any]]] = []
-                room = self.batch_size
-                while room > 0:
-                    if not backlog:
-                        reader, backlog = await self._read(reader)
-                        if not backlog:
-                            break
-                    p, records = backlog[0]
-                    if len(records) <= room:
-                        take.append(backlog.pop(0))
-                        room -= len(records)
-                    else:
-                        take.append((p, records[:room]))
-                        backlog[0] = (p, records[room:])
-                        room = 0
-                if not take:
-                    break
-                new_pos: dict[int, int] = {}
-                sends: dict[int, list[Any]] = {}
-                taken = sum(len(records) for _, records in take)
-                if flt is None and (limit is None or considered + taken <= limit):
-                    for p, records in take:  # the common case: every record goes
-                        new_pos[p] = records[-1].offset + 1
-                        sends.setdefault(p, []).extend(records)
-                    considered += taken
-                    take = []
-                for p, records in take:
-                    for record in records:
-                        if limit is not None and considered >= limit:
-                            break
-                        new_pos[p] = record.offset + 1
-                        if flt is not None and not flt.matches(
-                            record.value or b"", header_map(record.headers)
-                        ):
-                            self.skipped += 1
-                            continue
-                        considered += 1
-                        sends.setdefault(p, []).append(record)
-                if not new_pos:
-                    break
-                if producer is None:  # dry run: count only
-                    self.moved += sum(len(r) for r in sends.values())
-                    self.pos.update(new_pos)
+            if producer is None:  # dry run: read and count only, nothing is written
+                while (step := await self._prepare(None)) is not None:
+                    self.moved += step.count
+                    self.pos.update(step.new_pos)
                     self._report()
-                    continue
-                builders = self._build(producer, sends)
-                if not await self._settle(in_flight, flight_pos):
-                    return
+                return
+            # Two steps (half a batch each) may be in flight: while one is acknowledged and
+            # the next commit travels, the step after is read and built.
+            flight: list[_Step] = []
+            marked: set[int] = set()
+            step = await self._prepare(producer)
+            while step is not None:
+                while len(flight) >= 2:
+                    if not await self._settle(flight.pop(0)):
+                        await self._abandon(flight)
+                        return
                 marks: dict[TP, tuple[int, str]] = {}
-                for p in flight_pos:
+                active: dict[int, int] = {}
+                for pending in (*flight, step):
+                    for p, offset in pending.new_pos.items():
+                        active[p] = max(active.get(p, 0), offset)
+                for p in marked - set(active):
                     marks[(src, p)] = (self.pos[p], DONE)
-                for p, offset in new_pos.items():
-                    if p in sends:
-                        marks[(src, p)] = (self.pos[p], f"{INFLIGHT}{offset}")
-                    else:  # nothing to produce from this partition: advance now
-                        marks[(src, p)] = (offset, DONE)
-                        self.pos[p] = offset
-                await self.wire.offset_commit(self.group, marks)
-                in_flight = [
-                    (await producer.send_batch(b, self.request.destination, partition=d), n)
-                    for d, b, n in builders
+                for p, upto in active.items():
+                    marks[(src, p)] = (self.pos[p], f"{INFLIGHT}{upto}")
+                marked = set(active)
+                commit = asyncio.ensure_future(self.wire.offset_commit(self.group, marks))
+                await asyncio.sleep(0)  # the commit goes out; the next step is built meanwhile
+                try:
+                    following = await self._prepare(producer)
+                finally:
+                    await commit  # nothing of this step is sent before its marker is stored
+                step.futures = [
+                    await producer.send_batch(b, self.request.destination, partition=d)
+                    for d, b, _ in step.builders
                 ]
-                flight_pos = {p: new_pos[p] for p in sends}
+                step.sent, step.builders = step.builders, []
+                flight.append(step)
                 for _ in range(3):  # let the producer's sender put the batches on the wire
                     await asyncio.sleep(0)
-            if producer is not None and await self._settle(in_flight, flight_pos):
-                done = {(src, p): (self.pos[p], DONE) for p in flight_pos}
-                if done:
-                    await self.wire.offset_commit(self.group, done)
+                step = following
+            while flight:
+                if not await self._settle(flight.pop(0)):
+                    await self._abandon(flight)
+                    return
+            if marked:
+                await self.wire.offset_commit(
+                    self.group, {(src, p): (self.pos[p], DONE) for p in marked}
+                )
         finally:
-            await reader.close()
-        self.deleted += reader.deleted
+            await self.reader.close()
+            self.deleted += self.reader.deleted
 
-    async def _settle(self, in_flight: list[tuple[Any, int]], flight_pos: dict[int, int]) -> bool:
-        """Wait for the acknowledgements of the previous batch; False when one failed."""
-        if not in_flight:
-            return True
-        results = await asyncio.gather(*(f for f, _ in in_flight), return_exceptions=True)
+    async def _settle(self, step: _Step) -> bool:
+        """Wait for the acknowledgements of one step; False when a produce failed."""
+        results = await asyncio.gather(*step.futures, return_exceptions=True)
         bad = 0
-        for result, (_, n) in zip(results, in_flight, strict=True):
+        for result, (_, _, n) in zip(results, step.sent, strict=True):
             if isinstance(result, BaseException):
                 bad += n
                 if not any(e.startswith("produce to") for e in self.errors):
@@ -887,10 +930,22 @@ class _Copier:
         if bad:
             self.failed += bad
             self._report()
-            return False  # progress stays before this batch: a rerun retries it
-        self.pos.update(flight_pos)
+            return False  # progress stays before this step: a rerun retries it
+        self.pos.update(step.new_pos)
         self._report()
         return True
+
+    async def _abandon(self, flight: list[_Step]) -> None:
+        """After a failed step: count what the later steps delivered; progress stays put."""
+        for step in flight:
+            results = await asyncio.gather(*step.futures, return_exceptions=True)
+            for result, (_, _, n) in zip(results, step.sent, strict=True):
+                if isinstance(result, BaseException):
+                    self.failed += n
+                else:
+                    self.moved += n
+        flight.clear()
+        self._report()
 
     def _build(
         self, producer: AIOKafkaProducer, sends: dict[int, list[Any]]
