@@ -377,8 +377,9 @@ class KafkaWire:
                 client, self._client = self._client, None
                 await _quiet_close(client)
                 if isinstance(exc, KafkaConnectionError):
+                    reason = await diagnose(self.options, self.request_timeout)
                     raise ConnectionError(
-                        f"cannot connect to any of {self.options.address()}"
+                        f"cannot connect to any of {self.options.address()}: {reason}"
                     ) from None
                 raise
         await self.refresh_metadata()
@@ -633,6 +634,38 @@ class KafkaWire:
 
         await asyncio.gather(*(one(n, t) for n, t in by_node.items()))
         return result
+
+
+async def diagnose(options: KafkaOptions, wait: float) -> str:
+    """Why the first bootstrap server refuses us, in one line without secrets."""
+    from aiokafka.conn import create_conn
+    from aiokafka.errors import SaslAuthenticationFailed, UnsupportedSaslMechanismError
+
+    host, _, port = options.bootstrap_servers[0].rpartition(":")
+    kwargs = client_kwargs(options, wait)
+    del kwargs["bootstrap_servers"]
+    try:
+        conn = await asyncio.wait_for(create_conn(host, int(port), **kwargs), wait)
+    except SaslAuthenticationFailed as exc:
+        detail = str(exc).split(":", 1)[-1].strip() or "invalid credentials"
+        return (
+            f"authentication failed (SASL {options.sasl_mechanism} as "
+            f"{options.sasl_username!r}): {detail}"
+        )
+    except UnsupportedSaslMechanismError:
+        return f"the broker does not accept SASL mechanism {options.sasl_mechanism}"
+    except TimeoutError:
+        return f"no answer within {wait:g}s"
+    except ConnectionRefusedError:
+        return "connection refused"
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    except Exception as exc:
+        return _short(exc)
+    conn.close()
+    if options.security_protocol != "PLAINTEXT":
+        return "connected, but the broker closed the connection (security settings?)"
+    return "the broker closed the connection (is it a Kafka listener with this protocol?)"
 
 
 async def _quiet_close(client: Any) -> None:

@@ -556,6 +556,6 @@ def test_unreachable_kafka_exit_3_one_line_no_secret(run_cli, write_config):
     assert doc["brokers"][0]["up"] is False and doc["brokers"][0]["error"]
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
-    assert f"127.0.0.1:{port}" in lines[0]
+    assert f"127.0.0.1:{port}" in lines[0] and "connection refused" in lines[0]
     assert "Unreachable-Canary-99" not in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
