@@ -1,5 +1,6 @@
-"""SASL (PLAIN and SCRAM-SHA-256) against a private Apache Kafka with a SASL_PLAINTEXT listener:
-metrics, peek and replay authenticate; a wrong password is a one-line error without secrets."""
+"""SASL (PLAIN, SCRAM-SHA-256) and TLS against a private Apache Kafka with SASL_PLAINTEXT and SSL
+listeners: metrics, peek and replay authenticate; a wrong password or an unverifiable
+certificate is a one-line error without secrets; TLS verification is on unless disabled."""
 
 from __future__ import annotations
 
@@ -22,11 +23,31 @@ BOB = "Bob-Canary-5521"  # SCRAM-SHA-256
 ADMIN = "Admin-Canary-3107"
 
 
+def _certificates(workdir: Path) -> None:
+    """A CA, and a server certificate for 127.0.0.1 signed by it (PEM, PKCS#8 key)."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=workdir, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
+            "ca.pem", "-days", "2", "-subj", "/CN=mqtop test CA")  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out",
+            "server.csr", "-subj", "/CN=127.0.0.1")  # fmt: skip
+    (workdir / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "server.pem", "-days", "2",
+            "-extfile", "san.cnf")  # fmt: skip
+    openssl("pkcs8", "-topk8", "-nocrypt", "-in", "server.key", "-out", "server.pk8")
+    keystore = (workdir / "server.pk8").read_text() + (workdir / "server.pem").read_text()
+    (workdir / "keystore.pem").write_text(keystore)
+
+
 def _start_sasl_kafka() -> harness.KafkaBroker:
     libs = harness.fetch_kafka()
     java = harness.java17()
-    port, controller = harness.free_port(), harness.free_port()
+    port, controller, tls = harness.free_port(), harness.free_port(), harness.free_port()
     workdir = Path(harness.tempfile.mkdtemp(prefix="mqtop-kafka-sasl-"))
+    _certificates(workdir)
     plain = (
         "org.apache.kafka.common.security.plain.PlainLoginModule required "
         f'username="admin" password="{ADMIN}" user_admin="{ADMIN}" user_alice="{ALICE}";'
@@ -35,11 +56,15 @@ def _start_sasl_kafka() -> harness.KafkaBroker:
     props.write_text(
         "process.roles=broker,controller\nnode.id=1\n"
         f"controller.quorum.voters=1@127.0.0.1:{controller}\n"
-        f"listeners=SASL_PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}\n"
-        f"advertised.listeners=SASL_PLAINTEXT://127.0.0.1:{port}\n"
+        f"listeners=SASL_PLAINTEXT://127.0.0.1:{port},SSL://127.0.0.1:{tls},"
+        f"CONTROLLER://127.0.0.1:{controller}\n"
+        f"advertised.listeners=SASL_PLAINTEXT://127.0.0.1:{port},SSL://127.0.0.1:{tls}\n"
         "controller.listener.names=CONTROLLER\n"
         "inter.broker.listener.name=SASL_PLAINTEXT\n"
-        "listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT\n"
+        "listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL,"
+        "CONTROLLER:PLAINTEXT\n"
+        f"ssl.keystore.type=PEM\nssl.keystore.location={workdir / 'keystore.pem'}\n"
+        "ssl.client.auth=none\n"
         "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256\n"
         "sasl.mechanism.inter.broker.protocol=PLAIN\n"
         f"listener.name.sasl_plaintext.plain.sasl.jaas.config={plain}\n"
@@ -203,3 +228,48 @@ def test_sasl_wrong_password_is_one_line_without_secret(sasl_kafka, write_config
     peek = run_cli("dlq", "peek", "secure", "orders.DLT", "--config", str(path), timeout=90)
     assert peek.returncode == 3, peek.stderr
     assert wrong not in peek.stdout + peek.stderr and "Traceback" not in peek.stderr
+
+
+def _tls_config(write_config, bootstrap: str, extra: str, name: str) -> Path:
+    return write_config(
+        f"""
+        timeout: 10s
+        brokers:
+          - name: tls
+            type: kafka
+            bootstrap_servers: "{bootstrap}"
+            security_protocol: SSL
+            {extra}
+        """,
+        name=name,
+    )
+
+
+def test_tls_verified_with_ca_refused_without_unless_disabled(sasl_kafka, write_config, run_cli):
+    assert sasl_kafka.managed is not None and sasl_kafka.managed.workdir is not None
+    ca = sasl_kafka.managed.workdir / "ca.pem"
+    tls = _tls_bootstrap(sasl_kafka)
+
+    trusted = _tls_config(write_config, tls, f"ssl_cafile: {ca}", "trusted.yaml")
+    result = run_cli("metrics", "--config", str(trusted), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["brokers"][0]["up"] is True
+
+    # the system CAs do not know the test CA: verification fails, clearly, on one line
+    unknown = _tls_config(write_config, tls, "", "unknown.yaml")
+    result = run_cli("metrics", "--config", str(unknown), "--format", "json", timeout=90)
+    assert result.returncode == 3
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "CERTIFICATE_VERIFY_FAILED" in lines[0], result.stderr
+
+    unverified = _tls_config(write_config, tls, "tls_verify: false", "unverified.yaml")
+    result = run_cli("metrics", "--config", str(unverified), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["brokers"][0]["up"] is True
+
+
+def _tls_bootstrap(broker: harness.KafkaBroker) -> str:
+    assert broker.managed is not None and broker.managed.workdir is not None
+    props = (broker.managed.workdir / "server.properties").read_text()
+    line = next(x for x in props.splitlines() if x.startswith("advertised.listeners="))
+    return line.split("SSL://", 2)[-1].split(",")[0]
