@@ -21,6 +21,7 @@ import asyncio
 import datetime as dt
 import gc
 import hashlib
+import math
 import random
 import struct
 import time
@@ -436,7 +437,8 @@ class KafkaActions:
             notes.append(f"started at offset {offset} (--from-offset), ignoring saved progress")
             return begin, 0
         if extra.get("from_time") is not None:
-            ms = int(float(extra["from_time"]) * 1000)
+            # the first record stamped at or after the time (sub-millisecond parts round up)
+            ms = math.ceil(round(float(extra["from_time"]) * 1000, 3))
             found, _ = await wire.list_offsets([(src, p) for p in parts], ms, READ_COMMITTED)
             for p in parts:
                 at = found.get((src, p))

@@ -211,6 +211,14 @@ async def test_replay_options_dry_run_filter_limit_resume_readonly(
     assert any("--from-offset" in n for n in tail["notes"])
     assert len(await kafka.read_all(topic)) == 15
 
+    # --from-time: records stamped at or after the time (dead letter i is stamped base + i ms)
+    first = min(await kafka.read_all(dlt), key=lambda r: r.offset)
+    at = first.timestamp + 27  # dead letters 27, 28, 29
+    iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at // 1000)) + f".{at % 1000:03d}Z"
+    since = json.loads((await replay("--yes", "--from-time", iso)).stdout)
+    assert since["moved"] == 3
+    assert len(await kafka.read_all(topic)) == 18
+
     bad = await replay("--yes", "--rate", "10")
     assert bad.returncode == 2 and "--rate" in bad.stderr
     missing = await run_cli_async(
@@ -356,3 +364,34 @@ def test_murmur2_matches_the_java_client_hash():
     # Java-compatibility vectors)
     keys = (b"", b"a", b"ab", b"abc", b"123456789", b"\x00 ")
     assert [key_partition(k, 1000) for k in keys] == [681, 524, 434, 107, 566, 742]
+
+
+async def test_records_deleted_before_replay_are_reported(kafka, kafka_broker, unique):
+    from collectors.base import MoveRequest
+    from collectors.kafka import KafkaOptions
+    from collectors.kafka_actions import KafkaActions
+    from tests.test_kafka_collector import _before, _tp
+
+    prefix = unique("gone") + "-"
+    topic, dlt = prefix + "orders", prefix + "orders.DLT"
+    await kafka.create({topic: 1, dlt: 1})
+    await dead_letters(kafka, dlt, topic, 20, 1)
+
+    async def replay(**extra: Any):
+        actions = KafkaActions(
+            KafkaOptions(name="events", bootstrap_servers=kafka_broker.bootstrap)
+        )
+        try:
+            return await actions.move(MoveRequest(dlt, topic, "replay", **extra), lambda p: None)
+        finally:
+            await actions.close()
+
+    assert (await replay(limit=5)).moved == 5
+    await kafka.admin.delete_records({_tp(dlt, 0): _before(12)})  # retention took 5..11
+    result = await replay()
+    assert result.moved == 8  # 12..19
+    assert any("7 record(s) were deleted" in note for note in result.notes), result.notes
+    assert sorted(json.loads(c.value)["order"] for c in await kafka.read_all(topic)) == [
+        *range(5),
+        *range(12, 20),
+    ]
