@@ -354,6 +354,7 @@ class KafkaWire:
         self.partitions: dict[str, list[int]] = {}
         self.internal: set[str] = set()
         self.metadata_time = -1e18
+        self.explicit_offsets = False  # OffsetFetch names partitions (see offset_fetch)
 
     @property
     def client(self) -> AIOKafkaClient:
@@ -543,12 +544,27 @@ class KafkaWire:
         await asyncio.gather(*(one(n, names) for n, names in by_node.items()))
         return out
 
-    async def offset_fetch(self, group: str) -> dict[TP, tuple[int, str]]:
-        """Every committed offset of a group (one OffsetFetch): {tp: (offset, metadata)}."""
+    async def offset_fetch(
+        self, group: str, partitions: Mapping[str, Sequence[int]] | None = None
+    ) -> dict[TP, tuple[int, str]]:
+        """Committed offsets of a group, in one OffsetFetch: {tp: (offset, metadata)}.
+
+        All of the group's offsets are asked for at once. A broker that cannot do that (Kafka
+        before 0.10.2 answers with an error; some Kafka-compatible brokers drop the
+        connection) is asked for ``partitions`` explicitly from then on.
+        """
+        from aiokafka.errors import IncompatibleBrokerVersion, KafkaConnectionError
         from aiokafka.protocol.commit import OffsetFetchRequest
 
         node = await self.coordinator(group)
-        response = await self.send(node, OffsetFetchRequest(group, None))
+        explicit = self.explicit_offsets and partitions is not None
+        wanted = [(t, list(ps)) for t, ps in (partitions or {}).items()] if explicit else None
+        try:
+            response = await self.send(node, OffsetFetchRequest(group, wanted))
+        except (KafkaConnectionError, IncompatibleBrokerVersion, ValueError):
+            if not explicit and partitions is not None:
+                self.explicit_offsets = True
+            raise
         code = getattr(response, "error_code", 0)
         if code:
             if code in COORDINATOR_ERRORS:
@@ -762,6 +778,8 @@ class KafkaCollector:
         self._rotation = 0
         self._group_topics: dict[str, set[str]] = {}
         self._refresh_due = True
+        self._explicit_offsets = False  # learnt from the broker; survives reconnections
+        self._offsets_probed = False
 
     @property
     def wire(self) -> KafkaWire:
@@ -772,6 +790,7 @@ class KafkaCollector:
     async def connect(self) -> None:
         if self._wire is None:
             self._wire = KafkaWire(self.options, self._request_timeout())
+            self._wire.explicit_offsets = self._explicit_offsets
         try:
             await self._wire.start()
         except BaseException:
@@ -833,16 +852,31 @@ class KafkaCollector:
         measured = sorted(set(topics) | {d for d in dlqs.values() if d in wire.partitions})
         tps = [(t, p) for t in measured for p in wire.partitions.get(t, ())]
 
+        watched_parts = {t: wire.partitions.get(t, []) for t in topics}
         listed = await wire.list_groups()
         groups = [
             g for g, ptype in listed if ptype in ("consumer", "") and self.options.wants_group(g)
         ]
-        (ends, end_failed), (starts, _), described, fetched = await asyncio.gather(
-            wire.list_offsets(tps, LATEST),
-            wire.list_offsets(tps, EARLIEST),
-            wire.describe_groups(groups),
-            asyncio.gather(*(wire.offset_fetch(g) for g in groups), return_exceptions=True),
-        )
+        if groups and not self._offsets_probed:
+            # learn, alone, whether the broker answers "every offset of a group": a broker that
+            # drops the connection instead would take the other requests of the poll with it
+            try:
+                await wire.offset_fetch(groups[0], watched_parts)
+            except Exception:  # noqa: S110 - the real poll below reports what still fails
+                pass
+            self._offsets_probed = True
+        try:
+            (ends, end_failed), (starts, _), described, fetched = await asyncio.gather(
+                wire.list_offsets(tps, LATEST),
+                wire.list_offsets(tps, EARLIEST),
+                wire.describe_groups(groups),
+                asyncio.gather(
+                    *(wire.offset_fetch(g, watched_parts) for g in groups),
+                    return_exceptions=True,
+                ),
+            )
+        finally:
+            self._explicit_offsets = wire.explicit_offsets
         if end_failed:
             self._refresh_due = True
         data: list[_GroupData] = []

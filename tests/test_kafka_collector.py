@@ -308,6 +308,9 @@ async def test_lag_seconds_from_timestamps_of_first_unconsumed_records(
     assert before - oldest - 1.0 <= lag_s <= after - oldest + 1.0
     assert find(doc, topic, slow)["metrics"]["latency_seconds"] == lag_s
     assert find(doc, topic, done)["metrics"]["consumer_lag_seconds"] == 0
+    # a caught-up group is OK at once; the JSON series names the status too
+    assert find(doc, topic, done)["metrics"]["group_status"] == 0
+    assert find(doc, topic, done)["status"] == "OK"
 
     collector = collector_for(kafka_broker, prefix)
     await collector.connect()
@@ -559,3 +562,65 @@ def test_unreachable_kafka_exit_3_one_line_no_secret(run_cli, write_config):
     assert f"127.0.0.1:{port}" in lines[0] and "connection refused" in lines[0]
     assert "Unreachable-Canary-99" not in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_poll_sends_batched_requests_never_one_per_partition(kafka, kafka_broker, unique):
+    """40 partitions x 3 groups: the request count depends on leaders and groups only."""
+    prefix = unique("batch") + "-"
+    topics = {prefix + "a": 24, prefix + "b": 16}
+    await kafka.create(topics)
+    groups = [prefix + f"g{i}" for i in range(3)]
+    for i, group in enumerate(groups):
+        await kafka.commit(group, {(t, p): 0 for t, n in topics.items() for p in range(n)})
+        await kafka.produce(prefix + "a", i, 3)
+    collector = collector_for(kafka_broker, prefix)
+    await collector.connect()
+    sent: list[str] = []
+    wire = collector.wire
+    original = wire.send
+
+    async def counting(node: int, request: Any) -> Any:
+        sent.append(type(request).__name__)
+        return await original(node, request)
+
+    wire.send = counting  # type: ignore[method-assign]
+    try:
+        await collector.collect()  # first poll: coordinators are looked up, records are read
+        sent.clear()
+        collected = await collector.collect()
+        brokers = len(wire.brokers())
+        leaders = len({wire.leaders[(t, p)] for t, n in topics.items() for p in range(n)})
+    finally:
+        await collector.close()
+    counts = {name: sent.count(name) for name in set(sent)}
+    assert counts.pop("OffsetRequest") == 2 * leaders  # latest and earliest
+    assert counts.pop("ListGroupsRequest") == brokers
+    assert counts.pop("_DescribeGroupsV2") <= brokers  # one per coordinator
+    assert counts.pop("OffsetFetchRequest") == len(groups)
+    assert counts == {}, counts  # timestamps were cached by the first poll: no Fetch
+    assert len([s for s in collected.series if s.key.group in groups]) == 2 * len(groups)
+
+
+async def test_offsets_asked_by_partition_give_the_same_lag(kafka, kafka_broker, unique):
+    """The fallback for brokers that cannot list all of a group's offsets at once."""
+    prefix = unique("explicit") + "-"
+    topic, group = prefix + "t", prefix + "g"
+    await kafka.create({topic: 3})
+    for p in range(3):
+        await kafka.produce(topic, p, 4 + p)
+    await kafka.commit(group, {(topic, 0): 1, (topic, 2): 6})  # partition 1: no commit
+
+    async def lag(explicit: bool) -> tuple[float | None, list[Any]]:
+        collector = collector_for(kafka_broker, prefix)
+        await collector.connect()
+        try:
+            collector.wire.explicit_offsets = explicit
+            sample = {s.key.group: s for s in (await collector.collect()).series}[group]
+            return sample.values["consumer_lag_messages"], list(sample.info["partitions"])
+        finally:
+            await collector.close()
+
+    by_group, by_partition = await lag(False), await lag(True)
+    assert by_group[0] == by_partition[0] == (4 - 1) + (5 - 0) + 0
+    assert [r["committed"] for r in by_partition[1]] == [1, None, 6]
+    assert [r["lag"] for r in by_group[1]] == [r["lag"] for r in by_partition[1]]
