@@ -237,7 +237,9 @@ async def test_alert_silence_from_alerts_screen(tmp_path):
                 f"{[n.message for n in app._notifications]}"
             ),
         )
-        await wait_until(pilot, lambda: "⊘ silenced" in app.screen_text())
+        await wait_until(
+            pilot, lambda: "⊘ silenced" in app.screen_text(), message=lambda: app.screen_text()
+        )
         # and unsilence
         await pilot.press("u")
         await wait_until(pilot, lambda: not alerts.silences())

@@ -211,7 +211,9 @@ def test_selection_filter_and_request():
     assert request.limit == 2
     assert request.filter is not None
     assert [m.id for m in messages if request.filter.matches(m.body, {})] == ["1", "3"]
-    assert str(request.filter) == "2 selected message(s)"
+    assert str(request.filter).startswith("2 selected message(s) #")
+    other = selection_request("dlq", "orders", "replay", [messages[0], messages[2]])
+    assert str(other.filter) != str(request.filter)  # resumable jobs never mix selections
     everything = selection_request("dlq", "orders", "replay", [])
     assert everything.filter is None and everything.limit is None
     sel = SelectionFilter(messages[:1])

@@ -89,9 +89,10 @@ class AlertsScreen(Screen[None]):
     def on_mount(self) -> None:
         """Set up the tables."""
         active = self.query_one("#alerts-table", DataTable)
-        active.add_columns(
-            "State", "Sev", "Rule", "Broker", "Queue", "Group", "Value", "Thr", "Since", "Summary"
-        )
+        # fixed width for the state: auto widths lag behind when a longer word appears
+        active.add_column("State", width=10)
+        active.add_column("Sev", width=8)
+        active.add_columns("Rule", "Broker", "Queue", "Group", "Value", "Thr", "Since", "Summary")
         resolved = self.query_one("#resolved-table", DataTable)
         resolved.add_columns("Resolved", "Sev", "Rule", "Broker", "Queue", "Group", "Summary")
         silences = self.query_one("#silences-table", DataTable)

@@ -167,12 +167,12 @@ class DlqScreen(Screen[None]):
         """Find the broker's actions, then peek."""
         table = self.query_one("#messages", DataTable)
         table.add_column(" ", key="sel", width=1)
-        table.add_column("Id", key="id", width=16)
-        table.add_column("Age", key="age", width=7)
-        table.add_column("Reason", key="reason", width=12)
-        table.add_column("#", key="count", width=3)
-        table.add_column("Original", key="original", width=14)
-        table.add_column("Size", key="size", width=9)
+        table.add_column("Id", key="id", width=14)
+        table.add_column("Age", key="age", width=6)
+        table.add_column("Reason", key="reason", width=10)
+        table.add_column("#", key="count", width=2)
+        table.add_column("Original", key="original", width=12)
+        table.add_column("Size", key="size", width=8)
         table.add_column("Body", key="body")
         self.query_one("#dlq-progress").display = False
         self.query_one("#dlq-result").display = False
@@ -201,15 +201,15 @@ class DlqScreen(Screen[None]):
         title.append(" DLQ ", "bold reverse magenta")
         title.append(f" {safe_text(self.broker_name, 40)} / ", "dim")
         title.append(safe_text(self.queue, 120), "bold")
+        target = self._target()
+        title.append(" → ", "dim")
+        title.append(safe_text(target, 80) if target else "? (replay asks)", "bold green")
         if self.total is not None:
-            title.append(f" · {self.total} message(s)")
-        if self.messages:
+            title.append(f" · {self.total} msg")
+        if self.messages and len(self.messages) != self.total:
             title.append(f" · {len(self.messages)} shown")
         if self.selected:
             title.append(f" · {len(self.selected)} selected", "bold cyan")
-        target = self._target()
-        title.append(" · replay to ", "dim")
-        title.append(safe_text(target, 80) if target else "? (pick one)", "bold green")
         self.query_one("#dlq-title", Static).update(title)
         box = self.query_one("#dlq-notice", Static)
         lines = Text()

@@ -41,13 +41,15 @@ class SelectionFilter:
         chosen = list(messages)
         self.count = len(chosen)
         self.digests = frozenset(hashlib.sha256(m.body).digest() for m in chosen)
+        # brokers may key resumable jobs on str(filter): two selections must never look alike
+        self.fingerprint = hashlib.sha256(b"".join(sorted(self.digests))).hexdigest()[:12]
 
     def matches(self, body: bytes, headers: Mapping[str, Any]) -> bool:
         """True when the body is one of the selected ones."""
         return hashlib.sha256(body).digest() in self.digests
 
     def __str__(self) -> str:
-        return f"{self.count} selected message(s)"
+        return f"{self.count} selected message(s) #{self.fingerprint}"
 
 
 def selection_request(
