@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-import subprocess
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -241,14 +242,24 @@ async def test_replay_stops_at_the_end_offsets_seen_at_start(kafka, kafka_broker
     late = [f"late-{i}" for i in range(5)]
     produced_late = []
 
+    async def produce_late() -> None:
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_broker.bootstrap)
+        await producer.start()
+        try:
+            for value in late:
+                await producer.send_and_wait(dlt, value.encode(), partition=0)
+        finally:
+            await producer.stop()
+
     def on_progress(progress: Any) -> None:
         if not produced_late:  # new dead letters arrive while the replay runs
-            subprocess.run(
-                ["kcat", "-b", kafka_broker.bootstrap, "-P", "-t", dlt, "-p", "0"],
-                input="\n".join(late).encode(),
-                check=True,
-                timeout=30,
-            )
+            # produced from another thread while the replay's loop waits: they are on the
+            # broker before the replay reads its next batch
+            writer = threading.Thread(target=lambda: asyncio.run(produce_late()))
+            writer.start()
+            writer.join(30)
             produced_late.append(time.monotonic())
 
     actions = KafkaActions(KafkaOptions(name="events", bootstrap_servers=kafka_broker.bootstrap))

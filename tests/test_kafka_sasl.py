@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -25,6 +26,9 @@ ADMIN = "Admin-Canary-3107"
 
 def _certificates(workdir: Path) -> None:
     """A CA, and a server certificate for 127.0.0.1 signed by it (PEM, PKCS#8 key)."""
+
+    if shutil.which("openssl") is None:
+        raise harness.BrokerUnavailable("openssl is needed to make the test certificates")
 
     def openssl(*args: str) -> None:
         subprocess.run(["openssl", *args], cwd=workdir, check=True, capture_output=True)
