@@ -266,12 +266,7 @@ def poll_benchmark(broker, count: int, cycles: int = 5) -> tuple[float, float]: 
             while page <= pages:
                 response = client.get(
                     f"/api/queues/{_q(vhost)}",
-                    params={
-                        "columns": ",".join(QUEUE_COLUMNS),
-                        "page": page,
-                        "page_size": 500,
-                        "sort": "name",
-                    },
+                    params={"columns": ",".join(QUEUE_COLUMNS), "page": page, "page_size": 500},
                 )
                 doc = response.json()
                 pages = int(doc["page_count"])

@@ -49,6 +49,7 @@ from collectors.base import (
     Collected,
     CollectorPlugin,
     MessageActions,
+    compile_globs,
     dlq_candidates,
 )
 from mqtop.durations import Duration
@@ -320,6 +321,12 @@ class Topology:
 
     def __init__(self) -> None:
         self.exchanges: dict[tuple[str, str], ExchangeInfo] = {}
+        self._resolved: dict[tuple[str, str, DeadLetterTarget], list[str]] = {}
+
+    def store(self, vhost: str, exchange: str, info: ExchangeInfo) -> None:
+        """Cache an exchange's type and bindings (forgets resolutions made before)."""
+        self.exchanges[(vhost, exchange)] = info
+        self._resolved.clear()
 
     def stale(self, now: float, every: float) -> set[tuple[str, str]]:
         """Exchanges whose cached bindings are older than ``every``."""
@@ -327,6 +334,13 @@ class Topology:
 
     def resolve(self, vhost: str, source_queue: str, target: DeadLetterTarget) -> list[str]:
         """Queue names (in ``vhost``) that receive the dead letters of ``source_queue``."""
+        key = (vhost, source_queue, target)
+        found = self._resolved.get(key)
+        if found is None:
+            found = self._resolved[key] = self._resolve(vhost, source_queue, target)
+        return found
+
+    def _resolve(self, vhost: str, source_queue: str, target: DeadLetterTarget) -> list[str]:
         if target.exchange == "":
             # default exchange: the routing key is the queue name
             key = target.routing_key
@@ -550,6 +564,14 @@ class RabbitMQCollector:
         self.mode: Literal["management", "amqp"] | None = None
         self.dead_letter_sources: dict[str, list[str]] = {}  # DLQ -> sources (last poll)
         self.dead_letter_queues: dict[str, list[str]] = {}  # source -> DLQs (last poll)
+        self._include = compile_globs(options.include)
+        self._exclude = compile_globs(options.exclude)
+
+    def _wants(self, name: str) -> bool:
+        """include/exclude globs, compiled once (called for every queue of every poll)."""
+        if self._include is not None and self._include.match(name) is None:
+            return False
+        return self._exclude is None or self._exclude.match(name) is None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -705,9 +727,9 @@ class RabbitMQCollector:
         size = self.options.page_size
 
         async def page(number: int) -> dict[str, Any] | None:
-            data = await self._get(
-                path, {"columns": cols, "page": number, "page_size": size, "sort": "name"}
-            )
+            # no "sort": the listing comes ordered by name already, and an explicit sort
+            # makes the broker re-sort every queue for every page (3x slower at 5,000)
+            data = await self._get(path, {"columns": cols, "page": number, "page_size": size})
             if data is None:
                 return None
             if not isinstance(data, dict) or "items" not in data:
@@ -809,10 +831,14 @@ class RabbitMQCollector:
                 for b in (bindings or [])
                 if isinstance(b, dict)
             ]
-            self._topology.exchanges[(vhost, exchange)] = ExchangeInfo(
-                type=None if meta is None else str(meta.get("type", "direct")),
-                bindings=rows,
-                fetched=time.monotonic(),
+            self._topology.store(
+                vhost,
+                exchange,
+                ExchangeInfo(
+                    type=None if meta is None else str(meta.get("type", "direct")),
+                    bindings=rows,
+                    fetched=time.monotonic(),
+                ),
             )
 
         for _ in range(MAX_E2E_DEPTH + 1):
@@ -886,7 +912,7 @@ class RabbitMQCollector:
         series: list[SeriesSample] = []
         wanted_names: set[str] = set()
         for qname, item in by_name.items():
-            if not options.wants(qname):
+            if not self._wants(qname):
                 continue
             wanted_names.add(qname)
             kind = str(item.get("type") or "classic")
