@@ -853,7 +853,11 @@ class KafkaCollector:
         tps = [(t, p) for t in measured for p in wire.partitions.get(t, ())]
 
         watched_parts = {t: wire.partitions.get(t, []) for t in topics}
-        listed = await wire.list_groups()
+        try:
+            listed = await wire.list_groups()
+        except KafkaProtocolError as exc:  # e.g. coordinator still loading: topics still count
+            warnings.append(f"consumer groups unavailable: {exc}")
+            listed = []
         groups = [
             g for g, ptype in listed if ptype in ("consumer", "") and self.options.wants_group(g)
         ]
