@@ -73,6 +73,7 @@ UNSUPPORTED_EXTRAS = ("keep_partition", "keep_timestamp", "from_offset", "from_t
 IDLE_CHECK = 1.0  # seconds without deliveries before asking how many messages are left
 STALL_LIMIT = 30.0  # no delivery for this long while messages are ready: give up
 PROGRESS_EVERY = 0.1
+MAX_PREFETCH = 65_535
 
 
 def _text(value: Any) -> str | None:
@@ -480,9 +481,9 @@ def batching_connection_class() -> Any:
                 end = pos + length + 8
                 if end > size:
                     break
+                if channel == raw_channel and buf[end - 1] != FRAME_END:
+                    raise ValueError("invalid AMQP frame end")
                 if channel == raw_channel and self._mqtop_raw(kind, buf, pos + 7, end - 1):
-                    if buf[end - 1] != FRAME_END:
-                        raise ValueError("invalid AMQP frame end")
                     pos = end
                     self.bytes_received += length + 8
                     self.frames_received += 1
@@ -582,6 +583,7 @@ class Mover:
         self._buffer: deque[tuple[int, bool, Any, bytes]] = deque()
         self._done_tags: list[int] = []
         self._held = 0
+        self._hold_limit_hit = False
         self._prefetch = spec.window
         self._queued_for_publish = 0  # published + buffered (for --limit)
         self._last_activity = time.monotonic()
@@ -727,6 +729,8 @@ class Mover:
         )
 
     def _on_channel_closed(self, channel: Any, reason: BaseException) -> None:
+        if channel is self._con:
+            channel.connection._mqtop_raw_channel = None  # the number may be reused
         if self._closing:
             return
         which = "publisher" if channel is self._pub else "consumer"
@@ -792,9 +796,22 @@ class Mover:
     def _hold(self) -> None:
         """A delivery stays unacked until the end (then requeued): keep prefetch free."""
         self._held += 1
-        if self._held + self.spec.window > self._prefetch and self._con is not None:
-            self._prefetch = min(65_535, self.spec.window + max(self._held * 2, self.spec.window))
-            self._con.basic_qos(prefetch_count=self._prefetch)
+        if self._held + self.spec.window <= self._prefetch or self._con is None:
+            return
+        if self._held + self.spec.window > MAX_PREFETCH:
+            # RabbitMQ's prefetch is a 16-bit count: no more messages can be held back
+            if not self._hold_limit_hit:
+                self._hold_limit_hit = True
+                self.out.notes.append(
+                    f"stopped after {self.out.delivered} message(s): more than "
+                    f"{MAX_PREFETCH - self.spec.window} of them had to stay in the source "
+                    "(filter, limit or failures) and one consumer cannot hold more back; "
+                    "the rest was not examined"
+                )
+                self._stop_taking()
+            return
+        self._prefetch = min(MAX_PREFETCH, self.spec.window + max(self._held * 2, self.spec.window))
+        self._con.basic_qos(prefetch_count=self._prefetch)
 
     def _stamp_now(self) -> dt.datetime:
         now = int(time.time())
@@ -1447,6 +1464,7 @@ class RabbitMQActions:
                 journal.close()
         if outcome.stopped_early:
             notes.append(outcome.stopped_early)
+        notes.extend(outcome.notes)
         if outcome.skipped:
             notes.append(
                 f"{outcome.skipped} message(s) did not match the filter and were returned to "
