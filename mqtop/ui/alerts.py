@@ -88,17 +88,8 @@ class AlertsScreen(Screen[None]):
 
     def on_mount(self) -> None:
         """Set up the tables."""
-        active = self.query_one("#alerts-table", DataTable)
-        # fixed width for the state: auto widths lag behind when a longer word appears
-        active.add_column("State", width=10)
-        active.add_column("Sev", width=8)
-        active.add_columns("Rule", "Broker", "Queue", "Group", "Value", "Thr", "Since", "Summary")
-        resolved = self.query_one("#resolved-table", DataTable)
-        resolved.add_columns("Resolved", "Sev", "Rule", "Broker", "Queue", "Group", "Summary")
-        silences = self.query_one("#silences-table", DataTable)
-        silences.add_columns("Id", "Rule", "Matchers", "Until", "Comment")
         self.refresh_tables()
-        active.focus()
+        self.query_one("#alerts-table", DataTable).focus()
 
     def on_data_refreshed(self, message: DataRefreshed) -> None:
         """Redraw."""
@@ -124,7 +115,12 @@ class AlertsScreen(Screen[None]):
 
         table = self.query_one("#alerts-table", DataTable)
         cursor = table.cursor_row
-        table.clear()
+        # columns are re-added on every refresh so their widths always fit the content
+        table.clear(columns=True)
+        table.add_column("State", width=10)
+        table.add_columns(
+            "Sev", "Rule", "Broker", "Queue", "Group", "Value", "Thr", "Since", "Summary"
+        )
         for alert in self._alerts:
             since = alert.fired_at or alert.active_since
             table.add_row(
@@ -143,7 +139,8 @@ class AlertsScreen(Screen[None]):
             table.move_cursor(row=min(cursor, len(self._alerts) - 1))
 
         resolved = self.query_one("#resolved-table", DataTable)
-        resolved.clear()
+        resolved.clear(columns=True)
+        resolved.add_columns("Resolved", "Sev", "Rule", "Broker", "Queue", "Group", "Summary")
         for alert in data.resolved[:20]:
             resolved.add_row(
                 _clock(alert.resolved_at),
@@ -156,7 +153,9 @@ class AlertsScreen(Screen[None]):
             )
 
         silences = self.query_one("#silences-table", DataTable)
-        silences.clear()
+        silences_cursor = silences.cursor_row
+        silences.clear(columns=True)
+        silences.add_columns("Id", "Rule", "Matchers", "Until", "Comment")
         self._silences = list(data.silences)
         for silence in self._silences:
             matchers = getattr(silence, "matchers", {}) or {}
@@ -167,6 +166,8 @@ class AlertsScreen(Screen[None]):
                 _clock(getattr(silence, "until", None)),
                 Text(safe_text(getattr(silence, "comment", "") or "", 80)),
             )
+        if self._silences:
+            silences.move_cursor(row=min(silences_cursor, len(self._silences) - 1))
 
     def selected_alert(self) -> Alert | None:
         """The alert under the cursor."""

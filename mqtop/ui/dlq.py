@@ -173,7 +173,7 @@ class DlqScreen(Screen[None]):
         table.add_column("#", key="count", width=2)
         table.add_column("Original", key="original", width=12)
         table.add_column("Size", key="size", width=8)
-        table.add_column("Body", key="body")
+        table.add_column("Body", key="body", width=80)
         self.query_one("#dlq-progress").display = False
         self.query_one("#dlq-result").display = False
         try:
