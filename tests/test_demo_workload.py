@@ -297,3 +297,21 @@ def test_kafka_server_dies_with_its_parent(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_orders_are_the_same_in_every_run():
+    """Seeded data: the nth order does not depend on how the stages interleave."""
+    endpoints = Endpoints(None, None, None)
+    first, second = Workload(endpoints), Workload(endpoints)
+    second.rng.random()  # a stage decision drawn first must not shift the orders
+    a = [first.new_order() for _ in range(200)]
+    b = [second.new_order() for _ in range(200)]
+    for order in a + b:
+        order.pop("created_at")
+    assert a == b
+    assert a[2]["card"] == DECLINED_CARD
+    assert a[4]["email"].endswith("@" + BOUNCE_DOMAIN)
+    assert a[6]["vat_id"] == INVALID_VAT
+    # about 3 % of each defect beyond the first ones
+    declined = sum(o["card"] == DECLINED_CARD for o in a[10:])
+    assert 0 < declined < 20

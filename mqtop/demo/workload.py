@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -77,22 +78,28 @@ class Endpoints:
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
-    """Rates (per second) and the timeline of one cycle (seconds from the start)."""
+    """Rates (per second) and the timeline of one cycle (seconds from the start).
+
+    Every stage drains its share of a whole cycle (steady orders, the invoice re-run and the
+    flash sale) well within the cycle, so backlogs rise and fall instead of growing forever.
+    """
 
     order_rate: float = 8.0
-    payment_rate: float = 40.0
+    payment_rate: float = 60.0  # all concurrent gateway calls together, before retries
+    payment_concurrency: int = 6
     analytics_rate: float = 80.0
-    email_rate: float = 15.0
-    invoice_rate: float = 15.0
+    email_rate: float = 22.0
+    invoice_rate: float = 40.0  # all invoice workers together, before retries
+    invoice_workers: int = 4
     fulfillment_rate: float = 12.0  # per consumer (two consumers)
     failure_share: float = 0.03  # per stage, fails every attempt: dead-lettered
     transient_share: float = 0.05  # per stage, fails once, then succeeds on retry
     unacked_share: float = 0.01  # stream entries a fulfillment consumer "crashes" on
     retries: int = 3  # retries after the first attempt (in-process stages)
-    backoff: float = 0.1  # first retry delay; doubles each retry
+    backoff: float = 0.05  # first retry delay; doubles each retry
     cycle: float = 180.0
     invoice_batch_at: float = 0.0
-    invoice_batch_size: int = 1200
+    invoice_batch_size: int = 1500
     flash_sale_at: float = 30.0
     flash_sale_size: int = 1500
     stall_at: float = 20.0
@@ -154,7 +161,12 @@ class Workload:
     ) -> None:
         self.endpoints = endpoints
         self.scenario = scenario or Scenario()
-        self.rng = random.Random(self.scenario.seed)
+        seed = self.scenario.seed
+        self.rng = random.Random(seed)  # stage decisions (transient failures, crashes)
+        # orders and re-run jobs draw from their own generators: the nth order is the same
+        # in every run, whatever the interleaving of the stages
+        self._order_rng = random.Random(f"{seed}-orders")
+        self._batch_rng = random.Random(f"{seed}-reruns")
         self.counts: Counter[str] = Counter()
         self._emit = emit or (lambda event: None)
         self._t0 = time.monotonic()
@@ -196,7 +208,7 @@ class Workload:
         """A realistic order; some carry a defect a later stage cannot get past."""
         self._order_seq += 1
         n = self._order_seq
-        rng, share = self.rng, self.scenario.failure_share
+        rng, share = self._order_rng, self.scenario.failure_share
         customer = rng.randint(1, 5000)
         # the first orders include one defect of each kind so every DLQ fills within seconds
         declined = n == 3 or rng.random() < share
@@ -356,7 +368,9 @@ class Workload:
         if self.endpoints.sqs_url:
             stages.append(("email-worker", self.email_worker))
         if self.endpoints.redis_url:
-            stages.append(("invoice-worker", self.invoice_worker))
+            for n in range(1, self.scenario.invoice_workers + 1):
+                name = f"invoice-worker-{n}"
+                stages.append((name, functools.partial(self.invoice_worker, name)))
             stages.append(("fulfillment-1", lambda: self.fulfillment("fulfillment-1")))
             stages.append(("fulfillment-2", lambda: self.fulfillment("fulfillment-2")))
             stages.append(("notify-subscriber", self.notify_subscriber))
@@ -377,31 +391,35 @@ class Workload:
 
     # -- order service ---------------------------------------------------------------
 
-    async def place_order(self, order: dict[str, Any]) -> None:
-        """Publish one order: Kafka (one record per request), Redis stream and channel."""
-        body = json.dumps(order, separators=(",", ":")).encode()
-        async with self._order_lock:  # keeps Kafka sends strictly one at a time
-            if self._producer is not None:
-                await self._producer.send_and_wait(
-                    ORDERS_TOPIC,
-                    body,
-                    key=order["customer"].encode(),
-                    headers=[("content-type", b"application/json")],
-                )
+    async def place_orders(self, orders: list[dict[str, Any]]) -> None:
+        """Publish orders: Kafka one record per request, then one Redis round trip for all."""
+        if not orders:
+            return
+        if self._producer is not None:
+            async with self._order_lock:  # keeps Kafka sends strictly one at a time
+                for order in orders:
+                    await self._producer.send_and_wait(
+                        ORDERS_TOPIC,
+                        json.dumps(order, separators=(",", ":")).encode(),
+                        key=order["customer"].encode(),
+                        headers=[("content-type", b"application/json")],
+                    )
+                    self.counts["orders"] += 1
+        else:
+            for order in orders:  # no Kafka: the payment step runs inline
                 self.counts["orders"] += 1
-        if self._producer is None:
-            self.counts["orders"] += 1
-            if await self._pay(order):
-                await self._fan_out([order])  # no Kafka: the payment step runs inline
+                if await self._pay(order):
+                    await self._fan_out([order])
         if self._redis is not None:
             pipe = self._redis.pipeline(transaction=False)
-            pipe.xadd(
-                ORDER_STREAM,
-                {"order_id": order["order_id"], "amount": str(order["amount"])},
-                maxlen=STREAM_MAXLEN,
-                approximate=True,
-            )
-            pipe.publish(NOTIFY_CHANNEL, order["order_id"])
+            for order in orders:
+                pipe.xadd(
+                    ORDER_STREAM,
+                    {"order_id": order["order_id"], "amount": str(order["amount"])},
+                    maxlen=STREAM_MAXLEN,
+                    approximate=True,
+                )
+                pipe.publish(NOTIFY_CHANNEL, order["order_id"])
             await pipe.execute()
 
     async def order_service(self) -> None:
@@ -412,9 +430,11 @@ class Workload:
             phase = 2 * math.pi * self.elapsed() / 90.0
             rate = self.scenario.order_rate * (1 + 0.35 * math.sin(phase))
             due += rate * tick
+            batch = []
             while due >= 1:
                 due -= 1
-                await self.place_order(self.new_order())
+                batch.append(self.new_order())
+            await self.place_orders(batch)
             await asyncio.sleep(tick)
 
     async def scheduler(self) -> None:
@@ -442,8 +462,8 @@ class Workload:
     async def flash_sale(self, size: int) -> None:
         """A burst of ``size`` orders, as fast as the broker takes them (one per request)."""
         self.event("flash_sale", orders=size, topic=ORDERS_TOPIC)
-        for _ in range(size):
-            await self.place_order(self.new_order())
+        for start in range(0, size, 100):
+            await self.place_orders([self.new_order() for _ in range(min(100, size - start))])
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -456,17 +476,18 @@ class Workload:
             return
         self.event("invoice_batch", jobs=size, queue=INVOICE_LIST)
         self._reruns += 1
+        rng = self._batch_rng
         jobs = []
         for i in range(size):  # a re-run of orders already paid
             job = {
                 "job": "create-invoice",
                 "order_id": f"ord-r{self._reruns}-{i:05d}",
-                "customer": f"cust-{self.rng.randint(1, 5000):05d}",
-                "amount": round(self.rng.uniform(5, 400), 2),
+                "customer": f"cust-{rng.randint(1, 5000):05d}",
+                "amount": round(rng.uniform(5, 400), 2),
                 "currency": "EUR",
-                "vat_id": f"DE{self.rng.randint(100000000, 999999999)}",
+                "vat_id": f"DE{rng.randint(100000000, 999999999)}",
             }
-            if i == 2 or self.rng.random() < self.scenario.failure_share:
+            if i == 2 or rng.random() < self.scenario.failure_share:
                 job["vat_id"] = INVALID_VAT  # the re-run meets the same bad data
             jobs.append(json.dumps(job, separators=(",", ":")).encode())
         for start in range(0, len(jobs), 500):
@@ -479,7 +500,7 @@ class Workload:
         transient = self.rng.random() < self.scenario.transient_share
 
         async def attempt(n: int) -> None:
-            await asyncio.sleep(1.0 / self.scenario.payment_rate)
+            await asyncio.sleep(self.scenario.payment_concurrency / self.scenario.payment_rate)
             if order.get("card") == DECLINED_CARD:
                 raise PermanentFailure("card declined")
             if self.outage:
@@ -511,17 +532,25 @@ class Workload:
         await consumer.start()
         try:
             while True:
-                batch = await consumer.getmany(timeout_ms=500, max_records=20)
+                batch = await consumer.getmany(timeout_ms=500, max_records=30)
                 paid: list[dict[str, Any]] = []
-                for records in batch.values():
-                    for record in records:
+                slots = asyncio.Semaphore(self.scenario.payment_concurrency)
+
+                async def charge(
+                    record: Any,
+                    paid: list[dict[str, Any]] = paid,
+                    slots: asyncio.Semaphore = slots,
+                ) -> None:
+                    async with slots:  # a few gateway calls in flight at once
                         order = _json(record.value)
                         if order is None or not await self._pay(order):
                             await self._dead_letter_order(record, order)
-                            continue
-                        paid.append(order)
+                        else:
+                            paid.append(order)
+
+                await asyncio.gather(*(charge(r) for rs in batch.values() for r in rs))
                 await self._fan_out(paid)
-                if batch:
+                if batch:  # committed once the whole batch is paid or dead-lettered
                     await consumer.commit()
         finally:
             with contextlib.suppress(Exception):
@@ -688,37 +717,44 @@ class Workload:
         }
         return json.dumps(job, separators=(",", ":")).encode()
 
-    async def invoice_worker(self) -> None:
-        """BRPOP invoice jobs; retry failures with backoff, then LPUSH them to the dead list."""
+    async def invoice_worker(self, name: str) -> None:
+        """One of the invoice workers: pop jobs, retry failures with backoff, dead-letter.
+
+        Jobs are taken up to ten at a time (``RPOP key 10``), with a blocking ``BRPOP`` when
+        the list is empty; a failed job is ``LPUSH``ed to the dead list exactly as queued.
+        """
         client = self._redis_client()
+        per_job = self.scenario.invoice_workers / self.scenario.invoice_rate
         try:
             while True:
-                popped = await client.brpop([INVOICE_LIST], timeout=1)
+                popped = await client.rpop(INVOICE_LIST, 10)
                 if not popped:
-                    continue
-                raw: bytes = popped[1]
-                job = _json(raw) or {}
-                transient = self.rng.random() < self.scenario.transient_share
-
-                async def attempt(
-                    n: int, job: dict[str, Any] = job, flaky: bool = transient
-                ) -> None:
-                    await asyncio.sleep(1.0 / self.scenario.invoice_rate)
-                    if job.get("vat_id") == INVALID_VAT or not job:
-                        raise PermanentFailure("invalid VAT id")
-                    if flaky and n == 0:
-                        raise TransientFailure("PDF renderer busy")
-
-                try:
-                    await retry_with_backoff(attempt, self.scenario.retries, self.scenario.backoff)
-                    self.counts["invoices.ok"] += 1
-                except (PermanentFailure, TransientFailure):
-                    # the dead list keeps the job exactly as it was queued (replayable as is)
-                    await client.lpush(INVOICE_DEAD, raw)
-                    self.counts["invoices.dead_lettered"] += 1
+                    got = await client.brpop([INVOICE_LIST], timeout=1)
+                    popped = [got[1]] if got else []
+                for raw in popped:
+                    await self._invoice(client, raw, per_job)
         finally:
             with contextlib.suppress(Exception):
                 await client.aclose()
+
+    async def _invoice(self, client: Any, raw: bytes, per_job: float) -> None:
+        job = _json(raw) or {}
+        transient = self.rng.random() < self.scenario.transient_share
+
+        async def attempt(n: int) -> None:
+            await asyncio.sleep(per_job)
+            if job.get("vat_id") == INVALID_VAT or not job:
+                raise PermanentFailure("invalid VAT id")
+            if transient and n == 0:
+                raise TransientFailure("PDF renderer busy")
+
+        try:
+            await retry_with_backoff(attempt, self.scenario.retries, self.scenario.backoff)
+            self.counts["invoices.ok"] += 1
+        except (PermanentFailure, TransientFailure):
+            # the dead list keeps the job exactly as it was queued (replayable as is)
+            await client.lpush(INVOICE_DEAD, raw)
+            self.counts["invoices.dead_lettered"] += 1
 
     # -- fulfillment (Redis stream group) and notifications (pub/sub) ----------------
 
