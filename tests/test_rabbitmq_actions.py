@@ -389,3 +389,24 @@ def test_move_does_not_fan_out_cc_copies(rabbit: Rabbit, rabbitmq_broker, write_
     [(_, props, body)] = rabbit.drain(dst)
     assert body == b"hello" and "CC" not in props.headers
     assert props.headers["x-mqtop-replay"]["cc"] == [other]
+
+
+def test_replay_without_management_api_uses_x_first_death_queue(
+    rabbit: Rabbit, rabbitmq_broker, write_config, run_cli
+):
+    p = rabbit.unique("nm")
+    src, dlq = _dlx_pair(rabbit, p)
+    conn = rabbit.connect()
+    channel = conn.channel()
+    for i in range(3):
+        channel.basic_publish("", src, b"x%d" % i, pika.BasicProperties(message_id=f"n{i}"))
+    _reject_all(rabbit, src, 3)
+    wait_until(lambda: rabbit.ready(dlq) == 3, 10, "dead letters")
+    path = write_config(broker_config(rabbitmq_broker, [p + "*"], management=False))
+    result = run_cli(
+        "dlq", "replay", "--config", str(path), "rabbit", dlq, "--yes", "--format", "json"
+    )
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["destination"] == src and doc["moved"] == 3
+    assert sorted(rabbit.snapshot_ids(src)) == ["n0", "n1", "n2"]
