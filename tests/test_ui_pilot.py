@@ -383,6 +383,16 @@ async def test_help_palette_and_small_terminal(tmp_path):
         for title in ("Filter", "Group", "DLQ", "Detail", "Alerts", "Help", "Theme", "Quit"):
             assert title in titles, title
         assert "Sort by Backlog" in titles and "Sort by Err%" in titles
+        # the palette runs them: "Sort by Queue" through ctrl+p
+        from textual.command import CommandPalette
+
+        await pilot.press("ctrl+p")
+        await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await pilot.press(*"Sort by Queue")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, OverviewScreen))
+        await wait_until(pilot, lambda: app.screen.sort_column == "queue")
         # resize keeps working
         await pilot.resize_terminal(160, 50)
         await pilot.pause()

@@ -143,7 +143,10 @@ class MqtopApp(App[int]):
 
     @work(exclusive=True, group="engine", exit_on_error=False)
     async def _start_engine(self) -> None:
-        await self.engine.load_history()
+        try:
+            await self.engine.load_history()
+        except Exception as exc:  # a broken history file must not stop monitoring
+            self.notify(safe_text(f"history not loaded: {exc}", 300), severity="warning")
         self.engine.start()
 
     def broker_actions(self, broker: str) -> MessageActions | None:
