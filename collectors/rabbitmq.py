@@ -328,10 +328,6 @@ class Topology:
         self.exchanges[(vhost, exchange)] = info
         self._resolved.clear()
 
-    def stale(self, now: float, every: float) -> set[tuple[str, str]]:
-        """Exchanges whose cached bindings are older than ``every``."""
-        return {k for k, v in self.exchanges.items() if now - v.fetched >= every}
-
     def resolve(self, vhost: str, source_queue: str, target: DeadLetterTarget) -> list[str]:
         """Queue names (in ``vhost``) that receive the dead letters of ``source_queue``."""
         key = (vhost, source_queue, target)
