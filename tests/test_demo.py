@@ -42,13 +42,13 @@ def _env(tmp_path: Path) -> dict[str, str]:
 class Demo:
     """A running `mqtop demo --headless` whose JSON lines are collected as they come."""
 
-    def __init__(self, tmp_path: Path, *args: str) -> None:
+    def __init__(self, tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mqtop", "demo", "--headless", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=_env(tmp_path),
+            env={**_env(tmp_path), **(env or {})},
             cwd=tmp_path,
         )
         self.lines: list[dict[str, Any]] = []
@@ -137,8 +137,7 @@ def _assert_nothing_left(started: dict[str, Any], within: float = 10.0) -> None:
     """Every process the demo started is gone and every port it opened is closed."""
     pids = list(started["pids"].values())
     ports = list(started["ports"])
-    assert set(started["pids"]) >= {"backend", "kafka"}
-    assert len(ports) == 3
+    assert "backend" in started["pids"] and ports
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if not any(_alive(p) for p in pids) and not any(_listening(p) for p in ports):
@@ -186,6 +185,8 @@ class DemoRun:
     peeked: list[dict[str, Any]]
     dead_list: list[bytes]
     leftovers: str | None
+    replays: dict[str, subprocess.CompletedProcess[str]]
+    audit: list[str]
 
     @property
     def snapshots(self) -> list[dict[str, Any]]:
@@ -235,6 +236,21 @@ def demo_run(tmp_path_factory) -> DemoRun:
             dead_list = client.lrange("jobs:invoices:dead", 0, -1)
         finally:
             client.close()
+        replays = {
+            broker: _cli(
+                tmp_path,
+                "--config",
+                str(config_path),
+                "dlq",
+                "replay",
+                broker,
+                dlq,
+                "--yes",
+                "--format",
+                "json",
+            )
+            for broker, dlq in (("demo-redis", "jobs:invoices:dead"), ("demo-kafka", "orders.DLT"))
+        }
         code = demo.finish(timeout=90)
     finally:
         demo.kill()
@@ -254,11 +270,15 @@ def demo_run(tmp_path_factory) -> DemoRun:
         peeked=json.loads(peek.stdout),
         dead_list=dead_list,
         leftovers=leftovers,
+        replays=replays,
+        audit=(tmp_path / "state" / "mqtop" / "audit.jsonl").read_text().splitlines(),
     )
 
 
 def test_demo_exits_0_after_the_duration_and_leaves_nothing(demo_run):
     assert demo_run.code == 0, demo_run.stderr
+    assert set(demo_run.started["pids"]) == {"backend", "kafka"}
+    assert len(demo_run.started["ports"]) == 3
     assert demo_run.lines[-1] == {"event": "demo_stopped", "reason": "duration", "exit_code": 0}
     assert demo_run.leftovers is None, demo_run.leftovers
     assert 12 <= len(demo_run.snapshots) <= 22, len(demo_run.snapshots)  # one per 1 s poll
@@ -288,6 +308,31 @@ def test_dlq_browser_has_messages_to_replay(demo_run):
     assert any(
         (s["metrics"]["dlq_length"] or 0) > 0 for x in demo_run.snapshots for s in x["series"]
     )
+
+
+def _replayed(demo_run: DemoRun, broker: str, dlq: str, destination: str) -> None:
+    result = demo_run.replays[broker]
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["source"] == dlq and report["destination"] == destination
+    assert report["moved"] >= 1 and report["failed"] == 0
+    audited = [json.loads(line) for line in demo_run.audit]
+    assert any(
+        a["broker"] == broker and a["action"] == "replay" and a["result"] == "ok" for a in audited
+    ), audited
+
+
+def test_redis_dead_letters_replay(demo_run):
+    _replayed(demo_run, "demo-redis", "jobs:invoices:dead", "jobs:invoices")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="collectors/kafka_actions.py asks OffsetFetch for all of the replay group's topics "
+    "(topics=null); tansu drops the connection (KafkaConnectionError: Connection closed)",
+)
+def test_kafka_dead_letters_replay(demo_run):
+    _replayed(demo_run, "demo-kafka", "orders.DLT", "orders")
 
 
 def test_redis_series_are_live(demo_run):
@@ -360,6 +405,8 @@ def test_an_alert_fires_on_the_burst(demo_run):
     ]
     assert backlog, [(a["rule"], a["broker"], a["queue"]) for a in alerts]
     assert backlog[0]["queue"] == "jobs:invoices" and backlog[0]["value"] > 1000
+    # names stay readable: no demo value is mistaken for a secret and masked
+    assert backlog[0]["summary"].startswith("demo-redis/jobs:invoices: queue_length ")
     scenario = [x["scenario"] for x in demo_run.lines if x.get("event") == "scenario"]
     assert scenario[0] == "invoice_batch"
 
@@ -408,6 +455,45 @@ def test_backend_death_is_reported_with_exit_3(tmp_path):
     assert demo.lines[-1]["reason"] == "the demo servers stopped unexpectedly"
     assert "mqtop demo: the demo servers stopped unexpectedly" in demo.read_stderr()
     _assert_nothing_left(started, within=10)
+
+
+def test_without_tansu_the_demo_runs_on_sqs_and_redis(tmp_path):
+    """No Kafka-compatible broker available: a warning, and the pipeline runs without it."""
+    demo = Demo(tmp_path, "--duration", "8s", env={"CALF_TANSU_BIN": str(tmp_path / "none")})
+    try:
+        code = demo.finish(timeout=60)
+    finally:
+        demo.kill()
+    assert code == 0, demo.read_stderr()
+    started = demo.started
+    assert "demo-kafka" not in started["brokers"]
+    assert {"demo-sqs", "demo-redis"} <= set(started["brokers"])
+    assert started["endpoints"]["kafka"] is None
+    assert any(w.startswith("kafka: ") for w in started["warnings"])
+    assert "mqtop demo: kafka: " in demo.read_stderr()
+    # orders still flow: paid inline, then emailed (SQS) and invoiced (Redis)
+    last = demo.snapshots[-1]
+    stream = _series(last, "demo-redis", "events:orders", "fulfillment")
+    assert stream["metrics"]["publish_rate"] > 0
+    assert _series(last, "demo-sqs", "email-notifications") is not None
+    _assert_nothing_left(started)
+
+
+def test_missing_demo_packages_are_named(monkeypatch, capsys):
+    import importlib.util
+
+    from mqtop.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in ("moto", "fakeredis") else real(name, *a),
+    )
+    assert main(["demo", "--headless", "--duration", "1s"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'mqtop[demo]'" in err
+    assert "missing: moto[server], fakeredis" in err
 
 
 # ---------------------------------------------------------------- usage errors (fast)

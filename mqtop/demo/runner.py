@@ -219,8 +219,10 @@ def demo_brokers(info: BackendInfo) -> list[dict[str, Any]]:
                 "type": "sqs",
                 "region": e.get("region") or "us-east-1",
                 "endpoint_url": e["sqs"],
-                "access_key_id": "demo",
-                "secret_access_key": "demo",
+                # explicit, so credentials from the environment never go to the local server;
+                # a secret is masked wherever it appears, so it must not be a common word
+                "access_key_id": "mqtop-demo-key-id",
+                "secret_access_key": "mqtop-demo-secret-key",
             }
         )
     if e.get("redis"):
@@ -242,6 +244,8 @@ def demo_brokers(info: BackendInfo) -> list[dict[str, Any]]:
                 "type": "kafka",
                 "bootstrap_servers": e["kafka"],
                 "discover_every": "5s",
+                # a stall is judged over 30 s instead of 5 min, so it shows within the demo
+                "group_status_window": "30s",
             }
         )
     return brokers
@@ -354,6 +358,11 @@ class DemoSession:
         found = demo_brokers(info) + (local_brokers() if self.local else [])
         self.brokers, skipped = usable(found)
         self.warnings = [*info.warnings, *(f"{s} (skipped)" for s in skipped)]
+        if info.endpoints.get("redis") and importlib.util.find_spec("lupa") is None:
+            self.warnings.append(
+                "redis: replay, move, purge and reclaim need Lua on the demo server "
+                "(pip install 'fakeredis[lua]')"
+            )
         if not any(b["name"].startswith("demo-") for b in self.brokers):
             raise DemoError("no demo server could be monitored: " + "; ".join(self.warnings))
         return write_config(self.path, config_document(self.brokers))
