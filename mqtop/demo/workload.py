@@ -179,6 +179,7 @@ class Workload:
         self._producer: Any = None
         self._dlt_producer: Any = None
         self._order_lock = asyncio.Lock()
+        self._dlt_lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
 
     # -- helpers ---------------------------------------------------------------------
@@ -369,10 +370,9 @@ class Workload:
             stages.append(("email-worker", self.email_worker))
         if self.endpoints.redis_url:
             for n in range(1, self.scenario.invoice_workers + 1):
-                name = f"invoice-worker-{n}"
-                stages.append((name, functools.partial(self.invoice_worker, name)))
-            stages.append(("fulfillment-1", lambda: self.fulfillment("fulfillment-1")))
-            stages.append(("fulfillment-2", lambda: self.fulfillment("fulfillment-2")))
+                stages.append((f"invoice-worker-{n}", self.invoice_worker))
+            for name in ("fulfillment-1", "fulfillment-2"):
+                stages.append((name, functools.partial(self.fulfillment, name)))
             stages.append(("notify-subscriber", self.notify_subscriber))
         return stages
 
@@ -583,10 +583,11 @@ class Workload:
             ("kafka_dlt-exception-fqcn", b"PaymentError"),
             ("kafka_dlt-exception-message", reason.encode()),
         ]
-        await self._dlt_producer.send_and_wait(
-            ORDERS_DLT, record.value, key=record.key, headers=headers
-        )
-        self.counts["orders.dead_lettered"] += 1
+        async with self._dlt_lock:  # payments run concurrently: still one record per request
+            await self._dlt_producer.send_and_wait(
+                ORDERS_DLT, record.value, key=record.key, headers=headers
+            )
+            self.counts["orders.dead_lettered"] += 1
 
     async def analytics(self) -> None:
         """A fast consumer group that stalls (stops committing, stays joined) each cycle."""
@@ -717,7 +718,7 @@ class Workload:
         }
         return json.dumps(job, separators=(",", ":")).encode()
 
-    async def invoice_worker(self, name: str) -> None:
+    async def invoice_worker(self) -> None:
         """One of the invoice workers: pop jobs, retry failures with backoff, dead-letter.
 
         Jobs are taken up to ten at a time (``RPOP key 10``), with a blocking ``BRPOP`` when
