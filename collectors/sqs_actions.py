@@ -747,6 +747,11 @@ class _FallbackRun:
         self.error_count = 0
         self.unmarked = 0
         self.fatal: str | None = None
+        # One delete in flight per run (receives and sends overlap): an emulator (moto)
+        # loses updates between concurrent deletes on one queue, bringing deleted messages
+        # back as unreported duplicates; against SQS itself the cost is small. A message
+        # handed to two concurrent receives is caught by ``seen``.
+        self._delete_lock = asyncio.Lock()
         self.when = dt.datetime.now(tz=dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
     # -- helpers -------------------------------------------------------------------------
@@ -825,10 +830,14 @@ class _FallbackRun:
     # -- sending -----------------------------------------------------------------------
 
     async def _send(
-        self, entries: list[dict[str, Any]]
-    ) -> tuple[list[str], dict[str, str], BaseException | None]:
-        """Send one batch; (ids sent, id -> error, fatal exception). Splits bad batches."""
-        await self.actions._sqs()
+        self, entries: list[dict[str, Any]], groups: dict[str, str | None]
+    ) -> tuple[list[str], dict[str, str], BaseException | None, int]:
+        """Send one batch: (ids sent, id -> error, fatal exception, sends of unknown outcome).
+
+        A batch refused for one bad entry is split until the entry is found (nothing of a
+        refused batch was sent). ``groups`` (FIFO sources) keeps order: once a message of a
+        group fails, the later ones of that group are held back.
+        """
         try:
             response = await self.actions._raw(
                 "send_message_batch", QueueUrl=self.dst_url, Entries=entries
@@ -839,27 +848,50 @@ class _FallbackRun:
             rejected = status is not None and 400 <= status < 500 and code not in THROTTLED
             if rejected and (code in SPLITTABLE or code == "400"):
                 if len(entries) == 1:
-                    return [], {entries[0]["Id"]: describe_aws_error(exc)}, None
+                    return [], {entries[0]["Id"]: describe_aws_error(exc)}, None, 0
                 middle = len(entries) // 2
-                sent_a, bad_a, fatal_a = await self._send(entries[:middle])
+                sent_a, bad_a, fatal_a, unknown_a = await self._send(entries[:middle], groups)
                 if fatal_a is not None:
-                    rest = {e["Id"]: "not sent" for e in entries[middle:]}
-                    return sent_a, {**bad_a, **rest}, fatal_a
-                sent_b, bad_b, fatal_b = await self._send(entries[middle:])
-                return sent_a + sent_b, {**bad_a, **bad_b}, fatal_b
-            return [], {e["Id"]: describe_aws_error(exc) for e in entries}, exc
+                    rest = {e["Id"]: "not sent (stopped)" for e in entries[middle:]}
+                    return sent_a, {**bad_a, **rest}, fatal_a, unknown_a
+                right, held = self._unblocked(entries[middle:], bad_a, groups)
+                sent_b, bad_b, fatal_b, unknown_b = (
+                    await self._send(right, groups) if right else ([], {}, None, 0)
+                )
+                return sent_a + sent_b, {**bad_a, **held, **bad_b}, fatal_b, unknown_b
+            # refused as a whole (permissions, throttling after retries) or no answer at all:
+            # without an answer the messages may have been stored
+            unknown = len(entries) if status is None or status >= 500 or code in THROTTLED else 0
+            return [], {e["Id"]: describe_aws_error(exc) for e in entries}, exc, unknown
         sent = [str(s["Id"]) for s in response.get("Successful", [])]
         bad = {
             str(f["Id"]): f"{f.get('Code', 'error')}: {f.get('Message', '')}".strip(": ")
             for f in response.get("Failed", [])
         }
-        return sent, bad, None
+        return sent, bad, None, 0
+
+    @staticmethod
+    def _unblocked(
+        entries: list[dict[str, Any]], failed: Mapping[str, str], groups: dict[str, str | None]
+    ) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        """Entries still to send, and those held back behind a failed message of their group."""
+        blocked = {groups.get(ident) for ident in failed} - {None}
+        if not blocked:
+            return entries, {}
+        keep = [e for e in entries if groups.get(e["Id"]) not in blocked]
+        held = {
+            e["Id"]: "held back: an earlier message of its FIFO group was not sent"
+            for e in entries
+            if groups.get(e["Id"]) in blocked
+        }
+        return keep, held
 
     async def _transfer(self, messages: list[Received]) -> None:
         """Send, then delete exactly the messages whose send succeeded."""
         now_ms = int(time.time() * 1000)
         entries: list[dict[str, Any]] = []
         by_id: dict[str, Received] = {}
+        groups: dict[str, str | None] = {}
         replay = self.request.mode == "replay"
         for i, message in enumerate(messages):
             marker = replay_marker(message, self.request.source, self.when) if replay else None
@@ -870,29 +902,30 @@ class _FallbackRun:
             )
             entries.append(entry)
             by_id[entry["Id"]] = message
+            groups[entry["Id"]] = message.system.get("MessageGroupId") if self.src_fifo else None
         sent: list[Received] = []
-        chunks = chunk_entries(entries, self.batch)
-        for number, chunk in enumerate(chunks):
-            await self.limiter.acquire(len(chunk))
-            ok, bad, fatal = await self._send(chunk)
-            sent.extend(by_id[i] for i in ok)
-            for ident, reason in bad.items():
-                message = by_id[ident]
-                self.failed += 1
-                self._hold(message)
-                if fatal is None:
-                    self._error(f"{message.id}: {reason}")
+        failed: dict[str, str] = {}
+        fatal: BaseException | None = None
+        for planned in chunk_entries(entries, self.batch):
             if fatal is not None:
-                status = http_status(fatal)
-                if status is None or status >= 500 or error_code(fatal) in THROTTLED:
-                    # the send may have reached the queue before the error: maybe twice
-                    self.duplicates += len(bad)
+                failed.update({e["Id"]: "not sent (stopped)" for e in planned})
+                continue
+            chunk, held = self._unblocked(planned, failed, groups)
+            failed.update(held)
+            if not chunk:
+                continue
+            ok, bad, fatal, unknown = await self._send(chunk, groups)
+            sent.extend(by_id[i] for i in ok)
+            failed.update(bad)
+            self.duplicates += unknown
+            if fatal is not None:
                 self.fatal = f"SendMessageBatch: {describe_aws_error(fatal)}"
-                for later in chunks[number + 1 :]:
-                    for entry in later:
-                        self.failed += 1
-                        self._hold(by_id[entry["Id"]])
-                break
+        for ident, reason in failed.items():
+            message = by_id[ident]
+            self.failed += 1
+            self._hold(message)
+            if fatal is None:
+                self._error(f"{message.id}: {reason}")
         await self._delete(sent)
         self.moved += len(sent)
         self.reserved -= len(messages)
@@ -902,9 +935,10 @@ class _FallbackRun:
             chunk = messages[at : at + BATCH_MAX]
             entries = [{"Id": str(i), "ReceiptHandle": m.receipt} for i, m in enumerate(chunk)]
             try:
-                response = await self.actions._raw(
-                    "delete_message_batch", QueueUrl=self.src_url, Entries=entries
-                )
+                async with self._delete_lock:
+                    response = await self.actions._raw(
+                        "delete_message_batch", QueueUrl=self.src_url, Entries=entries
+                    )
             except Exception as exc:
                 self.duplicates += len(chunk)
                 self._error(
@@ -925,6 +959,8 @@ class _FallbackRun:
     async def _worker(self) -> None:
         idle = 0
         while not self.fatal:
+            # tokens first: received messages must not wait (invisible) for the rate limit
+            await self.limiter.acquire(self.batch)
             fresh, stop = await self._take()
             if stop:
                 return

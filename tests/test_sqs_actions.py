@@ -445,3 +445,40 @@ def test_readonly_purge_and_errors(sqs, sqs_broker, write_config, run_cli, uniqu
     assert _counts(client, q) == (0, 0)
     audit = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert audit[-1]["action"] == "purge" and audit[-1]["count"] == 7
+
+
+def test_fifo_failure_holds_back_the_rest_of_its_group(
+    sqs, sqs_broker, write_config, run_cli, unique
+):
+    """A FIFO message that cannot be sent keeps the later messages of its group behind it."""
+    client, make = sqs
+    prefix = unique("sqsfh")
+    dlq = make(f"{prefix}-dead.fifo", FifoQueue="true")
+    dst = make(f"{prefix}-small.fifo", FifoQueue="true", MaximumMessageSize="1024")
+    for i, (group, body) in enumerate(
+        [("g1", "first"), ("g1", "X" * 3000), ("g1", "third"), ("g2", "other")]
+    ):
+        client.send_message(
+            QueueUrl=dlq, MessageBody=body, MessageGroupId=group, MessageDeduplicationId=str(i)
+        )
+    path = _config(write_config, sqs_broker, prefix)
+    result = run_cli(
+        "dlq",
+        "move",
+        "aws",
+        f"{prefix}-dead.fifo",
+        f"{prefix}-small.fifo",
+        "--yes",
+        "--format",
+        "json",
+        "--config",
+        str(path),
+    )
+    assert result.returncode == 3, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["moved"], report["failed"]) == (2, 2)
+    assert any("held back" in e for e in report["errors"])
+    moved = sorted(m["Body"] for m in _drain(client, dst))
+    assert moved == ["first", "other"]
+    left = _drain(client, dlq)
+    assert [m["Body"] for m in left] == ["X" * 3000, "third"]  # still in order

@@ -1,0 +1,199 @@
+"""SIGKILL in the middle of an SQS move of 2,000 messages: nothing is lost, a rerun finishes.
+
+Large queues run on a private moto server whose clock helper is ``time.time()``: moto
+recomputes every queue attribute (walking all stored messages, reading the clock for each)
+whenever it stores a message, and its clock helper does timezone-aware datetime arithmetic,
+which makes a 2,000-message queue take minutes on two cores. The replacement returns the same
+values; the SQS implementation serving the API is moto's own. With MQTOP_TEST_SQS_ENDPOINT set,
+that endpoint is used instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import Managed, SqsBroker, _spawn, free_port, port_open, wait_for
+
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parent.parent
+TOTAL = 2000
+
+FAST_MOTO = """
+import sys, time
+import moto.core.utils as utils
+_original = utils.unix_time
+def unix_time(dt=None):
+    return time.time() if dt is None else _original(dt)
+def unix_time_millis(dt=None):
+    return unix_time(dt) * 1000.0
+utils.unix_time, utils.unix_time_millis = unix_time, unix_time_millis
+import moto.sqs.models as models
+models.unix_time, models.unix_time_millis = unix_time, unix_time_millis
+from moto.server import main
+main(sys.argv[1:])
+"""
+
+
+def start_fast_moto() -> SqsBroker:
+    """A private moto server (clock helper replaced, see the module doc) on a free port."""
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="mqtop-moto-fast-"))
+    proc, log = _spawn(
+        [sys.executable, "-c", FAST_MOTO, "-H", "127.0.0.1", "-p", str(port)], workdir
+    )
+    broker = SqsBroker(f"http://127.0.0.1:{port}", managed=Managed(proc, workdir))
+    try:
+        wait_for(lambda: port_open("127.0.0.1", port), 30, "moto server", proc, log)
+    except Exception:
+        broker.stop()
+        raise
+    return broker
+
+
+@pytest.fixture(scope="module")
+def volume_sqs(sqs_broker: SqsBroker) -> Iterator[SqsBroker]:
+    """An SQS endpoint for large queues (the configured one, else a fast private moto)."""
+    if os.environ.get("MQTOP_TEST_SQS_ENDPOINT"):
+        yield sqs_broker
+        return
+    broker = start_fast_moto()
+    yield broker
+    broker.stop()
+
+
+def _count(client, url: str) -> tuple[int, int]:
+    raw = client.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    return int(raw["ApproximateNumberOfMessages"]), int(
+        raw["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
+def _bodies(client, url: str) -> list[str]:
+    """Every message body of a queue, read without consuming (released at the end)."""
+    bodies: list[str] = []
+    receipts: list[str] = []
+    while True:
+        batch = client.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=120, WaitTimeSeconds=1
+        ).get("Messages", [])
+        if not batch:
+            break
+        bodies += [m["Body"] for m in batch]
+        receipts += [m["ReceiptHandle"] for m in batch]
+    for at in range(0, len(receipts), 10):
+        client.change_message_visibility_batch(
+            QueueUrl=url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": 0}
+                for i, r in enumerate(receipts[at : at + 10])
+            ],
+        )
+    return bodies
+
+
+def _cli(args: list[str], tmp_path: Path) -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "XDG_CONFIG_HOME": str(tmp_path / "config-home"),
+        "PYTHONPATH": str(ROOT),
+    }
+    env.pop("MQTOP_CONFIG", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mqtop", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+
+
+def test_sigkill_mid_move_loses_nothing(volume_sqs: SqsBroker, write_config, unique, tmp_path):
+    client = volume_sqs.client()
+    prefix = unique("sqskill")
+    src = client.create_queue(QueueName=f"{prefix}-dlq")["QueueUrl"]
+    dst = client.create_queue(QueueName=f"{prefix}-work")["QueueUrl"]
+    try:
+        expected = {f"msg-{i:05d}:" + "p" * 200 for i in range(TOTAL)}
+        ordered = sorted(expected)
+        for at in range(0, TOTAL, 10):
+            client.send_message_batch(
+                QueueUrl=src,
+                Entries=[
+                    {"Id": str(j), "MessageBody": body}
+                    for j, body in enumerate(ordered[at : at + 10])
+                ],
+            )
+        assert _count(client, src) == (TOTAL, 0)
+        visibility = 4
+        path = write_config(
+            f"""
+            brokers:
+              - name: aws
+                type: sqs
+                region: us-east-1
+                endpoint_url: "{volume_sqs.endpoint_url}"
+                access_key_id: testing
+                secret_access_key: testing
+                move_visibility_timeout: {visibility}s
+            """
+        )
+        args = [
+            "dlq",
+            "move",
+            "aws",
+            f"{prefix}-dlq",
+            f"{prefix}-work",
+            "--yes",
+            "--format",
+            "json",
+            "--config",
+            str(path),
+        ]
+
+        proc = _cli(args, tmp_path)
+        deadline = time.monotonic() + 120
+        moved_at_kill = 0
+        while time.monotonic() < deadline and proc.poll() is None:
+            moved_at_kill = _count(client, dst)[0]
+            if moved_at_kill >= 300:
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert proc.returncode == -signal.SIGKILL, proc.stderr.read() if proc.stderr else ""
+        assert 300 <= moved_at_kill < TOTAL, "the kill did not land mid-move"
+
+        # after the killed run's visibility timeout every message is visible somewhere
+        time.sleep(visibility + 1)
+        in_src, in_dst = _bodies(client, src), _bodies(client, dst)
+        assert expected <= set(in_src) | set(in_dst)
+        duplicated = len(in_src) + len(in_dst) - TOTAL
+        assert 0 <= duplicated <= 4 * 10  # at most the batches in flight (4 loops of 10)
+        assert _count(client, src)[1] == 0 and _count(client, dst)[1] == 0
+
+        rerun = _cli(args, tmp_path)
+        out, err = rerun.communicate(timeout=300)
+        assert rerun.returncode == 0, err
+        assert "Traceback" not in err
+        report = json.loads(out)
+        assert report["failed"] == 0 and 0 < report["moved"] <= len(in_src)
+        assert _count(client, src) == (0, 0)
+        final = _bodies(client, dst)
+        assert set(final) == expected
+        assert len(final) - TOTAL <= 40
+    finally:
+        client.delete_queue(QueueUrl=src)
+        client.delete_queue(QueueUrl=dst)
