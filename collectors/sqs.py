@@ -11,9 +11,10 @@ What SQS exposes and how it maps (see docs/sqs.md):
 * SQS keeps no sent/deleted counters and no message age: publish_rate, processing_rate and
   latency_seconds are null unless ``cloudwatch: true`` (NumberOfMessagesSent,
   NumberOfMessagesDeleted, ApproximateAgeOfOldestMessage via batched ``GetMetricData``).
-  error_rate stays null: neither SQS nor CloudWatch counts messages moved by a redrive policy
-  (a DLQ's NumberOfMessagesSent excludes them), so the dead-lettered share cannot be known.
-  consumers is null (SQS has no notion of attached consumers).
+  No metric counts messages moved by a redrive policy (a DLQ's NumberOfMessagesSent excludes
+  them): error_rate is known only with CloudWatch, for a DLQ that serves one source, from the
+  DLQ's depth change plus its deletions in a minute (see :func:`cloudwatch_error_rate`);
+  otherwise null. consumers is null (SQS has no notion of attached consumers).
 
 Discovery uses ``ListQueues`` with the queue name prefix and pagination; include/exclude
 globs filter the names. boto3 is blocking: every call runs in the collector's own bounded
@@ -56,6 +57,17 @@ MAX_QUEUES = 10_000
 CLOUDWATCH_QUERIES_PER_CALL = 500  # GetMetricData limit
 CLOUDWATCH_PERIOD = 60
 CLOUDWATCH_LOOKBACK = 15 * 60
+RATE_METRICS = (
+    ("sent", "NumberOfMessagesSent", "Sum"),
+    ("deleted", "NumberOfMessagesDeleted", "Sum"),
+    ("age", "ApproximateAgeOfOldestMessage", "Maximum"),
+)
+DEPTH_METRICS = (
+    ("visible", "ApproximateNumberOfMessagesVisible", "Average"),
+    ("invisible", "ApproximateNumberOfMessagesNotVisible", "Average"),
+    ("delayed", "ApproximateNumberOfMessagesDelayed", "Average"),
+)
+CloudWatchData = dict[str, dict[str, dict[float, float]]]  # queue -> metric -> time -> value
 LOCAL_TEST_CREDENTIALS = ("test", "test")  # what local emulators (moto, LocalStack) accept
 
 
@@ -315,7 +327,7 @@ class SQSCollector:
         self._extra_urls: dict[str, str] = {}  # DLQs outside the listed queues: name -> url
         self._sources: dict[str, list[str]] = {}  # DLQ name -> source queue names
         self._last_discovery = -1e18
-        self._cw_values: dict[str, dict[str, tuple[float, float]]] = {}  # queue -> metric
+        self._cw_values: CloudWatchData = {}
         self._last_cloudwatch = -1e18
         self._actions: MessageActions | None = None
 
@@ -544,8 +556,14 @@ class SQSCollector:
         if any(url for _, url in wanted):
             warnings.extend(await self._refresh_sources([w for w in wanted if w[1]]))
 
+        def sources_of(dlq: str) -> set[str]:
+            return {*self._sources.get(dlq, []), *(s for s, d in dlq_of.items() if d == dlq)}
+
         if self.options.cloudwatch:
-            warnings.extend(await self._read_cloudwatch(list(attrs)))
+            # error_rate needs the depth of DLQs that serve exactly one source
+            single = sorted({d for d in dlq_of.values() if len(sources_of(d)) == 1})
+            names = [*attrs, *(d for d in single if d not in attrs)]
+            warnings.extend(await self._read_cloudwatch(names, single))
 
         broker = self.options.name
         series: list[SeriesSample] = []
@@ -581,13 +599,19 @@ class SQSCollector:
             }
             cw = self._cw_values.get(name)
             if cw is not None:
-                if "sent" in cw:
-                    values["publish_rate"] = cw["sent"][1] / CLOUDWATCH_PERIOD
-                if "deleted" in cw:
-                    values["processing_rate"] = cw["deleted"][1] / CLOUDWATCH_PERIOD
-                if "age" in cw:
-                    values["latency_seconds"] = cw["age"][1]
-                info["cloudwatch_time"] = max(t for t, _ in cw.values()) if cw else None
+                sent, deleted, age = (latest(cw.get(k)) for k in ("sent", "deleted", "age"))
+                if sent is not None:
+                    values["publish_rate"] = sent[1] / CLOUDWATCH_PERIOD
+                if deleted is not None:
+                    values["processing_rate"] = deleted[1] / CLOUDWATCH_PERIOD
+                if age is not None:
+                    values["latency_seconds"] = age[1]
+                stamps = [p[0] for p in (sent, deleted, age) if p is not None]
+                info["cloudwatch_time"] = max(stamps) if stamps else None
+                if dlq_name is not None and sources_of(dlq_name) == {name}:
+                    values["error_rate"] = cloudwatch_error_rate(
+                        cw, self._cw_values.get(dlq_name, {})
+                    )
             series.append(
                 SeriesSample(
                     key=SeriesKey(broker, name, None),
@@ -601,7 +625,7 @@ class SQSCollector:
 
     # -- CloudWatch --------------------------------------------------------------------
 
-    async def _read_cloudwatch(self, names: list[str]) -> list[str]:
+    async def _read_cloudwatch(self, names: list[str], dlqs: list[str]) -> list[str]:
         if time.monotonic() - self._last_cloudwatch < self.options.cloudwatch_every:
             return []
         if self._cloudwatch is None:
@@ -610,24 +634,25 @@ class SQSCollector:
             except ConfigProblem as exc:
                 return [f"cloudwatch: {exc}"]
         try:
-            values = await self._call(self._metric_data, names)
+            values = await self._call(self._metric_data, names, dlqs)
         except Exception as exc:
             return [f"cloudwatch: {describe_aws_error(exc)}"]
         self._cw_values = values
         self._last_cloudwatch = time.monotonic()
         return []
 
-    def _metric_data(self, names: list[str]) -> dict[str, dict[str, tuple[float, float]]]:
-        """Latest complete minute of each metric per queue (blocking; batched by 500)."""
+    def _metric_data(self, names: list[str], dlqs: list[str]) -> CloudWatchData:
+        """Per-minute datapoints of the last minutes per queue (blocking; batched by 500).
+
+        Every queue: sent, deleted (Sum) and the oldest message's age (Maximum); DLQs in
+        ``dlqs`` also their depth (visible, not visible, delayed: Average) for error_rate.
+        """
         assert self._cloudwatch is not None
-        metrics = (
-            ("sent", "NumberOfMessagesSent", "Sum"),
-            ("deleted", "NumberOfMessagesDeleted", "Sum"),
-            ("age", "ApproximateAgeOfOldestMessage", "Maximum"),
-        )
         queries: list[dict[str, Any]] = []
         index: dict[str, tuple[str, str]] = {}
-        for i, name in enumerate(names):
+        wanted = [(name, RATE_METRICS) for name in names]
+        wanted += [(name, DEPTH_METRICS) for name in dlqs]
+        for i, (name, metrics) in enumerate(wanted):
             for key, metric, stat in metrics:
                 qid = f"q{i}_{key}"
                 index[qid] = (name, key)
@@ -648,7 +673,7 @@ class SQSCollector:
                 )
         end = dt.datetime.now(tz=dt.UTC).replace(second=0, microsecond=0)  # whole minutes only
         start = end - dt.timedelta(seconds=CLOUDWATCH_LOOKBACK)
-        out: dict[str, dict[str, tuple[float, float]]] = {name: {} for name in names}
+        out: CloudWatchData = {}
         for at in range(0, len(queries), CLOUDWATCH_QUERIES_PER_CALL):
             kwargs: dict[str, Any] = {
                 "MetricDataQueries": queries[at : at + CLOUDWATCH_QUERIES_PER_CALL],
@@ -660,20 +685,52 @@ class SQSCollector:
                 page = self._cloudwatch.get_metric_data(**kwargs)
                 for result in page.get("MetricDataResults", []):
                     ident = index.get(result.get("Id", ""))
-                    stamps, vals = result.get("Timestamps", []), result.get("Values", [])
-                    if ident is None or not stamps or not vals:
-                        continue  # no datapoint: unknown, not zero
-                    latest = max(range(len(stamps)), key=lambda j: stamps[j])
-                    name, key = ident
-                    previous = out[name].get(key)
-                    stamp = stamps[latest].timestamp()
-                    if previous is None or stamp > previous[0]:
-                        out[name][key] = (stamp, float(vals[latest]))
+                    if ident is None:
+                        continue
+                    points = out.setdefault(ident[0], {}).setdefault(ident[1], {})
+                    for stamp, value in zip(
+                        result.get("Timestamps", []), result.get("Values", []), strict=False
+                    ):
+                        points[stamp.timestamp()] = float(value)
                 token = page.get("NextToken")
                 if not token:
                     break
                 kwargs["NextToken"] = token
         return out
+
+
+def latest(points: dict[float, float] | None) -> tuple[float, float] | None:
+    """(time, value) of the newest datapoint; None when there is none (unknown, not zero)."""
+    if not points:
+        return None
+    stamp = max(points)
+    return stamp, points[stamp]
+
+
+def cloudwatch_error_rate(
+    source: dict[str, dict[float, float]], dlq: dict[str, dict[float, float]]
+) -> float | None:
+    """Dead-lettered share of the newest minute where it can be known, from CloudWatch.
+
+    Redrive inflow is counted by no SQS or CloudWatch metric, but it is the DLQ's depth
+    change plus what was deleted from the DLQ in that minute (for a DLQ with one source):
+    inflow = depth(t) - depth(t - 1 min) + deleted_dlq(t); error_rate = inflow / (inflow +
+    deleted_source(t)). Every term must have a datapoint, else the minute is skipped.
+    """
+    deleted = source.get("deleted", {})
+    for minute in sorted(deleted, reverse=True):
+        before = minute - CLOUDWATCH_PERIOD
+        terms = [dlq.get(key, {}) for key, _, _ in DEPTH_METRICS]
+        if not all(minute in t and before in t for t in terms):
+            continue
+        dlq_deleted = dlq.get("deleted", {}).get(minute)
+        if dlq_deleted is None:
+            continue
+        change = sum(t[minute] for t in terms) - sum(t[before] for t in terms)
+        inflow = max(0.0, change + dlq_deleted)
+        total = inflow + deleted[minute]
+        return inflow / total if total > 0 else None
+    return None
 
 
 def _float(value: int | None) -> float | None:

@@ -200,17 +200,28 @@ def test_dlq_mapping_both_ways_and_extras(sqs, sqs_broker, write_config, unique)
     assert not collected.warnings
 
 
-def test_cloudwatch_rates_and_latency(sqs, sqs_broker, write_config, unique):
-    """With cloudwatch: true the rates and the oldest message's age come from GetMetricData."""
+def test_cloudwatch_rates_latency_and_error_rate(sqs, sqs_broker, write_config, unique):
+    """With cloudwatch: true the rates, the oldest message's age and (for a DLQ with one
+    source) the dead-lettered share come from GetMetricData."""
     import boto3
 
     from collectors.sqs import SQSCollector, SQSOptions
     from mqtop.config import load_config_file
 
-    _, make = sqs
+    client, make = sqs
     prefix = unique("sqscw")
-    busy, idle = f"{prefix}-busy", f"{prefix}-idle"
-    make(busy)
+    busy, idle, shared = f"{prefix}-busy", f"{prefix}-idle", f"{prefix}-shared"
+    dlq = make(f"{busy}-dlq")
+    make(
+        busy,
+        RedrivePolicy=json.dumps({"deadLetterTargetArn": _arn(client, dlq), "maxReceiveCount": 3}),
+    )
+    shared_dlq = make(f"{shared}-dlq")
+    shared_policy = json.dumps(
+        {"deadLetterTargetArn": _arn(client, shared_dlq), "maxReceiveCount": 3}
+    )
+    make(shared, RedrivePolicy=shared_policy)
+    make(f"{shared}-2", RedrivePolicy=shared_policy)
     make(idle)
     cloudwatch = boto3.client(
         "cloudwatch",
@@ -220,32 +231,36 @@ def test_cloudwatch_rates_and_latency(sqs, sqs_broker, write_config, unique):
         aws_secret_access_key="testing",
     )
     minute = dt.datetime.now(tz=dt.UTC).replace(second=0, microsecond=0)
-    dims = [{"Name": "QueueName", "Value": busy}]
+
+    def point(queue: str, metric: str, ago: int, value: float) -> dict:
+        return {
+            "MetricName": metric,
+            "Dimensions": [{"Name": "QueueName", "Value": queue}],
+            "Timestamp": minute - dt.timedelta(minutes=ago),
+            "Value": value,
+        }
+
     data = []
     # an older minute and a newer one: the newest complete minute wins
     for ago, sent, deleted, age in ((4, 60.0, 30.0, 10.0), (2, 150.0, 90.0, 42.0)):
-        stamp = minute - dt.timedelta(minutes=ago)
-        data += [
-            {
-                "MetricName": "NumberOfMessagesSent",
-                "Dimensions": dims,
-                "Timestamp": stamp,
-                "Value": sent,
-            },
-            {
-                "MetricName": "NumberOfMessagesDeleted",
-                "Dimensions": dims,
-                "Timestamp": stamp,
-                "Value": deleted,
-            },
-            {
-                "MetricName": "ApproximateAgeOfOldestMessage",
-                "Dimensions": dims,
-                "Timestamp": stamp,
-                "Value": age,
-            },
-        ]
-    cloudwatch.put_metric_data(Namespace="AWS/SQS", MetricData=data)
+        for queue in (busy, shared):
+            data += [
+                point(queue, "NumberOfMessagesSent", ago, sent),
+                point(queue, "NumberOfMessagesDeleted", ago, deleted),
+                point(queue, "ApproximateAgeOfOldestMessage", ago, age),
+            ]
+    # the DLQ grew from 10 to 26 messages in the last minute while 4 were deleted from it:
+    # 20 dead letters against 90 processed
+    for queue in (f"{busy}-dlq", f"{shared}-dlq"):
+        for ago, visible, invisible in ((3, 10.0, 0.0), (2, 25.0, 1.0)):
+            data += [
+                point(queue, "ApproximateNumberOfMessagesVisible", ago, visible),
+                point(queue, "ApproximateNumberOfMessagesNotVisible", ago, invisible),
+                point(queue, "ApproximateNumberOfMessagesDelayed", ago, 0.0),
+            ]
+        data.append(point(queue, "NumberOfMessagesDeleted", 2, 4.0))
+    for at in range(0, len(data), 20):
+        cloudwatch.put_metric_data(Namespace="AWS/SQS", MetricData=data[at : at + 20])
 
     path = _config(write_config, sqs_broker, prefix, "cloudwatch: true")
     options = load_config_file(path).broker("aws")
@@ -264,11 +279,13 @@ def test_cloudwatch_rates_and_latency(sqs, sqs_broker, write_config, unique):
     assert by_name[busy]["publish_rate"] == pytest.approx(150.0 / 60)
     assert by_name[busy]["processing_rate"] == pytest.approx(90.0 / 60)
     assert by_name[busy]["latency_seconds"] == pytest.approx(42.0)
+    assert by_name[busy]["error_rate"] == pytest.approx(20 / (20 + 90))
+    # the same numbers, but its DLQ also serves another queue: the share cannot be known
+    assert by_name[shared]["processing_rate"] == pytest.approx(90.0 / 60)
+    assert by_name[shared]["error_rate"] is None
     # no datapoints for the idle queue: unknown, not zero
-    assert by_name[idle]["publish_rate"] is None
-    assert by_name[idle]["processing_rate"] is None
-    assert by_name[idle]["latency_seconds"] is None
-    assert by_name[busy]["error_rate"] is None
+    for metric in ("publish_rate", "processing_rate", "latency_seconds", "error_rate"):
+        assert by_name[idle][metric] is None, metric
     assert not collected.warnings
 
 
