@@ -47,7 +47,7 @@ FAST = Scenario(
     stall_at=0.5,
     stall_for=4.0,
     outage_at=2.0,
-    outage_for=1.0,
+    outage_for=2.0,
     failure_share=0.05,
 )
 
@@ -190,7 +190,7 @@ async def test_workload_dead_letters_what_fails_and_nothing_else(servers):
         reasons.add(reason)
         if reason == "card declined":
             assert json.loads(record.value)["card"] == DECLINED_CARD
-    # declined cards (the third order among them) and the gateway outage both dead-letter
+    # declined cards (the 40th order among them) and the gateway outage both dead-letter
     assert reasons == {"card declined", "payment gateway timeout"}
     # every declined card the payment service got past is in the DLT; good cards only
     # dead-letter during the outage
@@ -198,7 +198,7 @@ async def test_workload_dead_letters_what_fails_and_nothing_else(servers):
     dead_ids = {json.loads(r.value)["order_id"]: r for r in dlt}
     consumed = [r for (p, o), r in orders.items() if o < committed[p]]
     declined = [r for r in consumed if json.loads(r.value)["card"] == DECLINED_CARD]
-    assert "ord-0000003" in {json.loads(r.value)["order_id"] for r in declined}
+    assert "ord-0000040" in {json.loads(r.value)["order_id"] for r in declined}
     for record in declined:
         assert json.loads(record.value)["order_id"] in dead_ids
     for order_id, record in dead_ids.items():
@@ -309,9 +309,8 @@ def test_orders_are_the_same_in_every_run():
     for order in a + b:
         order.pop("created_at")
     assert a == b
-    assert a[2]["card"] == DECLINED_CARD
+    assert a[39]["card"] == DECLINED_CARD
     assert a[4]["email"].endswith("@" + BOUNCE_DOMAIN)
     assert a[6]["vat_id"] == INVALID_VAT
-    # about 3 % of each defect beyond the first ones
-    declined = sum(o["card"] == DECLINED_CARD for o in a[10:])
-    assert 0 < declined < 20
+    # about 1 % of each defect beyond the forced ones
+    assert sum(o["card"] == DECLINED_CARD for o in a) < 10
