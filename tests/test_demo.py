@@ -426,6 +426,7 @@ def test_signal_stops_every_server(tmp_path, sig):
     assert demo.lines[-1]["event"] == "demo_stopped"
     assert demo.lines[-1]["reason"] == "signal"
     _assert_nothing_left(started, within=5)
+    assert not Path(started["config"]).parent.exists()  # the temporary config is removed
 
 
 def test_killed_demo_leaves_nothing_behind(tmp_path):
@@ -439,6 +440,13 @@ def test_killed_demo_leaves_nothing_behind(tmp_path):
     finally:
         demo.kill()
     _assert_nothing_left(started, within=20)
+    # the temporary directory (config, logs) went with the backend
+    workdir = Path(started["config"]).parent
+    assert workdir.name.startswith("mqtop-demo-")
+    deadline = time.monotonic() + 10
+    while workdir.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not workdir.exists()
 
 
 def test_backend_death_is_reported_with_exit_3(tmp_path):

@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -162,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     workdir_text = os.environ.get("MQTOP_DEMO_WORKDIR")
     workdir = Path(workdir_text) if workdir_text else None
+    parent = os.getppid()
     servers = Servers(workdir)
     try:
         servers.start()
@@ -172,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         servers.stop()
         log.info("servers stopped")
+        if workdir is not None and os.getppid() != parent:
+            # `mqtop demo` died without cleaning up: its temporary directory is ours to remove
+            # (otherwise it reads our log for its error message, then removes it itself)
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
