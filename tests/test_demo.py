@@ -386,7 +386,14 @@ def test_kafka_group_lag_is_live(demo_run):
         metrics = groups[group]["metrics"]
         assert metrics["consumer_lag_messages"] is not None
         assert metrics["consumers"] == 1
-        assert groups[group]["status"] in ("OK", "WARN", "STALL")
+        # Burrow-style status once the group has been watched a little
+        statuses = {
+            s.get("status")
+            for x in demo_run.snapshots
+            for s in x["series"]
+            if s["broker"] == "demo-kafka" and s["group"] == group
+        }
+        assert statuses & {"OK", "WARN"}, statuses
     # the analytics group stalls at 20 s: by the end it is behind, payments keep up
     last = {
         s["group"]: s
