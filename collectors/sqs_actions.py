@@ -22,10 +22,13 @@ import datetime as dt
 import hashlib
 import json
 import math
+import os
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from collectors.base import Death as DeathInfo
@@ -705,6 +708,82 @@ async def follow_move_task(
     )
 
 
+def journal_dir() -> Path:
+    """Where running SQS moves record the messages they are sending."""
+    from mqtop.config import default_state_dir
+
+    return default_state_dir() / "sqs-moves"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class MoveJournal:
+    """A file naming the messages a run may have sent but not yet deleted.
+
+    Written before every send; removed when the run ends cleanly. Left behind by a killed
+    run, it tells the next run of the same move which of the messages it moves may already be
+    in the destination, so ``duplicates_possible`` covers them.
+    """
+
+    def __init__(self, broker: str, source: str, destination: str) -> None:
+        key = hashlib.sha256(f"{broker}\0{source}\0{destination}".encode()).hexdigest()[:24]
+        self.path = journal_dir() / f"{key}.json"
+        self.run = uuid.uuid4().hex[:12]
+        self.previous: dict[str, Any] | None = None
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("in_flight"), list):
+            self.previous = data
+        self.started = time.time()
+
+    def interrupted(self) -> tuple[set[str], str | None]:
+        """Message ids an earlier, dead run of this move may have sent; and its start time."""
+        prev = self.previous
+        if not prev:
+            return set(), None
+        pid = prev.get("pid")
+        if isinstance(pid, int) and pid != os.getpid() and _pid_alive(pid):
+            return set(), None  # still running: not an interrupted run
+        when = dt.datetime.fromtimestamp(float(prev.get("started") or 0), tz=dt.UTC)
+        return {str(i) for i in prev.get("in_flight", [])}, f"{when:%Y-%m-%d %H:%M:%S}Z"
+
+    def concurrent_pid(self) -> int | None:
+        """The pid of another live run of the same move, if any."""
+        pid = (self.previous or {}).get("pid")
+        if isinstance(pid, int) and pid != os.getpid() and _pid_alive(pid):
+            return pid
+        return None
+
+    def write(self, in_flight: set[str]) -> None:
+        """Record the ids being sent (blocking; small file, atomic replace)."""
+        record = {
+            "run": self.run,
+            "pid": os.getpid(),
+            "started": self.started,
+            "in_flight": sorted(in_flight),
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(f".{self.run}.tmp")
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, self.path)
+
+    def close(self) -> None:
+        """The run ended with nothing of unknown outcome: forget it."""
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(self.path.read_text()).get("run") == self.run:
+                self.path.unlink()
+
+
 class _FallbackRun:
     """One batched receive/send/delete run (state shared by its worker tasks)."""
 
@@ -752,6 +831,11 @@ class _FallbackRun:
         # back as unreported duplicates; against SQS itself the cost is small. A message
         # handed to two concurrent receives is caught by ``seen``.
         self._delete_lock = asyncio.Lock()
+        self.journal: MoveJournal | None = None
+        self._journal_lock = asyncio.Lock()
+        self.in_flight: set[str] = set()  # ids between send and delete
+        self.earlier: set[str] = set()  # ids an interrupted earlier run may have sent
+        self.earlier_moved = 0
         self.when = dt.datetime.now(tz=dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
     # -- helpers -------------------------------------------------------------------------
@@ -906,6 +990,11 @@ class _FallbackRun:
         sent: list[Received] = []
         failed: dict[str, str] = {}
         fatal: BaseException | None = None
+        if self.journal is not None:
+            # recorded before the send: a kill from here on leaves them named on disk
+            self.in_flight.update(m.id for m in messages)
+            async with self._journal_lock:
+                await asyncio.to_thread(self.journal.write, set(self.in_flight))
         for planned in chunk_entries(entries, self.batch):
             if fatal is not None:
                 failed.update({e["Id"]: "not sent (stopped)" for e in planned})
@@ -928,7 +1017,11 @@ class _FallbackRun:
                 self._error(f"{message.id}: {reason}")
         await self._delete(sent)
         self.moved += len(sent)
+        self.earlier_moved += sum(1 for m in sent if m.id in self.earlier)
         self.reserved -= len(messages)
+        if fatal is None or not self.duplicates:
+            # their outcome is known now (deleted, or refused and still in the source)
+            self.in_flight.difference_update(m.id for m in messages)
 
     async def _delete(self, messages: list[Received]) -> None:
         for at in range(0, len(messages), BATCH_MAX):
@@ -985,6 +1078,10 @@ class _FallbackRun:
                 )
 
     async def run(self) -> MoveResult:
+        journal = MoveJournal(self.actions.options.name, self.src_url, self.dst_url)
+        self.journal = journal
+        self.earlier, earlier_started = journal.interrupted()
+        other = journal.concurrent_pid()
         tasks = [asyncio.ensure_future(self._worker()) for _ in range(self.workers)]
         try:
             await asyncio.gather(*tasks)
@@ -995,6 +1092,9 @@ class _FallbackRun:
                 await asyncio.gather(*tasks, return_exceptions=True)
             await asyncio.shield(self._finish())
         self._report()
+        if not self.in_flight and not self.duplicates:
+            await asyncio.to_thread(journal.close)
+        self.duplicates += self.earlier_moved
         if self.fatal:
             dup = (
                 f"; up to {self.duplicates} may also be in {self.request.destination!r}"
@@ -1014,6 +1114,14 @@ class _FallbackRun:
                 f"{self.unmarked} message(s) already had {MAX_ATTRIBUTES} attributes: the "
                 f"{REPLAY_ATTRIBUTE} attribute was not added to them"
             )
+        if self.earlier:
+            notes.append(
+                f"an earlier run of this move (started {earlier_started}) was interrupted with "
+                f"{len(self.earlier)} message(s) being sent; {self.earlier_moved} of them were "
+                f"moved now and may already have been in {self.request.destination!r}"
+            )
+        if other is not None:
+            notes.append(f"another move of the same queues (pid {other}) seemed to be running")
         if self.error_count > len(self.errors):
             notes.append(f"{self.error_count - len(self.errors)} more error(s) not shown")
         return MoveResult(

@@ -189,7 +189,10 @@ def test_sigkill_mid_move_loses_nothing(volume_sqs: SqsBroker, write_config, uni
         assert rerun.returncode == 0, err
         assert "Traceback" not in err
         report = json.loads(out)
-        assert report["failed"] == 0 and 0 < report["moved"] <= len(in_src)
+        assert report["failed"] == 0 and report["moved"] == len(in_src)
+        # the killed run left a journal: the rerun reports what may now be there twice
+        assert duplicated <= report["duplicates_possible"] <= 40
+        assert any("interrupted" in note for note in report["notes"])
         assert _count(client, src) == (0, 0)
         final = _bodies(client, dst)
         assert set(final) == expected
