@@ -112,12 +112,32 @@ def confirm(question: str, assume_yes: bool) -> None:
 # ---------------------------------------------------------------- peek
 
 
+def _clip(value: Any, limit: int) -> tuple[Any, bool]:
+    """Header/property values cut at ``limit`` bytes or characters (True when one was cut)."""
+    if isinstance(value, bytes | str):
+        return (value[:limit], True) if len(value) > limit else (value, False)
+    if isinstance(value, dict):
+        cut = False
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            out[key], clipped = _clip(item, limit)
+            cut = cut or clipped
+        return out, cut
+    if isinstance(value, list | tuple):
+        pairs = [_clip(item, limit) for item in value]
+        return [item for item, _ in pairs], any(clipped for _, clipped in pairs)
+    return value, False
+
+
 def peek_json(message: PeekedMessage, max_body: int) -> dict[str, Any]:
     """One peeked message in the contract's JSON shape."""
     body = message.body
     truncated = len(body) > max_body
     shown = body[:max_body] if truncated else body
     text, encoding = decode_body(shown)
+    # header values can be as big as a body (a Redis stream entry's fields): cut them too
+    headers, headers_cut = _clip(dict(message.headers), max_body)
+    properties, properties_cut = _clip(dict(message.properties), max_body)
     if encoding == "base64" and truncated:
         # a cut inside a UTF-8 sequence must not turn a text body into base64
         with contextlib.suppress(UnicodeDecodeError):
@@ -128,8 +148,8 @@ def peek_json(message: PeekedMessage, max_body: int) -> dict[str, Any]:
         "body": text,
         "body_encoding": encoding,
         "size": len(body),
-        "headers": json_safe(dict(message.headers)),
-        "properties": json_safe(dict(message.properties)),
+        "headers": json_safe(headers),
+        "properties": json_safe(properties),
         "death": None
         if message.death is None
         else {
@@ -140,6 +160,8 @@ def peek_json(message: PeekedMessage, max_body: int) -> dict[str, Any]:
     }
     if truncated:
         out["truncated"] = True
+    if headers_cut or properties_cut:
+        out["headers_truncated"] = True
     return out
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 import time
 
 from mqtop.config import Config
 from mqtop.engine import Engine
 from mqtop.errors import EXIT_OK, EXIT_UNREACHABLE, UsageError
-from mqtop.model import BrokerStatus
+from mqtop.model import BrokerStatus, SeriesKey, SeriesView
 from mqtop.output import metrics_json, metrics_table, prometheus_text, render_table
 from mqtop.runtime import config_from_args
 from mqtop.safe import dumps, safe_text
@@ -44,6 +45,17 @@ async def two_polls(engine: Engine, interval: float) -> None:
         await engine.poll_all(up)
 
 
+def _visible(view: SeriesView) -> SeriesView:
+    """The view with control characters in its labels shown as escapes."""
+    key = view.key
+    safe = SeriesKey(
+        safe_text(key.broker),
+        safe_text(key.queue),
+        None if key.group is None else safe_text(key.group),
+    )
+    return view if safe == key else dataclasses.replace(view, key=safe)
+
+
 def _require_brokers(config: Config) -> None:
     if not config.brokers:
         where = config.source or "no config file; no broker detected on default local ports"
@@ -68,7 +80,9 @@ def run_metrics(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(dumps(metrics_json(statuses, views, time.time())))
     elif args.format == "prometheus":
-        sys.stdout.write(prometheus_text(statuses, views))
+        # the exposition format cannot escape control characters, so label values are made
+        # visible as in the table (`serve` keeps them exact: /metrics is not a terminal)
+        sys.stdout.write(prometheus_text(statuses, [_visible(v) for v in views]))
     else:
         print(metrics_table(statuses, views))
     return EXIT_UNREACHABLE if report_down(statuses) else EXIT_OK
