@@ -186,6 +186,7 @@ def make_client(
     pool: int | None = None,
     max_attempts: int = 3,
     read_timeout: float = 20.0,
+    validate: bool = True,
 ) -> Any:
     """A boto3 client for the options (blocking: call it in a thread). Secrets never logged."""
     import boto3
@@ -223,6 +224,7 @@ def make_client(
         connect_timeout=5,
         read_timeout=read_timeout,
         user_agent_extra="mqtop",
+        parameter_validation=validate,
     )
     return session.client(service, **kwargs)
 
