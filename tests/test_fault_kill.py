@@ -41,7 +41,7 @@ SEED = int(os.environ.get("MQTOP_FAULT_SEED") or random.SystemRandom().randrange
 ROUNDS = 3
 
 
-def rounds_for(broker: str, low: float = 0.05, high: float = 0.7) -> list[tuple[float, float]]:
+def rounds_for(broker: str, low: float = 0.05, high: float = 0.6) -> list[tuple[float, float]]:
     """Three (fraction of the volume, extra delay in seconds) kill points for one broker."""
     rng = random.Random(f"{SEED}:{broker}")
     points = [(rng.uniform(low, high), rng.uniform(0.0, 0.02)) for _ in range(ROUNDS)]
@@ -142,7 +142,7 @@ def _redis_round(
     fraction: float,
     delay: float,
 ) -> str:
-    total = 8000 if kind == "list" else 5000
+    total = 20_000 if kind == "list" else 10_000
     src, dst = prefix + ":dead", prefix + ":work"
     items = [f"{i:06d}".encode() + b"\x00\xff\x1b[2J" * (i % 3) for i in range(total)]
     pipe = client.pipeline(transaction=False)
@@ -241,7 +241,7 @@ def _rabbit_ids(broker: RabbitBroker, queue: str) -> list[str]:
 def test_rabbitmq_killed_at_random_points(
     rabbitmq_broker: RabbitBroker, write_config, unique, tmp_path
 ):
-    total = 4000
+    total = 8000
     broker = rabbitmq_broker
     config = write_config(
         f"""
@@ -333,7 +333,7 @@ async def test_kafka_killed_at_random_points(
 
     from tests.test_kafka_collector import KafkaTool
 
-    total = 3000
+    total = 6000
     tool = KafkaTool(kafka_broker.bootstrap)
     await tool.start()
     prefix = unique("fk") + "-"
@@ -477,7 +477,7 @@ def test_sqs_killed_at_random_points(sqs_endpoint: SqsBroker, write_config, uniq
     urls: list[str] = []
     notes = []
     try:
-        for n, (fraction, delay) in enumerate(rounds_for("sqs", high=0.6)):
+        for n, (fraction, delay) in enumerate(rounds_for("sqs")):
             src_name, dst_name = unique(f"fk{n}") + "-dlq", unique(f"fk{n}") + "-work"
             src = client.create_queue(QueueName=src_name)["QueueUrl"]
             dst = client.create_queue(QueueName=dst_name)["QueueUrl"]
