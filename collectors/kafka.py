@@ -9,13 +9,18 @@ One long-lived aiokafka client per broker sends batched protocol requests (see d
   group, all of its committed offsets at once);
 * Fetch of the single record at each lagging group's position, for consumer_lag_seconds, within
   a per-poll budget and cached by offset; beyond the budget (or when the record cannot be read)
-  the time is interpolated from the history of end offsets, as kafka-lag-exporter does.
+  the time is interpolated from the history of end offsets, as kafka-lag-exporter does, or,
+  for a record older than that history, reported as a flagged lower bound (never extrapolated);
+* Fetch of the dead letters that arrived since the last poll (headers only matter), within a
+  per-poll byte budget, to attribute DLT inflow to consumer groups.
 
 Series: one per group x topic (label ``group`` = consumer group) and one with group null for a
 topic no watched group consumes. ``published_total`` = sum of end offsets, ``processed_total`` =
 sum of consumed positions (committed offset, or the log start where the group has none), so the
-store derives publish_rate and processing_rate; the DLT's end offsets are ``dead_lettered_total``
-of the topic it serves, which makes error_rate = DLT inflow / (processing + DLT inflow).
+store derives publish_rate and processing_rate; ``dead_lettered_total`` of a group x topic counts
+the DLT records attributed to that group (group header, or the topic's only group; null when
+they cannot be attributed), which makes error_rate = the group's dead letters / (its processing
++ its dead letters).
 """
 
 from __future__ import annotations
@@ -53,6 +58,15 @@ LATEST = -1
 EARLIEST = -2
 FIRST_FETCH_BYTES = 16 * 1024  # per partition: enough for the batch holding most records
 MAX_FETCH_BYTES = 8 * 1024 * 1024  # cap of a retry for one large batch
+# Fetch waits at most this long for min_bytes=1. Only records that exist are asked for, so
+# Kafka answers at once; a zero wait is not used because tansu (and possibly other
+# Kafka-compatible brokers) then answer with no data at all.
+FETCH_WAIT_MS = 100
+DLT_PARTITION_BYTES = 256 * 1024  # per DLT partition and poll, to attribute dead letters
+DLT_REQUEST_BYTES = 4 * 1024 * 1024  # per Fetch of dead letters (one per leader)
+GROUP_HEADERS = ("kafka_dlt-original-consumer-group", "x-original-consumer-group")
+TOPIC_HEADERS = ("kafka_dlt-original-topic", "x-original-topic")
+READ_COMMITTED = 1
 ACTIVE_STATES = frozenset({"Stable", "PreparingRebalance", "CompletingRebalance", "Assigning"})
 
 
@@ -102,10 +116,10 @@ class KafkaOptions(BrokerOptions):
         ge=0,
         le=1_000_000,
         description="Records read per poll to time lagging partitions; the rest are "
-        "interpolated from the end-offset history.",
+        "timed from the end-offset history (interpolated, or a flagged lower bound).",
     )
     lag_history: Duration = Field(
-        3600.0, description="How much end-offset history is kept for interpolated lag seconds."
+        3600.0, description="How much end-offset history is kept to time lag without reading."
     )
     group_status_window: Duration = Field(
         300.0, description="Sliding window of the group status evaluator."
@@ -342,6 +356,84 @@ def record_timestamps(
     return found, None
 
 
+@dataclass(slots=True)
+class DeadLetters:
+    """What one read of a DLT partition found."""
+
+    origins: list[tuple[str | None, str | None]] = field(default_factory=list)  # (topic, group)
+    next_offset: int = 0  # where the next read starts
+    unread: int = 0  # records passed over without their headers (a batch too large to read)
+    need: int | None = None  # bytes the first batch needs, when it was cut short
+
+
+def _header_text(headers: Sequence[tuple[str, bytes | None]], names: Sequence[str]) -> str | None:
+    for name in names:
+        for key, value in reversed(headers):
+            if key == name and value:
+                try:
+                    return bytes(value).decode("utf-8")
+                except UnicodeDecodeError:
+                    return None
+    return None
+
+
+def dead_letter_origins(raw: bytes | memoryview, start: int, aborted: Any) -> DeadLetters:
+    """Original topic and consumer group (from Spring Kafka's ``kafka_dlt-original-*`` or the
+    ``x-original-*`` headers; None when absent) of the committed records from ``start``.
+
+    ``raw`` is a read_committed Fetch answer: control batches and the batches of aborted
+    transactions (``aborted``: (producer id, first offset) pairs) are skipped.
+    """
+    from aiokafka.record.control_record import ABORT_MARKER, ControlRecord
+    from aiokafka.record.default_records import DefaultRecordBatch
+
+    out = DeadLetters(next_offset=start)
+    buf = memoryview(raw)
+    size = len(buf)
+    txns = sorted(aborted or (), key=lambda x: x[1])
+    aborted_pids: set[int] = set()
+    pos = 0
+    while pos + 61 <= size:
+        base, length = struct.unpack_from(">qi", buf, pos)
+        end = pos + 12 + length
+        (delta,) = struct.unpack_from(">i", buf, pos + 23)
+        if end > size:
+            if pos == 0:
+                out.need = 12 + length
+            break
+        batch_next = base + delta + 1
+        if buf[pos + 16] < 2:  # pre-0.11 message set: no headers to read
+            out.unread += max(0, batch_next - max(out.next_offset, base))
+            out.next_offset = max(out.next_offset, batch_next)
+            pos = end
+            continue
+        batch = DefaultRecordBatch(buf[pos:end])
+        pos = end
+        if batch_next <= out.next_offset:
+            continue
+        skip = False
+        pid = batch.producer_id
+        if pid is not None and pid >= 0:
+            while txns and txns[0][1] <= base:
+                aborted_pids.add(txns.pop(0)[0])
+            if batch.is_control_batch:
+                marker = next(iter(batch), None)
+                if marker is not None and ControlRecord.parse(marker.key) == ABORT_MARKER:
+                    aborted_pids.discard(pid)
+                skip = True
+            elif batch.is_transactional and pid in aborted_pids:
+                skip = True
+        if not skip and not batch.is_control_batch:
+            for record in batch:
+                if record.offset >= out.next_offset:
+                    headers = record.headers
+                    out.origins.append(
+                        (_header_text(headers, TOPIC_HEADERS), _header_text(headers, GROUP_HEADERS))
+                    )
+        out.next_offset = batch_next
+    return out
+
+
 class KafkaWire:
     """One long-lived aiokafka client sending batched protocol requests."""
 
@@ -545,19 +637,24 @@ class KafkaWire:
         return out
 
     async def offset_fetch(
-        self, group: str, partitions: Mapping[str, Sequence[int]] | None = None
+        self,
+        group: str,
+        partitions: Mapping[str, Sequence[int]] | None = None,
+        *,
+        by_partition: bool = False,
     ) -> dict[TP, tuple[int, str]]:
         """Committed offsets of a group, in one OffsetFetch: {tp: (offset, metadata)}.
 
-        All of the group's offsets are asked for at once. A broker that cannot do that (Kafka
-        before 0.10.2 answers with an error; some Kafka-compatible brokers drop the
-        connection) is asked for ``partitions`` explicitly from then on.
+        All of the group's offsets are asked for at once, unless ``by_partition`` (then only
+        ``partitions`` are named). A broker that cannot answer "all offsets" (Kafka before
+        0.10.2 answers with an error; some Kafka-compatible brokers drop the connection) is
+        asked for ``partitions`` explicitly from then on.
         """
         from aiokafka.errors import IncompatibleBrokerVersion, KafkaConnectionError
         from aiokafka.protocol.commit import OffsetFetchRequest
 
         node = await self.coordinator(group)
-        explicit = self.explicit_offsets and partitions is not None
+        explicit = (self.explicit_offsets or by_partition) and partitions is not None
         wanted = [(t, list(ps)) for t, ps in (partitions or {}).items()] if explicit else None
         try:
             response = await self.send(node, OffsetFetchRequest(group, wanted))
@@ -626,7 +723,9 @@ class KafkaWire:
 
         async def one(node: int, topics: dict[str, list[tuple[int, int, int]]]) -> None:
             total = sum(size for parts in topics.values() for _, _, size in parts)
-            request = FetchRequest(0, 0, min(total, 64 * 1024 * 1024), 0, list(topics.items()))
+            request = FetchRequest(
+                FETCH_WAIT_MS, 1, min(total, 64 * 1024 * 1024), 0, list(topics.items())
+            )
             response = await self.send(node, request)
             for topic, parts in response.topics:
                 for part in parts:
@@ -650,6 +749,41 @@ class KafkaWire:
 
         await asyncio.gather(*(one(n, t) for n, t in by_node.items()))
         return result
+
+    async def fetch_dead_letters(
+        self, wanted: Mapping[TP, tuple[int, int]]
+    ) -> dict[TP, DeadLetters | int]:
+        """Read DLT partitions from {tp: (offset, bytes)} (read_committed), one Fetch per
+        leader: {tp: what was found, or the Kafka error code}."""
+        from aiokafka.protocol.fetch import FetchRequest
+
+        by_node: dict[int, dict[str, list[tuple[int, int, int]]]] = {}
+        for tp, (offset, size) in wanted.items():
+            leader = self.leaders.get(tp)
+            if leader is not None:
+                entry = (tp[1], offset, size)
+                by_node.setdefault(leader, {}).setdefault(tp[0], []).append(entry)
+        out: dict[TP, DeadLetters | int] = {}
+
+        async def one(node: int, topics: dict[str, list[tuple[int, int, int]]]) -> None:
+            request = FetchRequest(
+                FETCH_WAIT_MS, 1, DLT_REQUEST_BYTES, READ_COMMITTED, list(topics.items())
+            )
+            response = await self.send(node, request)
+            for topic, parts in response.topics:
+                for part in parts:
+                    tp = (topic, part[0])
+                    if tp not in wanted:
+                        continue
+                    code, raw = part[1], part[-1]
+                    if code:
+                        out[tp] = int(code)
+                        continue
+                    aborted = part[-2] if len(part) <= 7 else part[5]
+                    out[tp] = dead_letter_origins(raw or b"", wanted[tp][0], aborted)
+
+        await asyncio.gather(*(one(n, t) for n, t in by_node.items()))
+        return out
 
 
 async def diagnose(options: KafkaOptions, wait: float) -> str:
@@ -737,21 +871,191 @@ class OffsetHistory:
             self.times = [times[i] for i in keep]
             self.ends = [ends[i] for i in keep]
 
-    def time_of(self, offset: int) -> float | None:
-        """Estimated time the record at ``offset`` was appended (None when unknown)."""
+    def time_of(self, offset: int) -> tuple[float, bool] | None:
+        """When the record at ``offset`` was appended, from the observed end offsets:
+        (time, False) interpolated between the two observations around it, or (time, True)
+        when it is older than the oldest observation: then it was appended at that time or
+        before, so the time is only an upper bound (the lag a lower bound). None when the
+        history does not reach the offset.
+
+        Nothing is extrapolated: before the oldest observation the rate is unknown.
+        """
         times, ends = self.times, self.ends
         if not ends or offset >= ends[-1]:
             return None
         i = next(i for i, end in enumerate(ends) if end > offset)
         if i == 0:
-            # older than the history: extrapolate at the average rate of the history
-            if len(ends) < 2 or ends[-1] <= ends[0] or times[-1] <= times[0]:
-                return None
-            rate = (ends[-1] - ends[0]) / (times[-1] - times[0])
-            return times[0] - (ends[0] - offset) / rate
+            return times[0], True
         e0, e1 = ends[i - 1], ends[i]
         t0, t1 = times[i - 1], times[i]
-        return t0 + (offset + 1 - e0) / (e1 - e0) * (t1 - t0)
+        return t0 + (offset + 1 - e0) / (e1 - e0) * (t1 - t0), False
+
+
+# ---------------------------------------------------------------- dead-letter attribution
+
+
+class DeadLetterCounts:
+    """Dead letters per (topic, consumer group), read from the headers of new DLT records.
+
+    A DLT record counts for the group its ``kafka_dlt-original-consumer-group`` (or
+    ``x-original-consumer-group``) header names and the topic its ``kafka_dlt-original-topic``
+    (or ``x-original-topic``) header names; without a topic header, for the one topic the DLT
+    serves (or the one of them the named group reads). A record without a group header counts
+    for the topic's consuming group when exactly one watched group reads the topic. Any other
+    record cannot be attributed: the topic's counts are then unknown (null) until its dead
+    letters can be attributed again, and start over from zero.
+
+    Only records that arrive after the DLT is first seen are read: each poll reads, from where
+    the last one stopped, at most ``DLT_PARTITION_BYTES`` per partition (one Fetch per leader);
+    a backlog is caught up over the next polls.
+    """
+
+    def __init__(self) -> None:
+        self.cursor: dict[TP, int] = {}  # next DLT offset to read
+        self.sizes: dict[TP, int] = {}  # fetch size for a partition whose batch was larger
+        self.counts: dict[tuple[str, str, str], int] = {}  # (dlt, topic, group) -> records
+        self.blocked: set[tuple[str, str]] = set()  # (dlt, topic) with unattributable records
+        self.methods: dict[tuple[str, str], set[str]] = {}  # how records were attributed
+        self._consumers: Mapping[str, set[str]] = {}
+        self._attributed: set[tuple[str, str]] = set()  # this poll: (dlt, topic) counted
+        self._unattributed: set[tuple[str, str]] = set()  # this poll: (dlt, topic) blocked
+
+    async def update(
+        self,
+        wire: KafkaWire,
+        dlqs: Mapping[str, str],
+        consumers_of: Mapping[str, set[str]],
+        ends: Mapping[TP, int],
+        starts: Mapping[TP, int],
+    ) -> None:
+        """Read the dead letters that arrived since the last poll and attribute them."""
+        served: dict[str, list[str]] = {}
+        for topic, dlt in dlqs.items():
+            served.setdefault(dlt, []).append(topic)
+        read = {d: ts for d, ts in served.items() if any(consumers_of.get(t) for t in ts)}
+        self._consumers = consumers_of
+        self._attributed = set()
+        self._unattributed = set()
+        wanted: dict[TP, tuple[int, int]] = {}
+        live: set[TP] = set()
+        for dlt, topics in read.items():
+            for p in wire.partitions.get(dlt, ()):
+                tp = (dlt, p)
+                end = ends.get(tp)
+                if end is None:
+                    if tp in self.cursor:
+                        live.add(tp)
+                    continue
+                live.add(tp)
+                cur = self.cursor.get(tp)
+                if cur is None:  # first seen: only what arrives from now on is counted
+                    self.cursor[tp] = end
+                    continue
+                start = starts.get(tp, 0)
+                if cur > end:  # the DLT was recreated: its records are all new
+                    cur = start
+                if cur < start:  # deleted by retention before they were read
+                    self._attribute(dlt, topics, [(None, None)] * (start - cur))
+                    cur = start
+                self.cursor[tp] = cur
+                if cur < end:
+                    wanted[tp] = (cur, self.sizes.get(tp, DLT_PARTITION_BYTES))
+        if wanted:
+            found = await wire.fetch_dead_letters(wanted)
+            for tp, result in found.items():
+                if isinstance(result, int):
+                    continue  # an error (moved leader, records deleted): next poll retries
+                dlt = tp[0]
+                self._attribute(dlt, read[dlt], result.origins)
+                self._attribute(dlt, read[dlt], [(None, None)] * result.unread)
+                cur = self.cursor[tp]
+                if result.need is not None:
+                    if result.need <= MAX_FETCH_BYTES:
+                        self.sizes[tp] = result.need
+                        continue
+                    # a batch too large to read: passed over, its records unattributed
+                    skipped = await self._batch_end(wire, tp, cur)
+                    if skipped is None:
+                        continue
+                    self._attribute(dlt, read[dlt], [(None, None)] * (skipped - cur))
+                    result.next_offset = skipped
+                self.sizes.pop(tp, None)
+                self.cursor[tp] = max(cur, result.next_offset)
+        # a topic whose dead letters can be attributed again starts over from zero
+        for key in list(self.blocked):
+            dlt, topic = key
+            if key in self._unattributed:
+                continue
+            if key in self._attributed or len(consumers_of.get(topic, ())) == 1:
+                self.blocked.discard(key)
+                for ckey in [k for k in self.counts if k[0] == dlt and k[1] == topic]:
+                    del self.counts[ckey]
+        for tp in [tp for tp in self.cursor if tp not in live]:
+            del self.cursor[tp]
+            self.sizes.pop(tp, None)
+        kept = {(d, t) for d, ts in read.items() for t in ts}
+        self.counts = {k: v for k, v in self.counts.items() if (k[0], k[1]) in kept}
+        self.blocked &= kept
+        self.methods = {k: v for k, v in self.methods.items() if k in kept}
+
+    async def _batch_end(self, wire: KafkaWire, tp: TP, offset: int) -> int | None:
+        """The offset after the batch holding ``offset`` (from its header alone)."""
+        from aiokafka.protocol.fetch import FetchRequest
+
+        leader = wire.leaders.get(tp)
+        if leader is None:
+            return None
+        request = FetchRequest(
+            FETCH_WAIT_MS, 1, 64, READ_COMMITTED, [(tp[0], [(tp[1], offset, 64)])]
+        )
+        response = await wire.send(leader, request)
+        for _topic, parts in response.topics:
+            for part in parts:
+                raw = part[-1]
+                if part[0] == tp[1] and not part[1] and raw and len(raw) >= 27:
+                    base, _length = struct.unpack_from(">qi", raw, 0)
+                    (delta,) = struct.unpack_from(">i", raw, 23)
+                    return max(offset + 1, int(base) + int(delta) + 1)
+        return None
+
+    def _attribute(
+        self, dlt: str, topics: Sequence[str], origins: Iterable[tuple[str | None, str | None]]
+    ) -> None:
+        consumers_of = self._consumers
+        for topic_h, group_h in origins:
+            if topic_h is not None:
+                if topic_h not in topics:
+                    continue  # a dead letter of a topic this DLT does not serve here
+                candidates = [topic_h]
+            else:
+                candidates = list(topics)
+            candidates = [t for t in candidates if consumers_of.get(t)]
+            if group_h is not None:
+                candidates = [t for t in candidates if group_h in consumers_of[t]]
+                if len(candidates) == 1:
+                    self._count(dlt, candidates[0], group_h, "group header")
+                    continue
+            elif len(candidates) == 1 and len(consumers_of[candidates[0]]) == 1:
+                (only,) = consumers_of[candidates[0]]
+                self._count(dlt, candidates[0], only, "the topic's only group")
+                continue
+            for topic in candidates:  # several places it may belong to: it is nobody's
+                self.blocked.add((dlt, topic))
+                self._unattributed.add((dlt, topic))
+
+    def _count(self, dlt: str, topic: str, group: str, method: str) -> None:
+        key = (dlt, topic, group)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        self._attributed.add((dlt, topic))
+        self.methods.setdefault((dlt, topic), set()).add(method)
+
+    def total(self, dlt: str, topic: str, group: str) -> tuple[float | None, str]:
+        """(dead letters counted for the group on the topic, or None; how they were counted)."""
+        if (dlt, topic) in self.blocked:
+            return None, "unattributable: records name no consumer group and several groups read"
+        methods = self.methods.get((dlt, topic))
+        how = " and ".join(sorted(methods)) if methods else "none arrived yet"
+        return float(self.counts.get((dlt, topic, group), 0)), how
 
 
 # ---------------------------------------------------------------- collector
@@ -780,6 +1084,7 @@ class KafkaCollector:
         self._refresh_due = True
         self._explicit_offsets = False  # learnt from the broker; survives reconnections
         self._offsets_probed = False
+        self._dead = DeadLetterCounts()
 
     @property
     def wire(self) -> KafkaWire:
@@ -963,7 +1268,13 @@ class KafkaCollector:
                     if key not in self._ts_cache:
                         wanted[key] = None
 
-        await self._lookup_timestamps(list(wanted))
+        consumers_of: dict[str, set[str]] = {}
+        for gd, topic in pairs:
+            consumers_of.setdefault(topic, set()).add(gd.name)
+        await asyncio.gather(
+            self._lookup_timestamps(list(wanted)),
+            self._dead.update(wire, dlqs, consumers_of, ends, starts),
+        )
         used: dict[tuple[str, int, int], int] = {}
         series: list[SeriesSample] = []
         broker = self.options.name
@@ -977,15 +1288,26 @@ class KafkaCollector:
             )
             dlq = dlqs.get(topic)
             dlq_values = self._dlq_values(dlq, ends, starts)
+            attribution: str | None = None
+            if dlq is not None and dlq_values.get("dead_lettered_total") is not None:
+                dlq_values["dead_lettered_total"], attribution = self._dead.total(
+                    dlq, topic, gd.name
+                )
             rows_of = rows.get((gd.name, topic))
             if gd.committed is None or rows_of is None:
+                failed_info: dict[str, Any] = {
+                    "error": gd.error or "offsets unavailable",
+                    "partitions": [],
+                }
+                if attribution is not None:
+                    failed_info["dead_letters"] = attribution
                 series.append(
                     SeriesSample(
                         key=SeriesKey(broker, topic, gd.name),
                         kind="topic",
                         values={"group_status": 4.0, "consumers": _num(members), **dlq_values},
                         dlq=dlq,
-                        info={"error": gd.error or "offsets unavailable", "partitions": []},
+                        info=failed_info,
                     )
                 )
                 continue
@@ -994,7 +1316,8 @@ class KafkaCollector:
             published = 0
             processed = 0
             lag_s_max: float | None = None
-            lag_s_missing = False
+            lag_s_missing = False  # a lagging partition could not be timed at all
+            lag_s_bound = False  # a lagging partition's time is only a lower bound
             for row in rows_of:
                 p = row["partition"]
                 lag = row["lag"]
@@ -1006,18 +1329,25 @@ class KafkaCollector:
                     target = max(position, row["log_start"])
                     key = (topic, p, target)
                     ts_ms = self._ts_cache.get(key)
-                    appended: float | None
+                    appended: float | None = None
+                    bound = False
                     if ts_ms is not None:
                         used[key] = ts_ms
                         appended = ts_ms / 1000.0
                     else:
                         hist = self._history.get((topic, p))
-                        appended = None if hist is None else hist.time_of(target)
+                        found = None if hist is None else hist.time_of(target)
+                        # a bound from an observation made by this very poll says nothing
+                        if found is not None and not (found[1] and found[0] >= now):
+                            appended, bound = found
                     if appended is None:
                         lag_s_missing = True
                     else:
                         seconds = max(0.0, now - appended)
                         row["lag_seconds"] = round(seconds, 3)
+                        if bound:
+                            row["lag_seconds_lower_bound"] = True
+                            lag_s_bound = True
                         lag_s_max = seconds if lag_s_max is None else max(lag_s_max, seconds)
                 error = row.pop("_error")
                 window = self._status.observe((gd.name, topic, p), now, position, lag, error)
@@ -1045,8 +1375,13 @@ class KafkaCollector:
                 "state": None if info is None else info.state,
                 "status_reason": overall.reason,
             }
-            if lag_s_missing and lag_seconds is not None:
-                extra["lag_seconds_partial"] = True
+            if attribution is not None:
+                extra["dead_letters"] = attribution
+            if lag_seconds is not None and (lag_s_missing or lag_s_bound):
+                # the figure is the max of what is known: the true lag may be larger
+                extra["lag_seconds_lower_bound"] = True
+                if lag_s_missing:
+                    extra["lag_seconds_partial"] = True
             series.append(
                 SeriesSample(
                     key=SeriesKey(broker, topic, gd.name),

@@ -395,6 +395,7 @@ class KafkaActions:
             progress=progress,
         )
         await copier.run()
+        notes.extend(copier.notes)
         if copier.deleted:
             notes.append(
                 f"{copier.deleted} record(s) were deleted by retention while the replay ran"
@@ -445,9 +446,10 @@ class KafkaActions:
                 begin[p] = stops[p] if at is None else max(starts[p], min(at, stops[p]))
             notes.append(f"started at {_iso(ms)} (--from-time), ignoring saved progress")
             return begin, 0
-        committed = {
-            tp[1]: value for tp, value in (await wire.offset_fetch(group)).items() if tp[0] == src
-        }
+        # the source partitions are named: cheaper than all of the group's offsets, and some
+        # Kafka-compatible brokers (tansu) drop the connection on an OffsetFetch without them
+        fetched = await wire.offset_fetch(group, {src: parts}, by_partition=True)
+        committed = {tp[1]: value for tp, value in fetched.items() if tp[0] == src}
         lost = 0
         resumed = 0
         for p in parts:
@@ -749,22 +751,48 @@ class _Copier:
         self.considered = 0  # records moved or to be moved, for --limit
         self.backlog: list[tuple[int, list[Any]]] = []
         self.reader: _TopicReader
+        self.notes: list[str] = []
 
-    async def run(self) -> None:
-        producer: AIOKafkaProducer | None = None
-        if not self.request.dry_run:
-            from aiokafka import AIOKafkaProducer
+    async def _producer(self) -> AIOKafkaProducer:
+        """A started producer with acks=all: idempotent, unless the broker refuses that."""
+        from aiokafka import AIOKafkaProducer
+        from aiokafka.errors import BrokerResponseError
 
-            quiet_client_logs()
-            producer = AIOKafkaProducer(
-                enable_idempotence=True,
+        quiet_client_logs()
+
+        def make(idempotent: bool) -> AIOKafkaProducer:
+            return AIOKafkaProducer(
+                enable_idempotence=idempotent,
                 acks="all",
                 linger_ms=0,
                 max_batch_size=BATCH_BYTES,
                 max_request_size=4 * 1024 * 1024,
                 **client_kwargs(self.actions.options, self.actions._timeout()),
             )
+
+        producer = make(True)
+        try:
             await producer.start()
+            return producer
+        except BrokerResponseError as exc:
+            # InitProducerId refused (old brokers; Kafka-compatible brokers such as tansu,
+            # which only answer its later versions): acknowledged sends still protect every
+            # record, a retried send may be duplicated
+            await producer.stop()
+            refused = f"{type(exc).__name__}"
+        producer = make(False)
+        await producer.start()
+        self.notes.append(
+            f"the broker refused an idempotent producer ({refused}): records were sent with "
+            "acks=all without idempotence, so a send retried after a network error may be "
+            "duplicated"
+        )
+        return producer
+
+    async def run(self) -> None:
+        producer: AIOKafkaProducer | None = None
+        if not self.request.dry_run:
+            producer = await self._producer()
         collecting = gc.isenabled()
         gc.disable()  # millions of short-lived acyclic objects: skip cyclic GC passes
         try:

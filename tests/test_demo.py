@@ -326,11 +326,6 @@ def test_redis_dead_letters_replay(demo_run):
     _replayed(demo_run, "demo-redis", "jobs:invoices:dead", "jobs:invoices")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="collectors/kafka_actions.py asks OffsetFetch for all of the replay group's topics "
-    "(topics=null); tansu drops the connection (KafkaConnectionError: Connection closed)",
-)
 def test_kafka_dead_letters_replay(demo_run):
     _replayed(demo_run, "demo-kafka", "orders.DLT", "orders")
 

@@ -7,6 +7,7 @@ beginning offsets, the admin client's committed offsets), never hard-coded.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -341,7 +342,6 @@ async def test_lag_seconds_interpolated_when_records_are_not_read(kafka, kafka_b
         assert first.values["consumer_lag_seconds"] == 0  # no lag: 0, not null
         t_before = time.time()
         await kafka.produce(topic, 0, 10)  # offsets 10..19 appended now
-        t_after = time.time()
         await asyncio.sleep(0.3)
         second = {s.key.group: s for s in (await collector.collect()).series}[group]
         polled = time.time()
@@ -351,19 +351,63 @@ async def test_lag_seconds_interpolated_when_records_are_not_read(kafka, kafka_b
         assert lag_s <= polled - (t_before - 1.5)
         assert lag_s >= 0
         assert second.info["partitions"][0]["lag"] == 10
-        del t_after
+        assert "lag_seconds_lower_bound" not in second.info  # measured, not a bound
     finally:
         await collector.close()
 
-    # a fresh collector has no history and no budget: the time is unknown, so null
+
+async def test_lag_seconds_before_the_history_is_a_flagged_lower_bound(kafka, kafka_broker, unique):
+    """A fresh collector that cannot read the records never extrapolates: the first poll says
+    null, later polls the lower bound "at least since the first observation", flagged."""
+    prefix = unique("bound") + "-"
+    topic = prefix + "views"
+    await kafka.create({topic: 1})
+    old_ms = int(time.time() * 1000) - 600_000
+    await kafka.produce(topic, 0, 10, timestamps_ms=[old_ms + i for i in range(10)])
+    group = prefix + "readers"
+    await kafka.commit(group, {(topic, 0): 4})
+
     fresh = collector_for(kafka_broker, prefix, lag_seconds_budget=0)
     await fresh.connect()
     try:
+        t0 = time.time()
         sample = {s.key.group: s for s in (await fresh.collect()).series}[group]
+        t1 = time.time()
+        # no history before this poll: nothing is known about the time, so null
         assert sample.values["consumer_lag_seconds"] is None
-        assert sample.values["consumer_lag_messages"] == 10
+        assert sample.values["consumer_lag_messages"] == 6
+        # the end moves between polls: a rate exists, and extrapolating over it would be a guess
+        await kafka.produce(topic, 0, 20)
+        await asyncio.sleep(0.5)
+        t2 = time.time()
+        sample = {s.key.group: s for s in (await fresh.collect()).series}[group]
+        t3 = time.time()
     finally:
         await fresh.close()
+    lag_s = sample.values["consumer_lag_seconds"]
+    assert lag_s is not None
+    # offset 4 was appended before the first observation: lag >= now - that observation
+    assert t2 - t1 - 0.01 <= lag_s <= t3 - t0 + 0.01
+    assert lag_s < 600  # a lower bound of the true lag (the record is ten minutes old)
+    assert sample.values["latency_seconds"] == lag_s
+    assert sample.info["lag_seconds_lower_bound"] is True
+    row = sample.info["partitions"][0]
+    assert row["lag"] == 26 and row["lag_seconds_lower_bound"] is True
+    assert row["lag_seconds"] == pytest.approx(lag_s, abs=0.001)
+
+    # with the budget to read the record, the same fresh poll is exact and unflagged
+    reader = collector_for(kafka_broker, prefix)
+    await reader.connect()
+    try:
+        before = time.time()
+        sample = {s.key.group: s for s in (await reader.collect()).series}[group]
+        after = time.time()
+    finally:
+        await reader.close()
+    exact = sample.values["consumer_lag_seconds"]
+    assert before - (old_ms + 4) / 1000 - 0.01 <= exact <= after - (old_ms + 4) / 1000 + 0.01
+    assert "lag_seconds_lower_bound" not in sample.info
+    assert "lag_seconds_lower_bound" not in sample.info["partitions"][0]
 
 
 # ---------------------------------------------------------------- group status
@@ -492,6 +536,171 @@ async def test_dlt_inflow_gives_error_rate_and_dlq_length(
     assert view.metrics["processing_rate"] is not None and view.metrics["processing_rate"] > 0
     assert view.metrics["queue_length"] == 50
     assert dlt_view.metrics["publish_rate"] is not None and dlt_view.metrics["publish_rate"] > 0
+
+
+def _spring(group: str, topic: str) -> list[tuple[str, bytes]]:
+    return [
+        ("kafka_dlt-original-topic", topic.encode()),
+        ("kafka_dlt-original-consumer-group", group.encode()),
+        ("kafka_dlt-exception-message", b"boom"),
+    ]
+
+
+def _plain(group: str) -> list[tuple[str, bytes]]:
+    return [("x-original-consumer-group", group.encode())]
+
+
+async def test_dlt_inflow_is_attributed_to_the_group_its_header_names(
+    kafka, kafka_broker, write_config, unique
+):
+    """Two busy groups and a stalled one on one topic: each group's error_rate counts the dead
+    letters that name it, and the stalled group does not show the others' failures."""
+    from mqtop.config import load_config_file
+    from mqtop.engine import Engine
+    from mqtop.model import SeriesKey
+
+    prefix = unique("attr") + "-"
+    topic, dlt = prefix + "orders", prefix + "orders.DLT"
+    busy, other, stalled = prefix + "billing", prefix + "shipping", prefix + "analytics"
+    await kafka.create({topic: 1, dlt: 2})
+    await kafka.produce(topic, 0, 100)
+    await kafka.produce(dlt, 0, 4, headers=_spring(busy, topic))  # before mqtop: not counted
+    await kafka.commit(busy, {(topic, 0): 20})
+    await kafka.commit(other, {(topic, 0): 10})
+    await kafka.commit(stalled, {(topic, 0): 5})
+    engine = Engine(load_config_file(kafka_config(write_config, kafka_broker, prefix)))
+    try:
+        await engine.poll_all()
+        await kafka.commit(busy, {(topic, 0): 50})  # 30 processed
+        await kafka.commit(other, {(topic, 0): 30})  # 20 processed
+        await kafka.produce(dlt, 0, 6, headers=_spring(busy, topic))
+        await kafka.produce(dlt, 1, 4, headers=_plain(busy))  # 10 dead letters of billing
+        await kafka.produce(dlt, 1, 5, headers=_spring(other, topic))  # 5 of shipping
+        await kafka.produce(dlt, 0, 3, headers=_spring("not-watched-group", topic))
+        await kafka.produce(dlt, 0, 2, headers=_spring(busy, prefix + "payments"))
+        await asyncio.sleep(1.0)
+        await engine.poll_all()
+        views = {
+            g: engine.store.view(SeriesKey("events", topic, g)) for g in (busy, other, stalled)
+        }
+        raw = {
+            g: engine.store.window_values(SeriesKey("events", topic, g), "dead_lettered_total", 60)
+            for g in (busy, other, stalled)
+        }
+    finally:
+        await engine.close()
+    _, dlt_ends = await kafka.offsets(dlt)
+    assert sum(dlt_ends.values()) == 4 + 6 + 4 + 5 + 3 + 2
+    # the DLT records as Kafka holds them: the headers name the groups counted below
+    named: dict[str, int] = {}
+    for record in await kafka.read_all(dlt):
+        headers = dict(record.headers)
+        name = headers.get("kafka_dlt-original-consumer-group")
+        name = name or headers.get("x-original-consumer-group")
+        if headers.get("kafka_dlt-original-topic", topic.encode()) == topic.encode():
+            named[name.decode()] = named.get(name.decode(), 0) + 1
+    assert named[busy] == 4 + 10 and named[other] == 5
+    counted = {g: [v for _, v in raw[g]] for g in raw}
+    assert counted[busy][-1] - counted[busy][0] == named[busy] - 4  # what arrived while polled
+    assert counted[other][-1] - counted[other][0] == named[other]
+    assert counted[stalled][-1] - counted[stalled][0] == 0
+    assert views[busy].metrics["error_rate"] == pytest.approx(10 / (30 + 10))
+    assert views[other].metrics["error_rate"] == pytest.approx(5 / (20 + 5))
+    # processed nothing, dead-lettered nothing: no ratio at all (never 100 %)
+    assert views[stalled].metrics["error_rate"] is None
+    assert views[stalled].info["dead_letters"] == "group header"
+    for view in views.values():
+        assert view.metrics["dlq_length"] == sum(dlt_ends.values())
+
+
+async def test_dlt_inflow_without_group_headers_is_null_with_several_groups(
+    kafka, kafka_broker, unique
+):
+    prefix = unique("noattr") + "-"
+    topic, dlt = prefix + "orders", prefix + "orders.DLT"
+    first, second = prefix + "billing", prefix + "shipping"
+    await kafka.create({topic: 1, dlt: 1})
+    await kafka.produce(topic, 0, 20)
+    await kafka.commit(first, {(topic, 0): 10})
+    await kafka.commit(second, {(topic, 0): 10})
+    collector = collector_for(kafka_broker, prefix)
+    await collector.connect()
+
+    async def poll() -> dict[str | None, Any]:
+        return {s.key.group: s for s in (await collector.collect()).series if s.key.queue == topic}
+
+    try:
+        polled = await poll()
+        assert polled[first].values["dead_lettered_total"] == 0  # nothing arrived: 0 is known
+        assert polled[first].info["dead_letters"] == "none arrived yet"
+        # Spring's header of the original topic, but no group: either group may have failed
+        await kafka.produce(dlt, 0, 3, headers=[("kafka_dlt-original-topic", topic.encode())])
+        polled = await poll()
+        for group in (first, second):
+            assert polled[group].values["dead_lettered_total"] is None
+            assert polled[group].info["dead_letters"].startswith("unattributable")
+            assert polled[group].values["dlq_length"] == 3  # the DLT's size is still known
+        polled = await poll()  # nothing new: still unknown
+        assert polled[first].values["dead_lettered_total"] is None
+        # records naming their group again: the counts start over from zero ...
+        await kafka.produce(dlt, 0, 2, headers=_plain(first))
+        polled = await poll()
+        assert polled[first].values["dead_lettered_total"] == 0
+        assert polled[second].values["dead_lettered_total"] == 0
+        # ... and count from there
+        await kafka.produce(dlt, 0, 1, headers=_plain(first))
+        await kafka.produce(dlt, 0, 4, headers=_plain(second))
+        polled = await poll()
+        assert polled[first].values["dead_lettered_total"] == 1
+        assert polled[second].values["dead_lettered_total"] == 4
+    finally:
+        await collector.close()
+
+
+async def test_dlt_reads_are_budgeted_and_catch_up(kafka, kafka_broker, unique, monkeypatch):
+    """A burst of dead letters larger than one poll's read budget is counted over the next
+    polls, each record once."""
+    import collectors.kafka as kafka_module
+
+    prefix = unique("budget") + "-"
+    topic, dlt = prefix + "orders", prefix + "orders.DLT"
+    first, second = prefix + "billing", prefix + "shipping"
+    await kafka.create({topic: 1, dlt: 1})
+    await kafka.commit(first, {(topic, 0): 0})
+    await kafka.commit(second, {(topic, 0): 0})
+    collector = collector_for(kafka_broker, prefix)
+    await collector.connect()
+    monkeypatch.setattr(kafka_module, "DLT_PARTITION_BYTES", 1024)
+    fetches: list[int] = []
+    original = collector.wire.fetch_dead_letters
+
+    async def counting(wanted: Any) -> Any:
+        fetches.append(len(wanted))
+        return await original(wanted)
+
+    collector.wire.fetch_dead_letters = counting  # type: ignore[method-assign]
+    try:
+        await collector.collect()
+        for i in range(60):  # one batch per record, about 200 bytes each
+            await kafka.producer.send_and_wait(
+                dlt, b"x" * 100, partition=0, headers=_plain(first if i % 3 else second)
+            )
+        totals: list[tuple[float, float]] = []
+        for _ in range(30):
+            by_group = {
+                s.key.group: s.values["dead_lettered_total"]
+                for s in (await collector.collect()).series
+                if s.key.queue == topic
+            }
+            totals.append((by_group[first], by_group[second]))
+            if totals[-1] == (40, 20):
+                break
+    finally:
+        await collector.close()
+    assert totals[-1] == (40, 20)
+    assert len(totals) >= 3  # it took several polls: 1 KiB a poll is a handful of records
+    assert all(a[0] <= b[0] and a[1] <= b[1] for a, b in itertools.pairwise(totals))
+    assert fetches and all(n == 1 for n in fetches)  # one partition per Fetch, one per poll
 
 
 # ---------------------------------------------------------------- config, secrets, failures

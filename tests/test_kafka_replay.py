@@ -230,10 +230,22 @@ async def test_replay_options_dry_run_filter_limit_resume_readonly(
     assert "Traceback" not in missing.stderr + bad.stderr
 
 
-async def test_replay_stops_at_the_end_offsets_seen_at_start(kafka, kafka_broker, unique):
+async def test_replay_stops_at_the_end_offsets_seen_at_start(
+    kafka, kafka_broker, unique, monkeypatch
+):
     from collectors.base import MoveRequest
-    from collectors.kafka import KafkaOptions
+    from collectors.kafka import KafkaOptions, KafkaWire
     from collectors.kafka_actions import KafkaActions
+
+    offset_fetches: list[Any] = []
+    send = KafkaWire.send
+
+    async def spy(self: KafkaWire, node: int, request: Any) -> Any:
+        if type(request).__name__ == "OffsetFetchRequest":
+            offset_fetches.append(request._partitions)
+        return await send(self, node, request)
+
+    monkeypatch.setattr(KafkaWire, "send", spy)
 
     prefix = unique("bound") + "-"
     topic, dlt = prefix + "orders", prefix + "orders.DLT"
@@ -284,6 +296,8 @@ async def test_replay_stops_at_the_end_offsets_seen_at_start(kafka, kafka_broker
         await actions.close()
     assert result.moved == 5
     assert sorted(c.value.decode() for c in (await kafka.read_all(topic))[200:]) == late
+    # the saved progress was read by naming the source's partitions (never "all offsets")
+    assert offset_fetches == [[(dlt, [0])]] * 2
 
 
 async def test_purge_deletes_up_to_the_end_and_count_follows(
