@@ -219,6 +219,16 @@ def demo_run(tmp_path_factory) -> DemoRun:
             ),
             30,
         )
+        # ...and the Kafka dead-letter topic too, before replaying it below
+        demo.wait_for(
+            lambda lines: any(
+                (s := _series(x, "demo-kafka", "orders", "payment-service"))
+                and (s["metrics"]["dlq_length"] or 0) >= 1
+                for x in lines
+                if "series" in x
+            ),
+            30,
+        )
         peek = _cli(
             tmp_path,
             "--config",
