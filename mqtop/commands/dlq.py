@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -76,7 +77,11 @@ async def _with_actions(
         return code
     except MqtopError:
         raise
-    except (OSError, ConnectionError, TimeoutError) as exc:
+    except Exception as exc:
+        # client libraries raise their own types for auth, TLS and protocol failures
+        # (pika's ProbableAuthenticationError, botocore's ClientError...): one line, exit 3
+        if os.environ.get("MQTOP_DEBUG"):
+            raise
         raise ActionFailed(
             f"broker {broker.name!r} ({broker.address()}): {describe_error(exc)}"
         ) from None
