@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import types
 import typing
@@ -85,10 +86,14 @@ def _default(name: str, info: FieldInfo) -> str:
         return "(see below)"
     if hasattr(value, "masked"):
         return f"`{value.masked}`"
-    if value in ([], {}):
+    if value in ([], {}, ""):
         return "empty"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
     if isinstance(value, float) and value.is_integer():
         value = int(value)
+    if isinstance(value, list | dict):
+        return f"`{json.dumps(value)}`"
     return f"`{value}`"
 
 
