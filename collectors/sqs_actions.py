@@ -317,6 +317,11 @@ class SQSActions:
         where = f"broker {self.options.name!r} ({self.options.address()})"
         if error_code(exc) in NO_SUCH_QUEUE:
             return UsageError(f"{where}: no queue {queue!r}")
+        status, code = http_status(exc), error_code(exc)
+        refused_name = status is not None and 400 <= status < 500 and code not in THROTTLED
+        if operation == "get_queue_url" and refused_name and "AccessDenied" not in code:
+            # an invalid queue name is the operator's input, not a broker failure
+            return UsageError(f"{where}: queue {queue!r}: {describe_aws_error(exc)}")
         if type(exc).__name__ in CREDENTIAL_ERRORS:
             return UsageError(f"{where}: {describe_aws_error(exc)}")
         return ActionFailed(f"{where}: {operation}: {describe_aws_error(exc)}")

@@ -422,6 +422,10 @@ def test_readonly_purge_and_errors(sqs, sqs_broker, write_config, run_cli, uniqu
     missing = run_cli("dlq", "peek", "aws", f"{prefix}-nope", "--config", str(path))
     assert missing.returncode == 2 and "no queue" in missing.stderr
     assert "Traceback" not in missing.stderr
+    for bad in ("bad name!\x1b[2J", "arn:aws:s3:::bucket"):
+        invalid = run_cli("dlq", "peek", "aws", bad, "--config", str(path))
+        assert invalid.returncode == 2, invalid.stderr
+        assert "Traceback" not in invalid.stderr and "\x1b" not in invalid.stderr
     no_target = run_cli("dlq", "replay", "aws", f"{prefix}-q", "--yes", "--config", str(path))
     assert no_target.returncode == 2 and "--to" in no_target.stderr
     kafka_flag = run_cli(
