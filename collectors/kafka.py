@@ -252,6 +252,7 @@ def error_name(code: int) -> str:
 
 
 COORDINATOR_ERRORS = frozenset({14, 15, 16})  # load in progress, not available, not coordinator
+COORDINATOR_WAIT = 20.0  # seconds to wait for a group coordinator that is still starting
 LEADER_ERRORS = frozenset({3, 5, 6})  # unknown topic/partition, leader not available, not leader
 
 
@@ -573,9 +574,19 @@ class KafkaWire:
             return cached
         from aiokafka.protocol.coordination import FindCoordinatorRequest
 
-        response = await self.send(self.any_node(), FindCoordinatorRequest(group, 0))
-        if response.error_code:
-            raise KafkaProtocolError(response.error_code, f"group {group!r} coordinator")
+        # A fresh cluster creates __consumer_offsets on first use: the coordinator is
+        # "loading" or "not available" for a few seconds. Those errors are retriable.
+        delay = 0.1
+        deadline = asyncio.get_running_loop().time() + COORDINATOR_WAIT
+        while True:
+            response = await self.send(self.any_node(), FindCoordinatorRequest(group, 0))
+            code = response.error_code
+            if not code:
+                break
+            if code not in COORDINATOR_ERRORS or asyncio.get_running_loop().time() >= deadline:
+                raise KafkaProtocolError(code, f"group {group!r} coordinator")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
         node = int(response.coordinator_id)
         self._coordinators[group] = node
         return node

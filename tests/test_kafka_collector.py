@@ -833,3 +833,30 @@ async def test_offsets_asked_by_partition_give_the_same_lag(kafka, kafka_broker,
     assert by_group[0] == by_partition[0] == (4 - 1) + (5 - 0) + 0
     assert [r["committed"] for r in by_partition[1]] == [1, None, 6]
     assert [r["lag"] for r in by_group[1]] == [r["lag"] for r in by_partition[1]]
+
+
+async def test_coordinator_lookup_waits_while_a_fresh_cluster_loads_offsets():
+    """A fresh cluster answers FindCoordinator with 'not available' / 'loading' until
+    __consumer_offsets exists: the lookup retries those (and only those) errors."""
+    from types import SimpleNamespace
+
+    from collectors.kafka import KafkaOptions, KafkaProtocolError, KafkaWire
+
+    wire = KafkaWire(KafkaOptions(name="k", bootstrap_servers="127.0.0.1:1"))
+    answers = [15, 14, 15, 0]
+    sent = []
+
+    async def send(node, request):
+        sent.append(request)
+        code = answers.pop(0)
+        return SimpleNamespace(error_code=code, coordinator_id=7)
+
+    wire.send = send  # type: ignore[method-assign]
+    wire.any_node = lambda: 1  # type: ignore[method-assign]
+    assert await wire.coordinator("g") == 7
+    assert len(sent) == 4
+
+    answers[:] = [41]  # a non-retriable error is raised at once
+    wire.forget_coordinator("g")
+    with pytest.raises(KafkaProtocolError):
+        await wire.coordinator("g")
