@@ -77,6 +77,39 @@ def increase(values: Sequence[float]) -> float | None:
     return total if seen >= 2 else None
 
 
+def _rate_of(series: _Series, j: int, window: float) -> float | None:
+    """Reset-aware per-second rate of counter slot ``j`` over the trailing window.
+
+    One backward walk from the newest row, no intermediate lists (views compute this for
+    every series after every poll)."""
+    cap, w = series.cap, series.width
+    times, vals = series.times, series.vals
+    since = series.last_time - window - 1e-9
+    row = (series.head - 1) % cap
+    newer = math.nan  # value of the next newer valid sample
+    newest_t = oldest_t = math.nan
+    total = 0.0
+    seen = 0
+    for _ in range(series.count):
+        t = times[row]
+        if t < since:
+            break
+        v = vals[row * w + j]
+        if v == v:
+            if seen:
+                total += newer - v if newer >= v else newer  # a drop: the counter restarted
+            else:
+                newest_t = t
+            newer = v
+            oldest_t = t
+            seen += 1
+        row = (row - 1) % cap
+    span = newest_t - oldest_t
+    if seen < 2 or not span > 0:
+        return None
+    return total / span
+
+
 class _Series:
     """Storage of one series (internal; never handed to readers)."""
 
@@ -86,6 +119,7 @@ class _Series:
         "cap",
         "count",
         "dlq",
+        "gauges",
         "head",
         "index",
         "info",
@@ -93,6 +127,7 @@ class _Series:
         "kind",
         "last_time",
         "metrics",
+        "rates",
         "rcap",
         "rcount",
         "rhead",
@@ -111,6 +146,13 @@ class _Series:
         self.info: Mapping[str, Any] = MappingProxyType({})
         self.metrics = metrics
         self.index = {m: i for i, m in enumerate(metrics)}
+        # precomputed for views: (slot, name) of gauges, (public rate, counter slot)
+        self.gauges = tuple((i, m) for i, m in enumerate(metrics) if m not in COUNTER_NAMES)
+        self.rates = tuple(
+            (rate, self.index[counter])
+            for rate, counter in DERIVED_RATES.items()
+            if counter in self.index and rate not in self.index
+        )
         self.width = len(metrics)
         self.cap = cap
         self.times = array("d", [NAN]) * cap
@@ -451,15 +493,15 @@ class TimeSeriesStore:
             return cached
         metrics: dict[str, float | None] = dict.fromkeys(PUBLIC_METRIC_NAMES)
         if series.count:
-            last = (series.head - 1) % series.cap
-            w = series.width
-            for j, name in enumerate(series.metrics):
-                if name not in COUNTER_NAMES:
-                    metrics[name] = _nan_to_none(series.vals[last * w + j])
-            for rate_name, counter in DERIVED_RATES.items():
-                if metrics.get(rate_name) is None and counter in series.index:
-                    metrics[rate_name] = self._rate(series, counter, self.rate_window)
-            if metrics.get("error_rate") is None:
+            base = ((series.head - 1) % series.cap) * series.width
+            vals = series.vals
+            for j, name in series.gauges:
+                v = vals[base + j]
+                metrics[name] = None if v != v else v
+            for rate_name, j in series.rates:
+                if metrics[rate_name] is None:
+                    metrics[rate_name] = _rate_of(series, j, self.rate_window)
+            if metrics["error_rate"] is None:
                 metrics["error_rate"] = self._error_ratio(series, self.rate_window)
         view = SeriesView(
             key=series.key,
