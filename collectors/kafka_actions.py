@@ -25,8 +25,10 @@ import math
 import random
 import struct
 import time
+from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 from collectors.base import (
@@ -514,6 +516,81 @@ def key_partition(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
+_M = 0x5BD1E995
+_LANES: dict[int, tuple[int, int]] = {}  # lane count -> (1 in every lane, 2**32-1 in every lane)
+_SWAR_MIN = 16  # fewer keys than this: one by one
+_SWAR_MAX_LEN = 256  # longer keys are hashed one by one (the lanes would be mostly padding)
+
+
+def murmur2_many(keys: Sequence[bytes]) -> list[int]:
+    """``murmur2(key) & 0x7FFFFFFF`` of many keys at once.
+
+    Every key gets a 64-bit lane of one big integer and each step of the hash runs on all the
+    lanes in one integer operation (the lanes hold 32-bit values, so a product by a 32-bit
+    constant never reaches the next lane; bits shifted in from a neighbour are masked off).
+    Keys of different lengths share the pass: lane masks pick, word by word, the lanes that
+    take a full word, the lanes that take their tail, and the lanes that are already done.
+    """
+    n = len(keys)
+    if n < _SWAR_MIN:
+        return [murmur2(k) & 0x7FFFFFFF for k in keys]
+    lens = array("Q", map(len, keys))
+    lo, hi = min(lens), max(lens)
+    if hi > _SWAR_MAX_LEN:
+        short = [i for i, size in enumerate(lens) if size <= _SWAR_MAX_LEN]
+        out = [0] * n
+        for i, h in zip(short, murmur2_many([keys[i] for i in short]), strict=True):
+            out[i] = h
+        for i, size in enumerate(lens):
+            if size > _SWAR_MAX_LEN:
+                out[i] = murmur2(keys[i]) & 0x7FFFFFFF
+        return out
+    lanes = _LANES.get(n)
+    if lanes is None:
+        ones = int.from_bytes(b"\x01\x00\x00\x00\x00\x00\x00\x00" * n, "little")
+        lanes = _LANES[n] = (ones, ones * 0xFFFFFFFF)
+        if len(_LANES) > 64:
+            _LANES.pop(next(iter(_LANES)))
+    ones, m32 = lanes
+    words = (hi + 3) >> 2
+    width = words * 4
+    size_lanes = int.from_bytes(lens, "little")
+    h = size_lanes ^ (ones * 0x9747B28C)
+    matrix = b"".join(keys) if lo == width else b"".join([k.ljust(width, b"\0") for k in keys])
+    lane = bytearray(8 * n)
+    if lo != hi:
+        n4 = (size_lanes >> 2) & m32
+        has_tail = (((size_lanes & (ones * 3)) + m32) >> 32) & ones
+    for j in range(words):
+        base = 4 * j
+        for b in range(4):
+            lane[b::8] = matrix[base + b :: width]
+        w = int.from_bytes(lane, "little")
+        if lo == hi:  # every lane takes the same step
+            if base + 4 <= lo:
+                k = (w * _M) & m32
+                k = (((k ^ (k >> 24)) & m32) * _M) & m32
+                h = ((h * _M) & m32) ^ k
+            else:
+                h = ((h ^ w) * _M) & m32
+            continue
+        full = ((n4 + ones * (0xFFFFFFFF - j)) >> 32) & ones  # n4 > j: a whole word
+        tail = ((((n4 + ones * (0x100000000 - j)) >> 32) & ones) ^ full) & has_tail  # n4 == j
+        k = (w * _M) & m32
+        k = (((k ^ (k >> 24)) & m32) * _M) & m32
+        full_mask = full * 0xFFFFFFFF
+        tail_mask = tail * 0xFFFFFFFF
+        h = (
+            ((((h * _M) & m32) ^ k) & full_mask)
+            | ((((h ^ w) * _M) & m32) & tail_mask)
+            | (h & (m32 ^ full_mask ^ tail_mask))
+        )
+    h = (h ^ (h >> 13)) & m32
+    h = (h * _M) & m32
+    h = (h ^ (h >> 15)) & (ones * 0x7FFFFFFF)
+    return array("Q", h.to_bytes(8 * n, "little")).tolist()
+
+
 # ---------------------------------------------------------------- reading
 
 
@@ -692,6 +769,40 @@ class _StaleLeader(Exception):
 # ---------------------------------------------------------------- copying
 
 
+class _OutBatch:
+    """A finished record batch for ``AIOKafkaProducer.send_batch``: what aiokafka's sender asks
+    of a batch builder (record count, producer state for idempotence, the bytes)."""
+
+    __slots__ = ("_buffer", "_builder", "_count")
+
+    def __init__(self, builder: Any, count: int) -> None:
+        self._builder = builder
+        self._count = count
+        self._buffer: Any = None
+
+    def record_count(self) -> int:
+        return self._count
+
+    def closed(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        return None
+
+    def size(self) -> int:
+        return len(self._buffer) if self._buffer is not None else int(self._builder.size())
+
+    def _set_producer_state(
+        self, producer_id: int, producer_epoch: int, base_sequence: int
+    ) -> None:
+        self._builder.set_producer_state(producer_id, producer_epoch, base_sequence)
+
+    def _build(self) -> Any:
+        if self._buffer is None:
+            self._buffer = self._builder.build()
+        return self._buffer
+
+
 @dataclass(slots=True)
 class _Step:
     """Half a replay batch: where it moves the source positions, and its producer batches."""
@@ -740,6 +851,7 @@ class _Copier:
         self.keep_partition = keep_partition
         self.keep_timestamp = keep_timestamp
         self.batch_size = batch_size
+        self.batch_bytes = BATCH_BYTES
         self.total = total
         self.progress = progress
         self.moved = 0
@@ -883,7 +995,7 @@ class _Copier:
         if not new_pos:
             return None
         count = sum(len(r) for r in sends.values())
-        builders = [] if producer is None else self._build(producer, sends)
+        builders = [] if producer is None else self._build(sends)
         return _Step(new_pos=new_pos, count=count, builders=builders)
 
     async def _loop(self, producer: AIOKafkaProducer | None) -> None:
@@ -977,47 +1089,60 @@ class _Copier:
         flight.clear()
         self._report()
 
-    def _build(
-        self, producer: AIOKafkaProducer, sends: dict[int, list[Any]]
-    ) -> list[tuple[int, Any, int]]:
-        """Producer batches [(destination partition, batch, records)] for one replay batch."""
+    def _build(self, sends: dict[int, list[Any]]) -> list[tuple[int, Any, int]]:
+        """Producer batches [(destination partition, batch, records)] for one step.
+
+        Records go straight into aiokafka's C record-batch builder (no per-record wrapper);
+        destination partitions of keyed records are hashed all at once (``murmur2_many``).
+        """
+        from aiokafka.record.default_records import DefaultRecordBatchBuilder
+
         src = self.request.source
-        keep_ts = self.keep_timestamp
         dst_parts = self.dst_parts
         n_parts = len(dst_parts)
-        sticky = random.choice(dst_parts)
+        batch_bytes = self.batch_bytes
+        now = int(time.time() * 1000)
+        sticky = random.randrange(n_parts)
         out: list[tuple[int, Any, int]] = []
-        builders: dict[int, Any] = {}
-        counts: dict[int, int] = {}
+        builders: list[Any] = [None] * n_parts
+        counts = [0] * n_parts
+
+        def fresh() -> Any:
+            return DefaultRecordBatchBuilder(2, 0, 0, -1, -1, 0, batch_bytes)
+
         for p, records in sends.items():
-            prefix = f"{src}/{p}/".encode()
-            fixed = p if self.keep_partition else dst_parts[0] if n_parts == 1 else None
-            for record in records:
-                key = record.key
-                if fixed is not None:
-                    part = fixed
-                elif key is None:
-                    part = sticky
+            if self.keep_partition:
+                where: Any = repeat(dst_parts.index(p))
+            elif n_parts == 1:
+                where = repeat(0)
+            else:
+                keys = [r.key for r in records]
+                if None in keys:
+                    keyed = [k if k is not None else b"" for k in keys]
+                    where = [
+                        h % n_parts if k is not None else sticky
+                        for k, h in zip(keys, murmur2_many(keyed), strict=True)
+                    ]
                 else:
-                    part = dst_parts[(murmur2(key) & 0x7FFFFFFF) % n_parts]
+                    where = [h % n_parts for h in murmur2_many(keys)]
+            fmt = f"{src}/{p}/".encode().replace(b"%", b"%%") + b"%d"
+            keep_ts = self.keep_timestamp
+            for record, d in zip(records, where, strict=False):  # where may be endless
                 headers = record.headers  # a fresh list per decoded record: ours to extend
-                headers.append((REPLAY_HEADER, prefix + b"%d" % record.offset))
-                stamp = record.timestamp if keep_ts else None
-                builder = builders.get(part)
+                headers.append((REPLAY_HEADER, fmt % record.offset))
+                stamp = record.timestamp if keep_ts else now
+                builder = builders[d]
                 if builder is None:
-                    builder = builders[part] = producer.create_batch()
-                    counts[part] = 0
-                if builder.append(key=key, value=record.value, timestamp=stamp, headers=headers):
-                    counts[part] += 1
-                    continue
-                builder.close()
-                out.append((part, builder, counts[part]))
-                builder = builders[part] = producer.create_batch()
-                builder.append(key=key, value=record.value, timestamp=stamp, headers=headers)
-                counts[part] = 1
-        for part, builder in builders.items():
-            builder.close()
-            out.append((part, builder, counts[part]))
+                    builder = builders[d] = fresh()
+                if builder.append(counts[d], stamp, record.key, record.value, headers) is None:
+                    out.append((dst_parts[d], _OutBatch(builder, counts[d]), counts[d]))
+                    builder = builders[d] = fresh()
+                    builder.append(0, stamp, record.key, record.value, headers)
+                    counts[d] = 0
+                counts[d] += 1
+        for d, builder in enumerate(builders):
+            if builder is not None:
+                out.append((dst_parts[d], _OutBatch(builder, counts[d]), counts[d]))
         return out
 
     def _report(self) -> None:

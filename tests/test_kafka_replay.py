@@ -391,6 +391,29 @@ def test_murmur2_matches_the_java_client_hash():
     assert [key_partition(k, 1000) for k in keys] == [681, 524, 434, 107, 566, 742]
 
 
+def test_murmur2_many_matches_one_by_one():
+    """The batched hash (all keys of a step at once) equals the Java client's, key by key,
+    whatever the mix of lengths (tails of 0-3 bytes, empty keys, keys longer than a lane)."""
+    import random
+
+    from aiokafka.partitioner import murmur2 as reference
+
+    from collectors.kafka_actions import murmur2_many
+
+    rng = random.Random(11)
+    shapes = {
+        "one length": lambda: 12,
+        "mixed lengths": lambda: rng.randrange(0, 40),
+        "tails": lambda: rng.choice([0, 1, 2, 3, 4, 5, 6, 7, 8]),
+        "some long": lambda: rng.choice([3, 9, 255, 256, 257, 1000]),
+    }
+    for name, length in shapes.items():
+        for count in (1, 15, 16, 17, 500):
+            keys = [bytes(rng.randrange(256) for _ in range(length())) for _ in range(count)]
+            expected = [reference(k) & 0x7FFFFFFF for k in keys]
+            assert murmur2_many(keys) == expected, (name, count)
+
+
 async def test_records_deleted_before_replay_are_reported(kafka, kafka_broker, unique):
     from collectors.base import MoveRequest
     from collectors.kafka import KafkaOptions
