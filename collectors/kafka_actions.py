@@ -25,10 +25,9 @@ import math
 import random
 import struct
 import time
-from array import array
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 from collectors.base import (
@@ -52,12 +51,29 @@ from collectors.kafka import (
     client_kwargs,
     quiet_client_logs,
 )
+from collectors.kafka_copy import (
+    REPLAY_HEADER,
+    CopyPlan,
+    CopyWorkers,
+    CorruptBatch,
+    Decoder,
+    OutBatch,
+    Run,
+    WorkerGone,
+    build,
+    decode,
+    key_partition,
+    murmur2,
+    murmur2_many,
+    scan,
+    transform,
+    usable_cpus,
+)
 from mqtop.errors import ActionFailed, UsageError
 
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-REPLAY_HEADER = "x-mqtop-replay"
 ORIGINAL_TOPIC_HEADERS = ("kafka_dlt-original-topic", "x-original-topic")
 REASON_HEADERS = (
     "kafka_dlt-exception-message",
@@ -481,116 +497,6 @@ class KafkaActions:
         return begin, duplicates
 
 
-# ---------------------------------------------------------------- partitioning
-
-_WORDS: dict[int, struct.Struct] = {}
-
-
-def murmur2(data: bytes) -> int:
-    """Kafka's murmur2 (the Java client's key hash), reading whole 32-bit words at once."""
-    length = len(data)
-    h = 0x9747B28C ^ length
-    n4 = length >> 2
-    if n4:
-        words = _WORDS.get(n4)
-        if words is None:
-            words = _WORDS[n4] = struct.Struct(f"<{n4}I")
-        for word in words.unpack_from(data):
-            k = (word * 0x5BD1E995) & 0xFFFFFFFF
-            h = ((h * 0x5BD1E995) ^ ((k ^ (k >> 24)) * 0x5BD1E995)) & 0xFFFFFFFF
-    rest = length & 3
-    if rest:
-        tail = length & ~3
-        if rest == 3:
-            h ^= data[tail + 2] << 16
-        if rest >= 2:
-            h ^= data[tail + 1] << 8
-        h = ((h ^ data[tail]) * 0x5BD1E995) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * 0x5BD1E995) & 0xFFFFFFFF
-    return h ^ (h >> 15)
-
-
-def key_partition(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner picks for a key."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
-
-
-_M = 0x5BD1E995
-_LANES: dict[int, tuple[int, int]] = {}  # lane count -> (1 in every lane, 2**32-1 in every lane)
-_SWAR_MIN = 16  # fewer keys than this: one by one
-_SWAR_MAX_LEN = 256  # longer keys are hashed one by one (the lanes would be mostly padding)
-
-
-def murmur2_many(keys: Sequence[bytes]) -> list[int]:
-    """``murmur2(key) & 0x7FFFFFFF`` of many keys at once.
-
-    Every key gets a 64-bit lane of one big integer and each step of the hash runs on all the
-    lanes in one integer operation (the lanes hold 32-bit values, so a product by a 32-bit
-    constant never reaches the next lane; bits shifted in from a neighbour are masked off).
-    Keys of different lengths share the pass: lane masks pick, word by word, the lanes that
-    take a full word, the lanes that take their tail, and the lanes that are already done.
-    """
-    n = len(keys)
-    if n < _SWAR_MIN:
-        return [murmur2(k) & 0x7FFFFFFF for k in keys]
-    lens = array("Q", map(len, keys))
-    lo, hi = min(lens), max(lens)
-    if hi > _SWAR_MAX_LEN:
-        short = [i for i, size in enumerate(lens) if size <= _SWAR_MAX_LEN]
-        out = [0] * n
-        for i, h in zip(short, murmur2_many([keys[i] for i in short]), strict=True):
-            out[i] = h
-        for i, size in enumerate(lens):
-            if size > _SWAR_MAX_LEN:
-                out[i] = murmur2(keys[i]) & 0x7FFFFFFF
-        return out
-    lanes = _LANES.get(n)
-    if lanes is None:
-        ones = int.from_bytes(b"\x01\x00\x00\x00\x00\x00\x00\x00" * n, "little")
-        lanes = _LANES[n] = (ones, ones * 0xFFFFFFFF)
-        if len(_LANES) > 64:
-            _LANES.pop(next(iter(_LANES)))
-    ones, m32 = lanes
-    words = (hi + 3) >> 2
-    width = words * 4
-    size_lanes = int.from_bytes(lens, "little")
-    h = size_lanes ^ (ones * 0x9747B28C)
-    matrix = b"".join(keys) if lo == width else b"".join([k.ljust(width, b"\0") for k in keys])
-    lane = bytearray(8 * n)
-    if lo != hi:
-        n4 = (size_lanes >> 2) & m32
-        has_tail = (((size_lanes & (ones * 3)) + m32) >> 32) & ones
-    for j in range(words):
-        base = 4 * j
-        for b in range(4):
-            lane[b::8] = matrix[base + b :: width]
-        w = int.from_bytes(lane, "little")
-        if lo == hi:  # every lane takes the same step
-            if base + 4 <= lo:
-                k = (w * _M) & m32
-                k = (((k ^ (k >> 24)) & m32) * _M) & m32
-                h = ((h * _M) & m32) ^ k
-            else:
-                h = ((h ^ w) * _M) & m32
-            continue
-        full = ((n4 + ones * (0xFFFFFFFF - j)) >> 32) & ones  # n4 > j: a whole word
-        tail = ((((n4 + ones * (0x100000000 - j)) >> 32) & ones) ^ full) & has_tail  # n4 == j
-        k = (w * _M) & m32
-        k = (((k ^ (k >> 24)) & m32) * _M) & m32
-        full_mask = full * 0xFFFFFFFF
-        tail_mask = tail * 0xFFFFFFFF
-        h = (
-            ((((h * _M) & m32) ^ k) & full_mask)
-            | ((((h ^ w) * _M) & m32) & tail_mask)
-            | (h & (m32 ^ full_mask ^ tail_mask))
-        )
-    h = (h ^ (h >> 13)) & m32
-    h = (h * _M) & m32
-    h = (h ^ (h >> 15)) & (ones * 0x7FFFFFFF)
-    return array("Q", h.to_bytes(8 * n, "little")).tolist()
-
-
 # ---------------------------------------------------------------- reading
 
 
@@ -598,9 +504,10 @@ class _TopicReader:
     """Reads one topic from given positions up to stop offsets, without a group.
 
     Raw Fetch requests (read_committed), one in flight per partition leader: while a response
-    is decoded the next fetch is already on its way. Record batches are decoded by aiokafka's
-    Cython code; control batches and aborted transactions are skipped like the Java consumer
-    does; CRCs are checked.
+    is scanned the next fetch is already on its way. Nothing is decoded here: the response's
+    record batches become runs (see :func:`collectors.kafka_copy.scan`), control batches and
+    aborted transactions left out from their headers like the Java consumer does; records are
+    decoded (CRCs checked) where they are copied.
     """
 
     def __init__(
@@ -616,7 +523,7 @@ class _TopicReader:
         self.fetch_pos = dict(positions)  # next offset to ask for
         self.stops = dict(stops)
         self.part_bytes = dict.fromkeys(positions, partition_bytes)
-        self.ready: list[tuple[int, list[Any]]] = []  # decoded, in order per partition
+        self.ready: list[Run] = []  # in order per partition
         self._inflight: dict[int, asyncio.Task[Any]] = {}
         self.deleted = 0  # records removed by retention before they could be read
 
@@ -652,8 +559,8 @@ class _TopicReader:
                 pass
         self._inflight.clear()
 
-    async def read(self) -> list[tuple[int, list[Any]]]:
-        """The next decoded chunks [(partition, records)]; [] only when finished."""
+    async def read(self) -> list[Run]:
+        """The next runs of records (in offset order per partition); [] only when finished."""
         while not self.ready:
             self._launch()
             if not self._inflight:
@@ -665,19 +572,19 @@ class _TopicReader:
                 task = self._inflight.pop(node)
                 response, asked = task.result()
                 pending = self._positions(response, asked)
-                self._launch()  # the next fetch travels while this one is decoded
-                await asyncio.sleep(0)  # let the fetch task write its request first
+                self._launch()  # the next fetch travels while this one is scanned
                 for p, raw, aborted, start in pending:
-                    records = self._decode(p, raw, aborted, start)
-                    if records:
-                        self.ready.append((p, records))
-        chunks, self.ready = self.ready, []
-        return chunks
+                    try:
+                        self.ready.extend(scan(p, raw, start, self.stops[p], aborted))
+                    except CorruptBatch as exc:
+                        raise ActionFailed(f"{self.topic}[{p}]: {exc}") from None
+        runs, self.ready = self.ready, []
+        return runs
 
     def _positions(
         self, response: Any, asked: dict[int, int]
     ) -> list[tuple[int, memoryview, Any, int]]:
-        """Advance fetch positions from batch headers alone; return what to decode."""
+        """Advance fetch positions from batch headers alone; return what to scan."""
         out = []
         current = [
             part
@@ -719,42 +626,6 @@ class _TopicReader:
             out.append((p, buf[:pos], aborted, start))
         return out
 
-    def _decode(self, p: int, raw: memoryview, aborted: Any, start: int) -> list[Any]:
-        from aiokafka.record.control_record import ABORT_MARKER, ControlRecord
-        from aiokafka.record.default_records import DefaultRecordBatch
-
-        stop = self.stops[p]
-        txns = sorted(aborted or (), key=lambda x: x[1])
-        aborted_pids: set[int] = set()
-        out: list[Any] = []
-        pos = 0
-        size = len(raw)
-        while pos < size:
-            (length,) = struct.unpack_from(">i", raw, pos + 8)
-            end = pos + 12 + length
-            batch = DefaultRecordBatch(raw[pos:end])
-            pos = end
-            if not batch.validate_crc():
-                raise ActionFailed(f"{self.topic}[{p}]: corrupt record batch (CRC mismatch)")
-            pid = batch.producer_id
-            if pid is not None and pid >= 0:
-                while txns and txns[0][1] <= batch.base_offset:
-                    aborted_pids.add(txns.pop(0)[0])
-                if batch.is_control_batch:
-                    marker = next(iter(batch), None)
-                    if marker is not None and ControlRecord.parse(marker.key) == ABORT_MARKER:
-                        aborted_pids.discard(pid)
-                    continue
-                if batch.is_transactional and pid in aborted_pids:
-                    continue
-            if batch.is_control_batch:
-                continue
-            if batch.base_offset >= start and batch.next_offset <= stop:
-                out.extend(batch)  # the whole batch is wanted: no per-record test
-                continue
-            out.extend(r for r in batch if start <= r.offset < stop)
-        return out
-
 
 class _OutOfRange(Exception):
     def __init__(self, partition: int) -> None:
@@ -768,39 +639,9 @@ class _StaleLeader(Exception):
 
 # ---------------------------------------------------------------- copying
 
-
-class _OutBatch:
-    """A finished record batch for ``AIOKafkaProducer.send_batch``: what aiokafka's sender asks
-    of a batch builder (record count, producer state for idempotence, the bytes)."""
-
-    __slots__ = ("_buffer", "_builder", "_count")
-
-    def __init__(self, builder: Any, count: int) -> None:
-        self._builder = builder
-        self._count = count
-        self._buffer: Any = None
-
-    def record_count(self) -> int:
-        return self._count
-
-    def closed(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        return None
-
-    def size(self) -> int:
-        return len(self._buffer) if self._buffer is not None else int(self._builder.size())
-
-    def _set_producer_state(
-        self, producer_id: int, producer_epoch: int, base_sequence: int
-    ) -> None:
-        self._builder.set_producer_state(producer_id, producer_epoch, base_sequence)
-
-    def _build(self) -> Any:
-        if self._buffer is None:
-            self._buffer = self._builder.build()
-        return self._buffer
+WORKER_MIN_RECORDS = 20_000  # smaller replays are copied in the main process
+WORKER_MIN_STEP = 250  # so are replays in small steps: a job must outweigh its round trip
+MAX_WORKERS = 4
 
 
 @dataclass(slots=True)
@@ -809,9 +650,13 @@ class _Step:
 
     new_pos: dict[int, int]
     count: int
-    builders: list[tuple[int, Any, int]]
+    items: list[tuple[int, memoryview, int, int]] = field(default_factory=list)
+    built: asyncio.Future[Any] | None = None  # [(destination index, OutBatch, records)]
+    outputs: list[tuple[int, Any, int]] = field(default_factory=list)
     futures: list[Any] = field(default_factory=list)
     sent: list[tuple[int, Any, int]] = field(default_factory=list)
+    now: int = 0
+    sticky: int = 0
 
 
 class _Copier:
@@ -821,6 +666,13 @@ class _Copier:
     crash can duplicate stays within one batch. Each commit stores the acknowledged position
     and the end of the steps in flight ("inflight <offset>"); a step is produced only after
     that commit is stored.
+
+    Without a filter, steps are cut from runs of whole record batches by their headers
+    (nothing decoded here) and copied by :func:`collectors.kafka_copy.transform`: in worker
+    processes for large replays, so that the next steps are built while this one is produced
+    and committed (:class:`collectors.kafka_copy.CopyWorkers`); prepared steps wait in order,
+    and nothing of a step is sent before its marker is stored. A filter (or a dry run) needs
+    every record here: those steps are decoded and built in this process.
     """
 
     def __init__(
@@ -848,10 +700,6 @@ class _Copier:
         self.pos = {p: begin[p] for p in parts}
         self.stops = stops
         self.dst_parts = dst_parts
-        self.keep_partition = keep_partition
-        self.keep_timestamp = keep_timestamp
-        self.batch_size = batch_size
-        self.batch_bytes = BATCH_BYTES
         self.total = total
         self.progress = progress
         self.moved = 0
@@ -861,9 +709,19 @@ class _Copier:
         self.deleted = 0
         self.step = max(1, batch_size // 2)
         self.considered = 0  # records moved or to be moved, for --limit
-        self.backlog: list[tuple[int, list[Any]]] = []
+        self.runs: deque[Run] = deque()  # read, not yet taken into a step
         self.reader: _TopicReader
         self.notes: list[str] = []
+        self.plan = CopyPlan(
+            source=request.source,
+            partitions=len(dst_parts),
+            keep=tuple((p, dst_parts.index(p)) for p in parts) if keep_partition else None,
+            keep_timestamp=keep_timestamp,
+            batch_bytes=BATCH_BYTES,
+        )
+        self.workers: CopyWorkers | None = None
+        self.decoder = Decoder()  # for the steps copied in this process
+        self.by_record = request.filter is not None or request.dry_run
 
     async def _producer(self) -> AIOKafkaProducer:
         """A started producer with acks=all: idempotent, unless the broker refuses that."""
@@ -901,6 +759,18 @@ class _Copier:
         )
         return producer
 
+    def _worker_count(self) -> int:
+        """Worker processes for this run: none for small, filtered or dry runs."""
+        if (
+            self.by_record
+            or self.total < WORKER_MIN_RECORDS
+            or self.step < WORKER_MIN_STEP
+            or not CopyWorkers.available()
+        ):
+            return 0
+        cpus = usable_cpus()
+        return 0 if cpus < 2 else min(MAX_WORKERS, cpus)
+
     async def run(self) -> None:
         producer: AIOKafkaProducer | None = None
         if not self.request.dry_run:
@@ -908,8 +778,19 @@ class _Copier:
         collecting = gc.isenabled()
         gc.disable()  # millions of short-lived acyclic objects: skip cyclic GC passes
         try:
+            count = self._worker_count()
+            if count and producer is not None:
+                workers = CopyWorkers(count, self.plan)
+                try:
+                    workers.start()
+                except OSError:  # no fork here (limits): copy in this process
+                    await workers.close()
+                else:
+                    self.workers = workers
             await self._loop(producer)
         finally:
+            if self.workers is not None:
+                await self.workers.close()
             if collecting:
                 gc.enable()
             if producer is not None:
@@ -918,8 +799,8 @@ class _Copier:
                 except Exception as exc:
                     self.errors.append(f"closing the producer: {exc}")
 
-    async def _read(self, reader: _TopicReader) -> tuple[_TopicReader, list[tuple[int, list[Any]]]]:
-        """Next chunks; recovers from moved leaders and records deleted under the reader."""
+    async def _read(self, reader: _TopicReader) -> tuple[_TopicReader, list[Run]]:
+        """Next runs; recovers from moved leaders and records deleted under the reader."""
         for _ in range(5):
             try:
                 return reader, await reader.read()
@@ -943,44 +824,71 @@ class _Copier:
             reader = fresh
         raise ActionFailed(f"{self.request.source}: could not read (leaders keep moving)")
 
-    async def _take(self) -> list[tuple[int, list[Any]]]:
-        """Up to one step's worth of records, partition by partition, in offset order."""
-        take: list[tuple[int, list[Any]]] = []
-        room = self.step
+    async def _take(self, room: int) -> list[Run]:
+        """Runs holding up to ``room`` records, partition by partition, in offset order."""
+        take: list[Run] = []
         while room > 0:
-            if not self.backlog:
-                self.reader, self.backlog = await self._read(self.reader)
-                if not self.backlog:
+            if not self.runs:
+                self.reader, runs = await self._read(self.reader)
+                if not runs:
                     break
-            p, records = self.backlog[0]
-            if len(records) <= room:
-                take.append(self.backlog.pop(0))
-                room -= len(records)
+                self.runs.extend(runs)
+            run = self.runs[0]
+            try:
+                count = run.counted()
+            except CorruptBatch as exc:
+                raise ActionFailed(f"{self.request.source}[{run.partition}]: {exc}") from None
+            if count <= room:
+                take.append(self.runs.popleft())
+                room -= count
             else:
-                take.append((p, records[:room]))
-                self.backlog[0] = (p, records[room:])
+                self.runs[0] = run.split(room)
+                take.append(run)
                 room = 0
         return take
 
-    async def _prepare(self, producer: AIOKafkaProducer | None) -> _Step | None:
-        """Read, filter and (unless dry run) build the producer batches of the next step."""
+    async def _prepare(self) -> _Step | None:
+        """Read the next step and start building its producer batches (unless dry run)."""
         limit = self.request.limit
-        if limit is not None and self.considered >= limit:
+        room = self.step
+        if limit is not None:
+            room = min(room, limit - self.considered)
+        if room <= 0:
             return None
-        take = await self._take()
+        if self.by_record:
+            return await self._prepare_records(room)
+        take = await self._take(room)
         if not take:
             return None
+        step = _Step(
+            new_pos={run.partition: run.hi for run in take},
+            count=sum(run.count or 0 for run in take),
+            items=[(run.partition, run.raw, run.lo, run.hi) for run in take],
+            now=int(time.time() * 1000),
+            sticky=random.randrange(self.plan.partitions),
+        )
+        self.considered += step.count
+        if self.workers is not None and self.workers.workers:
+            step.built = self.workers.submit(step.items, step.now, step.sticky)
+        return step
+
+    async def _prepare_records(self, room: int) -> _Step | None:
+        """A step whose records are each looked at here (filter, dry run)."""
+        take = await self._take(self.step)
+        if not take:
+            return None
+        limit = self.request.limit
         flt = self.request.filter
         new_pos: dict[int, int] = {}
-        sends: dict[int, list[Any]] = {}
-        taken = sum(len(records) for _, records in take)
-        if flt is None and (limit is None or self.considered + taken <= limit):
-            for p, records in take:  # the common case: every record goes
-                new_pos[p] = records[-1].offset + 1
-                sends.setdefault(p, []).extend(records)
-            self.considered += taken
-            take = []
-        for p, records in take:
+        sends: list[tuple[int, list[Any]]] = []
+        count = 0
+        for run in take:
+            try:
+                records = decode(run.raw, run.lo, run.hi)
+            except CorruptBatch as exc:
+                raise ActionFailed(f"{self.request.source}[{run.partition}]: {exc}") from None
+            p = run.partition
+            chosen: list[Any] = []
             for record in records:
                 if limit is not None and self.considered >= limit:
                     break
@@ -991,29 +899,76 @@ class _Copier:
                     self.skipped += 1
                     continue
                 self.considered += 1
-                sends.setdefault(p, []).append(record)
+                chosen.append(record)
+            else:
+                new_pos[p] = run.hi  # past trailing gaps too
+            if chosen:
+                sends.append((p, chosen))
+                count += len(chosen)
         if not new_pos:
             return None
-        count = sum(len(r) for r in sends.values())
-        builders = [] if producer is None else self._build(sends)
-        return _Step(new_pos=new_pos, count=count, builders=builders)
+        step = _Step(new_pos=new_pos, count=count)
+        if not self.request.dry_run and sends:
+            now = int(time.time() * 1000)
+            sticky = random.randrange(self.plan.partitions)
+            step.outputs = self._wrap(build(sends, self.plan, now, sticky))
+        return step
+
+    def _wrap(self, built: list[tuple[int, Any, int]]) -> list[tuple[int, Any, int]]:
+        return [(d, OutBatch(n, builder=b), n) for d, b, n in built]
+
+    async def _outputs(self, step: _Step) -> list[tuple[int, Any, int]]:
+        """The producer batches of a step [(destination partition, batch, records)]."""
+        if step.outputs or not step.items:
+            built = step.outputs
+        else:
+            built = []
+            if step.built is not None:
+                try:
+                    built = await step.built
+                except WorkerGone:
+                    step.built = None  # do it here instead
+                except CorruptBatch as exc:
+                    raise ActionFailed(f"{self.request.source}: {exc}") from None
+            if step.built is None:
+                try:
+                    built = self._wrap(transform(step.items, self.plan, step.now, step.sticky))
+                except CorruptBatch as exc:
+                    raise ActionFailed(f"{self.request.source}: {exc}") from None
+            step.items = []  # the fetched bytes can go
+        return [(self.dst_parts[d], batch, n) for d, batch, n in built]
 
     async def _loop(self, producer: AIOKafkaProducer | None) -> None:
         src = self.request.source
         self.reader = _TopicReader(self.wire, src, self.pos, {p: self.stops[p] for p in self.parts})
         try:
             if producer is None:  # dry run: read and count only, nothing is written
-                while (step := await self._prepare(None)) is not None:
+                while (step := await self._prepare()) is not None:
                     self.moved += step.count
                     self.pos.update(step.new_pos)
                     self._report()
                 return
             # Two steps (half a batch each) may be in flight: while one is acknowledged and
-            # the next commit travels, the step after is read and built.
+            # the next commit travels, the steps after are read and built (in the workers,
+            # one step ahead per worker).
+            depth = 1 + (self.workers.count if self.workers is not None else 0)
+            ahead: deque[_Step] = deque()
+            exhausted = False
+
+            async def fill() -> None:
+                nonlocal exhausted
+                while not exhausted and len(ahead) < depth:
+                    following = await self._prepare()
+                    if following is None:
+                        exhausted = True
+                    else:
+                        ahead.append(following)
+
             flight: list[_Step] = []
             marked: set[int] = set()
-            step = await self._prepare(producer)
-            while step is not None:
+            await fill()
+            while ahead:
+                step = ahead.popleft()
                 while len(flight) >= 2:
                     if not await self._settle(flight.pop(0)):
                         await self._abandon(flight)
@@ -1029,20 +984,20 @@ class _Copier:
                     marks[(src, p)] = (self.pos[p], f"{INFLIGHT}{upto}")
                 marked = set(active)
                 commit = asyncio.ensure_future(self.wire.offset_commit(self.group, marks))
-                await asyncio.sleep(0)  # the commit goes out; the next step is built meanwhile
+                await asyncio.sleep(0)  # the commit goes out; the next steps are read meanwhile
                 try:
-                    following = await self._prepare(producer)
+                    await fill()
+                    outputs = await self._outputs(step)
                 finally:
                     await commit  # nothing of this step is sent before its marker is stored
                 step.futures = [
                     await producer.send_batch(b, self.request.destination, partition=d)
-                    for d, b, _ in step.builders
+                    for d, b, _ in outputs
                 ]
-                step.sent, step.builders = step.builders, []
+                step.sent = outputs
                 flight.append(step)
                 for _ in range(3):  # let the producer's sender put the batches on the wire
                     await asyncio.sleep(0)
-                step = following
             while flight:
                 if not await self._settle(flight.pop(0)):
                     await self._abandon(flight)
@@ -1089,62 +1044,6 @@ class _Copier:
         flight.clear()
         self._report()
 
-    def _build(self, sends: dict[int, list[Any]]) -> list[tuple[int, Any, int]]:
-        """Producer batches [(destination partition, batch, records)] for one step.
-
-        Records go straight into aiokafka's C record-batch builder (no per-record wrapper);
-        destination partitions of keyed records are hashed all at once (``murmur2_many``).
-        """
-        from aiokafka.record.default_records import DefaultRecordBatchBuilder
-
-        src = self.request.source
-        dst_parts = self.dst_parts
-        n_parts = len(dst_parts)
-        batch_bytes = self.batch_bytes
-        now = int(time.time() * 1000)
-        sticky = random.randrange(n_parts)
-        out: list[tuple[int, Any, int]] = []
-        builders: list[Any] = [None] * n_parts
-        counts = [0] * n_parts
-
-        def fresh() -> Any:
-            return DefaultRecordBatchBuilder(2, 0, 0, -1, -1, 0, batch_bytes)
-
-        for p, records in sends.items():
-            if self.keep_partition:
-                where: Any = repeat(dst_parts.index(p))
-            elif n_parts == 1:
-                where = repeat(0)
-            else:
-                keys = [r.key for r in records]
-                if None in keys:
-                    keyed = [k if k is not None else b"" for k in keys]
-                    where = [
-                        h % n_parts if k is not None else sticky
-                        for k, h in zip(keys, murmur2_many(keyed), strict=True)
-                    ]
-                else:
-                    where = [h % n_parts for h in murmur2_many(keys)]
-            fmt = f"{src}/{p}/".encode().replace(b"%", b"%%") + b"%d"
-            keep_ts = self.keep_timestamp
-            for record, d in zip(records, where, strict=False):  # where may be endless
-                headers = record.headers  # a fresh list per decoded record: ours to extend
-                headers.append((REPLAY_HEADER, fmt % record.offset))
-                stamp = record.timestamp if keep_ts else now
-                builder = builders[d]
-                if builder is None:
-                    builder = builders[d] = fresh()
-                if builder.append(counts[d], stamp, record.key, record.value, headers) is None:
-                    out.append((dst_parts[d], _OutBatch(builder, counts[d]), counts[d]))
-                    builder = builders[d] = fresh()
-                    builder.append(0, stamp, record.key, record.value, headers)
-                    counts[d] = 0
-                counts[d] += 1
-        for d, builder in enumerate(builders):
-            if builder is not None:
-                out.append((dst_parts[d], _OutBatch(builder, counts[d]), counts[d]))
-        return out
-
     def _report(self) -> None:
         self.progress(
             MoveProgress(
@@ -1160,5 +1059,6 @@ __all__ = [
     "header_map",
     "key_partition",
     "murmur2",
+    "murmur2_many",
     "replay_group",
 ]
