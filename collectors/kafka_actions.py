@@ -61,7 +61,6 @@ from collectors.kafka_copy import (
     Run,
     WorkerGone,
     build,
-    decode,
     key_partition,
     murmur2,
     murmur2_many,
@@ -641,6 +640,9 @@ class _StaleLeader(Exception):
 
 WORKER_MIN_RECORDS = 20_000  # smaller replays are copied in the main process
 WORKER_MIN_STEP = 250  # so are replays in small steps: a job must outweigh its round trip
+# Workers pay off only with CPUs to spare: on 2 CPUs (the main process plus a local broker)
+# copying in the main process was as fast idle and ~10% slower only under heavy CPU load.
+WORKER_MIN_CPUS = 4
 MAX_WORKERS = 4
 
 
@@ -667,12 +669,12 @@ class _Copier:
     and the end of the steps in flight ("inflight <offset>"); a step is produced only after
     that commit is stored.
 
-    Without a filter, steps are cut from runs of whole record batches by their headers
-    (nothing decoded here) and copied by :func:`collectors.kafka_copy.transform`: in worker
-    processes for large replays, so that the next steps are built while this one is produced
-    and committed (:class:`collectors.kafka_copy.CopyWorkers`); prepared steps wait in order,
-    and nothing of a step is sent before its marker is stored. A filter (or a dry run) needs
-    every record here: those steps are decoded and built in this process.
+    Steps are cut from runs of whole record batches by their headers alone and copied by
+    :func:`collectors.kafka_copy.transform`. On a host with CPUs to spare, a large replay
+    builds its next steps in worker processes (:class:`collectors.kafka_copy.CopyWorkers`)
+    while this one is produced and committed; prepared steps wait in order, and nothing of a
+    step is sent before its marker is stored. A filter (or a dry run) looks at every record
+    here: those steps are decoded and built in this process.
     """
 
     def __init__(
@@ -769,7 +771,7 @@ class _Copier:
         ):
             return 0
         cpus = usable_cpus()
-        return 0 if cpus < 2 else min(MAX_WORKERS, cpus)
+        return 0 if cpus < WORKER_MIN_CPUS else min(MAX_WORKERS, cpus - 1)
 
     async def run(self) -> None:
         producer: AIOKafkaProducer | None = None
@@ -856,7 +858,7 @@ class _Copier:
         if room <= 0:
             return None
         if self.by_record:
-            return await self._prepare_records(room)
+            return await self._prepare_records()
         take = await self._take(room)
         if not take:
             return None
@@ -872,7 +874,7 @@ class _Copier:
             step.built = self.workers.submit(step.items, step.now, step.sticky)
         return step
 
-    async def _prepare_records(self, room: int) -> _Step | None:
+    async def _prepare_records(self) -> _Step | None:
         """A step whose records are each looked at here (filter, dry run)."""
         take = await self._take(self.step)
         if not take:
@@ -884,7 +886,7 @@ class _Copier:
         count = 0
         for run in take:
             try:
-                records = decode(run.raw, run.lo, run.hi)
+                records = self.decoder(run.partition, run.raw, run.lo, run.hi)
             except CorruptBatch as exc:
                 raise ActionFailed(f"{self.request.source}[{run.partition}]: {exc}") from None
             p = run.partition
@@ -932,7 +934,9 @@ class _Copier:
                     raise ActionFailed(f"{self.request.source}: {exc}") from None
             if step.built is None:
                 try:
-                    built = self._wrap(transform(step.items, self.plan, step.now, step.sticky))
+                    built = self._wrap(
+                        transform(step.items, self.plan, step.now, step.sticky, self.decoder)
+                    )
                 except CorruptBatch as exc:
                     raise ActionFailed(f"{self.request.source}: {exc}") from None
             step.items = []  # the fetched bytes can go

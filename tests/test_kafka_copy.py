@@ -178,7 +178,8 @@ def workers_always(monkeypatch):
 
     monkeypatch.setattr(actions, "WORKER_MIN_RECORDS", 0)
     monkeypatch.setattr(actions, "WORKER_MIN_STEP", 1)
-    monkeypatch.setattr(actions, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(actions, "usable_cpus", lambda: 3)
+    monkeypatch.setattr(actions, "WORKER_MIN_CPUS", 3)
     pids: list[int] = []
     start = CopyWorkers.start
 
@@ -299,7 +300,8 @@ import sys
 import collectors.kafka_actions as actions
 from collectors.kafka_copy import CopyWorkers
 actions.WORKER_MIN_RECORDS, actions.WORKER_MIN_STEP = 0, 1
-actions.usable_cpus = lambda: 2
+actions.usable_cpus = lambda: 3
+actions.WORKER_MIN_CPUS = 3
 start = CopyWorkers.start
 def spy(self):
     start(self)
