@@ -386,3 +386,74 @@ async def test_sigkill_mid_replay_with_workers_loses_nothing_and_leaves_no_worke
     assert set(counts) == set(range(total)), "a record is missing"
     duplicates = len(final) - total
     assert duplicates <= doc["duplicates_possible"] <= batch
+
+
+async def _in_big_batches(kafka: KafkaTool, dlt: str, total: int) -> None:
+    """Dead letters written as a few large record batches (a step cuts through them)."""
+    futures = []
+    for p in range(3):
+        batch = kafka.producer.create_batch()
+        for i in range(p, total, 3):
+            kind = b"b" if i % 3 == 0 or i % 7 == 0 else b"a"
+            appended = batch.append(
+                key=f"key-{i}".encode(),
+                value=f"v{i}".encode(),
+                timestamp=None,
+                headers=[("id", str(i).encode()), ("kind", kind)],
+            )
+            if appended is None:
+                batch.close()
+                futures.append(await kafka.producer.send_batch(batch, dlt, partition=p))
+                batch = kafka.producer.create_batch()
+                batch.append(
+                    key=f"key-{i}".encode(),
+                    value=f"v{i}".encode(),
+                    timestamp=None,
+                    headers=[("id", str(i).encode()), ("kind", kind)],
+                )
+        batch.close()
+        futures.append(await kafka.producer.send_batch(batch, dlt, partition=p))
+    await asyncio.gather(*futures)
+
+
+@pytest.mark.broker
+async def test_small_steps_through_large_batches_with_filter_and_limit(kafka, kafka_broker, unique):
+    """Steps of 25 records cut batches of hundreds: every record is copied once, the filter
+    and the limit see each record once, and the progress resumes where the limit stopped."""
+    from mqtop.filters import parse_filters
+
+    prefix = unique("cut") + "-"
+    dlt, topic, other = prefix + "orders.DLT", prefix + "orders", prefix + "other"
+    total = 3000
+    await kafka.create({dlt: 3, topic: 3, other: 2})
+    await _in_big_batches(kafka, dlt, total)
+    wanted = [i for i in range(total) if i % 3 == 0 or i % 7 == 0]
+
+    result = await _replay(kafka_broker, dlt, topic, batch=50)
+    assert (result.moved, result.failed, result.duplicates_possible) == (total, 0, 0)
+    copies = await kafka.read_all(topic)
+    assert Counter(int(dict(c.headers)["id"]) for c in copies) == Counter(range(total))
+
+    from collectors.base import MoveRequest
+    from collectors.kafka import KafkaOptions
+    from collectors.kafka_actions import KafkaActions
+
+    kinds = parse_filters(["header.kind=b"])
+
+    async def filtered(limit: int | None) -> Any:
+        actions = KafkaActions(
+            KafkaOptions(name="events", bootstrap_servers=kafka_broker.bootstrap)
+        )
+        try:
+            request = MoveRequest(dlt, other, "replay", limit, kinds, extra={"batch": 50})
+            return await actions.move(request, lambda p: None)
+        finally:
+            await actions.close()
+
+    first = await filtered(100)
+    assert first.moved == 100
+    rest = await filtered(None)
+    assert rest.moved == len(wanted) - 100
+    assert first.skipped + rest.skipped == total - len(wanted)
+    copies = await kafka.read_all(other)
+    assert sorted(int(dict(c.headers)["id"]) for c in copies) == wanted
