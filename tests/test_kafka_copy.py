@@ -159,6 +159,33 @@ def test_prebuilt_batch_takes_the_idempotent_producer_state():
     assert len(list(batch)) == out.record_count() == 3
 
 
+def test_workers_only_for_large_unfiltered_replays_with_cpu_to_gain(monkeypatch):
+    import collectors.kafka_actions as actions
+    from collectors.base import MoveRequest
+    from mqtop.filters import parse_filters
+
+    def count(total: int, batch: int = 5000, cpus: int = 8, loaded: bool = False, **kw: Any):
+        monkeypatch.setattr(actions, "usable_cpus", lambda: cpus)
+        monkeypatch.setattr(actions, "busy", lambda n: loaded)
+        request = MoveRequest("a.DLT", "a", "replay", **kw)
+        copier = actions._Copier(
+            actions=None, wire=None, request=request, group="g", parts=[0], begin={0: 0},
+            stops={0: total}, dst_parts=[0], keep_partition=False, keep_timestamp=False,
+            batch_size=batch, total=total, progress=lambda p: None,
+        )  # fmt: skip
+        return copier._worker_count()
+
+    assert count(200_000) == 4
+    assert count(200_000, cpus=4) == 3
+    assert count(200_000, cpus=2) == 0  # the other CPU is the broker's
+    assert count(200_000, cpus=2, loaded=True) == actions.BUSY_WORKERS
+    assert count(200_000, cpus=1, loaded=True) == 0
+    assert count(10_000) == 0  # too small to pay for the workers
+    assert count(200_000, batch=20) == 0  # steps too small
+    assert count(200_000, dry_run=True) == 0
+    assert count(200_000, filter=parse_filters(["header.kind=b"])) == 0
+
+
 # ---------------------------------------------------------------- replays with workers
 
 
@@ -457,3 +484,35 @@ async def test_small_steps_through_large_batches_with_filter_and_limit(kafka, ka
     assert first.skipped + rest.skipped == total - len(wanted)
     copies = await kafka.read_all(other)
     assert sorted(int(dict(c.headers)["id"]) for c in copies) == wanted
+
+
+@pytest.mark.broker
+async def test_compressed_dead_letters_are_copied(kafka, kafka_broker, unique):
+    """gzip batches: counted from their headers, cut by steps, decoded where they are copied."""
+    from aiokafka import AIOKafkaProducer
+
+    prefix = unique("gzip") + "-"
+    dlt, topic = prefix + "orders.DLT", prefix + "orders"
+    total = 1500
+    await kafka.create({dlt: 2, topic: 2})
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka_broker.bootstrap, compression_type="gzip", linger_ms=20
+    )
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(
+                dlt, f"value-{i}".encode() * 3, key=f"k{i}".encode(), partition=i % 2,
+                headers=[("id", str(i).encode())],
+            )
+            for i in range(total)
+        ]  # fmt: skip
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    result = await _replay(kafka_broker, dlt, topic, batch=90)
+    assert (result.moved, result.failed) == (total, 0)
+    copies = await kafka.read_all(topic)
+    assert Counter(int(dict(c.headers)["id"]) for c in copies) == Counter(range(total))
+    for copy in copies:
+        assert copy.value == f"value-{int(dict(copy.headers)['id'])}".encode() * 3
