@@ -211,7 +211,7 @@ class MessageActions(Protocol):
     never on the event loop.
     """
 
-    def peek_warning(self, queue: str) -> str | None:
+    async def peek_warning(self, queue: str) -> str | None:
         """A side effect of peeking this queue the operator must be told first, if any."""
 
     async def peek(self, queue: str, count: int) -> list[PeekedMessage]:

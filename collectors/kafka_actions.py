@@ -245,7 +245,7 @@ class KafkaActions:
 
     # -- peek --------------------------------------------------------------------------
 
-    def peek_warning(self, queue: str) -> str | None:
+    async def peek_warning(self, queue: str) -> str | None:
         return None  # reading a topic without a group changes nothing on the broker
 
     async def peek(self, queue: str, count: int) -> list[PeekedMessage]:

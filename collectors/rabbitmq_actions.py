@@ -1247,12 +1247,29 @@ class RabbitMQActions:
 
     # -- MessageActions --------------------------------------------------------------
 
-    def peek_warning(self, queue: str) -> str | None:
-        return (
+    async def peek_warning(self, queue: str) -> str | None:
+        """The side effects of basic.get + requeue, for this queue's type."""
+        classic = (
             "peeking reads messages with basic.get and puts them back unacknowledged: they "
-            "come back marked redelivered; on a quorum queue each peek raises "
-            "x-delivery-count (it counts toward x-delivery-limit) and RabbitMQ 3.x puts the "
-            "peeked messages behind the others. Stream queues are read from their first "
+            "come back marked redelivered"
+        )
+        quorum = (
+            "each peek raises x-delivery-count (it counts toward x-delivery-limit) and "
+            "RabbitMQ 3.x puts the peeked messages behind the others"
+        )
+        try:
+            vhost, name = await self._resolve(queue)
+            kind = await self.collector.queue_type(vhost, name)
+        except Exception:  # the peek itself reports a missing queue or a failure
+            kind = None
+        if kind == "stream":
+            return None  # read from the first offset: nothing changes on the broker
+        if kind == "quorum":
+            return f"{classic}; this is a quorum queue: {quorum}."
+        if kind == "classic":
+            return f"{classic}."
+        return (
+            f"{classic}; on a quorum queue {quorum}. Stream queues are read from their first "
             "offset without side effects."
         )
 

@@ -452,7 +452,7 @@ class RedisActions:
 
     # -- MessageActions --------------------------------------------------------------------
 
-    def peek_warning(self, queue: str) -> str | None:
+    async def peek_warning(self, queue: str) -> str | None:
         return None  # LRANGE / XRANGE have no side effects
 
     async def peek(self, queue: str, count: int) -> list[PeekedMessage]:

@@ -52,6 +52,7 @@ from collectors.sqs import (
     int_attr,
     make_client,
     queue_name_of,
+    redrive_target,
 )
 from mqtop.errors import ActionFailed, UsageError
 
@@ -380,11 +381,29 @@ class SQSActions:
 
     # -- peek ------------------------------------------------------------------------
 
-    def peek_warning(self, queue: str) -> str | None:
-        return (
+    async def peek_warning(self, queue: str) -> str | None:
+        """What receiving does to this queue: worse when it has a RedrivePolicy."""
+        generic = (
             "SQS cannot peek: messages are received and made visible again at once. Each "
-            "receive raises their ApproximateReceiveCount; if this queue has a RedrivePolicy, "
-            "messages at maxReceiveCount move to its dead-letter queue when received."
+            "receive raises their ApproximateReceiveCount"
+        )
+        try:
+            url = await self.resolve(queue)
+            attributes = await self._attributes(queue, url)
+        except (ActionFailed, UsageError):
+            return (
+                f"{generic}; if this queue has a RedrivePolicy, messages at maxReceiveCount "
+                "move to its dead-letter queue when received."
+            )
+        arn, max_receives = redrive_target(attributes)
+        if not attributes.get("RedrivePolicy"):
+            return f"{generic} (this queue has no RedrivePolicy, so none can be dead-lettered)."
+        target = arn.rsplit(":", 1)[-1] if arn else "its dead-letter queue"
+        limit = "maxReceiveCount" if max_receives is None else f"maxReceiveCount {max_receives}"
+        return (
+            f"{generic}, and this queue has a RedrivePolicy ({limit}, dead-letter queue "
+            f"{target}): a message received that many times moves to {target} when it is "
+            "received again — peeking can dead-letter messages."
         )
 
     async def _receive(self, url: str, count: int, visibility: int, wait: int) -> list[Received]:

@@ -130,6 +130,7 @@ def test_peek_shows_messages_and_leaves_them(sqs, sqs_broker, write_config, run_
     )
     assert result.returncode == 0, result.stderr
     assert "ApproximateReceiveCount" in result.stderr  # side effect told first
+    assert "no RedrivePolicy" in result.stderr  # the DLQ itself dead-letters nowhere
     peeked = {m["body"]: m for m in json.loads(result.stdout)}
     assert set(peeked) == {'{"order": 1}', "\x1b]0;pwned\x07 plain"}
     first = peeked['{"order": 1}']
@@ -151,6 +152,12 @@ def test_peek_shows_messages_and_leaves_them(sqs, sqs_broker, write_config, run_
     assert "\x1b" not in table.stdout and "\u202e" not in table.stdout
     assert f"{prefix}-jobs" in table.stdout
     assert _counts(client, dlq) == (2, 0)
+
+    # the source has a RedrivePolicy: the warning says receiving can dead-letter, and where to
+    source = run_cli("dlq", "peek", "aws", f"{prefix}-jobs", "--config", str(path))
+    assert source.returncode == 0, source.stderr
+    assert "maxReceiveCount 1" in source.stderr
+    assert f"dead-letter queue {prefix}-jobs-dlq" in source.stderr
 
 
 def test_replay_restores_bodies_and_attributes(

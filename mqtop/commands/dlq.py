@@ -179,7 +179,7 @@ async def _peek(
 ) -> int:
     if args.n < 1:
         raise UsageError("-n must be at least 1")
-    warning = actions.peek_warning(args.queue)
+    warning = await actions.peek_warning(args.queue)
     if warning:
         print(f"note: {safe_text(warning, 1000)}", file=sys.stderr)
     messages = await actions.peek(args.queue, args.n)

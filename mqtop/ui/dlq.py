@@ -245,7 +245,7 @@ class DlqScreen(Screen[None]):
         actions = self._actions
         if actions is None:
             return
-        warning = actions.peek_warning(self.queue)
+        warning = await actions.peek_warning(self.queue)
         if warning and not self._peek_ok:
             ok = await self.app.push_screen_wait(
                 ConfirmModal(

@@ -75,7 +75,7 @@ class MemoryActions:
         self.warning = warning
         self.closed = 0
 
-    def peek_warning(self, queue: str) -> str | None:
+    async def peek_warning(self, queue: str) -> str | None:
         return self.warning
 
     async def peek(self, queue: str, count: int) -> list[PeekedMessage]:
