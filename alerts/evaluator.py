@@ -27,6 +27,7 @@ import operator
 import re
 import threading
 import time
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -563,7 +564,10 @@ class AlertEvaluator:
             active.add(key)
             st = states.get(key)
             if st is None:
-                st = _State(ctx.now)
+                since = ctx.now
+                if rule.for_ > 0:
+                    since = self._backfill_function(rule, view, ctx)
+                st = _State(since)
                 states[key] = st
             st.value = value
             self._on_true(rule, key, st, ctx)
@@ -757,6 +761,40 @@ class AlertEvaluator:
             if not rule.holds(value):
                 break
             if previous is not None and previous - t > tolerance:
+                break
+            since = t
+            previous = t
+        return min(since, ctx.now)
+
+    def _backfill_function(self, rule: _Compiled, view: SeriesView, ctx: _Cycle) -> float:
+        """Since when ``function(metric[window])``, evaluated at each stored point, has held.
+
+        The same walk as :meth:`_backfill`, with the function applied to the window ending
+        at each point: stored history counts towards ``for`` for function rules too.
+        """
+        assert rule.function is not None and rule.window is not None
+        store = ctx.store
+        status = ctx.statuses.get(view.key.broker)
+        interval = status.interval if status is not None else store.interval
+        tolerance = max(STALE_POLLS * interval, BACKFILL_GAP)
+        if rule.for_ > store.recent:
+            tolerance = max(tolerance, 1.5 * store.rollup.bucket)
+        span = rule.for_ + tolerance + rule.window
+        points = window_points(store, view, rule.metric, span)
+        if len(points) < 2:
+            return ctx.now
+        times = [t for t, _ in points]
+        start = ctx.now - rule.for_ - tolerance
+        since = ctx.now
+        previous: float | None = None
+        for end in range(len(points) - 1, -1, -1):
+            t = times[end]
+            if t < start:
+                break
+            if previous is not None and previous - t > tolerance:
+                break
+            first = bisect_right(times, t - rule.window, 0, end)
+            if not rule.holds(apply_function(rule.function, points[first : end + 1])):
                 break
             since = t
             previous = t

@@ -242,6 +242,33 @@ def test_functions_over_a_window():
     assert ev.alerts()[0].summary.startswith("b/q: ")
 
 
+def test_function_rule_for_is_backfilled_from_stored_history():
+    """Stored points count towards `for` of a function rule: the function is evaluated on
+    the window ending at each stored point, back until it first fails."""
+    w = World(interval=5.0)
+    # `steady` grows 10/s from t=0; `late` is flat until t=60, then grows 10/s
+    for t in range(0, 95, 5):
+        w.poll(
+            t,
+            {
+                ("steady", None): {"queue_length": 10.0 * t},
+                ("late", None): {"queue_length": 0.0 if t <= 60 else 10.0 * (t - 60)},
+            },
+        )
+    growing = rule(name="Growing", function="rate", window="20s", threshold=5, **{"for": "1m"})
+    ev = AlertEvaluator([growing], AlertingSettings(), builtin=False)
+    events = w.eval(ev, 90)
+    # steady: rate(20s) has held since the first point with two in its window (t=5), so
+    # for 85 s of history: fires on the first look. late: rate(20s) > 5 from t=70 (the
+    # window (50, 70] gains 100 over 20 s) only: 20 s, pending.
+    assert kinds(events) == [("firing", "Growing", "steady")]
+    assert events[0].alert.active_since == T0 + 5
+    by_queue = {a.queue: a for a in ev.alerts()}
+    assert by_queue["steady"].state is AlertState.FIRING
+    assert by_queue["late"].state is AlertState.PENDING
+    assert by_queue["late"].active_since == T0 + 70
+
+
 def test_function_on_a_derived_rate():
     w = World()
     ev = AlertEvaluator(

@@ -36,6 +36,7 @@ def config(write_config, redis_broker: RedisBroker, prefix: str, alerts: str, ex
             type: redis
             url: "{redis_broker.url}"
             lists: ["{prefix}*"]
+            streams: ["{prefix}*"]
         alerts:
         {alerts}
         """
@@ -125,7 +126,8 @@ def test_firing_wins_over_unreachable(r, redis_broker, write_config, run_cli, un
         interval: 300ms
         timeout: 1s
         brokers:
-          - {{name: cache, type: redis, url: "{redis_broker.url}", lists: ["{prefix}*"]}}
+          - {{name: cache, type: redis, url: "{redis_broker.url}",
+              lists: ["{prefix}*"], streams: ["{prefix}*"]}}
           - {{name: gone, type: redis, url: "redis://127.0.0.1:{port}/0"}}
         alerts:
           - {{name: Backlog, metric: queue_length, op: ">", threshold: 100}}
@@ -350,7 +352,8 @@ def test_shipped_default_rules_when_config_has_no_alerts(
         f"""
         interval: 300ms
         brokers:
-          - {{name: cache, type: redis, url: "{redis_broker.url}", lists: ["{prefix}*"]}}
+          - {{name: cache, type: redis, url: "{redis_broker.url}",
+              lists: ["{prefix}*"], streams: ["{prefix}*"]}}
         """
     )
     result = run_cli("check", "--config", str(path), "--format", "json")

@@ -132,7 +132,8 @@ def test_serve_metrics_notifications_reload_and_clean_stop(
             "timeout: 2s\n"
             f'history: {{path: "{history}"}}\n'
             "brokers:\n"
-            f'  - {{name: cache, type: redis, url: "{redis_broker.url}", lists: ["{prefix}*"]}}\n'
+            f'  - {{name: cache, type: redis, url: "{redis_broker.url}",'
+            f' lists: ["{prefix}*"], streams: ["{prefix}*"]}}\n'
             f"alerts:\n{rules}\n"
             "notify:\n"
             f'  - {{type: webhook, url: "{hook}", retries: 1}}\n'
