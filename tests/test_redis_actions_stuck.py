@@ -97,3 +97,11 @@ def test_stuck_count_and_group_status_per_group(r, redis_broker, write_config, u
     # first poll: a backlog with no progress yet is not judged before a full window
     assert first["stalled"].metrics["group_status"] is None
     assert first["caught"].metrics["group_status"] == 0
+
+    # the dashboard's overview shows the count per group in its Stuck column
+    from mqtop.ui.rows import build_rows, cell_text, visible_columns
+
+    rows = {row.group: row for row in build_rows(list(last.values()), {}, [], time.time())}
+    assert cell_text(rows["stuck"], "stuck") == "7"
+    assert cell_text(rows["caught"], "stuck") == "0"
+    assert "stuck" in [c.key for c in visible_columns(200, has_groups=True, has_stuck=True)]

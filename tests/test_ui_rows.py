@@ -200,9 +200,33 @@ def test_columns_fit_80_columns_and_keep_the_essentials():
     assert {"broker", "queue", "backlog", "alert", "age"} <= set(keys)
     widths = layout_widths(columns, 78)
     assert sum(widths) + len(widths) - 1 <= 78
-    wide = visible_columns(200, has_groups=True)
+    wide = visible_columns(200, has_groups=True, has_stuck=True)
     assert [c.key for c in wide] == [c.key for c in COLUMNS]
     assert sum(layout_widths(wide, 200)) > sum(c.width for c in COLUMNS)  # queue grows
+    # the Stuck column (Redis stream groups) only when some series has a stuck count
+    assert "stuck" not in [c.key for c in visible_columns(200, has_groups=True)]
+
+
+def test_stuck_count_comes_from_the_series_info():
+    stream = SeriesView(
+        key=SeriesKey("cache", "events", "workers"),
+        kind="stream",
+        dlq=None,
+        metrics={"queue_length": 0.0},
+        info={"stuck": 3, "stuck_capped": False},
+        updated=100.0,
+    )
+    plain = SeriesView(
+        key=SeriesKey("cache", "jobs", None),
+        kind="list",
+        dlq=None,
+        metrics={},
+        info={},
+        updated=100.0,
+    )
+    rows = build_rows([stream, plain], {}, [], 100.0)
+    assert [r.stuck for r in rows] == [3.0, None]
+    assert [cell_text(r, "stuck") for r in rows] == ["3", "-"]
 
 
 def test_selection_filter_and_request():

@@ -51,6 +51,13 @@ COLUMNS: tuple[Column, ...] = (
     Column("kind", "Kind", 7, "left", 1, help="queue kind"),
     Column("backlog", "Backlog", 8, priority=9, help="messages waiting (queue_length)"),
     Column("inflight", "InFlt", 6, priority=4, help="delivered, not yet acknowledged"),
+    Column(
+        "stuck",
+        "Stuck",
+        5,
+        priority=4,
+        help="Redis stream entries pending longer than stuck_idle (shown when any exist)",
+    ),
     Column("rate_in", "In/s", 6, priority=7, help="messages/s published"),
     Column("rate_out", "Out/s", 6, priority=7, help="messages/s acknowledged"),
     Column("error", "Err%", 6, priority=6, help="dead-lettered share of processed"),
@@ -85,6 +92,7 @@ class Row:
         "rate_in",
         "rate_out",
         "stale",
+        "stuck",
     )
 
     def __init__(
@@ -99,6 +107,7 @@ class Row:
         error: float | None = None,
         age: float | None = None,
         consumers: float | None = None,
+        stuck: float | None = None,
         dlq: str | None = None,
         stale: bool = False,
         down: bool = False,
@@ -118,6 +127,7 @@ class Row:
         self.error = error
         self.age = age
         self.consumers = consumers
+        self.stuck = stuck  # stream entries pending past stuck_idle (None: not a stream group)
         self.dlq = dlq
         self.stale = stale
         self.down = down
@@ -200,6 +210,7 @@ def build_rows(
                 error=metrics.get("error_rate"),
                 age=lag if lag is not None else metrics.get("latency_seconds"),
                 consumers=metrics.get("consumers"),
+                stuck=_stuck(view),
                 dlq=view.dlq,
                 stale=view.stale or key.broker in stale_brokers,
                 down=key.broker in down_brokers,
@@ -208,6 +219,12 @@ def build_rows(
             )
         )
     return rows
+
+
+def _stuck(view: SeriesView) -> float | None:
+    """The stuck count a Redis stream group series carries in its info, else None."""
+    value = view.info.get("stuck") if view.info else None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 # ---------------------------------------------------------------- filter, sort, group
@@ -391,6 +408,8 @@ def cell_text(row: Row, column: str) -> str:
         return humanize_seconds(row.age) if row.age is not None else "-"
     if column == "consumers":
         return fmt_count(row.consumers)
+    if column == "stuck":
+        return fmt_count(row.stuck)
     if column == "alert":
         return alert_label(row)
     return ""
@@ -418,11 +437,15 @@ def sparkline(values: Sequence[float | None], width: int) -> str:
     return "".join(chars)
 
 
-def visible_columns(width: int, has_groups: bool = True) -> list[Column]:
-    """Columns that fit ``width`` cells (one space between columns); drop low priorities."""
+def visible_columns(width: int, has_groups: bool = True, has_stuck: bool = False) -> list[Column]:
+    """Columns that fit ``width`` cells (one space between columns); drop low priorities.
+
+    No group column when no series has a group; the stuck column only when some series
+    (a Redis stream group) has a stuck count.
+    """
     columns = [
-        c for c in COLUMNS if has_groups or c.key != "group"
-    ]  # no group column when no series has a group
+        c for c in COLUMNS if (has_groups or c.key != "group") and (has_stuck or c.key != "stuck")
+    ]
 
     def needed(cols: Sequence[Column]) -> int:
         return sum(c.width for c in cols) + max(0, len(cols) - 1)

@@ -40,6 +40,7 @@ from mqtop.ui.rows import (
 TrendProvider = Callable[[Row, int], str]
 _KEY = operator.attrgetter("key")
 _GROUP = operator.attrgetter("group")
+_STUCK = operator.attrgetter("stuck")
 
 _ALERT_CLASS = {
     RANK_CRITICAL: "vtable--critical",
@@ -145,6 +146,7 @@ class SeriesTable(ScrollView, can_focus=True):
         self._widths: list[int] = []
         self._layout_width = -1
         self._has_groups = False
+        self._has_stuck = False
         self.sort_column = "backlog"
         self.sort_descending = True
         self.empty_text = "no series"
@@ -174,8 +176,10 @@ class SeriesTable(ScrollView, can_focus=True):
         self._rows = rows
         self._cache.clear()
         has_groups = any(map(_GROUP, rows))
-        if has_groups != self._has_groups:
+        has_stuck = any(s is not None for s in map(_STUCK, rows))
+        if has_groups != self._has_groups or has_stuck != self._has_stuck:
             self._has_groups = has_groups
+            self._has_stuck = has_stuck
             self._layout_width = -1
         self.virtual_size = Size(self._content_width(), len(rows) + 1)
         index = 0
@@ -217,7 +221,7 @@ class SeriesTable(ScrollView, can_focus=True):
         if width == self._layout_width:
             return
         self._layout_width = width
-        self._columns = visible_columns(width, self._has_groups)
+        self._columns = visible_columns(width, self._has_groups, self._has_stuck)
         self._widths = layout_widths(self._columns, width)
         self._cache.clear()
 
