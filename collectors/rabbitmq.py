@@ -201,6 +201,23 @@ def ssl_context(options: RabbitMQOptions) -> ssl.SSLContext:
     return context
 
 
+def certificate_failure(exc: BaseException) -> str | None:
+    """The certificate verification error behind ``exc`` (httpx, urllib), if any."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return str(current)
+        for linked in (current.__cause__, current.__context__, getattr(current, "reason", None)):
+            if isinstance(linked, BaseException):
+                pending.append(linked)
+    return None
+
+
 def pika_parameters(
     options: RabbitMQOptions,
     vhost: str | None = None,
@@ -471,7 +488,7 @@ class ManagementUnavailable(Exception):
 
 
 class ManagementRefused(Exception):
-    """The management API answered with an error that a fallback would hide (401, 403)."""
+    """An answer a fallback would hide: 401/403, or a certificate that fails verification."""
 
 
 # ---------------------------------------------------------------- AMQP fallback
@@ -633,6 +650,7 @@ class RabbitMQCollector:
         try:
             response = await self._http.get(f"/api/{path}", params=params)
         except httpx.TransportError as exc:
+            self._refuse_unverified(exc)
             raise ManagementUnavailable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
         return self._answer(path, response.status_code, response.content)
 
@@ -672,7 +690,18 @@ class RabbitMQCollector:
         except urllib.error.HTTPError as exc:
             return self._answer(path, exc.code, exc.read() or b"")
         except (OSError, ValueError) as exc:
+            self._refuse_unverified(exc)
             raise ManagementUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+    def _refuse_unverified(self, exc: BaseException) -> None:
+        """A certificate that fails verification is an error, never a reason to fall back."""
+        failure = certificate_failure(exc)
+        if failure is not None:
+            assert self._endpoint is not None
+            raise ManagementRefused(
+                f"TLS certificate of the management API at {self._endpoint[0]} not verified: "
+                f"{failure} (ca_file: the CA to trust; tls_verify: false turns verification off)"
+            ) from exc
 
     async def known_vhosts(self) -> list[str]:
         """Vhosts for name splitting: configured ones, the API's list, the URL's."""

@@ -251,8 +251,13 @@ def start_rabbitmq(
     management_port: int | None = None,
     workdir: Path | None = None,
     timeout: float = 90,
+    extra_config: str = "",
 ) -> RabbitBroker:
-    """Start a private RabbitMQ node (management + shovel plugins) on free ports."""
+    """Start a private RabbitMQ node (management + shovel plugins) on free ports.
+
+    ``extra_config`` is appended to ``rabbitmq.conf`` (e.g. TLS listeners); the plain AMQP
+    and HTTP listeners stay, so readiness is checked the same way.
+    """
     binary = RABBIT_SERVER if os.path.exists(RABBIT_SERVER) else shutil.which("rabbitmq-server")
     if binary is None:
         raise BrokerUnavailable(
@@ -270,7 +275,7 @@ def start_rabbitmq(
         f"listeners.tcp.default = {amqp_port}\n"
         f"management.tcp.port = {management_port}\n"
         "management.tcp.ip = 127.0.0.1\n"
-        "loopback_users = none\n"
+        "loopback_users = none\n" + extra_config
     )
     env = {
         "RABBITMQ_NODENAME": node,
