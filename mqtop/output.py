@@ -40,7 +40,8 @@ def series_json(view: SeriesView) -> dict[str, Any]:
         "metrics": {m.name: _num(view.metrics.get(m.name)) for m in PUBLIC_METRICS},
     }
     status = group_status_name(view.metrics.get("group_status"))
-    if status is not None:
+    if status is not None or view.key.group is not None:
+        # consumer-group series always carry "status" (null while undecided, never guessed)
         out["status"] = status
     return out
 
