@@ -1,8 +1,8 @@
 """Redis collector: lists, streams (per consumer group) and pub/sub channels.
 
 What Redis exposes and how it maps (see docs/metrics.md):
-* list: ``LLEN`` -> queue_length. Lists keep no counters or timestamps: rates, latency,
-  in_flight and consumers are null.
+* list: ``LLEN`` -> queue_length (= consumer_lag_messages, as for any queue). Lists keep no
+  counters or timestamps: rates, latency, in_flight and consumers are null.
 * stream with consumer groups, one series per group (``XINFO STREAM`` / ``XINFO GROUPS``):
   ``lag`` -> queue_length and consumer_lag_messages (Redis reports nil when it cannot know:
   then null), PEL size -> in_flight, consumers, ``entries-added`` -> published_total,
@@ -385,7 +385,12 @@ class RedisCollector:
             if key not in lengths:
                 continue
             dlq = self._dlq_for(key, known)
-            values: dict[str, float | None] = {"queue_length": float(lengths[key])}
+            llen = float(lengths[key])
+            # a list is a queue: its consumer lag is its length (SPEC §3)
+            values: dict[str, float | None] = {
+                "queue_length": llen,
+                "consumer_lag_messages": llen,
+            }
             dlq_len = length_of(dlq) if dlq else None
             values["dlq_length"] = None if dlq_len is None else float(dlq_len)
             series.append(
