@@ -26,7 +26,9 @@ from mqtop.store import TimeSeriesStore
 
 log = logging.getLogger("mqtop.engine")
 
-BACKOFF_MAX_FACTOR = 4.0  # at most this many intervals between retries of a failing broker
+# at most this many intervals between retries of a failing broker: a broker that comes back is
+# seen within this many intervals (plus one poll), while a dead one is tried half as often
+BACKOFF_MAX_FACTOR = 2.0
 
 
 def describe_error(exc: BaseException, timeout: float | None = None) -> str:
@@ -39,9 +41,13 @@ def describe_error(exc: BaseException, timeout: float | None = None) -> str:
 
 
 def backoff_delay(interval: float, failures: int, rng: random.Random | None = None) -> float:
-    """Delay before the next attempt after ``failures`` consecutive failures (jittered)."""
+    """Delay before the next attempt after ``failures`` consecutive failures.
+
+    Jittered downwards only (80-100 %), so retries of brokers that failed together spread out
+    and the delay never exceeds ``BACKOFF_MAX_FACTOR`` intervals.
+    """
     factor = min(2.0 ** max(failures - 1, 0), BACKOFF_MAX_FACTOR)
-    jitter = (rng or random).uniform(0.8, 1.2)
+    jitter = (rng or random).uniform(0.8, 1.0)
     return interval * factor * jitter
 
 
