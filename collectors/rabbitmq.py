@@ -543,6 +543,12 @@ class PassiveProbe:
                     conn.process_data_events(0)  # heartbeats
         return out
 
+    def ping(self, vhost: str) -> None:
+        """Open (or keep) the connection to ``vhost``; raises when the broker does not answer."""
+        with self._lock:
+            self._channel(vhost)
+            self._conns[vhost].process_data_events(0)  # heartbeats
+
     def close(self) -> None:
         """Close every connection (never raises)."""
         with self._lock:
@@ -1119,7 +1125,17 @@ class RabbitMQCollector:
         dlq_names = {d: None for src, d in options.dlq.items() if src in names}
         wanted = [n for n in names if options.wants(n)]
         probe_names = list(dict.fromkeys([*wanted, *dlq_names]))
+        if self._probe is None:
+            self._probe = PassiveProbe(options)
+        probe = self._probe
         if not probe_names:
+            # nothing to declare, but a broker answering neither the management API nor AMQP
+            # is unreachable, not "up with no queues" (SPEC §4 exit 3, §7)
+            try:
+                await asyncio.to_thread(probe.ping, known[-1])
+            except Exception:
+                await asyncio.to_thread(probe.close)
+                raise
             return Collected(
                 series=(),
                 warnings=(
@@ -1127,9 +1143,6 @@ class RabbitMQCollector:
                     "(none are): no queues shown",
                 ),
             )
-        if self._probe is None:
-            self._probe = PassiveProbe(options)
-        probe = self._probe
         pairs = [split_name(n, known) for n in probe_names]
         try:
             found = await asyncio.to_thread(probe.declare, pairs)
