@@ -101,6 +101,18 @@ def refuse_if_readonly(broker: BrokerOptions, action: str) -> None:
         )
 
 
+def require_audit_log(config: Config) -> None:
+    """Refuse a write that could not be audited (every write is appended to the audit log)."""
+    path = config.audit_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    except OSError as exc:
+        raise UsageError(
+            f"audit log {path} cannot be written ({exc.strerror or exc}): nothing was changed"
+        ) from None
+
+
 def confirm(question: str, assume_yes: bool) -> None:
     """Ask on the terminal; without a terminal, require --yes."""
     if assume_yes:
@@ -300,6 +312,7 @@ async def _move(
     extra = _extras(args)
     if not args.dry_run:
         refuse_if_readonly(broker, mode)
+        require_audit_log(config)
     if mode == "replay":
         destination = args.to or await actions.replay_target(source)
         if not destination:
@@ -376,6 +389,7 @@ async def _purge(
     args: argparse.Namespace, config: Config, broker: BrokerOptions, actions: MessageActions
 ) -> int:
     refuse_if_readonly(broker, "purge")
+    require_audit_log(config)
     count = await actions.count(args.queue)
     how_many = "all" if count is None else str(count)
     confirm(
@@ -437,6 +451,7 @@ async def _reclaim(
             else (f"to consumer {args.consumer!r}" if args.consumer else "(list only)")
         )
         if args.to or args.consumer:
+            require_audit_log(config)
             confirm(
                 f"reclaim entries of {args.stream!r} group {args.group!r} idle > {args.idle} "
                 f"{target}?",
