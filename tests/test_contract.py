@@ -1246,7 +1246,7 @@ def test_confirmation_on_a_terminal(static: Static, tmp_path: Path) -> None:
     cfg.write_text(w.config(audit=audit))
     code, screen = cli.tty("dlq", "purge", "cache", key, "--config", str(cfg), answer="n")
     assert code == 2 and "[y/N]" in screen and "cancelled" in screen, screen
-    assert w.r().llen(key) == 2 and not audit.exists()
+    assert w.r().llen(key) == 2 and _audit(audit) == []
     code, screen = cli.tty("dlq", "purge", "cache", key, "--config", str(cfg), answer="y")
     assert code == 0, screen
     assert w.r().llen(key) == 0
@@ -1456,3 +1456,27 @@ def test_spec_config_example_and_lookup_order(tmp_path: Path) -> None:
     for result, name in ((flag, "flag"), (env, "env"), (here, "cwd"), (user, "home")):
         assert result.returncode == 0, result.stderr
         assert f"name: from-{name}" in result.stdout, (name, result.stdout)
+
+
+def test_a_write_that_cannot_be_audited_is_refused(static: Static, tmp_path: Path) -> None:
+    """SPEC §7 "every write is appended to an audit log": with an audit log that cannot be
+    written, a write is refused before anything changes (exit 2, one line), and a dry run,
+    which writes nothing, still works."""
+    w = static.world
+    cli = Cli(tmp_path)
+    src, dst = f"{w.prefix}:unaudited", f"{w.prefix}:unaudited:dead"
+    w.redis_list(src, [b"a", b"b"])
+    w.keys.append(dst)
+    (tmp_path / "not-a-dir").write_text("")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(w.config(audit=tmp_path / "not-a-dir" / "audit.jsonl"))
+    c = str(cfg)
+    move, purge, dry = cli.many(
+        ["dlq", "move", "cache", src, dst, "--yes", "--format", "json", "--config", c],
+        ["dlq", "purge", "cache", src, "--yes", "--config", c],
+        ["dlq", "move", "cache", src, dst, "--dry-run", "--format", "json", "--config", c],
+    )
+    for run in (move, purge):
+        assert "audit log" in one_line_error(run, 2)
+    assert w.redis_items(src) == [b"a", b"b"] and w.r().llen(dst) == 0
+    assert _move_doc(dry)["moved"] == 2
