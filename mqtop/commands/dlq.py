@@ -444,7 +444,8 @@ async def _reclaim(
     except ValueError as exc:
         raise UsageError(f"--idle: {exc}") from None
     if not args.dry_run:
-        refuse_if_readonly(broker, "reclaim")
+        if args.to or args.consumer:  # listing stuck entries (XPENDING) writes nothing
+            refuse_if_readonly(broker, "reclaim")
         target = (
             f"to stream {args.to!r}"
             if args.to
