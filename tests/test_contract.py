@@ -1071,7 +1071,8 @@ def _move_doc(result: Run, code: int = 0) -> dict[str, Any]:
 
 def test_replay_dry_run_confirmation_readonly_and_audit(static: Static, tmp_path: Path) -> None:
     """SPEC §4/§5/§7 on every broker: --dry-run changes nothing; no --yes without a terminal
-    is refused (exit 2, nothing written, no hang); readonly brokers refuse (exit 2);
+    is refused (exit 2, nothing written, no hang); readonly brokers refuse writes (exit 2) but
+    still list stuck stream entries;
     --limit + --filter move exactly the matching messages; every write is audited once."""
     w = static.world
     cli = Cli(tmp_path)
@@ -1099,12 +1100,17 @@ def test_replay_dry_run_confirmation_readonly_and_audit(static: Static, tmp_path
             for n in names
         ),
     )
+    reclaim = ["dlq", "reclaim", "cache", static.stream, "--group", "lagging", "--idle", "0s"]
     second = cli.many(
         *(replay(n, ro, "--dry-run", "--format", "json") for n in names),
         *(["dlq", "purge", n, pairs[n][1], "--yes", "--config", str(ro)] for n in names),
+        [*reclaim, "--to", f"{static.stream}:dead", "--yes", "--config", str(ro)],
+        [*reclaim, "--format", "json", "--config", str(ro)],  # listing is not a write
     )
     dry, unconfirmed, refused, refused_move = (first[i : i + 4] for i in range(0, 16, 4))
-    dry_ro, refused_purge = second[:4], second[4:]
+    dry_ro, refused_purge = second[:4], second[4:9]
+    pending = w.r().xpending(static.stream, "lagging")["pending"]
+    assert len(ok_json(second[9])["entries"]) == pending == 1
     for name, run in zip(names * 2, dry + dry_ro, strict=True):
         doc = _move_doc(run)
         assert doc["dry_run"] is True and doc["failed"] == 0, (name, doc)
