@@ -1204,10 +1204,15 @@ def test_move_purge_reclaim_and_audit(static: Static, tmp_path: Path) -> None:
     assert ok_json(listed)["entries"][0]["id"] == entry.decode()
     assert r.xpending(stream, "g")["pending"] == 1  # listing changes nothing
 
-    *purges, reclaimed = cli.many(
+    nowhere = f"{w.prefix}.does-not-exist"
+    *purges, reclaimed, failed = cli.many(
         *(["dlq", "purge", n, dst[n], "--yes", *tail] for n in names),
         [*reclaim, "--to", dead, "--yes", *tail],
+        ["dlq", "move", "rabbit", static.rdlq, nowhere, "--yes", *tail],
     )
+    # SPEC §4: an action that fails is exit 3 and the report says what was done
+    doc = _move_doc(failed, 3)
+    assert (doc["moved"], doc["failed"]) == (0, w.rabbit_count(static.rdlq)) and doc["errors"]
     for run in purges:
         assert run.returncode == 0, run.stderr
     assert w.r().llen(dst["cache"]) == 0
@@ -1219,6 +1224,9 @@ def test_move_purge_reclaim_and_audit(static: Static, tmp_path: Path) -> None:
     assert r.xlen(dead) == 1 and r.xpending(stream, "g")["pending"] == 0
 
     records = _audit(audit)
+    [failure] = [rec for rec in records if rec["destination"] == nowhere]
+    assert (failure["action"], failure["count"], failure["result"]) == ("move", 0, "partial")
+    records.remove(failure)
     actions = sorted((rec["broker"], rec["action"]) for rec in records)
     assert actions == sorted(
         [(n, "move") for n in names] + [(n, "purge") for n in names] + [("cache", "reclaim")]
