@@ -468,14 +468,21 @@ class SQSActions:
         system = message.system
         source_arn = system.get("DeadLetterQueueSourceArn")
         death = None
-        if source_arn or sources:
-            original = queue_name_of(source_arn) if source_arn else None
-            if original is None and len(sources) == 1:
-                original = sources[0]
+        if source_arn:
+            # SQS moved it here: the redrive policy's maxReceiveCount was reached
             death = DeathInfo(
                 reason="maxReceiveCount",
                 count=int_attr(system, "ApproximateReceiveCount"),
-                original_queue=original,
+                original_queue=queue_name_of(source_arn),
+            )
+        elif sources:
+            # in a DLQ, but SQS did not say it moved this message (an application may have
+            # sent it; some endpoints never set the attribute): no reason or count is
+            # claimed, only the queue that dead-letters here when there is exactly one
+            death = DeathInfo(
+                reason=None,
+                count=None,
+                original_queue=sources[0] if len(sources) == 1 else None,
             )
         properties: dict[str, Any] = {"MessageId": message.id}
         for name in SYSTEM_PROPERTIES:

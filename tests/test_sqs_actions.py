@@ -142,8 +142,9 @@ def test_peek_shows_messages_and_leaves_them(sqs, sqs_broker, write_config, run_
         "blob": "Binary",
         "kind": "String.custom",
     }
-    assert first["death"]["original_queue"] == f"{prefix}-jobs"
-    assert first["death"]["count"] >= 2
+    # moto does not set DeadLetterQueueSourceArn: the queue dead-lettering here is named, but
+    # no reason or receive count is claimed for a message SQS did not say it moved
+    assert first["death"] == {"reason": None, "count": None, "original_queue": f"{prefix}-jobs"}
     # the messages are visible again at once, nothing consumed
     assert _counts(client, dlq) == (2, 0)
 
