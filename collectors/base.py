@@ -183,8 +183,8 @@ class MoveResult:
     notes: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        """Contract shape (plus ``errors``/``notes`` when present)."""
-        out: dict[str, Any] = {
+        """Exactly the contract's keys (``errors``/``notes`` are printed to stderr)."""
+        return {
             "source": self.source,
             "destination": self.destination,
             "moved": self.moved,
@@ -193,11 +193,6 @@ class MoveResult:
             "dry_run": self.dry_run,
             "duplicates_possible": self.duplicates_possible,
         }
-        if self.errors:
-            out["errors"] = list(self.errors)
-        if self.notes:
-            out["notes"] = list(self.notes)
-        return out
 
 
 ProgressCallback = Callable[[MoveProgress], None]

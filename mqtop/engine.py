@@ -35,9 +35,35 @@ def describe_error(exc: BaseException, timeout: float | None = None) -> str:
     """One line for the operator, secrets masked, no traceback."""
     if isinstance(exc, TimeoutError | asyncio.TimeoutError):
         return f"timed out after {timeout:g}s" if timeout else "timed out"
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = _error_text(exc)
     name = type(exc).__name__
     return redact(f"{name}: {text}" if text else name)
+
+
+def _error_text(exc: BaseException, depth: int = 0) -> str:
+    """First line of an exception's message, looking inside wrappers whose own is empty.
+
+    Client libraries wrap the cause: pika's AMQPConnectionError holds a connector error that
+    holds the ``ConnectionRefusedError``, and neither prints anything by itself.
+    """
+    text = str(exc).strip()
+    if text:
+        return text.splitlines()[0]
+    if depth >= 4:
+        return ""
+    inner: list[BaseException] = [a for a in exc.args if isinstance(a, BaseException)]
+    wrapped = getattr(exc, "exception", None)  # pika's connector phase errors
+    if isinstance(wrapped, BaseException):
+        inner.append(wrapped)
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None:
+        inner.append(cause)
+    for item in inner:
+        found = _error_text(item, depth + 1)
+        if found:
+            name = type(item).__name__
+            return found if found.startswith(name) else f"{name}: {found}"
+    return ""
 
 
 def backoff_delay(interval: float, failures: int, rng: random.Random | None = None) -> float:

@@ -125,3 +125,24 @@ async def test_down_broker_series_become_stale_not_frozen():
     view = engine.store.view(SeriesKey("a", "q", None))
     assert view is not None and view.stale
     await engine.close()
+
+
+def test_describe_error_looks_inside_silent_wrappers():
+    """Client libraries wrap the cause in exceptions that print nothing (pika does)."""
+    from mqtop.engine import describe_error
+
+    class Connector(Exception):
+        def __init__(self, exception: BaseException) -> None:
+            super().__init__()
+            self.exception = exception
+
+    class Outer(Exception):
+        pass
+
+    refused = ConnectionRefusedError(111, "Connection refused")
+    text = describe_error(Outer(Connector(refused)))
+    assert text == "Outer: Connector: ConnectionRefusedError: [Errno 111] Connection refused"
+    assert describe_error(Outer()) == "Outer"
+    assert describe_error(ValueError("first\nsecond")) == "ValueError: first"
+    secret = Outer(Connector(ValueError("amqp://u:Hunter2-Secret@h/ refused")))
+    assert "Hunter2-Secret" not in describe_error(secret)

@@ -16,7 +16,6 @@ Volumes are small (thousands) so the whole file stays within about a minute and 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import signal
@@ -34,6 +33,7 @@ import redis
 
 from tests.conftest import ROOT
 from tests.harness import KafkaBroker, RabbitBroker, RedisBroker, SqsBroker
+from tests.reports import move_report
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -87,7 +87,7 @@ class Cli:
         )
         assert done.returncode == 0, f"seed {SEED}: rerun failed: {done.stderr[-2000:]}"
         assert "Traceback" not in done.stderr
-        report: dict[str, Any] = json.loads(done.stdout)
+        report: dict[str, Any] = move_report(done)
         return report
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.harness import KafkaBroker
+from tests.reports import move_report
 from tests.test_kafka_collector import KafkaTool, run_cli_async
 
 pytestmark = pytest.mark.broker
@@ -207,7 +208,7 @@ async def test_replay_options_dry_run_filter_limit_resume_readonly(
     assert sorted(json.loads(c.value)["order"] for c in copies) == list(range(0, 30, 3))
 
     # a different job (no filter) has its own progress; --from-offset starts where asked
-    tail = json.loads((await replay("--yes", "--from-offset", "25")).stdout)
+    tail = move_report(await replay("--yes", "--from-offset", "25"))
     assert tail["moved"] == 5
     assert any("--from-offset" in n for n in tail["notes"])
     assert len(await kafka.read_all(topic)) == 15

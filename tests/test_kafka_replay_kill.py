@@ -8,7 +8,6 @@ process part-way, then checks every record against Kafka's own contents.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -22,6 +21,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.harness import KafkaBroker
+from tests.reports import move_report
 from tests.test_kafka_collector import KafkaTool, run_cli_async
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -117,7 +117,7 @@ async def test_sigkill_mid_replay_of_10000_records(
 
     result = await run_cli_async(run_cli, *args)
     assert result.returncode == 0, result.stderr
-    doc = json.loads(result.stdout)
+    doc = move_report(result)
     assert doc["failed"] == 0
     assert doc["moved"] == TOTAL - sum(progress.values())
     assert any("may be delivered twice" in n for n in doc.get("notes", [])) == (

@@ -18,6 +18,7 @@ import pytest
 
 from tests import harness
 from tests.conftest import _obtain
+from tests.reports import move_report
 
 pytestmark = pytest.mark.broker
 
@@ -170,7 +171,7 @@ async def test_dlt_replay_and_resume(tansu, producer, write_config, run_cli, uni
     result = await _run(run_cli, "dlq", "replay", "demo", dlt, "--yes", "--format", "json",
                         "--config", str(path))  # fmt: skip
     assert result.returncode == 0, result.stderr
-    doc = json.loads(result.stdout)
+    doc = move_report(result)
     assert (doc["source"], doc["destination"]) == (dlt, topic)
     assert (doc["moved"], doc["failed"]) == (7, 0)
     assert any("idempotent" in note for note in doc["notes"])

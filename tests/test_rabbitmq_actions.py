@@ -9,6 +9,7 @@ from pathlib import Path
 import pika
 import pytest
 
+from tests.reports import move_report
 from tests.test_rabbitmq_helpers import Rabbit, broker_config, rabbit_session, wait_until
 
 pytestmark = pytest.mark.broker
@@ -237,7 +238,7 @@ def test_unroutable_destination_leaves_messages_in_source(
         "json",
     )
     assert missing.returncode == 3, missing.stderr
-    doc = json.loads(missing.stdout)
+    doc = move_report(missing)
     assert doc["moved"] == 0 and doc["failed"] == 20
     assert "does not exist" in doc["errors"][0]
     assert rabbit.ready(src) == 20
@@ -386,7 +387,7 @@ def test_move_does_not_fan_out_cc_copies(rabbit: Rabbit, rabbitmq_broker, write_
         "dlq", "move", "--config", str(path), "rabbit", src, dst, "--yes", "--format", "json"
     )
     assert result.returncode == 0, result.stderr
-    doc = json.loads(result.stdout)
+    doc = move_report(result)
     assert doc["moved"] == 1 and any("CC/BCC" in n for n in doc["notes"])
     assert rabbit.ready(other) == 1  # no second copy
     [(_, props, body)] = rabbit.drain(dst)

@@ -4,7 +4,6 @@ and the next run finishes the job (and says duplicates are possible)."""
 from __future__ import annotations
 
 import collections
-import json
 import os
 import signal
 import subprocess
@@ -15,6 +14,7 @@ import pika
 import pytest
 
 from tests.conftest import ROOT
+from tests.reports import move_report
 from tests.test_rabbitmq_helpers import Rabbit, broker_config, rabbit_session, wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -110,7 +110,7 @@ def test_sigkill_mid_move_loses_nothing_and_rerun_finishes(
 
     rerun = run_cli(*args)
     assert rerun.returncode == 0, rerun.stderr
-    doc = json.loads(rerun.stdout)
+    doc = move_report(rerun)
     assert doc["moved"] == len(in_src) and doc["failed"] == 0
     assert doc["duplicates_possible"] >= duplicates
     assert doc["duplicates_possible"] <= WINDOW

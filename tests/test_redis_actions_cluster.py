@@ -20,6 +20,7 @@ import redis
 from redis.crc import key_slot
 
 from tests import harness
+from tests.reports import move_report
 
 pytestmark = pytest.mark.broker
 
@@ -206,6 +207,12 @@ def _ok(result) -> dict:
     return json.loads(result.stdout)
 
 
+def _moved(result) -> dict:
+    """A replay/move result (SPEC §5 keys) with its notes and errors."""
+    assert result.returncode == 0, result.stderr
+    return move_report(result)
+
+
 def test_cluster_cross_slot_and_same_slot_moves(cluster_port, write_config, run_cli, unique):
     client = redis.Redis(port=cluster_port)
     base = unique("cl")
@@ -220,7 +227,7 @@ def test_cluster_cross_slot_and_same_slot_moves(cluster_port, write_config, run_
         items = [bytes([i % 256]) * (i % 7) + str(i).encode() for i in range(2500)]
         client.lpush(dead, *items)
         client.lpush(jobs, b"first")
-        doc = _ok(
+        doc = _moved(
             run_cli(
                 "dlq", "replay", "grid", dead, "--yes", "--format", "json", "--config", str(path)
             )
@@ -233,7 +240,7 @@ def test_cluster_cross_slot_and_same_slot_moves(cluster_port, write_config, run_
 
         # a hash tag puts both keys in one slot: the atomic path (no note)
         client.lpush(tagged_dead, *items[:300])
-        doc = _ok(
+        doc = _moved(
             run_cli(
                 "dlq",
                 "replay",
@@ -262,7 +269,7 @@ def test_cluster_cross_slot_and_same_slot_moves(cluster_port, write_config, run_
         journal = "mqtop:journal:{" + sdead + "}"
         assert key_slot(journal.encode()) == key_slot(sdead.encode())
         client.set(journal, json.dumps({"action": "move", "destination": stream, "count": 7}))
-        doc = _ok(
+        doc = _moved(
             run_cli(
                 "dlq",
                 "move",
@@ -279,7 +286,7 @@ def test_cluster_cross_slot_and_same_slot_moves(cluster_port, write_config, run_
             )
         )
         assert doc["moved"] == 0 and doc["skipped"] == 700
-        doc = _ok(
+        doc = _moved(
             run_cli(
                 "dlq",
                 "replay",
@@ -379,7 +386,7 @@ def test_tls_with_acl_user_and_masked_secrets(tls_server, write_config, run_cli,
         )
         assert doc.returncode == 0, doc.stderr
         assert json.loads(doc.stdout)[0]["size"] == 20
-        moved = _ok(
+        moved = _moved(
             run_cli(
                 "dlq",
                 "replay",

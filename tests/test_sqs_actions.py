@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import SqsBroker
+from tests.reports import move_report
 
 pytestmark = pytest.mark.broker
 
@@ -191,7 +192,7 @@ def test_replay_restores_bodies_and_attributes(
         str(path),
     )
     assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    report = move_report(result)
     assert report["source"] == f"{prefix}-jobs-dlq" and report["destination"] == f"{prefix}-jobs"
     assert (report["moved"], report["failed"], report["skipped"]) == (25, 0, 0)
     assert report["duplicates_possible"] == 0 and report["dry_run"] is False
@@ -304,7 +305,7 @@ def test_partial_batch_failure_reported_and_kept(
         str(path),
     )
     assert result.returncode == 3, result.stderr
-    report = json.loads(result.stdout)
+    report = move_report(result)
     assert (report["moved"], report["failed"]) == (9, 1)
     assert report["errors"] and "1024" in report["errors"][0]
     # the big one is back in the source, visible; the rest arrived, without a replay marker
@@ -403,7 +404,7 @@ def test_filter_limit_dry_run_and_attribute_limit(sqs, sqs_broker, write_config,
         "json.kind=refund",
         *base,
     )
-    report = json.loads(all_rest.stdout)
+    report = move_report(all_rest)
     assert report["moved"] == 1
     assert any("10 attributes" in n for n in report["notes"])
     moved = _drain(client, dst)
@@ -487,7 +488,7 @@ def test_fifo_failure_holds_back_the_rest_of_its_group(
         str(path),
     )
     assert result.returncode == 3, result.stderr
-    report = json.loads(result.stdout)
+    report = move_report(result)
     assert (report["moved"], report["failed"]) == (2, 2)
     assert any("held back" in e for e in report["errors"])
     moved = sorted(m["Body"] for m in _drain(client, dst))

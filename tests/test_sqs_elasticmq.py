@@ -29,6 +29,7 @@ from tests.harness import (
     port_open,
     wait_for,
 )
+from tests.reports import move_report
 
 pytestmark = pytest.mark.broker
 
@@ -194,7 +195,7 @@ def test_native_move_task_and_metrics(elasticmq: SqsBroker, write_config, run_cl
             str(path),
         )
         assert result.returncode == 0, result.stderr
-        report = json.loads(result.stdout)
+        report = move_report(result)
         assert report["destination"] == f"{prefix}-src"
         assert (report["moved"], report["failed"]) == (30, 0)
         assert any("native move task" in note for note in report["notes"])

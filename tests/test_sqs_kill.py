@@ -10,7 +10,6 @@ that endpoint is used instead.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness import Managed, SqsBroker, _spawn, free_port, port_open, wait_for
+from tests.reports import move_report
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -188,7 +188,7 @@ def test_sigkill_mid_move_loses_nothing(volume_sqs: SqsBroker, write_config, uni
         out, err = rerun.communicate(timeout=300)
         assert rerun.returncode == 0, err
         assert "Traceback" not in err
-        report = json.loads(out)
+        report = move_report(stdout=out, stderr=err)
         assert report["failed"] == 0 and report["moved"] == len(in_src)
         # the killed run left a journal: the rerun reports what may now be there twice
         assert duplicated <= report["duplicates_possible"] <= 40

@@ -281,9 +281,18 @@ class ProgressPrinter:
 
 
 def print_result(result: MoveResult, fmt: str, verb: str) -> None:
-    """Print a move result as the contract's JSON or a short text summary."""
+    """Print a move result as the contract's JSON or a short text summary.
+
+    With ``--format json`` stdout holds exactly the contract's object; notes and errors go
+    to stderr as ``note: …`` / ``error: …`` lines, as in the text format.
+    """
     if fmt == "json":
         print(dumps(result.to_json()))
+        sys.stdout.flush()
+        for note in result.notes:
+            print(f"note: {safe_text(note, 1000)}", file=sys.stderr)
+        for error in result.errors[:20]:
+            print(f"error: {safe_text(error, 1000)}", file=sys.stderr)
         return
     head = "dry run: would move" if result.dry_run else verb
     print(
