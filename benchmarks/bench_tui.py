@@ -184,7 +184,7 @@ def run(quick: bool = False) -> dict[str, float]:
     """Refresh cost of the overview vs the built-in DataTable, 10,000 series."""
     import gc
 
-    from mqtop.ui.app import tune_gc
+    from mqtop.runtime import tune_gc
 
     series = 10_000
     polls = 4 if quick else 8

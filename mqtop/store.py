@@ -206,6 +206,10 @@ class _Series:
         return self.times[(self.head - self.count) % self.cap]
 
 
+def _view_order(view: SeriesView) -> tuple[str, str, str]:
+    return (view.key.broker, view.key.queue, view.key.group or "")
+
+
 class TimeSeriesStore:
     """Bounded in-memory time series for every (broker, queue, group)."""
 
@@ -231,6 +235,9 @@ class TimeSeriesStore:
         self._closed_buckets: list[tuple[SeriesKey, tuple[str, ...], float, array[float]]] = []
         self.collect_closed_buckets = False  # persistence turns this on
         self.generation = 0  # bumps on every write; cheap change detection for readers
+        # sorted views per (broker, include_stale), valid while the generation is unchanged:
+        # the engine, the alert evaluator and the dashboard all ask after each poll
+        self._views_cache: dict[tuple[str | None, bool], tuple[int, list[SeriesView]]] = {}
 
     # -- writing -------------------------------------------------------------------
 
@@ -470,16 +477,29 @@ class TimeSeriesStore:
         return len(self._series)
 
     def views(self, broker: str | None = None, include_stale: bool = True) -> list[SeriesView]:
-        """Current views of every series (optionally of one broker), sorted by key."""
+        """Current views of every series (optionally of one broker), sorted by key.
+
+        A new list each call (callers may keep or reorder it); the views are shared and
+        immutable, and the sorted list is reused until the next write.
+        """
         with self._lock:
+            cache_key = (broker, include_stale)
+            cached = self._views_cache.get(cache_key)
+            if cached is not None and cached[0] == self.generation:
+                return list(cached[1])
+            generation = self.generation
             keys: Iterable[SeriesKey] = (
                 self._by_broker.get(broker, set()) if broker is not None else self._series
             )
             out = [self._view(self._series[k]) for k in keys]
         if not include_stale:
             out = [v for v in out if not v.stale]
-        out.sort(key=lambda v: (v.key.broker, v.key.queue, v.key.group or ""))
-        return out
+        out.sort(key=_view_order)
+        with self._lock:
+            if len(self._views_cache) > 64:
+                self._views_cache.clear()
+            self._views_cache[cache_key] = (generation, out)
+        return list(out)
 
     def view(self, key: SeriesKey) -> SeriesView | None:
         """Current view of one series."""

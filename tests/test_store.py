@@ -133,6 +133,24 @@ def test_views_are_immutable_snapshots():
     assert isinstance(points, tuple)
 
 
+def test_sorted_views_are_reused_until_the_next_write():
+    store = TimeSeriesStore(interval=1.0)
+    other = SeriesKey("a", "z", None)
+    store.ingest(snap(1.0, {"queue_length": 1}))
+    store.ingest(snap(1.0, {"queue_length": 5}, key=other))
+    first = store.views()
+    assert [v.key for v in first] == [other, KEY]  # sorted by broker, queue, group
+    first.reverse()  # a caller's list is its own
+    second = store.views()
+    assert [v.key for v in second] == [other, KEY]
+    assert second[0] is first[1]  # the same immutable views, not rebuilt
+    store.ingest(snap(2.0, {}, up=False))  # broker "b" down: its series turns stale
+    third = store.views()
+    assert [(v.key, v.stale) for v in third] == [(other, False), (KEY, True)]
+    assert [v.key for v in store.views(include_stale=False)] == [other]
+    assert [v.key for v in store.views("b")] == [KEY]
+
+
 def test_broker_down_marks_series_stale_and_recovers():
     store = TimeSeriesStore(interval=1.0)
     store.ingest(snap(1.0, {"queue_length": 3}))

@@ -19,7 +19,8 @@ def run(args: argparse.Namespace) -> int:
             "`mqtop check` or `mqtop serve`"
         )
     from mqtop.engine import Engine
-    from mqtop.ui.app import MqtopApp, tune_gc
+    from mqtop.runtime import tune_gc
+    from mqtop.ui.app import MqtopApp
 
     tune_gc()
 

@@ -31,7 +31,7 @@ from mqtop.config import Config
 from mqtop.engine import Engine
 from mqtop.errors import EXIT_OK, EXIT_USAGE, MqtopError, UsageError
 from mqtop.output import SnapshotCollector
-from mqtop.runtime import config_from_args
+from mqtop.runtime import config_from_args, tune_gc
 from mqtop.secrets import install_log_redaction, redact, redact_obj
 from mqtop.store import TimeSeriesStore
 
@@ -445,6 +445,7 @@ class Daemon:
         bound_host, bound_port = self.listen(host, port)
         try:
             loaded = await self.engine.load_history()
+            tune_gc()  # after start-up and the history load: those objects are frozen
             self.engine.start()
             self.dispatcher.start()
             log.info(

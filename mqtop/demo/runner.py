@@ -478,7 +478,8 @@ async def run_headless(
 async def run_dashboard(config: Config, backend: DemoBackend, duration: float | None) -> int:
     """The normal dashboard on the demo config; scenario events appear as notifications."""
     from mqtop.engine import Engine
-    from mqtop.ui.app import MqtopApp, tune_gc
+    from mqtop.runtime import tune_gc
+    from mqtop.ui.app import MqtopApp
 
     tune_gc()
     engine = Engine(config)

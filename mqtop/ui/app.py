@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import io
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -322,19 +321,6 @@ class MqtopApp(App[int]):
         extra = getattr(screen, "palette_commands", None)
         if callable(extra):
             yield from extra()
-
-
-def tune_gc() -> None:
-    """Keep garbage-collection pauses off the refresh path.
-
-    Each poll replaces tens of thousands of small objects (views, rows); with the default
-    thresholds a full collection (tens of milliseconds at 10,000 series) runs almost every
-    refresh. Objects alive after start-up are frozen out of collections and young
-    collections run less often; reference counting still frees everything non-cyclic at once.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
 
 
 def compute_data(
