@@ -414,3 +414,49 @@ def test_replay_without_management_api_uses_x_first_death_queue(
     doc = json.loads(result.stdout)
     assert doc["destination"] == src and doc["moved"] == 3
     assert sorted(rabbit.snapshot_ids(src)) == ["n0", "n1", "n2"]
+
+
+def test_move_strips_a_foreign_user_id_and_keeps_it(
+    rabbit: Rabbit, rabbitmq_broker, write_config, run_cli
+):
+    """RabbitMQ refuses a publish whose user_id is not the connecting user's: a message
+    published by another user is moved with user_id dropped and kept in x-mqtop-replay."""
+    p = rabbit.unique("uid")
+    src = rabbit.queue(p + ".src")
+    dst = rabbit.queue(p + ".dst")
+    user, password = p.replace(".", "-") + "-alice", "alice-pw"
+    rabbit.api("PUT", f"users/{user}", {"password": password, "tags": ""})
+    try:
+        rabbit.api("PUT", f"permissions/%2F/{user}", {"configure": "", "write": ".*", "read": ".*"})
+        conn = pika.BlockingConnection(
+            pika.ConnectionParameters(
+                host=rabbitmq_broker.host,
+                port=rabbitmq_broker.amqp_port,
+                credentials=pika.PlainCredentials(user, password),
+            )
+        )
+        try:
+            channel = conn.channel()
+            channel.confirm_delivery()
+            channel.basic_publish(
+                "", src, b"signed", pika.BasicProperties(message_id="u1", user_id=user)
+            )
+            channel.basic_publish("", src, b"plain", pika.BasicProperties(message_id="u2"))
+        finally:
+            conn.close()
+        wait_until(lambda: rabbit.ready(src) == 2, 10, "published as another user")
+        path = _config(write_config, rabbitmq_broker, p)
+        result = run_cli(
+            "dlq", "move", "--config", str(path), "rabbit", src, dst, "--yes", "--format", "json"
+        )
+        doc = move_report(result)
+        assert (doc["moved"], doc["failed"]) == (2, 0), result.stderr
+        assert any("user_id" in n for n in doc["notes"]), doc["notes"]
+        moved = {props.message_id: (props, body) for _, props, body in rabbit.drain(dst)}
+        signed, body = moved["u1"]
+        assert body == b"signed" and signed.user_id is None
+        assert signed.headers["x-mqtop-replay"]["user_id"] == user
+        assert "user_id" not in moved["u2"][0].headers["x-mqtop-replay"]
+        assert rabbit.ready(src) == 0
+    finally:
+        rabbit.api("DELETE", f"users/{user}")
