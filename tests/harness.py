@@ -44,6 +44,27 @@ class BrokerUnavailable(Exception):
 # ---------------------------------------------------------------- utilities
 
 
+def make_certificates(workdir: Path) -> None:
+    """Test TLS material in ``workdir`` (PEM): ``ca.pem``/``ca.key``, a CA, and
+    ``server.pem``/``server.key``, a certificate for 127.0.0.1 only, signed by it."""
+    if shutil.which("openssl") is None:
+        raise BrokerUnavailable("openssl is needed to make the test certificates")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=workdir, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
+            "ca.pem", "-days", "2", "-subj", "/CN=mqtop test CA")  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out",
+            "server.csr", "-subj", "/CN=127.0.0.1")  # fmt: skip
+    (workdir / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "server.pem", "-days", "2",
+            "-extfile", "san.cnf")  # fmt: skip
+    for name in ("ca.pem", "server.pem", "server.key"):
+        (workdir / name).chmod(0o644)
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now (avoiding RabbitMQ's dist range)."""
     while True:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -25,23 +24,14 @@ ADMIN = "Admin-Canary-3107"
 
 
 def _certificates(workdir: Path) -> None:
-    """A CA, and a server certificate for 127.0.0.1 signed by it (PEM, PKCS#8 key)."""
-
-    if shutil.which("openssl") is None:
-        raise harness.BrokerUnavailable("openssl is needed to make the test certificates")
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=workdir, check=True, capture_output=True)
-
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
-            "ca.pem", "-days", "2", "-subj", "/CN=mqtop test CA")  # fmt: skip
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out",
-            "server.csr", "-subj", "/CN=127.0.0.1")  # fmt: skip
-    (workdir / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "server.pem", "-days", "2",
-            "-extfile", "san.cnf")  # fmt: skip
-    openssl("pkcs8", "-topk8", "-nocrypt", "-in", "server.key", "-out", "server.pk8")
+    """The shared test CA and server certificate, plus the PKCS#8 keystore Kafka reads."""
+    harness.make_certificates(workdir)
+    subprocess.run(
+        ["openssl", "pkcs8", "-topk8", "-nocrypt", "-in", "server.key", "-out", "server.pk8"],
+        cwd=workdir,
+        check=True,
+        capture_output=True,
+    )
     keystore = (workdir / "server.pk8").read_text() + (workdir / "server.pem").read_text()
     (workdir / "keystore.pem").write_text(keystore)
 

@@ -34,30 +34,10 @@ class TlsRabbit:
     ca: Path
 
 
-def _certificates(workdir: Path) -> None:
-    """A CA, and a server certificate for 127.0.0.1 (only) signed by it (PEM)."""
-    if shutil.which("openssl") is None:
-        raise harness.BrokerUnavailable("openssl is needed to make the test certificates")
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=workdir, check=True, capture_output=True)
-
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
-            "ca.pem", "-days", "2", "-subj", "/CN=mqtop test CA")  # fmt: skip
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out",
-            "server.csr", "-subj", "/CN=127.0.0.1")  # fmt: skip
-    (workdir / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "server.pem", "-days", "2",
-            "-extfile", "san.cnf")  # fmt: skip
-    for name in ("ca.pem", "server.pem", "server.key"):
-        (workdir / name).chmod(0o644)  # the node runs as this user, but be explicit
-
-
 def _start() -> TlsRabbit:
     workdir = Path(tempfile.mkdtemp(prefix="mqtop-rabbit-tls-"))
     try:
-        _certificates(workdir)
+        harness.make_certificates(workdir)
     except subprocess.CalledProcessError as exc:
         shutil.rmtree(workdir, ignore_errors=True)
         raise harness.BrokerUnavailable(f"openssl failed: {exc.stderr!r}") from None

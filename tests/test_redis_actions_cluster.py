@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -87,54 +86,7 @@ def tls_server(redis_broker) -> Iterator[tuple[int, Path]]:
     binary = _redis_server()
     workdir = Path(tempfile.mkdtemp(prefix="mqtop-redis-tls-"))
 
-    def ssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=workdir, check=True, capture_output=True)
-
-    ssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=mqtop-test-ca",
-    )
-    ssl(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "srv.key",
-        "-out",
-        "srv.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    )
-    (workdir / "ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    ssl(
-        "x509",
-        "-req",
-        "-in",
-        "srv.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "srv.crt",
-        "-days",
-        "2",
-        "-extfile",
-        "ext",
-    )
+    harness.make_certificates(workdir)
     port = harness.free_port()
     proc, log = harness._spawn(
         [
@@ -152,11 +104,11 @@ def tls_server(redis_broker) -> Iterator[tuple[int, Path]]:
             "--dir",
             str(workdir),
             "--tls-cert-file",
-            "srv.crt",
+            "server.pem",
             "--tls-key-file",
-            "srv.key",
+            "server.key",
             "--tls-ca-cert-file",
-            "ca.crt",
+            "ca.pem",
             "--tls-auth-clients",
             "no",
         ],
@@ -166,7 +118,7 @@ def tls_server(redis_broker) -> Iterator[tuple[int, Path]]:
     try:
         harness.wait_for(lambda: harness.port_open("127.0.0.1", port), 15, "redis tls", proc, log)
         admin = redis.Redis(
-            host="127.0.0.1", port=port, ssl=True, ssl_ca_certs=str(workdir / "ca.crt")
+            host="127.0.0.1", port=port, ssl=True, ssl_ca_certs=str(workdir / "ca.pem")
         )
         deadline = time.monotonic() + 10
         while True:
@@ -187,7 +139,7 @@ def tls_server(redis_broker) -> Iterator[tuple[int, Path]]:
         )
         admin.acl_setuser("default", enabled=False)
         admin.close()
-        yield port, workdir / "ca.crt"
+        yield port, workdir / "ca.pem"
     finally:
         managed.stop()
 
