@@ -44,9 +44,10 @@ class BrokerUnavailable(Exception):
 # ---------------------------------------------------------------- utilities
 
 
-def make_certificates(workdir: Path) -> None:
+def make_certificates(workdir: Path, client: bool = False) -> None:
     """Test TLS material in ``workdir`` (PEM): ``ca.pem``/``ca.key``, a CA, and
-    ``server.pem``/``server.key``, a certificate for 127.0.0.1 only, signed by it."""
+    ``server.pem``/``server.key``, a certificate for 127.0.0.1 only, signed by it; with
+    ``client``, also ``client.pem``/``client.key``, a client certificate signed by the CA."""
     if shutil.which("openssl") is None:
         raise BrokerUnavailable("openssl is needed to make the test certificates")
 
@@ -61,7 +62,14 @@ def make_certificates(workdir: Path) -> None:
     openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
             "-CAcreateserial", "-out", "server.pem", "-days", "2",
             "-extfile", "san.cnf")  # fmt: skip
-    for name in ("ca.pem", "server.pem", "server.key"):
+    names = ["ca.pem", "server.pem", "server.key"]
+    if client:
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out",
+                "client.csr", "-subj", "/CN=mqtop-client")  # fmt: skip
+        openssl("x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-CAcreateserial", "-out", "client.pem", "-days", "2")  # fmt: skip
+        names += ["client.pem", "client.key"]
+    for name in names:
         (workdir / name).chmod(0o644)
 
 

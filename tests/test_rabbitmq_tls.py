@@ -1,7 +1,9 @@
-"""RabbitMQ over TLS against a private node with an AMQPS listener and the management API on
-HTTPS, using a CA and a server certificate made here: metrics, peek and move work when the CA
-is configured; without it verification fails on one line (exit 3); ``tls_verify: false`` turns
-verification off explicitly; the password in the URLs never shows."""
+"""RabbitMQ over TLS against a private node with an AMQPS listener that requires a client
+certificate (mutual TLS) and the management API on HTTPS, using a CA, a server and a client
+certificate made here: metrics, peek and move work when the CA and the client certificate are
+configured; without the CA verification fails on one line (exit 3), and so does AMQPS without
+the client certificate; ``tls_verify: false`` turns verification off explicitly; the password
+in the URLs never shows."""
 
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ class TlsRabbit:
 def _start() -> TlsRabbit:
     workdir = Path(tempfile.mkdtemp(prefix="mqtop-rabbit-tls-"))
     try:
-        harness.make_certificates(workdir)
+        harness.make_certificates(workdir, client=True)
     except subprocess.CalledProcessError as exc:
         shutil.rmtree(workdir, ignore_errors=True)
         raise harness.BrokerUnavailable(f"openssl failed: {exc.stderr!r}") from None
@@ -50,7 +52,8 @@ def _start() -> TlsRabbit:
     tls = (
         f"listeners.ssl.default = {amqps}\n"
         + "".join("ssl_options." + f for f in files)
-        + "ssl_options.verify = verify_none\nssl_options.fail_if_no_peer_cert = false\n"
+        # AMQPS: mutual TLS, a client certificate signed by the CA is required
+        + "ssl_options.verify = verify_peer\nssl_options.fail_if_no_peer_cert = true\n"
         + f"management.ssl.port = {https}\nmanagement.ssl.ip = 127.0.0.1\n"
         + "".join("management.ssl." + f for f in files)
     )
@@ -77,9 +80,21 @@ def tls_rabbit() -> Iterator[TlsRabbit]:
 
 
 def _config(
-    write_config, node: TlsRabbit, prefix: str, extra: str, name: str, host: str = "127.0.0.1"
+    write_config,
+    node: TlsRabbit,
+    prefix: str,
+    extra: str,
+    name: str,
+    host: str = "127.0.0.1",
+    client: bool = True,
 ) -> Path:
     # the password is in both URLs: neither may leak
+    if client:  # the client certificate AMQPS requires (sent on HTTPS too, unused there)
+        workdir = node.ca.parent
+        extra += (
+            f'\n            cert_file: "{workdir / "client.pem"}"'
+            f'\n            key_file: "{workdir / "client.key"}"'
+        )
     return write_config(
         f"""
         timeout: 10s
@@ -220,3 +235,36 @@ def test_unknown_ca_fails_verification_unless_disabled(tls_rabbit, rabbit, write
     assert peek_off.returncode == 0, peek_off.stderr
     assert len(json.loads(peek_off.stdout)) == 4
     _no_secret(metrics, peek, move, metrics_name, peek_name, metrics_off, peek_off)
+
+
+def test_amqps_without_the_client_certificate_is_refused(tls_rabbit, rabbit, write_config, run_cli):
+    """The listener requires a client certificate: without cert_file the message actions fail
+    on one line (exit 3) and touch nothing; the management API (no client certificate
+    required there) still gives the metrics."""
+    prefix = rabbit.unique("tlsc")
+    src, dst = rabbit.queue(prefix + ".parked"), rabbit.queue(prefix + ".work")
+    _fill(rabbit, src, 3)
+    wait_until(lambda: _api_messages(rabbit, src) == 3, 30, "management count of the source")
+    ca = f'ca_file: "{tls_rabbit.ca}"'
+    bare = _config(write_config, tls_rabbit, prefix, ca, "nocert.yaml", client=False)
+
+    metrics = run_cli("metrics", "--config", str(bare), "--format", "json")
+    assert metrics.returncode == 0, metrics.stderr
+    assert {s["queue"]: s for s in json.loads(metrics.stdout)["series"]}[src]["metrics"][
+        "queue_length"
+    ] == 3
+    peek = run_cli("dlq", "peek", "secure", src, "--config", str(bare), timeout=90)
+    assert peek.returncode == 3, peek.stdout + peek.stderr
+    assert "CERTIFICATE_REQUIRED" in _one_line(peek)  # what the broker said, on one line
+    move = run_cli("dlq", "move", "secure", src, dst, "--yes", "--config", str(bare),
+                   timeout=90)  # fmt: skip
+    assert move.returncode == 3, move.stdout + move.stderr
+    _one_line(move)
+    assert (rabbit.ready(src), rabbit.ready(dst)) == (3, 0)  # nothing touched
+
+    # a key without its certificate is a config error, found before anything connects
+    broken = _config(write_config, tls_rabbit, prefix, f'{ca}\n            key_file: "x.key"',
+                     "keyonly.yaml", client=False)  # fmt: skip
+    invalid = run_cli("config", "validate", str(broken))
+    assert invalid.returncode == 2 and "cert_file" in invalid.stderr + invalid.stdout
+    _no_secret(metrics, peek, move, invalid)
