@@ -16,10 +16,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mqtop.durations import OptionalDuration
 from mqtop.model import SeriesSample
+from mqtop.secrets import Password
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 
@@ -54,6 +55,27 @@ class BrokerOptions(BaseModel):
     def address(self) -> str:
         """Where the broker lives, for messages (never containing a secret)."""
         return self.name
+
+
+class ClientCertificate(BaseModel):
+    """Mutual TLS options a broker module mixes into its options: the client certificate."""
+
+    cert_file: str | None = Field(
+        None,
+        description="Client certificate (PEM) for mutual TLS (the key may be in the same file).",
+    )
+    key_file: str | None = Field(None, description="Private key (PEM) of cert_file.")
+    key_password: Password | None = Field(None, description="Password of an encrypted key_file.")
+
+    @model_validator(mode="after")
+    def _client_certificate(self) -> ClientCertificate:
+        if self.cert_file is None and (self.key_file is not None or self.key_password is not None):
+            raise ValueError("key_file and key_password need cert_file (the client certificate)")
+        return self
+
+    def key_password_value(self) -> str | None:
+        """The key's password in clear, for the TLS library only."""
+        return self.key_password.get_secret_value() if self.key_password is not None else None
 
 
 def matches_globs(name: str, include: Sequence[str], exclude: Sequence[str]) -> bool:

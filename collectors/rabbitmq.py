@@ -42,10 +42,11 @@ from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from collectors.base import (
     BrokerOptions,
+    ClientCertificate,
     Collected,
     CollectorPlugin,
     MessageActions,
@@ -54,7 +55,7 @@ from collectors.base import (
 )
 from mqtop.durations import Duration
 from mqtop.model import SeriesKey, SeriesSample
-from mqtop.secrets import Password, SecretUrl, redact, strip_url_credentials
+from mqtop.secrets import SecretUrl, redact, strip_url_credentials
 
 if TYPE_CHECKING:
     import httpx
@@ -81,7 +82,7 @@ TOPOLOGY_CONCURRENCY = 8
 MAX_E2E_DEPTH = 4
 
 
-class RabbitMQOptions(BrokerOptions):
+class RabbitMQOptions(ClientCertificate, BrokerOptions):
     """A RabbitMQ node or cluster: metrics from the management API, actions over AMQP."""
 
     type: Literal["rabbitmq"] = "rabbitmq"
@@ -103,15 +104,6 @@ class RabbitMQOptions(BrokerOptions):
     page_size: int = Field(500, ge=1, le=500, description="Queues per management API page.")
     tls_verify: bool = Field(True, description="Verify server certificates (amqps://, https://).")
     ca_file: str | None = Field(None, description="CA bundle (PEM) for TLS verification.")
-    cert_file: str | None = Field(
-        None,
-        description=(
-            "Client certificate (PEM) for mutual TLS, sent on amqps:// and https:// "
-            "(the key may be in the same file)."
-        ),
-    )
-    key_file: str | None = Field(None, description="Private key (PEM) of cert_file.")
-    key_password: Password | None = Field(None, description="Password of an encrypted key_file.")
     discover_every: Duration = Field(
         30.0, description="How often dead-letter exchanges and their bindings are re-read."
     )
@@ -125,12 +117,6 @@ class RabbitMQOptions(BrokerOptions):
         description="Messages in flight (published, not yet confirmed) during replay/move.",
     )
     http_timeout: Duration = Field(30.0, description="Timeout of one management API request.")
-
-    @model_validator(mode="after")
-    def _client_certificate(self) -> RabbitMQOptions:
-        if self.cert_file is None and (self.key_file is not None or self.key_password is not None):
-            raise ValueError("key_file and key_password need cert_file (the client certificate)")
-        return self
 
     @field_validator("url")
     @classmethod
@@ -215,8 +201,7 @@ def ssl_context(options: RabbitMQOptions) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     if options.cert_file is not None:
-        password = options.key_password.get_secret_value() if options.key_password else None
-        context.load_cert_chain(options.cert_file, options.key_file, password)
+        context.load_cert_chain(options.cert_file, options.key_file, options.key_password_value())
     return context
 
 

@@ -29,6 +29,7 @@ from pydantic import Field, field_validator
 
 from collectors.base import (
     BrokerOptions,
+    ClientCertificate,
     Collected,
     CollectorPlugin,
     MessageActions,
@@ -47,7 +48,7 @@ MAX_KEYS = 20_000
 STUCK_CAP = 1000  # stuck entries counted per group and poll (more is reported as capped)
 
 
-class RedisOptions(BrokerOptions):
+class RedisOptions(ClientCertificate, BrokerOptions):
     """A Redis server (or cluster) holding list queues, streams and pub/sub channels."""
 
     type: Literal["redis"] = "redis"
@@ -144,6 +145,10 @@ def make_client(options: RedisOptions) -> Redis:
         kwargs["ssl_cert_reqs"] = "required" if options.tls_verify else "none"
         if options.ca_file:
             kwargs["ssl_ca_certs"] = options.ca_file
+        if options.cert_file:  # mutual TLS (redis-server's tls-auth-clients)
+            kwargs["ssl_certfile"] = options.cert_file
+            kwargs["ssl_keyfile"] = options.key_file
+            kwargs["ssl_password"] = options.key_password_value()
     if options.cluster:
         return RedisCluster.from_url(url, **kwargs)  # type: ignore[return-value]
     return Redis.from_url(url, **kwargs)

@@ -80,13 +80,24 @@ def cluster_port(redis_broker) -> Iterator[int]:
         managed.stop()
 
 
+def _client_tls(ca: Path) -> dict[str, object]:
+    """redis-py TLS arguments with the test CA and the client certificate."""
+    return {
+        "ssl": True,
+        "ssl_ca_certs": str(ca),
+        "ssl_certfile": str(ca.parent / "client.pem"),
+        "ssl_keyfile": str(ca.parent / "client.key"),
+    }
+
+
 @pytest.fixture(scope="module")
 def tls_server(redis_broker) -> Iterator[tuple[int, Path]]:
-    """A TLS-only redis-server with an ACL user ``mqtop`` (password ``tls-s3cret``)."""
+    """A TLS-only redis-server that requires a client certificate (``tls-auth-clients yes``,
+    redis-server's default) with an ACL user ``mqtop`` (password ``tls-s3cret``)."""
     binary = _redis_server()
     workdir = Path(tempfile.mkdtemp(prefix="mqtop-redis-tls-"))
 
-    harness.make_certificates(workdir)
+    harness.make_certificates(workdir, client=True)
     port = harness.free_port()
     proc, log = harness._spawn(
         [
@@ -110,16 +121,14 @@ def tls_server(redis_broker) -> Iterator[tuple[int, Path]]:
             "--tls-ca-cert-file",
             "ca.pem",
             "--tls-auth-clients",
-            "no",
+            "yes",
         ],
         workdir,
     )
     managed = harness.Managed(proc, workdir)
     try:
         harness.wait_for(lambda: harness.port_open("127.0.0.1", port), 15, "redis tls", proc, log)
-        admin = redis.Redis(
-            host="127.0.0.1", port=port, ssl=True, ssl_ca_certs=str(workdir / "ca.pem")
-        )
+        admin = redis.Redis(host="127.0.0.1", port=port, **_client_tls(workdir / "ca.pem"))
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -311,13 +320,9 @@ def test_tls_with_acl_user_and_masked_secrets(tls_server, write_config, run_cli,
     port, ca = tls_server
     key = unique("tls") + ":q.dlq"
     admin = redis.Redis(
-        host="127.0.0.1",
-        port=port,
-        ssl=True,
-        ssl_ca_certs=str(ca),
-        username="mqtop",
-        password="tls-s3cret",
+        host="127.0.0.1", port=port, username="mqtop", password="tls-s3cret", **_client_tls(ca)
     )
+    client_cert = f'cert_file: "{ca.parent / "client.pem"}", key_file: "{ca.parent / "client.key"}"'
     admin.rpush(key, b"\x00secret-free payload")
     good = write_config(
         f"""
@@ -328,6 +333,8 @@ def test_tls_with_acl_user_and_masked_secrets(tls_server, write_config, run_cli,
             username: mqtop
             password: "${{MQTOP_TEST_REDIS_PW}}"
             ca_file: "{ca}"
+            cert_file: "{ca.parent / "client.pem"}"
+            key_file: "{ca.parent / "client.key"}"
         """,
         name="tls.yaml",
     )
@@ -360,7 +367,8 @@ def test_tls_with_acl_user_and_masked_secrets(tls_server, write_config, run_cli,
         untrusted = write_config(
             f"""
             brokers:
-              - {{name: secure, type: redis, url: "rediss://mqtop:tls-s3cret@127.0.0.1:{port}/0"}}
+              - {{name: secure, type: redis, url: "rediss://mqtop:tls-s3cret@127.0.0.1:{port}/0",
+                  {client_cert}}}
             """,
             name="untrusted.yaml",
         )
@@ -373,13 +381,29 @@ def test_tls_with_acl_user_and_masked_secrets(tls_server, write_config, run_cli,
             f"""
             brokers:
               - {{name: secure, type: redis, url: "rediss://mqtop:nope-n0pe@127.0.0.1:{port}/0",
-                  ca_file: "{ca}"}}
+                  ca_file: "{ca}", {client_cert}}}
             """,
             name="wrong.yaml",
         )
         result = run_cli("dlq", "purge", "secure", key, "--yes", "--config", str(wrong))
         assert result.returncode == 3 and "authentication" in result.stderr
         assert "nope-n0pe" not in result.stderr + result.stdout
+        # the server requires a client certificate: without one, one line, exit 3
+        admin.rpush(key, b"stays")
+        bare = write_config(
+            f"""
+            brokers:
+              - {{name: secure, type: redis, url: "rediss://mqtop:tls-s3cret@127.0.0.1:{port}/0",
+                  ca_file: "{ca}"}}
+            """,
+            name="bare.yaml",
+        )
+        result = run_cli("dlq", "purge", "secure", key, "--yes", "--config", str(bare))
+        assert result.returncode == 3, result.stdout + result.stderr
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+        assert "tls-s3cret" not in result.stderr + result.stdout
+        assert admin.llen(key) == 1  # nothing purged
     finally:
         admin.delete(key)
         admin.delete(key[:-4])
