@@ -387,10 +387,10 @@ class SQSActions:
             "SQS cannot peek: messages are received and made visible again at once. Each "
             "receive raises their ApproximateReceiveCount"
         )
+        url = await self.resolve(queue)  # failing here, the peek would fail the same way
         try:
-            url = await self.resolve(queue)
             attributes = await self._attributes(queue, url)
-        except (ActionFailed, UsageError):
+        except (ActionFailed, UsageError):  # e.g. no sqs:GetQueueAttributes: say what may apply
             return (
                 f"{generic}; if this queue has a RedrivePolicy, messages at maxReceiveCount "
                 "move to its dead-letter queue when received."

@@ -365,6 +365,26 @@ async def test_peek_side_effect_is_announced_first(tmp_path):
         await app.stop_engine()
 
 
+async def test_a_failing_side_effect_check_is_shown_not_raised(tmp_path):
+    """Looking up the side effect talks to the broker too: its failure (a missing queue, a
+    dead endpoint) is shown on the screen like a failed peek, and nothing is peeked."""
+    from mqtop.errors import UsageError
+
+    class Missing(MemoryActions):
+        async def peek_warning(self, queue: str) -> str | None:
+            raise UsageError(f"queue {queue!r} does not exist")
+
+    actions = Missing({"orders.dlq": sample_messages("orders.dlq", "orders")})
+    app = make_app(tmp_path, actions=actions)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(app, pilot)
+        app.open_dlq("rabbit", "orders.dlq")
+        await wait_until(pilot, lambda: isinstance(app.screen, DlqScreen))
+        await wait_until(pilot, lambda: "does not exist" in app.screen_text())
+        assert app.screen.messages == [] and app.is_running
+        await app.stop_engine()
+
+
 async def test_help_palette_and_small_terminal(tmp_path):
     app = make_app(tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:

@@ -245,7 +245,14 @@ class DlqScreen(Screen[None]):
         actions = self._actions
         if actions is None:
             return
-        warning = await actions.peek_warning(self.queue)
+        try:
+            warning = await actions.peek_warning(self.queue)
+        except MqtopError as exc:  # e.g. the queue cannot be found: the peek would fail too
+            self._draw_header(Text(safe_text(exc.message, 300), "red"))
+            return
+        except Exception as exc:
+            self._draw_header(Text(f"peek failed: {safe_text(describe_error(exc), 300)}", "red"))
+            return
         if warning and not self._peek_ok:
             ok = await self.app.push_screen_wait(
                 ConfirmModal(
