@@ -46,6 +46,7 @@ from collectors.rabbitmq import (
     split_name,
 )
 from mqtop.errors import ActionFailed, UnsupportedAction, UsageError
+from mqtop.procs import process_alive
 from mqtop.secrets import redact
 
 if TYPE_CHECKING:
@@ -154,18 +155,6 @@ def to_peeked(method: Any, properties: Any, body: bytes, vhost: str) -> PeekedMe
     )
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def journal_dir() -> Path:
     """Where running moves are recorded (to detect an interrupted earlier run)."""
     from mqtop.config import default_state_dir
@@ -211,7 +200,7 @@ class Journal:
         if not prev or prev.get("run") == self.run:
             return None
         pid = prev.get("pid")
-        if isinstance(pid, int) and pid != os.getpid() and _pid_alive(pid):
+        if isinstance(pid, int) and pid != os.getpid() and process_alive(pid):
             return None  # still running (reported separately)
         return prev
 
@@ -221,7 +210,7 @@ class Journal:
         if not prev:
             return None
         pid = prev.get("pid")
-        if isinstance(pid, int) and pid != os.getpid() and _pid_alive(pid):
+        if isinstance(pid, int) and pid != os.getpid() and process_alive(pid):
             return prev
         return None
 

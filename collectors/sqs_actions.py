@@ -55,6 +55,7 @@ from collectors.sqs import (
     redrive_target,
 )
 from mqtop.errors import ActionFailed, UsageError
+from mqtop.procs import process_alive
 
 T = TypeVar("T")
 
@@ -753,16 +754,6 @@ def journal_dir() -> Path:
     return default_state_dir() / "sqs-moves"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class MoveJournal:
     """A file naming the messages a run may have sent but not yet deleted.
 
@@ -790,7 +781,7 @@ class MoveJournal:
         if not prev:
             return set(), None
         pid = prev.get("pid")
-        if isinstance(pid, int) and pid != os.getpid() and _pid_alive(pid):
+        if isinstance(pid, int) and pid != os.getpid() and process_alive(pid):
             return set(), None  # still running: not an interrupted run
         when = dt.datetime.fromtimestamp(float(prev.get("started") or 0), tz=dt.UTC)
         return {str(i) for i in prev.get("in_flight", [])}, f"{when:%Y-%m-%d %H:%M:%S}Z"
@@ -798,7 +789,7 @@ class MoveJournal:
     def concurrent_pid(self) -> int | None:
         """The pid of another live run of the same move, if any."""
         pid = (self.previous or {}).get("pid")
-        if isinstance(pid, int) and pid != os.getpid() and _pid_alive(pid):
+        if isinstance(pid, int) and pid != os.getpid() and process_alive(pid):
             return pid
         return None
 

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from mqtop.demo.servers import KafkaServer, RedisServer, SqsServer, process_alive
+from mqtop.demo.servers import KafkaServer, RedisServer, SqsServer
 from mqtop.demo.workload import (
     ANALYTICS_GROUP,
     BOUNCE_DOMAIN,
@@ -33,6 +33,7 @@ from mqtop.demo.workload import (
     Workload,
     retry_with_backoff,
 )
+from mqtop.procs import process_alive
 
 pytestmark = pytest.mark.slow
 

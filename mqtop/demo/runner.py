@@ -195,7 +195,7 @@ class DemoBackend:
 
     def _reap_group_leftovers(self, pgid: int) -> None:
         """Kill a server child the backend could not stop (it stays in the backend's group)."""
-        from mqtop.demo.servers import process_alive
+        from mqtop.procs import process_alive
 
         for pid in (self.info.pids if self.info else {}).values():
             if pid == pgid or not process_alive(pid):
