@@ -385,19 +385,20 @@ class KafkaBroker:
             self.managed.stop()
 
 
-def fetch_kafka(libs: Path = KAFKA_LIBS) -> Path:
-    """Download Apache Kafka jars from Maven Central into the cache (once)."""
-    if libs.is_dir() and any(libs.glob("kafka_2.13-*.jar")):
+def fetch_maven(artifact: str, libs: Path, marker: str, what: str) -> Path:
+    """Download ``artifact`` (group:artifact:version) with its runtime dependencies from Maven
+    Central into ``libs`` (once: a jar matching ``marker`` there means it is complete)."""
+    if libs.is_dir() and any(libs.glob(marker)):
         return libs
     mvn = shutil.which("mvn")
     if mvn is None:
-        raise BrokerUnavailable("Maven (mvn) is not installed: cannot fetch Apache Kafka")
-    with tempfile.TemporaryDirectory(prefix="mqtop-kafka-pom-") as tmp:
-        group, artifact, version = KAFKA_ARTIFACT.split(":")
+        raise BrokerUnavailable(f"Maven (mvn) is not installed: cannot fetch {what}")
+    group, name, version = artifact.split(":")
+    with tempfile.TemporaryDirectory(prefix="mqtop-maven-pom-") as tmp:
         Path(tmp, "pom.xml").write_text(
             '<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>'
-            "<groupId>mqtop</groupId><artifactId>kafka-fetch</artifactId><version>1</version>"
-            f"<dependencies><dependency><groupId>{group}</groupId><artifactId>{artifact}"
+            "<groupId>mqtop</groupId><artifactId>fetch</artifactId><version>1</version>"
+            f"<dependencies><dependency><groupId>{group}</groupId><artifactId>{name}"
             f"</artifactId><version>{version}</version></dependency></dependencies></project>"
         )
         partial = libs.with_name(libs.name + ".partial")
@@ -417,14 +418,19 @@ def fetch_kafka(libs: Path = KAFKA_LIBS) -> Path:
             timeout=900,
             check=False,
         )
-        if result.returncode != 0 or not any(partial.glob("kafka_2.13-*.jar")):
+        if result.returncode != 0 or not any(partial.glob(marker)):
             raise BrokerUnavailable(
-                "fetching Kafka from Maven Central failed:\n" + result.stdout[-2000:]
+                f"fetching {what} from Maven Central failed:\n" + result.stdout[-2000:]
             )
         libs.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(libs, ignore_errors=True)
         partial.rename(libs)
     return libs
+
+
+def fetch_kafka(libs: Path = KAFKA_LIBS) -> Path:
+    """Download Apache Kafka jars from Maven Central into the cache (once)."""
+    return fetch_maven(KAFKA_ARTIFACT, libs, "kafka_2.13-*.jar", "Apache Kafka")
 
 
 def java17() -> str:

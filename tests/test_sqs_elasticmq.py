@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import _obtain
 from tests.harness import (
     CACHE,
     BrokerUnavailable,
     Managed,
     SqsBroker,
     _spawn,
+    fetch_maven,
     free_port,
     java17,
     port_open,
@@ -41,43 +41,8 @@ ELASTICMQ_LIBS = Path(
 
 
 def fetch_elasticmq(libs: Path = ELASTICMQ_LIBS) -> Path:
-    """Download the ElasticMQ server jars from Maven Central into the cache (once)."""
-    if libs.is_dir() and any(libs.glob("elasticmq-server_2.13-*.jar")):
-        return libs
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise BrokerUnavailable("Maven (mvn) is not installed: cannot fetch ElasticMQ")
-    group, artifact, version = ELASTICMQ_ARTIFACT.split(":")
-    with tempfile.TemporaryDirectory(prefix="mqtop-elasticmq-pom-") as tmp:
-        Path(tmp, "pom.xml").write_text(
-            '<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>'
-            "<groupId>mqtop</groupId><artifactId>elasticmq-fetch</artifactId><version>1</version>"
-            f"<dependencies><dependency><groupId>{group}</groupId><artifactId>{artifact}"
-            f"</artifactId><version>{version}</version></dependency></dependencies></project>"
-        )
-        partial = libs.with_name(libs.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        result = subprocess.run(
-            [
-                mvn,
-                "-q",
-                "-B",
-                "dependency:copy-dependencies",
-                f"-DoutputDirectory={partial}",
-                "-DincludeScope=runtime",
-            ],
-            cwd=tmp,
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
-        )
-        if result.returncode != 0 or not any(partial.glob("elasticmq-server_2.13-*.jar")):
-            raise BrokerUnavailable(f"fetching ElasticMQ failed:\n{result.stdout[-2000:]}")
-        libs.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(libs, ignore_errors=True)
-        partial.rename(libs)
-    return libs
+    """ElasticMQ's jars from Maven Central, cached (once)."""
+    return fetch_maven(ELASTICMQ_ARTIFACT, libs, "elasticmq-server_2.13-*.jar", "ElasticMQ")
 
 
 def start_elasticmq() -> SqsBroker:
@@ -120,12 +85,8 @@ def start_elasticmq() -> SqsBroker:
 @pytest.fixture(scope="module")
 def elasticmq() -> Iterator[SqsBroker]:
     """A private ElasticMQ server (skipped, or failed under MQTOP_REQUIRE_BROKERS=1)."""
-    try:
-        broker = start_elasticmq()
-    except BrokerUnavailable as exc:
-        if os.environ.get("MQTOP_REQUIRE_BROKERS") == "1":
-            pytest.fail(f"ElasticMQ is required but unavailable: {exc}", pytrace=False)
-        pytest.skip(f"!!! ElasticMQ unavailable, broker test SKIPPED: {exc}")
+    broker = _obtain("ElasticMQ", start_elasticmq)
+    assert isinstance(broker, SqsBroker)
     yield broker
     broker.stop()
 
