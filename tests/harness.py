@@ -29,6 +29,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 KAFKA_VERSION = "4.4.0"
 KAFKA_ARTIFACT = f"org.apache.kafka:kafka_2.13:{KAFKA_VERSION}"
@@ -616,6 +617,30 @@ class SqsBroker:
     def stop(self) -> None:
         if self.managed:
             self.managed.stop()
+
+
+def visible_bodies(client: Any, url: str, visibility: int = 120, wait: int = 1) -> list[str]:
+    """Every body of an SQS queue, read without consuming: received with a ``visibility``
+    timeout long enough for the whole read, then all made visible again at once."""
+    bodies: list[str] = []
+    receipts: list[str] = []
+    while True:
+        batch = client.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=visibility, WaitTimeSeconds=wait
+        ).get("Messages", [])
+        if not batch:
+            break
+        bodies += [m["Body"] for m in batch]
+        receipts += [m["ReceiptHandle"] for m in batch]
+    for at in range(0, len(receipts), 10):
+        client.change_message_visibility_batch(
+            QueueUrl=url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": 0}
+                for i, r in enumerate(receipts[at : at + 10])
+            ],
+        )
+    return bodies
 
 
 def start_sqs(port: int | None = None) -> SqsBroker:

@@ -32,8 +32,9 @@ import pytest
 import redis
 
 from tests.conftest import ROOT
-from tests.harness import KafkaBroker, RabbitBroker, RedisBroker, SqsBroker
+from tests.harness import KafkaBroker, RabbitBroker, RedisBroker, SqsBroker, visible_bodies
 from tests.reports import move_report
+from tests.test_rabbitmq_helpers import ready_ids
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -221,21 +222,9 @@ def _rabbit_ids(broker: RabbitBroker, queue: str) -> list[str]:
     """message_id of every ready message, read without consuming (requeued on close)."""
     conn = _rabbit_connect(broker)
     try:
-        channel = conn.channel()
-        expected = channel.queue_declare(queue, passive=True).method.message_count
-        ids: list[str] = []
-        if expected == 0:
-            return ids
-        for method, props, _ in channel.consume(queue, auto_ack=False, inactivity_timeout=2.0):
-            if method is None:
-                break
-            ids.append(props.message_id)
-            if len(ids) >= expected:
-                break
-        channel.close()  # everything unacked goes back
+        return ready_ids(conn, queue)
     finally:
         conn.close()
-    return ids
 
 
 def test_rabbitmq_killed_at_random_points(
@@ -414,25 +403,7 @@ SQS_IN_FLIGHT = 4 * 10  # move_workers (4) x batch (10): received and not yet de
 
 def _sqs_bodies(client: Any, url: str) -> list[str]:
     """Every body of a queue, read without consuming (made visible again at the end)."""
-    bodies: list[str] = []
-    receipts: list[str] = []
-    while True:
-        batch = client.receive_message(
-            QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60, WaitTimeSeconds=0
-        ).get("Messages", [])
-        if not batch:
-            break
-        bodies += [m["Body"] for m in batch]
-        receipts += [m["ReceiptHandle"] for m in batch]
-    for at in range(0, len(receipts), 10):
-        client.change_message_visibility_batch(
-            QueueUrl=url,
-            Entries=[
-                {"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": 0}
-                for i, r in enumerate(receipts[at : at + 10])
-            ],
-        )
-    return bodies
+    return visible_bodies(client, url, visibility=60, wait=0)
 
 
 def _sqs_counts(client: Any, url: str) -> tuple[int, int]:

@@ -34,6 +34,24 @@ def wait_until(check: Callable[[], Any], timeout: float = 30.0, what: str = "con
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
+def ready_ids(conn: pika.BlockingConnection, queue: str) -> list[str]:
+    """message_id of every ready message of ``queue``, read without consuming: everything is
+    requeued when the channel closes (the caller owns the connection)."""
+    channel = conn.channel()
+    expected = channel.queue_declare(queue, passive=True).method.message_count
+    ids: list[str] = []
+    if expected:
+        channel.basic_qos(prefetch_count=0)
+        for method, props, _ in channel.consume(queue, auto_ack=False, inactivity_timeout=2.0):
+            if method is None:
+                break
+            ids.append(props.message_id)
+            if len(ids) >= expected:
+                break
+    channel.close()  # everything unacked goes back
+    return ids
+
+
 class Rabbit:
     """Creates topology on the shared broker and removes it afterwards."""
 

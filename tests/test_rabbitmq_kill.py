@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.reports import move_report
-from tests.test_rabbitmq_helpers import Rabbit, broker_config, rabbit_session, wait_until
+from tests.test_rabbitmq_helpers import Rabbit, broker_config, rabbit_session, ready_ids, wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -32,21 +32,10 @@ def _ids(rabbit: Rabbit, queue: str) -> list[str]:
     """message_id of every ready message, read without consuming (requeued on close)."""
     conn = rabbit.connect()
     try:
-        channel = conn.channel()
-        expected = channel.queue_declare(queue, passive=True).method.message_count
-        channel.basic_qos(prefetch_count=0)
-        ids: list[str] = []
-        for method, props, _ in channel.consume(queue, auto_ack=False, inactivity_timeout=2.0):
-            if method is None:
-                break
-            ids.append(props.message_id)
-            if len(ids) >= expected:
-                break
-        channel.close()  # everything unacked goes back
+        return ready_ids(conn, queue)
     finally:
         conn.close()
         rabbit.connections.remove(conn)
-    return ids
 
 
 def test_sigkill_mid_move_loses_nothing_and_rerun_finishes(

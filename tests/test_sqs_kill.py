@@ -21,7 +21,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import Managed, SqsBroker, _spawn, free_port, port_open, wait_for
+from tests.harness import (
+    Managed,
+    SqsBroker,
+    _spawn,
+    free_port,
+    port_open,
+    visible_bodies,
+    wait_for,
+)
 from tests.reports import move_report
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -81,25 +89,7 @@ def _count(client, url: str) -> tuple[int, int]:
 
 def _bodies(client, url: str) -> list[str]:
     """Every message body of a queue, read without consuming (released at the end)."""
-    bodies: list[str] = []
-    receipts: list[str] = []
-    while True:
-        batch = client.receive_message(
-            QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=120, WaitTimeSeconds=1
-        ).get("Messages", [])
-        if not batch:
-            break
-        bodies += [m["Body"] for m in batch]
-        receipts += [m["ReceiptHandle"] for m in batch]
-    for at in range(0, len(receipts), 10):
-        client.change_message_visibility_batch(
-            QueueUrl=url,
-            Entries=[
-                {"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": 0}
-                for i, r in enumerate(receipts[at : at + 10])
-            ],
-        )
-    return bodies
+    return visible_bodies(client, url, visibility=120, wait=1)
 
 
 def _cli(args: list[str], tmp_path: Path) -> subprocess.Popen[str]:
