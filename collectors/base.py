@@ -204,6 +204,11 @@ class MoveResult:
     errors: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
 
+    @property
+    def complete(self) -> bool:
+        """Nothing failed and nothing stopped the move part-way (exit 0, audit ``ok``)."""
+        return self.failed == 0 and not self.errors
+
     def to_json(self) -> dict[str, Any]:
         """Exactly the contract's keys (``errors``/``notes`` are printed to stderr)."""
         return {

@@ -111,10 +111,21 @@ class RabbitMQOptions(ClientCertificate, BrokerOptions):
         60.0, description="Window over which error_rate and dead-letter inflow are computed."
     )
     move_window: int = Field(
-        1000,
+        5000,
         ge=1,
         le=65_535,
-        description="Messages in flight (published, not yet confirmed) during replay/move.",
+        description=(
+            "Messages in flight (received and not yet confirmed) during replay/move; also "
+            "the most a killed move can leave in both queues."
+        ),
+    )
+    move_window_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=64 * 1024,
+        description=(
+            "Bytes of message bodies in flight during replay/move: with large messages the "
+            "window shrinks to fit (at least one message)."
+        ),
     )
     http_timeout: Duration = Field(30.0, description="Timeout of one management API request.")
 
@@ -299,6 +310,14 @@ def topic_matches(pattern: str, key: str) -> bool:
 
 
 # ---------------------------------------------------------------- dead-letter topology
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDetails:
+    """What the management API says about one queue, for the message actions."""
+
+    type: str  # classic, quorum or stream
+    average_bytes: float | None  # mean size of a ready message; None when empty or unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -819,20 +838,29 @@ class RabbitMQCollector:
                 sources.append(qname)
         return sorted(sources)
 
-    async def queue_type(self, vhost: str, name: str) -> str | None:
-        """classic, quorum or stream (None when the management API cannot say)."""
+    async def queue_details(self, vhost: str, name: str) -> QueueDetails | None:
+        """Type and average ready message size (None when the management API cannot say)."""
         if self._endpoint is None:
             return None
         try:
             data = await self._get(
                 f"queues/{quote(vhost, safe='')}/{quote(name, safe='')}",
-                {"columns": "type,arguments"},
+                {"columns": "type,messages_ready,message_bytes_ready"},
             )
         except (ManagementUnavailable, ManagementRefused):
             return None
         if not isinstance(data, dict):
             return None
-        return str(data.get("type") or "classic")
+        ready, size = data.get("messages_ready"), data.get("message_bytes_ready")
+        average: float | None = None
+        if isinstance(ready, int) and isinstance(size, int) and ready > 0 and size >= 0:
+            average = size / ready
+        return QueueDetails(type=str(data.get("type") or "classic"), average_bytes=average)
+
+    async def queue_type(self, vhost: str, name: str) -> str | None:
+        """classic, quorum or stream (None when the management API cannot say)."""
+        details = await self.queue_details(vhost, name)
+        return None if details is None else details.type
 
     async def _refresh_topology(self, targets: set[tuple[str, str]]) -> list[str]:
         """Fetch type and bindings of the DLX exchanges (and bound exchanges) when stale."""

@@ -74,7 +74,8 @@ UNSUPPORTED_EXTRAS = ("keep_partition", "keep_timestamp", "from_offset", "from_t
 IDLE_CHECK = 1.0  # seconds without deliveries before asking how many messages are left
 STALL_LIMIT = 30.0  # no delivery for this long while messages are ready: give up
 PROGRESS_EVERY = 0.1
-MAX_PREFETCH = 65_535
+# the prefetch until message sizes are known (no management API): then fitted to the window
+UNKNOWN_SIZE_PREFETCH = 64
 
 
 def _text(value: Any) -> str | None:
@@ -517,6 +518,14 @@ class MoveSpec:
     dry_run: bool
     run: str
     username: str
+    window_bytes: int = 32 * 1024 * 1024  # bodies in flight at most (the window shrinks)
+    average_bytes: float | None = None  # mean ready message size at start, when known
+
+    def fit(self, average: float | None) -> int:
+        """The prefetch for messages of ``average`` bytes: the window, or less to fit."""
+        if average is None:
+            return min(self.window, UNKNOWN_SIZE_PREFETCH)
+        return max(1, min(self.window, int(self.window_bytes // max(average, 1.0))))
 
 
 @dataclass
@@ -556,7 +565,9 @@ class Mover:
         self._pub: Any = None
         self._con: Any = None
         self._probe: Any = None
-        self._consumer_tag = f"mqtop-{spec.mode}-{spec.run}"
+        self._tag_base = f"mqtop-{spec.mode}-{spec.run}"
+        self._consumer_tag = self._tag_base
+        self._subscriptions = 1
         self._consuming = False
         self._cancel_sent = False
         self._cancelled = False
@@ -572,8 +583,10 @@ class Mover:
         self._buffer: deque[tuple[int, bool, Any, bytes]] = deque()
         self._done_tags: list[int] = []
         self._held = 0
-        self._hold_limit_hit = False
-        self._prefetch = spec.window
+        self._held_here = 0  # held since the current consumer subscribed
+        self._prefetch = spec.fit(spec.average_bytes)
+        self._sized = 0  # deliveries since the prefetch was last fitted to their size
+        self._sized_bytes = 0
         self._queued_for_publish = 0  # published + buffered (for --limit)
         self._last_activity = time.monotonic()
         self._last_progress = 0.0
@@ -753,6 +766,7 @@ class Mover:
         spec = self.spec
         self._last_activity = time.monotonic()
         self.out.delivered += 1
+        self._fit_size(len(body))
         if self.out.delivered > spec.bound or self._cancel_sent or self._failure:
             self._hold()  # arrived after the start-time count: not ours to move
             return
@@ -777,30 +791,62 @@ class Mover:
             self.out.moved += 1
             self._hold()
             return
-        if len(self._pending) < spec.window:
+        if len(self._pending) < self._prefetch:
             self._publish(tag, redelivered, content, body)
         else:
             self._buffer.append((tag, redelivered, content, body))
 
     def _hold(self) -> None:
-        """A delivery stays unacked until the end (then requeued): keep prefetch free."""
+        """A delivery stays unacked until the end (then requeued): keep prefetch free.
+
+        RabbitMQ applies a new ``basic.qos`` only to consumers created after it, and the
+        messages held here occupy the prefetch of the consumer they were delivered to. When
+        half of the current consumer's prefetch is held, it is replaced by a fresh one: the
+        held messages stay unacknowledged on the channel (cancelling a consumer does not
+        requeue them) and the new consumer starts with a whole window.
+        """
         self._held += 1
-        if self._held + self.spec.window <= self._prefetch or self._con is None:
+        self._held_here += 1
+        if self._held_here * 2 >= self._prefetch:
+            self._resubscribe(self._prefetch)
+
+    def _fit_size(self, size: int) -> None:
+        """Keep the bodies in flight within ``window_bytes`` as message sizes change."""
+        self._sized += 1
+        self._sized_bytes += size
+        if self._sized < max(UNKNOWN_SIZE_PREFETCH, self._prefetch):
             return
-        if self._held + self.spec.window > MAX_PREFETCH:
-            # RabbitMQ's prefetch is a 16-bit count: no more messages can be held back
-            if not self._hold_limit_hit:
-                self._hold_limit_hit = True
-                self.out.notes.append(
-                    f"stopped after {self.out.delivered} message(s): more than "
-                    f"{MAX_PREFETCH - self.spec.window} of them had to stay in the source "
-                    "(filter, limit or failures) and one consumer cannot hold more back; "
-                    "the rest was not examined"
-                )
-                self._stop_taking()
+        fitted = self.spec.fit(self._sized_bytes / self._sized)
+        self._sized = self._sized_bytes = 0
+        if fitted * 5 < self._prefetch * 4 or fitted * 4 > self._prefetch * 5:
+            self._resubscribe(fitted)
+
+    def _resubscribe(self, prefetch: int) -> None:
+        """Replace the consumer by one with ``prefetch`` (and all of it free)."""
+        con = self._con
+        if (
+            not self._consuming
+            or self._cancel_sent
+            or self._failure
+            or self._closing
+            or con is None
+            or not con.is_open
+        ):
             return
-        self._prefetch = min(MAX_PREFETCH, self.spec.window + max(self._held * 2, self.spec.window))
-        self._con.basic_qos(prefetch_count=self._prefetch)
+        old = self._consumer_tag
+        self._subscriptions += 1
+        self._consumer_tag = f"{self._tag_base}-{self._subscriptions}"
+        self._held_here = 0
+        if prefetch != self._prefetch:
+            self._prefetch = prefetch
+            con.basic_qos(prefetch_count=prefetch)
+        con.basic_cancel(old)  # no callback: nowait; late deliveries still come here
+        con.basic_consume(
+            self.spec.source[1],
+            self._on_message,
+            auto_ack=False,
+            consumer_tag=self._consumer_tag,
+        )
 
     def _stamp_now(self) -> dt.datetime:
         now = int(time.time())
@@ -1041,7 +1087,7 @@ class Mover:
             self._hold()
 
     def _drain_buffer(self) -> None:
-        while self._buffer and len(self._pending) < self.spec.window:
+        while self._buffer and len(self._pending) < self._prefetch:
             tag, redelivered, properties, body = self._buffer.popleft()
             self._publish(tag, redelivered, properties, body)
 
@@ -1368,7 +1414,8 @@ class RabbitMQActions:
         src_label, dst_label = qualify(*src), qualify(*dst)
         if src == dst:
             raise UsageError("source and destination are the same queue")
-        src_kind = await self.collector.queue_type(*src)
+        details = await self.collector.queue_details(*src)
+        src_kind = None if details is None else details.type
         if src_kind == "stream":
             raise UnsupportedAction(
                 f"{src_label} is a stream: consuming does not remove messages, so a move "
@@ -1426,6 +1473,8 @@ class RabbitMQActions:
             dry_run=request.dry_run,
             run=run,
             username=self._username,
+            window_bytes=self.options.move_window_bytes,
+            average_bytes=None if details is None else details.average_bytes,
         )
         loop = asyncio.get_running_loop()
 

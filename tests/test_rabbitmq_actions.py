@@ -325,6 +325,73 @@ def test_filter_limit_dry_run_confirmation_readonly_and_purge(
     assert gone.returncode == 2 and "does not exist" in gone.stderr
 
 
+@pytest.mark.parametrize("queue_type", ["classic", "quorum"])
+def test_filter_skipping_many_windows_of_messages_still_moves_every_match(
+    rabbit: Rabbit, rabbitmq_broker, write_config, run_cli, queue_type
+):
+    """Skipped messages stay unacked; they must not eat the prefetch of the consumer.
+
+    RabbitMQ applies a new basic.qos only to later consumers: with 270 of 300 messages held
+    back by the filter and a window of 8, the mover has to keep subscribing afresh.
+    """
+    p = rabbit.unique("fw")
+    src = rabbit.queue(p + ".src", arguments={"x-queue-type": queue_type})
+    dst = rabbit.queue(p + ".dst")
+    conn = rabbit.connect()
+    channel = conn.channel()
+    for i in range(300):
+        body = json.dumps({"n": i, "kind": "a" if i % 10 == 0 else "b"}).encode()
+        channel.basic_publish("", src, body, pika.BasicProperties(message_id=f"w{i}"))
+    wait_until(lambda: rabbit.ready(src) == 300, 10, "published")
+    path = _config(write_config, rabbitmq_broker, p)
+    moved = run_cli(
+        "dlq", "move", "--config", str(path), "rabbit", src, dst, "--yes", "--format", "json",
+        "--batch", "8", "--filter", "json.kind=a",
+    )  # fmt: skip
+    assert moved.returncode == 0, moved.stderr
+    doc = move_report(moved)
+    assert (doc["moved"], doc["skipped"], doc["failed"]) == (30, 270, 0), moved.stderr
+    assert "no delivery" not in moved.stderr
+    wait_until(lambda: rabbit.ready(src) == 270, 10, "skipped messages back in the source")
+    assert rabbit.snapshot_ids(dst) == [f"w{i}" for i in range(0, 300, 10)]
+    assert sorted(rabbit.snapshot_ids(src)) == sorted(f"w{i}" for i in range(300) if i % 10)
+
+
+@pytest.mark.parametrize("management", [True, False])
+def test_large_messages_move_within_a_small_byte_window(
+    rabbit: Rabbit, rabbitmq_broker, write_config, run_cli, management
+):
+    """64 KB messages with ``move_window_bytes`` of 256 KiB: a window of 4 messages.
+
+    With the management API the size is known at the start; without it the mover starts
+    small and fits the window to the sizes it sees, replacing its consumer as it goes.
+    """
+    p = rabbit.unique("big")
+    src = rabbit.queue(p + ".src")
+    dst = rabbit.queue(p + ".dst")
+    conn = rabbit.connect()
+    channel = conn.channel()
+    for i in range(300):
+        body = bytes([i % 251]) * (64 * 1024)
+        channel.basic_publish("", src, body, pika.BasicProperties(message_id=f"g{i}"))
+    wait_until(lambda: rabbit.ready(src) == 300, 20, "published")
+    extra = "    move_window_bytes: 262144\n"
+    path = write_config(broker_config(rabbitmq_broker, [p + "*"], extra, management=management))
+    moved = run_cli(
+        "dlq", "move", "--config", str(path), "rabbit", src, dst, "--yes", "--format", "json"
+    )
+    assert moved.returncode == 0, moved.stderr
+    doc = move_report(moved)
+    assert (doc["moved"], doc["failed"], doc["duplicates_possible"]) == (300, 0, 0), doc
+    wait_until(lambda: rabbit.ready(dst) == 300, 10, "moved")
+    assert rabbit.ready(src) == 0
+    assert rabbit.snapshot_ids(dst) == [f"g{i}" for i in range(300)]
+    got = rabbit.connect().channel()
+    method, _props, body = got.basic_get(dst, auto_ack=False)
+    assert method is not None and body == bytes([0]) * (64 * 1024)
+    got.basic_nack(method.delivery_tag, requeue=True)
+
+
 def test_move_in_and_across_vhosts(rabbit: Rabbit, rabbitmq_broker, write_config, run_cli):
     vhost = rabbit.vhost()
     rabbit.queue("a", vhost=vhost)

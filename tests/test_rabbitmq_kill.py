@@ -13,6 +13,7 @@ import time
 import pika
 import pytest
 
+from collectors.rabbitmq import RabbitMQOptions
 from tests.conftest import ROOT
 from tests.reports import move_report
 from tests.test_rabbitmq_helpers import Rabbit, broker_config, rabbit_session, ready_ids, wait_until
@@ -20,7 +21,7 @@ from tests.test_rabbitmq_helpers import Rabbit, broker_config, rabbit_session, r
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 TOTAL = 10_000
-WINDOW = 1000  # the default move_window
+WINDOW = RabbitMQOptions.model_fields["move_window"].default  # at most this many twice
 
 
 @pytest.fixture

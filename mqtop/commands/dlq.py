@@ -379,7 +379,7 @@ async def _move(
             source=source,
             destination=destination,
             count=result.moved,
-            result="ok" if result.failed == 0 else "partial",
+            result="ok" if result.complete else "partial",
             details={
                 "failed": result.failed,
                 "skipped": result.skipped,
@@ -388,7 +388,8 @@ async def _move(
             },
         )
     print_result(result, args.format, "replayed" if mode == "replay" else "moved")
-    return EXIT_OK if result.failed == 0 else EXIT_UNREACHABLE
+    # an error means the action stopped part-way, even when no message failed
+    return EXIT_OK if result.complete else EXIT_UNREACHABLE
 
 
 # ---------------------------------------------------------------- purge

@@ -480,7 +480,7 @@ class DlqScreen(Screen[None]):
         self._finish()
         self.last_result = result
         elapsed = time.monotonic() - started
-        ok = result.failed == 0
+        ok = result.complete
         summary = Text()
         summary.append("✓ " if ok else "▲ ", "bold green" if ok else "bold yellow")
         summary.append(

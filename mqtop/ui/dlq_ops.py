@@ -107,7 +107,7 @@ async def run_move(
             source=request.source,
             destination=request.destination,
             count=result.moved,
-            result="ok" if result.failed == 0 else "partial",
+            result="ok" if result.complete else "partial",
             details={
                 "failed": result.failed,
                 "skipped": result.skipped,
