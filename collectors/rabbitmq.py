@@ -42,7 +42,7 @@ from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from collectors.base import (
     BrokerOptions,
@@ -128,6 +128,23 @@ class RabbitMQOptions(ClientCertificate, BrokerOptions):
         ),
     )
     http_timeout: Duration = Field(30.0, description="Timeout of one management API request.")
+    auth_mechanism: Literal["plain", "external"] = Field(
+        "plain",
+        description=(
+            "SASL mechanism on AMQP: plain (the URL's user and password) or external (the "
+            "client certificate is the identity; needs amqps://, cert_file and the broker's "
+            "rabbitmq_auth_mechanism_ssl plugin). The management API always uses a password."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _external_needs_a_certificate(self) -> RabbitMQOptions:
+        if self.auth_mechanism == "external":
+            if not self.url.get_secret_value().lower().startswith("amqps://"):
+                raise ValueError("auth_mechanism external needs an amqps:// url")
+            if self.cert_file is None:
+                raise ValueError("auth_mechanism external needs cert_file (and key_file)")
+        return self
 
     @field_validator("url")
     @classmethod
@@ -251,7 +268,11 @@ def pika_parameters(
         host=target.host,
         port=target.port,
         virtual_host=vhost if vhost is not None else target.vhost,
-        credentials=pika.PlainCredentials(target.username, target.password),
+        credentials=(
+            pika.credentials.ExternalCredentials()
+            if options.auth_mechanism == "external"
+            else pika.PlainCredentials(target.username, target.password)
+        ),
         **extra,
         heartbeat=heartbeat,
         connection_attempts=1,

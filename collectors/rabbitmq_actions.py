@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from collectors.base import (
     Death,
@@ -517,7 +518,7 @@ class MoveSpec:
     filter: Any
     dry_run: bool
     run: str
-    username: str
+    username: str | None  # the authenticated user; None when unknown
     window_bytes: int = 32 * 1024 * 1024  # bodies in flight at most (the window shrinks)
     average_bytes: float | None = None  # mean ready message size at start, when known
 
@@ -1228,7 +1229,13 @@ class RabbitMQActions:
     def __init__(self, options: RabbitMQOptions, collector: RabbitMQCollector) -> None:
         self.options = options
         self.collector = collector
-        self._username = amqp_target(options.url.get_secret_value()).username
+        url = options.url.get_secret_value()
+        # the user the broker authenticates: a publish whose user_id differs is refused. With
+        # EXTERNAL the broker derives it from the certificate; the URL's user names it, and
+        # without one it is unknown (every user_id is then kept in x-mqtop-replay instead)
+        self._username: str | None = amqp_target(url).username
+        if options.auth_mechanism == "external" and urlsplit(url).username is None:
+            self._username = None
 
     # -- helpers ---------------------------------------------------------------------
 

@@ -282,11 +282,13 @@ def start_rabbitmq(
     workdir: Path | None = None,
     timeout: float = 90,
     extra_config: str = "",
+    plugins: tuple[str, ...] = (),
 ) -> RabbitBroker:
     """Start a private RabbitMQ node (management + shovel plugins) on free ports.
 
     ``extra_config`` is appended to ``rabbitmq.conf`` (e.g. TLS listeners); the plain AMQP
-    and HTTP listeners stay, so readiness is checked the same way.
+    and HTTP listeners stay, so readiness is checked the same way. ``plugins`` are enabled
+    too.
     """
     binary = RABBIT_SERVER if os.path.exists(RABBIT_SERVER) else shutil.which("rabbitmq-server")
     if binary is None:
@@ -298,9 +300,8 @@ def start_rabbitmq(
     dist_port = free_port()
     workdir = workdir or Path(tempfile.mkdtemp(prefix="mqtop-rabbit-"))
     node = f"mqtop{uuid.uuid4().hex[:8]}@localhost"
-    (workdir / "enabled_plugins").write_text(
-        "[rabbitmq_management,rabbitmq_shovel,rabbitmq_shovel_management].\n"
-    )
+    enabled = ["rabbitmq_management", "rabbitmq_shovel", "rabbitmq_shovel_management", *plugins]
+    (workdir / "enabled_plugins").write_text(f"[{','.join(enabled)}].\n")
     (workdir / "rabbitmq.conf").write_text(
         f"listeners.tcp.default = {amqp_port}\n"
         f"management.tcp.port = {management_port}\n"

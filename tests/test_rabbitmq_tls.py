@@ -2,8 +2,9 @@
 certificate (mutual TLS) and the management API on HTTPS, using a CA, a server and a client
 certificate made here: metrics, peek and move work when the CA and the client certificate are
 configured; without the CA verification fails on one line (exit 3), and so does AMQPS without
-the client certificate; ``tls_verify: false`` turns verification off explicitly; the password
-in the URLs never shows."""
+the client certificate; ``tls_verify: false`` turns verification off explicitly; with
+``auth_mechanism: external`` the certificate is the identity (SASL EXTERNAL); the password in
+the URLs never shows."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 USER = "mqtop-tls"
 PASSWORD = "Rabbit-Canary-7731"  # must never appear in any output
+CERT_USER = "mqtop-client"  # the CN of the client certificate (harness.make_certificates)
 
 
 @dataclass
@@ -56,15 +58,23 @@ def _start() -> TlsRabbit:
         + "ssl_options.verify = verify_peer\nssl_options.fail_if_no_peer_cert = true\n"
         + f"management.ssl.port = {https}\nmanagement.ssl.ip = 127.0.0.1\n"
         + "".join("management.ssl." + f for f in files)
+        # the client certificate may also be the identity (SASL EXTERNAL): its CN is the user
+        + "auth_mechanisms.1 = PLAIN\nauth_mechanisms.2 = AMQPLAIN\n"
+        + "auth_mechanisms.3 = EXTERNAL\nssl_cert_login_from = common_name\n"
     )
-    broker = harness.start_rabbitmq(workdir=workdir, extra_config=tls)
+    broker = harness.start_rabbitmq(
+        workdir=workdir, extra_config=tls, plugins=("rabbitmq_auth_mechanism_ssl",)
+    )
     try:
         harness.wait_for(lambda: harness.port_open("127.0.0.1", amqps), 30, "AMQPS listener")
         harness.wait_for(lambda: harness.port_open("127.0.0.1", https), 30, "HTTPS management")
         broker.api("PUT", f"users/{USER}", {"password": PASSWORD, "tags": "administrator"})
-        broker.api(
-            "PUT", f"permissions/%2F/{USER}", {"configure": ".*", "write": ".*", "read": ".*"}
-        )
+        # the certificate's user has no password: only EXTERNAL can log it in
+        broker.api("PUT", f"users/{CERT_USER}", {"password_hash": "", "tags": ""})
+        for user in (USER, CERT_USER):
+            broker.api(
+                "PUT", f"permissions/%2F/{user}", {"configure": ".*", "write": ".*", "read": ".*"}
+            )
     except Exception:
         broker.stop()
         raise
@@ -268,3 +278,85 @@ def test_amqps_without_the_client_certificate_is_refused(tls_rabbit, rabbit, wri
     invalid = run_cli("config", "validate", str(broken))
     assert invalid.returncode == 2 and "cert_file" in invalid.stderr + invalid.stdout
     _no_secret(metrics, peek, move, invalid)
+
+
+def test_external_auth_uses_the_client_certificate_as_identity(
+    tls_rabbit, rabbit, write_config, run_cli
+):
+    """SASL EXTERNAL: the certificate's user has no password, so only EXTERNAL logs it in.
+    A message carrying that user as user_id keeps it (it is the publishing user)."""
+    import ssl
+
+    prefix = rabbit.unique("tlsx")
+    src, dst = rabbit.queue(prefix + ".parked"), rabbit.queue(prefix + ".work")
+    workdir = tls_rabbit.ca.parent
+    context = ssl.create_default_context(cafile=str(tls_rabbit.ca))
+    context.load_cert_chain(str(workdir / "client.pem"), str(workdir / "client.key"))
+    conn = pika.BlockingConnection(
+        pika.ConnectionParameters(
+            "127.0.0.1",
+            tls_rabbit.amqps_port,
+            credentials=pika.credentials.ExternalCredentials(),
+            ssl_options=pika.SSLOptions(context, "127.0.0.1"),
+        )
+    )
+    channel = conn.channel()
+    channel.confirm_delivery()
+    for i in range(5):
+        props = pika.BasicProperties(message_id=f"x{i}", user_id=CERT_USER if i == 0 else None)
+        channel.basic_publish("", src, b"external %d" % i, props)
+    conn.close()
+    wait_until(lambda: _api_messages(rabbit, src) == 5, 30, "management count of the source")
+
+    def config(mechanism: str, name: str) -> Path:
+        return write_config(
+            "timeout: 10s\n"
+            "brokers:\n"
+            "  - name: secure\n"
+            "    type: rabbitmq\n"
+            f'    url: "amqps://{CERT_USER}@127.0.0.1:{tls_rabbit.amqps_port}/"\n'
+            f'    management_url: "https://{USER}:{PASSWORD}@127.0.0.1:{tls_rabbit.https_port}"\n'
+            f'    include: ["{prefix}*"]\n'
+            f'    ca_file: "{tls_rabbit.ca}"\n'
+            f'    cert_file: "{workdir / "client.pem"}"\n'
+            f'    key_file: "{workdir / "client.key"}"\n'
+            f"    auth_mechanism: {mechanism}\n",
+            name=name,
+        )
+
+    # PLAIN with the same (password-less) user is refused: one line, exit 3, nothing touched
+    plain = run_cli("dlq", "move", "secure", src, dst, "--yes", "--config",
+                    str(config("plain", "plain.yaml")), timeout=90)  # fmt: skip
+    assert plain.returncode == 3, plain.stdout + plain.stderr
+    assert "ACCESS_REFUSED" in _one_line(plain) or "uthentication" in _one_line(plain)
+    assert (rabbit.ready(src), rabbit.ready(dst)) == (5, 0)
+
+    external = config("external", "external.yaml")
+    peek = run_cli("dlq", "peek", "secure", src, "-n", "5", "--format", "json",
+                   "--config", str(external))  # fmt: skip
+    assert peek.returncode == 0, peek.stderr
+    assert [m["id"] for m in json.loads(peek.stdout)] == [f"x{i}" for i in range(5)]
+    move = run_cli("dlq", "move", "secure", src, dst, "--yes", "--format", "json",
+                   "--config", str(external))  # fmt: skip
+    assert move.returncode == 0, move.stderr
+    assert (json.loads(move.stdout)["moved"], json.loads(move.stdout)["failed"]) == (5, 0)
+    assert "user_id" not in move.stderr  # the publishing user's own user_id stays
+    wait_until(lambda: rabbit.ready(dst) == 5, 30, "moved")
+    got = rabbit.connect().channel()
+    method, props, body = got.basic_get(dst, auto_ack=False)
+    assert method is not None and body == b"external 0" and props.user_id == CERT_USER
+
+    # a key without a certificate, or EXTERNAL without TLS: config errors (exit 2)
+    bad = write_config(
+        f"""
+        brokers:
+          - name: secure
+            type: rabbitmq
+            url: "amqp://127.0.0.1:{tls_rabbit.broker.amqp_port}/"
+            auth_mechanism: external
+        """,
+        name="bad.yaml",
+    )
+    invalid = run_cli("config", "validate", str(bad))
+    assert invalid.returncode == 2 and "amqps" in invalid.stderr + invalid.stdout
+    _no_secret(plain, peek, move, invalid)
