@@ -5,8 +5,9 @@ One long-lived aiokafka client per broker sends batched protocol requests (see d
 * Metadata (topics, partitions, leaders) on start and every ``discover_every``;
 * ListOffsets, latest and earliest, for every watched partition: one request per partition
   leader per poll, never one per partition;
-* ListGroups (one per broker), DescribeGroups (one per group coordinator), OffsetFetch (one per
-  group, all of its committed offsets at once);
+* ListGroups (one per broker), DescribeGroups (one per group coordinator; groups it calls
+  Dead are asked again with ConsumerGroupDescribe, as KIP-848 groups look dead to it),
+  OffsetFetch (one per group, all of its committed offsets at once);
 * Fetch of the single record at each lagging group's position, for consumer_lag_seconds, within
   a per-poll budget and cached by offset; beyond the budget (or when the record cannot be read)
   the time is interpolated from the history of end offsets, as kafka-lag-exporter does, or,
@@ -26,6 +27,7 @@ they cannot be attributed), which makes error_rate = the group's dead letters / 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import struct
 import time
@@ -67,7 +69,11 @@ DLT_REQUEST_BYTES = 4 * 1024 * 1024  # per Fetch of dead letters (one per leader
 GROUP_HEADERS = ("kafka_dlt-original-consumer-group", "x-original-consumer-group")
 TOPIC_HEADERS = ("kafka_dlt-original-topic", "x-original-topic")
 READ_COMMITTED = 1
-ACTIVE_STATES = frozenset({"Stable", "PreparingRebalance", "CompletingRebalance", "Assigning"})
+# group states with members at work: classic (DescribeGroups) and KIP-848 (ConsumerGroupDescribe)
+ACTIVE_STATES = frozenset(
+    {"Stable", "PreparingRebalance", "CompletingRebalance", "Assigning", "Reconciling"}
+)
+GROUP_ID_NOT_FOUND = 69
 
 
 class KafkaOptions(BrokerOptions):
@@ -254,6 +260,109 @@ def error_name(code: int) -> str:
 COORDINATOR_ERRORS = frozenset({14, 15, 16})  # load in progress, not available, not coordinator
 COORDINATOR_WAIT = 20.0  # seconds to wait for a group coordinator that is still starting
 LEADER_ERRORS = frozenset({3, 5, 6})  # unknown topic/partition, leader not available, not leader
+
+
+@functools.cache
+def _consumer_group_describe_class() -> Any:
+    """ConsumerGroupDescribe (API 69, v0, flexible): groups of the KIP-848 protocol, which
+    the classic DescribeGroups reports as ``Dead`` with no members. aiokafka 0.14 has no
+    such request; the schema is Kafka's ConsumerGroupDescribe{Request,Response}.json."""
+    from io import BytesIO
+
+    from aiokafka.protocol.abstract import AbstractType
+    from aiokafka.protocol.api import Request, RequestStruct, Response
+    from aiokafka.protocol.types import (
+        Boolean,
+        CompactArray,
+        CompactString,
+        Int16,
+        Int32,
+        Schema,
+        TaggedFields,
+    )
+
+    class Uuid(AbstractType[bytes]):  # type: ignore[misc]
+        @classmethod
+        def encode(cls, value: bytes) -> bytes:
+            return value
+
+        @classmethod
+        def decode(cls, data: BytesIO) -> bytes:
+            return data.read(16)
+
+    text = CompactString("utf-8")
+    assignment = Schema(
+        (
+            "topic_partitions",
+            CompactArray(
+                ("topic_id", Uuid),
+                ("topic_name", text),
+                ("partitions", CompactArray(Int32)),
+                ("tags", TaggedFields),
+            ),
+        ),
+        ("tags", TaggedFields),
+    )
+
+    class ConsumerGroupDescribeResponse_v0(Response):  # type: ignore[misc]
+        API_KEY = 69
+        API_VERSION = 0
+        SCHEMA = Schema(
+            ("throttle_time_ms", Int32),
+            (
+                "groups",
+                CompactArray(
+                    ("error_code", Int16),
+                    ("error_message", text),
+                    ("group_id", text),
+                    ("group_state", text),
+                    ("group_epoch", Int32),
+                    ("assignment_epoch", Int32),
+                    ("assignor_name", text),
+                    (
+                        "members",
+                        CompactArray(
+                            ("member_id", text),
+                            ("instance_id", text),
+                            ("rack_id", text),
+                            ("member_epoch", Int32),
+                            ("client_id", text),
+                            ("client_host", text),
+                            ("subscribed_topic_names", CompactArray(text)),
+                            ("subscribed_topic_regex", text),
+                            ("assignment", assignment),
+                            ("target_assignment", assignment),
+                            ("tags", TaggedFields),
+                        ),
+                    ),
+                    ("authorized_operations", Int32),
+                    ("tags", TaggedFields),
+                ),
+            ),
+            ("tags", TaggedFields),
+        )
+
+    class ConsumerGroupDescribeRequest_v0(RequestStruct):  # type: ignore[misc]
+        FLEXIBLE_VERSION = True
+        API_KEY = 69
+        API_VERSION = 0
+        RESPONSE_TYPE = ConsumerGroupDescribeResponse_v0
+        SCHEMA = Schema(
+            ("group_ids", CompactArray(text)),
+            ("include_authorized_operations", Boolean),
+            ("tags", TaggedFields),
+        )
+
+    class ConsumerGroupDescribe(Request[ConsumerGroupDescribeRequest_v0]):  # type: ignore[misc]
+        API_KEY = 69
+
+        def __init__(self, names: list[str]) -> None:
+            self._names = names
+
+        def build(self, request_struct_class: type[ConsumerGroupDescribeRequest_v0]) -> Any:
+            return request_struct_class(self._names, False, {})
+
+    return ConsumerGroupDescribe
 
 
 @dataclass(slots=True)
@@ -448,6 +557,8 @@ class KafkaWire:
         self.internal: set[str] = set()
         self.metadata_time = -1e18
         self.explicit_offsets = False  # OffsetFetch names partitions (see offset_fetch)
+        # ConsumerGroupDescribe (KIP-848) answered: None until asked, False if unsupported
+        self.consumer_groups_describable: bool | None = None
 
     @property
     def client(self) -> AIOKafkaClient:
@@ -630,6 +741,7 @@ class KafkaWire:
                 for name in names:
                     out[name] = GroupInfo(None, None, None, error=_short(exc))
                 return
+            dead: list[str] = []
             for entry in response.groups:
                 code, name, state, protocol_type, _protocol, members = entry[:6]
                 if code:
@@ -643,8 +755,45 @@ class KafkaWire:
                         for topic, parts in decode_assignment(bytes(member[4] or b"")).items():
                             info.assigned.setdefault(topic, set()).update(parts)
                 out[name] = info
+                if state == "Dead" and not members:
+                    dead.append(name)
+            if dead and self.consumer_groups_describable is not False:
+                # a KIP-848 group looks dead to DescribeGroups: ask the new protocol
+                try:
+                    out.update(await self._describe_consumer_groups(node, dead))
+                except (TimeoutError, OSError, ConnectionError) as exc:
+                    for name in dead:
+                        out[name] = GroupInfo(None, None, None, error=_short(exc))
 
         await asyncio.gather(*(one(n, names) for n, names in by_node.items()))
+        return out
+
+    async def _describe_consumer_groups(self, node: int, names: list[str]) -> dict[str, GroupInfo]:
+        """ConsumerGroupDescribe: state, members and assignment of KIP-848 groups. Groups it
+        does not know (really dead ones) and brokers without the API are left out."""
+        from aiokafka.errors import IncompatibleBrokerVersion
+
+        try:
+            response = await self.send(node, _consumer_group_describe_class()(names))
+        except IncompatibleBrokerVersion:
+            self.consumer_groups_describable = False  # no such groups on this cluster
+            return {}
+        self.consumer_groups_describable = True
+        out: dict[str, GroupInfo] = {}
+        for entry in response.groups:
+            code, _message, name, state, *_epochs, members = entry[:8]
+            if code == GROUP_ID_NOT_FOUND:
+                continue
+            if code:
+                if code in COORDINATOR_ERRORS:
+                    self.forget_coordinator(name)
+                out[name] = GroupInfo(None, None, None, error=error_name(code))
+                continue
+            info = GroupInfo(str(state), "consumer", len(members))
+            for member in members:
+                for _topic_id, topic, parts, _tags in member[8][0] or ():
+                    info.assigned.setdefault(str(topic), set()).update(parts or ())
+            out[name] = info
         return out
 
     async def offset_fetch(

@@ -446,6 +446,30 @@ def java17() -> str:
     return java
 
 
+def kip848_consumer(bootstrap: str, group: str, topic: str) -> subprocess.Popen[str]:
+    """A Java consumer of the KIP-848 group protocol (tests/java/Kip848Consumer.java), with
+    the cached Kafka jars; close its stdin to make it leave the group. Waits until it has
+    joined."""
+    libs = fetch_kafka()
+    source = Path(__file__).resolve().parent / "java" / "Kip848Consumer.java"
+    proc = subprocess.Popen(
+        [java17(), "-cp", f"{libs}/*", str(source), bootstrap, group, topic],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # "joined", or "" if it died
+    if line.strip() != "joined":
+        proc.kill()
+        proc.wait()
+        raise BrokerUnavailable(
+            f"the KIP-848 consumer did not join {group} (exit {proc.returncode})"
+        )
+    return proc
+
+
 def start_kafka(
     port: int | None = None, workdir: Path | None = None, timeout: float = 90
 ) -> KafkaBroker:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import subprocess
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -501,6 +502,69 @@ async def test_group_status_running_consumer_then_stop(kafka, kafka_broker, uniq
 
 
 # ---------------------------------------------------------------- DLT and error rate
+
+
+async def test_kip848_group_members_come_from_consumer_group_describe(kafka, kafka_broker, unique):
+    """A group of the new protocol (KIP-848) looks Dead with no member to the classic
+    DescribeGroups: its members, state and assignment come from ConsumerGroupDescribe."""
+    from tests import harness
+    from tests.conftest import _obtain
+
+    if kafka_broker.flavor != "apache":
+        pytest.skip("the KIP-848 group protocol needs Apache Kafka (this broker is tansu)")
+    prefix = unique("kip848") + "-"
+    topic, group = prefix + "jobs", prefix + "workers"
+    await kafka.create({topic: 3})
+    for partition in range(3):
+        await kafka.produce(topic, partition, 10)
+    proc = _obtain(
+        "a Java KIP-848 consumer",
+        lambda: harness.kip848_consumer(kafka_broker.bootstrap, group, topic),
+    )
+    assert isinstance(proc, subprocess.Popen)
+    collector = collector_for(kafka_broker, prefix)
+    await collector.connect()
+
+    async def sample() -> Any:
+        for one in (await collector.collect()).series:
+            if one.key.queue == topic and one.key.group == group:
+                return one
+        return None
+
+    try:
+        deadline = time.monotonic() + 30
+        seen = None
+        while time.monotonic() < deadline:
+            seen = await sample()
+            committed = await kafka.committed(group)
+            lag = None if seen is None else seen.values["consumer_lag_messages"]
+            if sum(committed.values()) == 30 and lag == 0:
+                break
+            await asyncio.sleep(0.3)
+        assert seen is not None, "the group's series never appeared"
+        assert seen.values["consumers"] == 1, seen.values
+        assert seen.values["consumer_lag_messages"] == 0
+        described = await collector.wire.describe_groups([group])
+        info = described[group]
+        assert (info.state, info.protocol_type, info.members) == ("Stable", "consumer", 1)
+        assert info.assigned == {topic: {0, 1, 2}}
+
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.close()  # the consumer leaves the group and exits
+        assert proc.wait(timeout=30) == 0
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            seen = await sample()
+            if seen is not None and seen.values["consumers"] == 0:
+                break
+            await asyncio.sleep(0.3)
+        assert seen is not None and seen.values["consumers"] == 0, seen and seen.values
+        assert (await collector.wire.describe_groups([group]))[group].state == "Empty"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        await collector.close()  # the group's offsets go with the topic (KafkaTool.stop)
 
 
 async def test_dlt_inflow_gives_error_rate_and_dlq_length(
