@@ -158,6 +158,7 @@ class PeekedMessage:
     death: Death | None = None
     timestamp: float | None = None  # epoch seconds when known (for "age")
     extra: Mapping[str, Any] = field(default_factory=dict)  # partition/offset, receive count...
+    note: str | None = None  # what peeking had to do to this message, if anything
 
 
 class MessageFilter(Protocol):

@@ -30,6 +30,7 @@ What RabbitMQ exposes and how it maps (details and formulas in docs/rabbitmq.md)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import ssl
@@ -174,6 +175,9 @@ class RabbitMQOptions(ClientCertificate, BrokerOptions):
 
 
 # ---------------------------------------------------------------- URLs and names
+
+
+RABBITMQ4_DELIVERY_LIMIT = 20  # quorum queues' default delivery limit from RabbitMQ 4.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,12 +337,32 @@ def topic_matches(pattern: str, key: str) -> bool:
 # ---------------------------------------------------------------- dead-letter topology
 
 
+def effective_delivery_limit(arguments: Any, policy: Any, version: str | None) -> int | None:
+    """A quorum queue's delivery limit: the smaller of ``x-delivery-limit`` and the policy's
+    ``delivery-limit``; without either, 20 from RabbitMQ 4.0 on (none before). A negative
+    value (4.0+) means no limit from that setting."""
+    found = [
+        value
+        for value in (
+            arguments.get("x-delivery-limit") if isinstance(arguments, dict) else None,
+            policy.get("delivery-limit") if isinstance(policy, dict) else None,
+        )
+        if isinstance(value, int) and not isinstance(value, bool)
+    ]
+    if found:
+        bounded = [value for value in found if value >= 0]
+        return min(bounded) if bounded else None
+    major = (version or "").split(".", 1)[0]
+    return RABBITMQ4_DELIVERY_LIMIT if major.isdigit() and int(major) >= 4 else None
+
+
 @dataclass(frozen=True, slots=True)
 class QueueDetails:
     """What the management API says about one queue, for the message actions."""
 
     type: str  # classic, quorum or stream
     average_bytes: float | None  # mean size of a ready message; None when empty or unknown
+    delivery_limit: int | None = None  # quorum queues: x-delivery-limit / delivery-limit policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -620,6 +644,7 @@ class RabbitMQCollector:
         self._topology = Topology()
         self._history: dict[str, _History] = {}
         self._rates_mode: str | None = None
+        self.server_version: str | None = None  # rabbitmq_version from /api/overview
         self._overview_at = -1e18
         self._vhosts: list[str] = []
         self._vhosts_at = -1e18
@@ -779,10 +804,13 @@ class RabbitMQCollector:
         now = time.monotonic()
         if now - self._overview_at < self.options.discover_every and self._rates_mode:
             return
-        data = await self._get("overview", {"columns": "rates_mode,management_version"})
+        data = await self._get(
+            "overview", {"columns": "rates_mode,management_version,rabbitmq_version"}
+        )
         if data is None:
             raise ManagementUnavailable("no management API at this URL (/api/overview: 404)")
         self._rates_mode = str(data.get("rates_mode") or "basic")
+        self.server_version = str(data.get("rabbitmq_version") or "") or None
         self._overview_at = now
 
     async def fetch_queues(self, columns: Iterable[str] = QUEUE_COLUMNS) -> list[dict[str, Any]]:
@@ -866,7 +894,10 @@ class RabbitMQCollector:
         try:
             data = await self._get(
                 f"queues/{quote(vhost, safe='')}/{quote(name, safe='')}",
-                {"columns": "type,messages_ready,message_bytes_ready"},
+                {
+                    "columns": "type,messages_ready,message_bytes_ready,arguments,"
+                    "effective_policy_definition"
+                },
             )
         except (ManagementUnavailable, ManagementRefused):
             return None
@@ -876,7 +907,16 @@ class RabbitMQCollector:
         average: float | None = None
         if isinstance(ready, int) and isinstance(size, int) and ready > 0 and size >= 0:
             average = size / ready
-        return QueueDetails(type=str(data.get("type") or "classic"), average_bytes=average)
+        kind = str(data.get("type") or "classic")
+        limit: int | None = None
+        if kind == "quorum":
+            if self.server_version is None:
+                with contextlib.suppress(ManagementUnavailable, ManagementRefused):
+                    await self._overview()
+            limit = effective_delivery_limit(
+                data.get("arguments"), data.get("effective_policy_definition"), self.server_version
+            )
+        return QueueDetails(type=kind, average_bytes=average, delivery_limit=limit)
 
     async def queue_type(self, vhost: str, name: str) -> str | None:
         """classic, quorum or stream (None when the management API cannot say)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import functools
 import hashlib
@@ -46,7 +47,7 @@ from collectors.rabbitmq import (
     qualify,
     split_name,
 )
-from mqtop.errors import ActionFailed, UnsupportedAction, UsageError
+from mqtop.errors import ActionFailed, ReadOnlyBroker, UnsupportedAction, UsageError
 from mqtop.procs import process_alive
 from mqtop.secrets import redact
 
@@ -155,6 +156,46 @@ def to_peeked(method: Any, properties: Any, body: bytes, vhost: str) -> PeekedMe
             "routing_key": getattr(method, "routing_key", None),
         },
     )
+
+
+KEPT_HEADER = "x-mqtop-kept"
+
+
+def delivery_count(properties: Any) -> int:
+    """How many times a quorum queue has delivered and got back this message."""
+    value = (getattr(properties, "headers", None) or {}).get("x-delivery-count")
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def kept_copy(properties: Any, username: str | None, count: int, limit: int) -> Any:
+    """Properties for re-publishing a message a requeue would drop (delivery limit reached).
+
+    Everything is kept but what the broker sets on delivery (``x-delivery-count``), what it
+    would refuse (a ``user_id`` not the connecting user's) and what would copy it elsewhere
+    (``CC``/``BCC``): those go into an ``x-mqtop-kept`` table with why and when.
+    """
+    from pika import spec
+
+    headers = dict(properties.headers or {})
+    for name in DELIVERY_HEADERS:
+        headers.pop(name, None)
+    kept: dict[str, Any] = {
+        "reason": "delivery-limit",
+        "delivery_count": count,
+        "delivery_limit": limit,
+        "time": dt.datetime.now(tz=dt.UTC).replace(microsecond=0, tzinfo=None),
+    }
+    cc = [str(v) for k in ("CC", "BCC") for v in (headers.pop(k, None) or [])]
+    if cc:
+        kept["cc"] = cc
+    user_id = properties.user_id
+    if user_id and user_id != username:
+        kept["user_id"] = user_id
+        user_id = None
+    headers[KEPT_HEADER] = kept
+    values = {name: getattr(properties, name, None) for name in PROPERTY_NAMES}
+    values.update(headers=headers, user_id=user_id)
+    return spec.BasicProperties(**values)
 
 
 def journal_dir() -> Path:
@@ -1299,13 +1340,24 @@ class RabbitMQActions:
             "each peek raises x-delivery-count (it counts toward x-delivery-limit) and "
             "RabbitMQ 3.x puts the peeked messages behind the others"
         )
+        limit: int | None = None
         try:
             vhost, name = await self._resolve(queue)
-            kind = await self.collector.queue_type(vhost, name)
+            details = await self.collector.queue_details(vhost, name)
+            kind = None if details is None else details.type
+            if details is not None:
+                limit = details.delivery_limit
         except Exception:  # the peek itself reports a missing queue or a failure
             kind = None
         if kind == "stream":
             return None  # read from the first offset: nothing changes on the broker
+        if kind == "quorum" and limit is not None:
+            return (
+                f"{classic}; this is a quorum queue with a delivery limit of {limit}: {quorum}. "
+                f"A message that has used all {limit} attempts would be dropped when put "
+                f"back: mqtop re-publishes it to the back of the queue instead ({KEPT_HEADER} "
+                "header; recorded in the audit log)."
+            )
         if kind == "quorum":
             return f"{classic}; this is a quorum queue: {quorum}."
         if kind == "classic":
@@ -1315,29 +1367,92 @@ class RabbitMQActions:
             "offset without side effects."
         )
 
-    async def peek(self, queue: str, count: int) -> list[PeekedMessage]:
+    async def _peek_plan(self, queue: str) -> tuple[str, str, str | None, int | None]:
+        """(vhost, name, type, delivery limit) of a queue about to be peeked.
+
+        On a quorum queue with a delivery limit every peek uses up one delivery attempt, and
+        a message that has used them all would be dropped (or dead-lettered) when put back:
+        peek keeps such a message by re-publishing it, a write ``readonly`` forbids.
+        """
         vhost, name = await self._resolve(queue)
-        kind = await self.collector.queue_type(vhost, name)
-        return await asyncio.to_thread(self._peek_sync, queue, vhost, name, count, kind)
+        details = await self.collector.queue_details(vhost, name)
+        kind = None if details is None else details.type
+        limit = details.delivery_limit if details is not None and kind == "quorum" else None
+        if limit is not None and self.options.readonly:
+            raise ReadOnlyBroker(
+                f"peek of {queue!r} refused: it is a quorum queue with a delivery limit of "
+                f"{limit}, each peek uses one delivery attempt, and a message that has used "
+                "them all would be dropped when put back; mqtop keeps such messages by "
+                f"re-publishing them, a write that readonly: true on broker "
+                f"{self.options.name!r} forbids"
+            )
+        return vhost, name, kind, limit
+
+    async def peek(self, queue: str, count: int) -> list[PeekedMessage]:
+        vhost, name, kind, limit = await self._peek_plan(queue)
+        return await asyncio.to_thread(
+            self._peek_sync, queue, vhost, name, count, kind=kind, limit=limit
+        )
 
     def _peek_sync(
-        self, queue: str, vhost: str, name: str, count: int, kind: str | None
+        self,
+        queue: str,
+        vhost: str,
+        name: str,
+        count: int,
+        *,
+        kind: str | None,
+        limit: int | None = None,
     ) -> list[PeekedMessage]:
         import pika.exceptions
 
-        if self._declare(vhost, name) is None:
+        found = self._declare(vhost, name)
+        if found is None:
             raise self._missing(queue, vhost)
         if kind == "stream":
             return self._peek_stream(vhost, name, count)
+        if limit is not None:
+            # re-published messages go to the back: never read one twice
+            count = min(count, found[0])
         out: list[PeekedMessage] = []
         with self._connection(vhost) as conn:
             channel = conn.channel()
+            keeper: Any = None
             try:
                 for _ in range(count):
                     method, properties, body = channel.basic_get(name, auto_ack=False)
                     if method is None:
                         break
-                    out.append(to_peeked(method, properties, body, vhost))
+                    message = to_peeked(method, properties, body, vhost)
+                    used = delivery_count(properties)
+                    if limit is not None and used >= limit:
+                        # putting it back would drop it: a confirmed copy to the back of the
+                        # queue first, then the original is acknowledged
+                        if keeper is None:
+                            keeper = conn.channel()
+                            keeper.confirm_delivery()
+                        copy = kept_copy(properties, self._username, used, limit)
+                        try:
+                            keeper.basic_publish("", name, body, copy, mandatory=True)
+                        except (
+                            pika.exceptions.UnroutableError,
+                            pika.exceptions.NackError,
+                        ) as exc:
+                            raise ActionFailed(
+                                f"peek of {queue!r}: message {message.id} has used its "
+                                f"{limit} delivery attempts and the broker refused its copy "
+                                f"({type(exc).__name__}); putting it back drops it"
+                            ) from None
+                        channel.basic_ack(method.delivery_tag)
+                        message = dataclasses.replace(
+                            message,
+                            note=(
+                                f"had used its {used} delivery attempt(s) (delivery limit "
+                                f"{limit}): putting it back would have dropped it, so it was "
+                                f"re-published to the back of the queue ({KEPT_HEADER} header)"
+                            ),
+                        )
+                    out.append(message)
             except pika.exceptions.ConnectionClosedByBroker as exc:
                 if exc.reply_code != 540 or kind is not None:
                     raise
@@ -1381,7 +1496,8 @@ class RabbitMQActions:
                 f"{dlq!r} receives dead letters from several queues ({shown}): replay them "
                 "one at a time with --to QUEUE --filter header.x-first-death-queue=QUEUE"
             )
-        head = await asyncio.to_thread(self._peek_sync, dlq, vhost, name, 1, None)
+        _vhost, _name, kind, limit = await self._peek_plan(dlq)
+        head = await asyncio.to_thread(self._peek_sync, dlq, vhost, name, 1, kind=kind, limit=limit)
         if head and head[0].death is not None:
             return head[0].death.original_queue
         return None

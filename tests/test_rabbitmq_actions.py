@@ -106,6 +106,67 @@ def test_peek_never_consumes(rabbit: Rabbit, rabbitmq_broker, write_config, run_
     assert "rejected x1" in table.stdout and "hex:00 01 02" in table.stdout
 
 
+def test_peek_never_lets_the_quorum_delivery_limit_drop_a_message(
+    rabbit: Rabbit, rabbitmq_broker, write_config, run_cli, tmp_path
+):
+    """On a quorum queue with x-delivery-limit 2, a third requeue drops a message (checked
+    here first, without mqtop). Peeked again and again, no message may go: one that has used
+    its attempts is re-published (confirmed) before the original is acknowledged."""
+    p = rabbit.unique("qlim")
+    args = {"x-queue-type": "quorum", "x-delivery-limit": 2}
+    probe = rabbit.queue(p + ".probe", arguments=args)
+    dlq = rabbit.queue(p + ".parked", arguments=args)
+    conn = rabbit.connect()
+    channel = conn.channel()
+    channel.confirm_delivery()
+    channel.basic_publish("", probe, b"doomed")
+    for _ in range(3):
+        method, _props, _body = wait_until(lambda: channel.basic_get(probe), 10, "probe")
+        channel.basic_nack(method.delivery_tag, requeue=True)
+    wait_until(lambda: rabbit.ready(probe) == 0, 10, "the broker dropping the probe")
+    for i in range(3):
+        props = pika.BasicProperties(message_id=f"q{i}", headers={"tenant": "acme"})
+        channel.basic_publish("", dlq, b"precious %d" % i, props)
+    wait_until(lambda: rabbit.ready(dlq) == 3, 10, "published")
+    path = _config(write_config, rabbitmq_broker, p)
+    peek = ("dlq", "peek", "--config", str(path), "rabbit", dlq, "-n", "10", "--format", "json")
+
+    notes: list[str] = []
+    for _ in range(5):
+        result = run_cli(*peek)
+        assert result.returncode == 0, result.stderr
+        assert "delivery limit of 2" in result.stderr  # said before peeking
+        assert sorted(m["id"] for m in json.loads(result.stdout)) == ["q0", "q1", "q2"]
+        notes += [line for line in result.stderr.splitlines() if line.startswith("note: message")]
+        wait_until(lambda: rabbit.ready(dlq) == 3, 10, "every message back")
+    assert len(notes) >= 3 and all("re-published" in n for n in notes), notes
+    audit = [
+        json.loads(line) for line in (tmp_path / "state/mqtop/audit.jsonl").read_text().splitlines()
+    ]
+    assert [r["action"] for r in audit] and {r["action"] for r in audit} == {"peek"}
+    assert sum(r["count"] for r in audit) == len(notes)
+
+    # a readonly broker cannot re-publish: such a peek is refused up front, nothing touched
+    ro = _config(write_config, rabbitmq_broker, p, "    readonly: true\n", "ro.yaml")
+    refused = run_cli(*peek[:2], "--config", str(ro), *peek[4:])
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "readonly" in refused.stderr and "Traceback" not in refused.stderr
+    assert rabbit.ready(dlq) == 3
+
+    # the copies are the messages: same body, id and headers, plus why mqtop re-published
+    # them. Read by consuming (auto-ack): any read that puts them back uses an attempt up
+    got = rabbit.connect().channel()
+    seen = {}
+    for _ in range(3):
+        method, props, body = got.basic_get(dlq, auto_ack=True)
+        assert method is not None
+        seen[props.message_id] = (body, props.headers)
+    assert {k: v[0] for k, v in seen.items()} == {f"q{i}": b"precious %d" % i for i in range(3)}
+    kept = [h for _b, h in seen.values() if "x-mqtop-kept" in h]
+    assert kept and all(h["tenant"] == "acme" for h in kept)
+    assert all(h["x-mqtop-kept"]["reason"] == "delivery-limit" for h in kept)
+
+
 def test_peek_stream_queue_has_no_side_effects(
     rabbit: Rabbit, rabbitmq_broker, write_config, run_cli
 ):

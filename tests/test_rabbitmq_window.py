@@ -1,4 +1,4 @@
-"""How the RabbitMQ mover sizes its window (pure logic; the moves are in test_rabbitmq_actions)."""
+"""How the RabbitMQ mover sizes its window and peek finds a delivery limit (pure logic)."""
 
 from __future__ import annotations
 
@@ -50,3 +50,16 @@ def test_defaults_bound_memory_and_duplicates():
     )
     assert options.move_window == 5000
     assert options.move_window_bytes == 32 * MIB
+
+
+def test_quorum_delivery_limit_from_arguments_policy_and_version():
+    from collectors.rabbitmq import effective_delivery_limit
+
+    assert effective_delivery_limit({"x-delivery-limit": 5}, {}, "3.10.8") == 5
+    assert effective_delivery_limit({}, {"delivery-limit": 3}, "3.10.8") == 3
+    assert effective_delivery_limit({"x-delivery-limit": 5}, {"delivery-limit": 3}, "3.13.0") == 3
+    assert effective_delivery_limit({}, {}, "3.10.8") is None  # no default before 4.0
+    assert effective_delivery_limit({}, {}, "4.0.5") == 20  # RabbitMQ 4's default
+    assert effective_delivery_limit({"x-delivery-limit": -1}, {}, "4.1.0") is None  # disabled
+    assert effective_delivery_limit({"x-delivery-limit": -1}, {"delivery-limit": 7}, "4.1.0") == 7
+    assert effective_delivery_limit(None, None, None) is None

@@ -14,7 +14,7 @@ import datetime as dt
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from collectors.base import (
@@ -90,6 +90,33 @@ async def _with_actions(
             await asyncio.wait_for(actions.close(), 10)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(collector.close(), 10)
+
+
+def record_kept(
+    config: Config,
+    broker: BrokerOptions,
+    queue: str,
+    messages: Sequence[PeekedMessage],
+    via: str | None = None,
+) -> int:
+    """Audit the writes a peek had to make (messages re-published so as not to lose them);
+    returns how many."""
+    kept = [m.id for m in messages if m.note]
+    if kept:
+        details: dict[str, Any] = {"republished": kept[:100], "reason": "delivery limit reached"}
+        if via:
+            details["via"] = via
+        audit(
+            config.audit_path(),
+            broker=broker.name,
+            action="peek",
+            source=queue,
+            destination=queue,
+            count=len(kept),
+            result="ok",
+            details=details,
+        )
+    return len(kept)
 
 
 def refuse_if_readonly(broker: BrokerOptions, action: str) -> None:
@@ -195,6 +222,10 @@ async def _peek(
     if warning:
         print(f"note: {safe_text(warning, 1000)}", file=sys.stderr)
     messages = await actions.peek(args.queue, args.n)
+    record_kept(config, broker, args.queue, messages)
+    for m in messages:
+        if m.note:
+            print(f"note: message {safe_text(m.id, 80)}: {safe_text(m.note, 500)}", file=sys.stderr)
     if args.format == "json":
         print(dumps([peek_json(m, args.max_body) for m in messages]))
         return EXIT_OK

@@ -15,6 +15,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Label, ProgressBar, Static
 
 from collectors.base import BrokerOptions, MessageActions, MoveProgress, MoveResult, PeekedMessage
+from mqtop.commands.dlq import record_kept
 from mqtop.engine import describe_error
 from mqtop.errors import MqtopError
 from mqtop.safe import hexdump, is_binary, json_safe, pretty_body, safe_text
@@ -43,6 +44,8 @@ def message_text(message: PeekedMessage, now: float, hex_view: bool = False) -> 
         text.append("\n")
 
     field("id", message.id)
+    if message.note:
+        field("note", message.note)
     field("size", f"{fmt_size(len(message.body))} ({len(message.body)} bytes)")
     if message.timestamp is not None:
         field("age", message_row(message, now).age)
@@ -268,6 +271,11 @@ class DlqScreen(Screen[None]):
         self._draw_header(Text("peeking…", "dim"))
         try:
             messages = await actions.peek(self.queue, self.mqtop.peek_count)
+            kept = 0
+            if self._options is not None:
+                kept = record_kept(
+                    self.mqtop.config, self._options, self.queue, messages, via="dashboard"
+                )
             total = await actions.count(self.queue)
             target = await actions.replay_target(self.queue)
         except MqtopError as exc:
@@ -282,6 +290,12 @@ class DlqScreen(Screen[None]):
         self.selected.clear()
         self._fill()
         note = Text(safe_text(warning, 300), "dim") if warning else None
+        if kept:
+            note = Text(
+                f"{kept} message(s) had used up their delivery limit: re-published to the back "
+                "of the queue so that putting them back did not drop them (see the viewer)",
+                "yellow",
+            )
         if not self.messages:
             note = Text("(no messages)", "dim")
         self._draw_header(note)
