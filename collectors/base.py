@@ -204,6 +204,7 @@ class MoveResult:
     duplicates_possible: int = 0
     errors: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    republished: int = 0  # messages written back to the source so as not to lose them
 
     @property
     def complete(self) -> bool:

@@ -198,6 +198,13 @@ def kept_copy(properties: Any, username: str | None, count: int, limit: int) -> 
     return spec.BasicProperties(**values)
 
 
+def _used_deliveries(content: Any) -> int:
+    """x-delivery-count of a delivery (raw properties are only decoded when it is there)."""
+    if isinstance(content, RawContent) and b"x-delivery-count" not in content.raw:
+        return 0
+    return delivery_count(content)
+
+
 def journal_dir() -> Path:
     """Where running moves are recorded (to detect an interrupted earlier run)."""
     from mqtop.config import default_state_dir
@@ -562,6 +569,7 @@ class MoveSpec:
     username: str | None  # the authenticated user; None when unknown
     window_bytes: int = 32 * 1024 * 1024  # bodies in flight at most (the window shrinks)
     average_bytes: float | None = None  # mean ready message size at start, when known
+    delivery_limit: int | None = None  # quorum source: returns allowed before a drop
 
     def fit(self, average: float | None) -> int:
         """The prefetch for messages of ``average`` bytes: the window, or less to fit."""
@@ -582,6 +590,7 @@ class MoveOutcome:
     uncertain: int = 0  # published or confirmed when the connection broke
     stripped_user_id: int = 0
     stripped_cc: int = 0
+    kept: int = 0  # held messages at their delivery limit, re-published to the source
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     stopped_early: str | None = None
@@ -628,6 +637,13 @@ class Mover:
         self._held_here = 0  # held since the current consumer subscribed
         self._prefetch = spec.fit(spec.average_bytes)
         self._sized = 0  # deliveries since the prefetch was last fitted to their size
+        # quorum source with a delivery limit: deliveries that a requeue would drop, by tag,
+        # until moved; held ones are re-published to the source (keeper channel) instead
+        self._at_limit: dict[int, tuple[Any, bytes, int]] = {}
+        self._keeper: Any = None
+        self._keeping: dict[int, int] = {}  # keeper publish seq -> source delivery tag
+        self._keep_seq = 0
+        self._keeper_returned = False
         self._sized_bytes = 0
         self._queued_for_publish = 0  # published + buffered (for --limit)
         self._last_activity = time.monotonic()
@@ -711,6 +727,13 @@ class Mover:
         self._pending.clear()
         self._done_tags.clear()
         self._buffer.clear()
+        if self._keeping:
+            self.out.notes.append(
+                f"the connection broke while {len(self._keeping)} message(s) at their delivery "
+                "limit were being re-published to the source: the broker drops the originals "
+                "it takes back, so those whose copy had not arrived may be gone"
+            )
+            self._keeping.clear()
 
     # -- setup chain -----------------------------------------------------------------
 
@@ -722,6 +745,8 @@ class Mover:
             conn.tune_transport(conn)
         conn.channel(on_open_callback=self._on_consumer_channel)
         conn.channel(on_open_callback=self._on_probe_channel)
+        if self.spec.delivery_limit is not None:
+            conn.channel(on_open_callback=self._on_keeper_channel)
         if len(self._conns) == 1:
             conn.channel(on_open_callback=self._on_publisher_channel)
 
@@ -735,6 +760,16 @@ class Mover:
 
     def _on_probe_channel(self, channel: Any) -> None:
         self._probe = channel
+
+    def _on_keeper_channel(self, channel: Any) -> None:
+        channel.add_on_close_callback(self._on_channel_closed)
+        channel.add_on_return_callback(self._on_keeper_return)
+
+        def ready(_frame: Any) -> None:
+            self._keeper = channel
+            self._maybe_start()
+
+        channel.confirm_delivery(self._on_keeper_confirm, callback=ready)
 
     def _on_publisher_channel(self, channel: Any) -> None:
         self._pub = channel
@@ -759,6 +794,8 @@ class Mover:
 
     def _maybe_start(self) -> None:
         if self._consuming or self._pub is None or self._con is None or self._closing:
+            return
+        if self.spec.delivery_limit is not None and self._keeper is None:
             return
         if self.spec.bound <= 0 or self.spec.limit == 0:
             self._finish()
@@ -809,21 +846,25 @@ class Mover:
         self._last_activity = time.monotonic()
         self.out.delivered += 1
         self._fit_size(len(body))
+        if spec.delivery_limit is not None:
+            used = _used_deliveries(content)
+            if used >= spec.delivery_limit:
+                self._at_limit[tag] = (content, body, used)
         if self.out.delivered > spec.bound or self._cancel_sent or self._failure:
-            self._hold()  # arrived after the start-time count: not ours to move
+            self._hold(tag)  # arrived after the start-time count: not ours to move
             return
         if self.out.delivered >= spec.bound:
             self._cancel()
         if self.stop_requested.is_set():
-            self._hold()
+            self._hold(tag)
             self._cancel()
             return
         if spec.filter is not None and not spec.filter.matches(body, content.headers or {}):
             self.out.skipped += 1
-            self._hold()
+            self._hold(tag)
             return
         if spec.limit is not None and self._queued_for_publish >= spec.limit:
-            self._hold()
+            self._hold(tag)
             self._cancel()
             return
         self._queued_for_publish += 1
@@ -831,15 +872,18 @@ class Mover:
             self._cancel()
         if spec.dry_run:
             self.out.moved += 1
-            self._hold()
+            self._hold(tag)
             return
         if len(self._pending) < self._prefetch:
             self._publish(tag, redelivered, content, body)
         else:
             self._buffer.append((tag, redelivered, content, body))
 
-    def _hold(self) -> None:
+    def _hold(self, tag: int | None = None) -> None:
         """A delivery stays unacked until the end (then requeued): keep prefetch free.
+
+        One that a requeue would drop (a quorum source's delivery limit reached) is
+        re-published to the source instead, and acknowledged once that is confirmed.
 
         RabbitMQ applies a new ``basic.qos`` only to consumers created after it, and the
         messages held here occupy the prefetch of the consumer they were delivered to. When
@@ -849,8 +893,52 @@ class Mover:
         """
         self._held += 1
         self._held_here += 1
+        if tag is not None and tag in self._at_limit:
+            self._keep(tag, *self._at_limit.pop(tag))
         if self._held_here * 2 >= self._prefetch:
             self._resubscribe(self._prefetch)
+
+    def _keep(self, tag: int, content: Any, body: bytes, used: int) -> None:
+        """Publish a copy of a held message to the back of the source (its delivery count
+        starts afresh); the original is acknowledged when the copy is confirmed."""
+        keeper = self._keeper
+        limit = self.spec.delivery_limit
+        if keeper is None or not keeper.is_open or limit is None:
+            self.out.errors.append(
+                f"a message at its delivery limit ({limit}) could not be re-published: "
+                "putting it back may make the broker drop it"
+            )
+            return
+        properties = content.decoded() if isinstance(content, RawContent) else content
+        copy = kept_copy(properties, self.spec.username, used, limit)
+        self._keep_seq += 1
+        self._keeping[self._keep_seq] = tag
+        keeper.basic_publish("", self.spec.source[1], body, properties=copy, mandatory=True)
+
+    def _on_keeper_return(self, *_args: Any) -> None:
+        self._keeper_returned = True
+
+    def _on_keeper_confirm(self, frame: Any) -> None:
+        method = frame.method
+        ok = type(method).__name__ == "Ack" and not self._keeper_returned
+        last = int(method.delivery_tag)
+        done = [s for s in self._keeping if s <= last] if method.multiple else [last]
+        for seq in done:
+            tag = self._keeping.pop(seq, None)
+            if tag is None:
+                continue
+            if ok and self._con is not None and self._con.is_open:
+                self._con.basic_ack(tag, multiple=False)
+                self._held -= 1
+                self.out.kept += 1
+            elif not ok:
+                self.out.errors.append(
+                    "the broker refused the copy of a message at its delivery limit: putting "
+                    "it back may make the broker drop it"
+                )
+        if not self._keeping:
+            self._keeper_returned = False
+        self._check_done()
 
     def _fit_size(self, size: int) -> None:
         """Keep the bodies in flight within ``window_bytes`` as message sizes change."""
@@ -1101,6 +1189,7 @@ class Mover:
         for seq in seqs:
             tag, redelivered, _, _ = self._pending.pop(seq)
             if ok and seq not in self._returned:
+                self._at_limit.pop(tag, None)
                 self._done_tags.append(tag)
                 self.out.moved += 1
                 if redelivered:
@@ -1109,7 +1198,7 @@ class Mover:
                 self._returned.discard(seq)
                 self.out.failed += 1
                 failed_now += 1
-                self._hold()
+                self._hold(tag)
         if failed_now and self.out.stopped_early is None:
             dst = self.spec.destination_label
             self.out.stopped_early = (
@@ -1125,8 +1214,7 @@ class Mover:
         """Take no new message; buffered ones were never published and stay in the source."""
         self._cancel()
         while self._buffer:
-            self._buffer.popleft()
-            self._hold()
+            self._hold(self._buffer.popleft()[0])
 
     def _drain_buffer(self) -> None:
         while self._buffer and len(self._pending) < self._prefetch:
@@ -1179,7 +1267,7 @@ class Mover:
             return
         if not self._cancelled:
             return
-        if self._pending or self._buffer:
+        if self._pending or self._buffer or self._keeping:
             return
         self._finish()
 
@@ -1539,6 +1627,20 @@ class RabbitMQActions:
             raise UsageError("source and destination are the same queue")
         details = await self.collector.queue_details(*src)
         src_kind = None if details is None else details.type
+        limit = details.delivery_limit if details is not None else None
+        if (
+            limit is not None
+            and request.dry_run
+            and request.filter is not None
+            and self.options.readonly
+        ):
+            raise ReadOnlyBroker(
+                f"dry run of {request.source!r} refused: a filtered dry run reads every "
+                f"message and puts it back, and {src_label} is a quorum queue with a "
+                f"delivery limit of {limit}: a message that has used its attempts would be "
+                "dropped, and mqtop keeps such messages by re-publishing them, a write "
+                f"that readonly: true on broker {self.options.name!r} forbids"
+            )
         if src_kind == "stream":
             raise UnsupportedAction(
                 f"{src_label} is a stream: consuming does not remove messages, so a move "
@@ -1598,6 +1700,7 @@ class RabbitMQActions:
             username=self._username,
             window_bytes=self.options.move_window_bytes,
             average_bytes=None if details is None else details.average_bytes,
+            delivery_limit=limit,
         )
         loop = asyncio.get_running_loop()
 
@@ -1653,6 +1756,12 @@ class RabbitMQActions:
                 f"dry run: the {outcome.delivered} message(s) read were returned to "
                 f"{src_label} marked redelivered"
             )
+        if outcome.kept:
+            notes.append(
+                f"{outcome.kept} message(s) left in {src_label} had used up their delivery "
+                f"limit ({limit}): putting them back would have dropped them, so they were "
+                f"re-published to the back of {src_label} ({KEPT_HEADER} header)"
+            )
         if outcome.stripped_user_id:
             notes.append(
                 f"{outcome.stripped_user_id} message(s) carried a user_id other than the "
@@ -1679,6 +1788,7 @@ class RabbitMQActions:
             duplicates_possible=duplicates,
             errors=tuple(outcome.errors),
             notes=tuple(notes),
+            republished=outcome.kept,
         )
 
     async def close(self) -> None:

@@ -167,6 +167,55 @@ def test_peek_never_lets_the_quorum_delivery_limit_drop_a_message(
     assert all(h["x-mqtop-kept"]["reason"] == "delivery-limit" for h in kept)
 
 
+def test_filtered_move_keeps_skipped_messages_at_the_delivery_limit(
+    rabbit: Rabbit, rabbitmq_broker, write_config, run_cli, tmp_path
+):
+    """A filtered move puts the skipped messages back; on a quorum source whose messages have
+    used their delivery attempts, that would drop them. They are re-published instead."""
+    p = rabbit.unique("qmv")
+    src = rabbit.queue(p + ".parked", arguments={"x-queue-type": "quorum", "x-delivery-limit": 2})
+    dst = rabbit.queue(p + ".work")
+    conn = rabbit.connect()
+    channel = conn.channel()
+    channel.confirm_delivery()
+    for i in range(30):
+        body = json.dumps({"n": i, "kind": "a" if i % 3 == 0 else "b"}).encode()
+        channel.basic_publish("", src, body, pika.BasicProperties(message_id=f"m{i}"))
+    wait_until(lambda: rabbit.ready(src) == 30, 10, "published")
+    for _ in range(2):  # every message has now used both attempts: one more requeue drops it
+        for _ in range(30):
+            assert channel.basic_get(src)[0] is not None
+        channel.basic_nack(delivery_tag=0, multiple=True, requeue=True)
+        wait_until(lambda: rabbit.ready(src) == 30, 10, "requeued")
+    path = _config(write_config, rabbitmq_broker, p)
+    base = ("dlq", "move", "--config", str(path), "rabbit", src, dst, "--format", "json")
+
+    ro = _config(write_config, rabbitmq_broker, p, "    readonly: true\n", "ro.yaml")
+    refused = run_cli(*base[:2], "--config", str(ro), *base[4:], "--dry-run",
+                      "--filter", "json.kind=a")  # fmt: skip
+    assert refused.returncode == 2 and "readonly" in refused.stderr, refused.stderr
+    assert rabbit.ready(src) == 30
+
+    moved = run_cli(*base, "--yes", "--batch", "4", "--filter", "json.kind=a")
+    assert moved.returncode == 0, moved.stderr
+    doc = move_report(moved)
+    assert (doc["moved"], doc["skipped"], doc["failed"]) == (10, 20, 0), doc
+    assert any("re-published" in note for note in doc["notes"]), doc["notes"]
+    wait_until(lambda: rabbit.ready(src) == 20, 10, "every skipped message still in the source")
+    assert sorted(rabbit.snapshot_ids(dst)) == sorted(f"m{i}" for i in range(0, 30, 3))
+    record = json.loads((tmp_path / "state/mqtop/audit.jsonl").read_text().splitlines()[-1])
+    assert record["details"]["republished_to_source"] == 20
+    # the copies start afresh: read them by consuming (a requeue would use an attempt)
+    got = rabbit.connect().channel()
+    left = {}
+    for _ in range(20):
+        method, props, _body = got.basic_get(src, auto_ack=True)
+        assert method is not None
+        left[props.message_id] = props.headers
+    assert sorted(left) == sorted(f"m{i}" for i in range(30) if i % 3)
+    assert all(h["x-mqtop-kept"]["delivery_limit"] == 2 for h in left.values())
+
+
 def test_peek_stream_queue_has_no_side_effects(
     rabbit: Rabbit, rabbitmq_broker, write_config, run_cli
 ):

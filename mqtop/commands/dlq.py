@@ -119,6 +119,38 @@ def record_kept(
     return len(kept)
 
 
+def audit_move(
+    config: Config,
+    broker: BrokerOptions,
+    request: MoveRequest,
+    result: MoveResult,
+    via: str | None = None,
+) -> None:
+    """The audit record of a finished replay/move (a dry run only when it had to write)."""
+    if request.dry_run and not result.republished:
+        return
+    details: dict[str, Any] = {
+        "failed": result.failed,
+        "skipped": result.skipped,
+        "filter": str(request.filter) if request.filter else None,
+        "duplicates_possible": result.duplicates_possible,
+    }
+    if result.republished:  # written back to the source so as not to lose them
+        details["republished_to_source"] = result.republished
+    if via:
+        details["via"] = via
+    audit(
+        config.audit_path(),
+        broker=broker.name,
+        action=request.mode,
+        source=request.source,
+        destination=request.destination,
+        count=0 if request.dry_run else result.moved,
+        result="dry run" if request.dry_run else "ok" if result.complete else "partial",
+        details=details,
+    )
+
+
 def refuse_if_readonly(broker: BrokerOptions, action: str) -> None:
     """Raise ReadOnlyBroker for writes on a ``readonly: true`` broker."""
     if broker.readonly:
@@ -402,22 +434,7 @@ async def _move(
             )
         raise ActionFailed(f"{mode} failed: {describe_error(exc)}") from None
     printer.finish()
-    if not args.dry_run:
-        audit(
-            config.audit_path(),
-            broker=broker.name,
-            action=mode,
-            source=source,
-            destination=destination,
-            count=result.moved,
-            result="ok" if result.complete else "partial",
-            details={
-                "failed": result.failed,
-                "skipped": result.skipped,
-                "filter": str(msg_filter) if msg_filter else None,
-                "duplicates_possible": result.duplicates_possible,
-            },
-        )
+    audit_move(config, broker, request, result)
     print_result(result, args.format, "replayed" if mode == "replay" else "moved")
     # an error means the action stopped part-way, even when no message failed
     return EXIT_OK if result.complete else EXIT_UNREACHABLE

@@ -21,7 +21,7 @@ from collectors.base import (
     ProgressCallback,
 )
 from mqtop.audit import audit
-from mqtop.commands.dlq import refuse_if_readonly
+from mqtop.commands.dlq import audit_move, refuse_if_readonly
 from mqtop.config import Config
 from mqtop.durations import humanize_seconds
 from mqtop.engine import describe_error
@@ -99,23 +99,7 @@ async def run_move(
         if isinstance(exc, MqtopError):
             raise
         raise ActionFailed(f"{request.mode} failed: {describe_error(exc)}") from None
-    if not request.dry_run:
-        audit(
-            config.audit_path(),
-            broker=broker.name,
-            action=request.mode,
-            source=request.source,
-            destination=request.destination,
-            count=result.moved,
-            result="ok" if result.complete else "partial",
-            details={
-                "failed": result.failed,
-                "skipped": result.skipped,
-                "filter": str(request.filter) if request.filter else None,
-                "duplicates_possible": result.duplicates_possible,
-                "via": "dashboard",
-            },
-        )
+    audit_move(config, broker, request, result, via="dashboard")
     return result
 
 
