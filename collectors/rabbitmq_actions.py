@@ -591,6 +591,8 @@ class MoveOutcome:
     stripped_user_id: int = 0
     stripped_cc: int = 0
     kept: int = 0  # held messages at their delivery limit, re-published to the source
+    # the smallest window move_window_bytes imposed: (messages, average message bytes)
+    narrowed: tuple[int, float] | None = None
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     stopped_early: str | None = None
@@ -636,6 +638,8 @@ class Mover:
         self._held = 0
         self._held_here = 0  # held since the current consumer subscribed
         self._prefetch = spec.fit(spec.average_bytes)
+        if spec.average_bytes is not None and self._prefetch < spec.window:
+            self.out.narrowed = (self._prefetch, spec.average_bytes)
         self._sized = 0  # deliveries since the prefetch was last fitted to their size
         # quorum source with a delivery limit: deliveries that a requeue would drop, by tag,
         # until moved; held ones are re-published to the source (keeper channel) instead
@@ -946,8 +950,13 @@ class Mover:
         self._sized_bytes += size
         if self._sized < max(UNKNOWN_SIZE_PREFETCH, self._prefetch):
             return
-        fitted = self.spec.fit(self._sized_bytes / self._sized)
+        average = self._sized_bytes / self._sized
+        fitted = self.spec.fit(average)
         self._sized = self._sized_bytes = 0
+        if fitted < self.spec.window and (
+            self.out.narrowed is None or fitted < self.out.narrowed[0]
+        ):
+            self.out.narrowed = (fitted, average)
         if fitted * 5 < self._prefetch * 4 or fitted * 4 > self._prefetch * 5:
             self._resubscribe(fitted)
 
@@ -1755,6 +1764,13 @@ class RabbitMQActions:
             notes.append(
                 f"dry run: the {outcome.delivered} message(s) read were returned to "
                 f"{src_label} marked redelivered"
+            )
+        if outcome.narrowed is not None:
+            size, average = outcome.narrowed
+            notes.append(
+                f"messages average {average / 1024:.0f} KiB: at most {size} were in flight at "
+                f"a time (move_window_bytes {self.options.move_window_bytes // 1024} KiB; "
+                f"move_window {window})"
             )
         if outcome.kept:
             notes.append(

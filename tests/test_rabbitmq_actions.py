@@ -493,6 +493,8 @@ def test_large_messages_move_within_a_small_byte_window(
     assert moved.returncode == 0, moved.stderr
     doc = move_report(moved)
     assert (doc["moved"], doc["failed"], doc["duplicates_possible"]) == (300, 0, 0), doc
+    # 256 KiB / 64 KiB: four messages in flight at a time, said in a note
+    assert any("at most 4 were in flight" in note for note in doc["notes"]), doc["notes"]
     wait_until(lambda: rabbit.ready(dst) == 300, 10, "moved")
     assert rabbit.ready(src) == 0
     assert rabbit.snapshot_ids(dst) == [f"g{i}" for i in range(300)]
