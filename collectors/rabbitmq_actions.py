@@ -818,7 +818,13 @@ class Mover:
             channel.connection._mqtop_raw_channel = None  # the number may be reused
         if self._closing:
             return
-        which = "publisher" if channel is self._pub else "consumer"
+        which = (
+            "publisher"
+            if channel is self._pub
+            else "re-publishing"
+            if channel is self._keeper
+            else "consumer"
+        )
         self._fail(f"{which} channel closed by the broker: {reason}")
         self._abort_state()
         self._close_all()
