@@ -446,10 +446,15 @@ def java17() -> str:
     return java
 
 
-def kip848_consumer(bootstrap: str, group: str, topic: str) -> subprocess.Popen[str]:
+def kip848_consumer(broker: KafkaBroker, group: str, topic: str) -> subprocess.Popen[str]:
     """A Java consumer of the KIP-848 group protocol (tests/java/Kip848Consumer.java), with
     the cached Kafka jars; close its stdin to make it leave the group. Waits until it has
-    joined."""
+    joined. The protocol needs Apache Kafka (4.0 or later)."""
+    if broker.flavor != "apache":
+        raise BrokerUnavailable(
+            f"the KIP-848 group protocol needs Apache Kafka, not {broker.flavor}"
+        )
+    bootstrap = broker.bootstrap
     libs = fetch_kafka()
     source = Path(__file__).resolve().parent / "java" / "Kip848Consumer.java"
     proc = subprocess.Popen(

@@ -510,16 +510,14 @@ async def test_kip848_group_members_come_from_consumer_group_describe(kafka, kaf
     from tests import harness
     from tests.conftest import _obtain
 
-    if kafka_broker.flavor != "apache":
-        pytest.skip("the KIP-848 group protocol needs Apache Kafka (this broker is tansu)")
     prefix = unique("kip848") + "-"
     topic, group = prefix + "jobs", prefix + "workers"
     await kafka.create({topic: 3})
     for partition in range(3):
         await kafka.produce(topic, partition, 10)
-    proc = _obtain(
-        "a Java KIP-848 consumer",
-        lambda: harness.kip848_consumer(kafka_broker.bootstrap, group, topic),
+    proc = _obtain(  # fails in CI, skips loudly on a laptop without Java or Apache Kafka
+        "a Java KIP-848 consumer on Apache Kafka",
+        lambda: harness.kip848_consumer(kafka_broker, group, topic),
     )
     assert isinstance(proc, subprocess.Popen)
     collector = collector_for(kafka_broker, prefix)
