@@ -167,6 +167,27 @@ def delivery_count(properties: Any) -> int:
     return int(value) if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
+def strip_for_republish(
+    headers: dict[str, Any], user_id: str | None, username: str | None
+) -> tuple[str | None, dict[str, Any]]:
+    """Edit ``headers`` (in place) for publishing a received message again.
+
+    Removed: what the broker sets on delivery (``x-delivery-count``, ``x-stream-offset``);
+    ``CC``/``BCC`` (sender-selected distribution would copy the message to the queues they
+    name); a ``user_id`` other than the connecting user's (the broker refuses the publish).
+    Returns the ``user_id`` to publish with and what was taken out (``cc``, ``user_id``).
+    """
+    for name in DELIVERY_HEADERS:
+        headers.pop(name, None)
+    taken: dict[str, Any] = {}
+    if "CC" in headers or "BCC" in headers:
+        taken["cc"] = [str(v) for k in ("CC", "BCC") for v in (headers.pop(k, None) or [])]
+    if user_id and user_id != username:
+        taken["user_id"] = user_id
+        user_id = None
+    return user_id, taken
+
+
 def kept_copy(properties: Any, username: str | None, count: int, limit: int) -> Any:
     """Properties for re-publishing a message a requeue would drop (delivery limit reached).
 
@@ -177,22 +198,14 @@ def kept_copy(properties: Any, username: str | None, count: int, limit: int) -> 
     from pika import spec
 
     headers = dict(properties.headers or {})
-    for name in DELIVERY_HEADERS:
-        headers.pop(name, None)
-    kept: dict[str, Any] = {
+    user_id, taken = strip_for_republish(headers, properties.user_id, username)
+    headers[KEPT_HEADER] = {
         "reason": "delivery-limit",
         "delivery_count": count,
         "delivery_limit": limit,
         "time": dt.datetime.now(tz=dt.UTC).replace(microsecond=0, tzinfo=None),
+        **taken,
     }
-    cc = [str(v) for k in ("CC", "BCC") for v in (headers.pop(k, None) or [])]
-    if cc:
-        kept["cc"] = cc
-    user_id = properties.user_id
-    if user_id and user_id != username:
-        kept["user_id"] = user_id
-        user_id = None
-    headers[KEPT_HEADER] = kept
     values = {name: getattr(properties, name, None) for name in PROPERTY_NAMES}
     values.update(headers=headers, user_id=user_id)
     return spec.BasicProperties(**values)
@@ -1080,27 +1093,21 @@ class Mover:
     def _edit_decoded(self, properties: Any) -> bytes:
         """Encoded properties to publish, from decoded ones (the general path)."""
         headers = dict(properties.headers) if properties.headers else {}
-        for name in DELIVERY_HEADERS:
-            headers.pop(name, None)
+        properties.user_id, taken = strip_for_republish(
+            headers, properties.user_id, self.spec.username
+        )
+        self.out.stripped_cc += "cc" in taken
+        self.out.stripped_user_id += "user_id" in taken
         previous = headers.pop(REPLAY_HEADER, None)
         count = 1
         if isinstance(previous, Mapping) and isinstance(previous.get("count"), int):
             count = int(previous["count"]) + 1
-        header: dict[str, Any] = {
+        headers[REPLAY_HEADER] = {
             "count": count,
             "time": self._stamp_now(),
             "run": self.spec.run,
+            **taken,
         }
-        if "CC" in headers or "BCC" in headers:
-            # sender-selected distribution would copy the message to other queues
-            header["cc"] = [str(v) for k in ("CC", "BCC") for v in (headers.pop(k, None) or [])]
-            self.out.stripped_cc += 1
-        if properties.user_id and properties.user_id != self.spec.username:
-            # the broker refuses a user_id that is not the publishing user's
-            header["user_id"] = properties.user_id
-            properties.user_id = None
-            self.out.stripped_user_id += 1
-        headers[REPLAY_HEADER] = header
         properties.headers = headers
         return b"".join(properties.encode())
 

@@ -1,4 +1,4 @@
-"""How the RabbitMQ mover sizes its window and peek finds a delivery limit (pure logic)."""
+"""Pure logic of RabbitMQ actions: window sizing, delivery limits, re-published properties."""
 
 from __future__ import annotations
 
@@ -63,3 +63,45 @@ def test_quorum_delivery_limit_from_arguments_policy_and_version():
     assert effective_delivery_limit({"x-delivery-limit": -1}, {}, "4.1.0") is None  # disabled
     assert effective_delivery_limit({"x-delivery-limit": -1}, {"delivery-limit": 7}, "4.1.0") == 7
     assert effective_delivery_limit(None, None, None) is None
+
+
+def test_republished_properties_lose_what_the_broker_would_misuse():
+    """Both re-publishing paths (a move's decoded path, peek's kept copy) strip the same."""
+    import threading
+
+    from pika import spec as pika_spec
+
+    from collectors.rabbitmq import RabbitMQOptions
+    from collectors.rabbitmq_actions import REPLAY_HEADER, Mover, kept_copy
+
+    def props() -> object:
+        return pika_spec.BasicProperties(
+            message_id="m1",
+            user_id="someone-else",
+            headers={
+                "x-delivery-count": 3,
+                "CC": ["audit"],
+                "tenant": "acme",
+                REPLAY_HEADER: {"count": 2},
+            },
+        )
+
+    options = RabbitMQOptions.model_validate(
+        {"name": "r", "type": "rabbitmq", "url": "amqp://localhost"}
+    )
+    mover = Mover(options, _spec(10, MIB, None), lambda _p: None, threading.Event())
+    encoded = mover._edit_decoded(props())
+    moved = pika_spec.BasicProperties()
+    moved.decode(encoded)
+    assert moved.user_id is None and moved.message_id == "m1"
+    assert set(moved.headers) == {"tenant", REPLAY_HEADER}
+    replay = moved.headers[REPLAY_HEADER]
+    assert (replay["count"], replay["cc"], replay["user_id"]) == (3, ["audit"], "someone-else")
+    assert (mover.out.stripped_cc, mover.out.stripped_user_id) == (1, 1)
+
+    copy = kept_copy(props(), "guest", 3, 3)
+    assert copy.user_id is None and copy.message_id == "m1"
+    assert set(copy.headers) == {"tenant", REPLAY_HEADER, "x-mqtop-kept"}
+    kept = copy.headers["x-mqtop-kept"]
+    assert (kept["cc"], kept["user_id"], kept["delivery_limit"]) == (["audit"], "someone-else", 3)
+    assert copy.headers[REPLAY_HEADER] == {"count": 2}  # a kept copy is not a replay
