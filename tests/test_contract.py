@@ -332,12 +332,14 @@ class World:
             conn.close()
 
     def rabbit_settled(self, queues: dict[str, int]) -> None:
-        """Wait until the management API (what mqtop reads) shows these ready counts."""
+        """Wait until the management API (what mqtop reads) shows these ready counts, and
+        the consumer count: RabbitMQ 3.10 publishes it up to a statistics interval after the
+        message counts, and until then mqtop rightly reports it null."""
 
         def settled() -> bool:
             for queue, ready in queues.items():
                 info: Any = self.rabbit.api("GET", f"queues/%2F/{queue}")
-                if info.get("messages_ready") != ready:
+                if info.get("messages_ready") != ready or info.get("consumers") is None:
                     return False
             return True
 
