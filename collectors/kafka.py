@@ -557,8 +557,8 @@ class KafkaWire:
         self.internal: set[str] = set()
         self.metadata_time = -1e18
         self.explicit_offsets = False  # OffsetFetch names partitions (see offset_fetch)
-        # ConsumerGroupDescribe (KIP-848) answered: None until asked, False if unsupported
-        self.consumer_groups_describable: bool | None = None
+        # the brokers lack ConsumerGroupDescribe (so there are no KIP-848 groups to ask about)
+        self.no_consumer_group_describe = False
 
     @property
     def client(self) -> AIOKafkaClient:
@@ -757,7 +757,7 @@ class KafkaWire:
                 out[name] = info
                 if state == "Dead" and not members:
                     dead.append(name)
-            if dead and self.consumer_groups_describable is not False:
+            if dead and not self.no_consumer_group_describe:
                 # a KIP-848 group looks dead to DescribeGroups: ask the new protocol
                 try:
                     out.update(await self._describe_consumer_groups(node, dead))
@@ -776,9 +776,8 @@ class KafkaWire:
         try:
             response = await self.send(node, _consumer_group_describe_class()(names))
         except IncompatibleBrokerVersion:
-            self.consumer_groups_describable = False  # no such groups on this cluster
+            self.no_consumer_group_describe = True
             return {}
-        self.consumer_groups_describable = True
         out: dict[str, GroupInfo] = {}
         for entry in response.groups:
             code, _message, name, state, *_epochs, members = entry[:8]
