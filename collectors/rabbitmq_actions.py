@@ -212,10 +212,21 @@ def kept_copy(properties: Any, username: str | None, count: int, limit: int) -> 
 
 
 def _used_deliveries(content: Any) -> int:
-    """x-delivery-count of a delivery (raw properties are only decoded when it is there)."""
-    if isinstance(content, RawContent) and b"x-delivery-count" not in content.raw:
+    """x-delivery-count of a delivery; raw properties are read in place, not decoded."""
+    if not isinstance(content, RawContent):
+        return delivery_count(content)
+    raw = content.raw
+    headers = content.spans.get("headers")
+    if headers is None or b"x-delivery-count" not in raw:
         return 0
-    return delivery_count(content)
+    try:
+        for key, _start, _end, value_at in table_entries(raw, headers[0] + 4, headers[1]):
+            if key == b"x-delivery-count":
+                value = _pika_data().decode_value(raw, value_at)[0]
+                return int(value) if isinstance(value, int) and not isinstance(value, bool) else 0
+    except (RawError, IndexError):
+        return delivery_count(content)
+    return 0
 
 
 def journal_dir() -> Path:

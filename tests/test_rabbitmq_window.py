@@ -105,3 +105,24 @@ def test_republished_properties_lose_what_the_broker_would_misuse():
     kept = copy.headers["x-mqtop-kept"]
     assert (kept["cc"], kept["user_id"], kept["delivery_limit"]) == (["audit"], "someone-else", 3)
     assert copy.headers[REPLAY_HEADER] == {"count": 2}  # a kept copy is not a replay
+
+
+def test_delivery_count_read_from_raw_properties_like_decoded_ones():
+    from pika import spec as pika_spec
+
+    from collectors.rabbitmq_actions import RawContent, _used_deliveries, delivery_count
+
+    for headers in ({"x-delivery-count": 7, "a": "b"}, {"a": "x-delivery-count"}, None):
+        props = pika_spec.BasicProperties(message_id="m", headers=headers)
+        raw = b"".join(props.encode())
+        decoded = pika_spec.BasicProperties()
+        decoded.decode(raw)
+        assert _used_deliveries(RawContent(raw)) == delivery_count(decoded)
+    assert (
+        _used_deliveries(
+            RawContent(
+                b"".join(pika_spec.BasicProperties(headers={"x-delivery-count": 7}).encode())
+            )
+        )
+        == 7
+    )
