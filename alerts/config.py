@@ -13,9 +13,9 @@ from pydantic import (
     model_validator,
 )
 
-from mqtop.durations import Duration, OptionalDuration
-from mqtop.model import METRICS, PUBLIC_METRIC_NAMES
-from mqtop.secrets import SecretUrl
+from mqtop.kernel.durations import Duration, OptionalDuration
+from mqtop.kernel.model import METRICS, PUBLIC_METRIC_NAMES
+from mqtop.kernel.secrets import SecretUrl
 
 Op = Literal[">", ">=", "<", "<=", "==", "!="]
 Severity = Literal["info", "warning", "critical"]
@@ -117,7 +117,7 @@ def _hidden_url(url: SecretUrl) -> str:
     """``scheme://host:port/****``: webhook paths are often the secret itself."""
     from urllib.parse import urlsplit
 
-    from mqtop.secrets import MASK
+    from mqtop.kernel.secrets import MASK
 
     try:
         parts = urlsplit(url.get_secret_value())
@@ -135,7 +135,7 @@ def _register_url(url: SecretUrl) -> SecretUrl:
     """Remember the whole URL (and a long path) so no output or log can show it."""
     from urllib.parse import urlsplit
 
-    from mqtop.secrets import REDACTOR
+    from mqtop.kernel.secrets import REDACTOR
 
     raw = url.get_secret_value()
     REDACTOR.register(raw)
@@ -171,7 +171,7 @@ class WebhookNotifier(_NotifierBase):
     @field_validator("headers")
     @classmethod
     def _secret_headers(cls, value: dict[str, str]) -> dict[str, str]:
-        from mqtop.secrets import REDACTOR
+        from mqtop.kernel.secrets import REDACTOR
 
         for header in value.values():
             REDACTOR.register(header)
@@ -183,7 +183,7 @@ class WebhookNotifier(_NotifierBase):
 
     @field_serializer("headers")
     def _show_headers(self, value: dict[str, str]) -> dict[str, str]:
-        from mqtop.secrets import MASK
+        from mqtop.kernel.secrets import MASK
 
         return dict.fromkeys(value, MASK)
 

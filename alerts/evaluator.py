@@ -38,9 +38,9 @@ from typing import Any
 from alerts.config import SEVERITY_ORDER, AlertingSettings, AlertRule
 from alerts.model import Alert, AlertEvent, AlertState
 from alerts.silences import Silence, SilenceStore
-from mqtop.model import BrokerStatus, SeriesKey, SeriesView, group_status_name
-from mqtop.secrets import redact
-from mqtop.store import DERIVED_RATES, TimeSeriesStore
+from mqtop.kernel.model import BrokerStatus, SeriesKey, SeriesView, group_status_name
+from mqtop.kernel.secrets import redact
+from mqtop.kernel.store import DERIVED_RATES, TimeSeriesStore
 
 NAN = math.nan
 _STALE = operator.attrgetter("stale")
@@ -1049,7 +1049,7 @@ def alert_sort_key(alert: Alert) -> tuple[int, int, str, str, str, str]:
 def _fmt_window(window: float | None) -> str:
     if window is None:
         return ""
-    from mqtop.durations import format_duration
+    from mqtop.kernel.durations import format_duration
 
     return format_duration(window)
 

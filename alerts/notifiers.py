@@ -32,7 +32,7 @@ from alerts.config import (
 )
 from alerts.model import Alert, AlertEvent, AlertState
 from mqtop import __version__
-from mqtop.secrets import redact
+from mqtop.kernel.secrets import redact
 
 if TYPE_CHECKING:
     import httpx

@@ -13,10 +13,10 @@ from typing import Any
 from alerts.config import SEVERITY_ORDER
 from alerts.evaluator import BROKER_DOWN, CheckResult, format_number, series_label
 from alerts.model import Alert, AlertState
-from mqtop.durations import humanize_seconds
-from mqtop.model import BrokerStatus
-from mqtop.safe import dumps, safe_text
-from mqtop.secrets import redact
+from mqtop.kernel.durations import humanize_seconds
+from mqtop.kernel.model import BrokerStatus
+from mqtop.kernel.safe import dumps, safe_text
+from mqtop.kernel.secrets import redact
 
 FORMATS = ("text", "json", "junit", "github")
 

@@ -101,7 +101,7 @@ def default_silences_path(silences_path: str | None, history_path: Path | None) 
         return Path(os.path.expanduser(silences_path))
     if history_path is not None:
         return history_path.parent / SILENCES_FILE
-    from mqtop.config import default_state_dir
+    from mqtop.kernel.paths import default_state_dir
 
     return default_state_dir() / SILENCES_FILE
 

@@ -33,8 +33,8 @@ from typing import Any
 
 from alerts.config import AlertingSettings, AlertRule
 from alerts.evaluator import AlertEvaluator
-from mqtop.model import BrokerSnapshot, BrokerStatus, SeriesKey, SeriesSample
-from mqtop.store import TimeSeriesStore
+from mqtop.kernel.model import BrokerSnapshot, BrokerStatus, SeriesKey, SeriesSample
+from mqtop.kernel.store import TimeSeriesStore
 
 BROKERS = ("rabbit", "kafka", "sqs", "redis")
 INTERVAL = 5.0

@@ -238,8 +238,8 @@ def poll_benchmark(broker, count: int, cycles: int = 7) -> tuple[float, float]: 
     """(mqtop CPU seconds per poll, mqtop poll wall / bare paged fetch wall)."""
     import httpx
 
-    from collectors.rabbitmq import QUEUE_COLUMNS, RabbitMQCollector, RabbitMQOptions
-    from mqtop.secrets import SecretUrl
+    from collectors.rabbitmq.collector import QUEUE_COLUMNS, RabbitMQCollector, RabbitMQOptions
+    from mqtop.kernel.secrets import SecretUrl
 
     vhost = f"mqtop-bench-{uuid.uuid4().hex[:8]}"
     _create_queues(broker, vhost, count)

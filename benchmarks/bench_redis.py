@@ -38,10 +38,10 @@ def _fill(client, key: str, items: list[bytes]) -> None:  # type: ignore[no-unty
 
 def _mqtop_move(url: str, src: str, dst: str, filters: list[str] | None = None) -> float:
     from collectors.base import MoveRequest
-    from collectors.redis import RedisOptions
-    from collectors.redis_actions import RedisActions
-    from mqtop.filters import parse_filters
-    from mqtop.secrets import SecretUrl
+    from collectors.redis.actions import RedisActions
+    from collectors.redis.collector import RedisOptions
+    from mqtop.kernel.filters import parse_filters
+    from mqtop.kernel.secrets import SecretUrl
 
     async def go() -> float:
         actions = RedisActions(RedisOptions(name="bench", url=SecretUrl(url)))

@@ -8,8 +8,8 @@ to use StartMessageMoveTask, so its batched fallback is what is measured; where 
 implements the native task, its throughput is reported too (``sqs_native_msgs_per_s``).
 
 The endpoint, in this order: MQTOP_TEST_SQS_ENDPOINT; ElasticMQ from Maven Central (a JVM
-SQS server, see tests/test_sqs_elasticmq.py); a private moto server with its clock helper
-replaced (see tests/test_sqs_kill.py). Force one with MQTOP_BENCH_SQS=elasticmq|moto.
+SQS server, see tests/brokers/sqs/test_sqs_elasticmq.py); a private moto server with its clock
+helper replaced (see tests/support/sqs.py). Force one with MQTOP_BENCH_SQS=elasticmq|moto.
 ``sqs_endpoint_is_moto`` says which one ran. Three rounds on fresh queues, alternating which
 side goes first; the figures are medians (the machine's load varies between runs). On moto
 the ratio is lower: moto walks every stored message on each send and delete, a cost the naive
@@ -99,9 +99,9 @@ def _naive(client: Any, src: str, dst: str) -> float:
 
 def _mqtop(endpoint: str, src_name: str, dst_name: str, n: int, native: bool = False) -> float:
     from collectors.base import MoveRequest
-    from collectors.sqs import SQSOptions
-    from collectors.sqs_actions import SQSActions
-    from mqtop.secrets import REDACTOR
+    from collectors.sqs.actions import SQSActions
+    from collectors.sqs.collector import SQSOptions
+    from mqtop.kernel.secrets import REDACTOR
 
     options = SQSOptions.model_validate(
         {
@@ -144,8 +144,8 @@ def _endpoint() -> tuple[str, Any, bool]:
         return endpoint, None, False
     wanted = os.environ.get("MQTOP_BENCH_SQS", "")
     if wanted in ("", "elasticmq"):
+        from tests.brokers.sqs.test_sqs_elasticmq import start_elasticmq
         from tests.harness import BrokerUnavailable
-        from tests.test_sqs_elasticmq import start_elasticmq
 
         try:
             broker = start_elasticmq()
@@ -153,7 +153,7 @@ def _endpoint() -> tuple[str, Any, bool]:
         except BrokerUnavailable:
             if wanted:
                 raise
-    from tests.test_sqs_kill import start_fast_moto
+    from tests.support.sqs import start_fast_moto
 
     broker = start_fast_moto()
     return broker.endpoint_url, broker, True

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import time
 
-from mqtop.model import BrokerSnapshot, SeriesKey, SeriesSample
-from mqtop.store import TimeSeriesStore
+from mqtop.kernel.model import BrokerSnapshot, SeriesKey, SeriesSample
+from mqtop.kernel.store import TimeSeriesStore
 
 METRICS = (
     "queue_length",

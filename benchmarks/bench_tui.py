@@ -20,7 +20,7 @@ from typing import Any
 
 from mqtop.config import Config
 from mqtop.engine import Engine
-from mqtop.model import BrokerSnapshot, SeriesKey, SeriesSample
+from mqtop.kernel.model import BrokerSnapshot, SeriesKey, SeriesSample
 
 SIZE = (160, 45)
 NOW = 1_767_225_600.0
@@ -63,7 +63,7 @@ def _paint(app: Any) -> None:
 
 
 async def _mqtop(series: int, polls: int, updates: int) -> dict[str, float]:
-    from mqtop.model import BrokerStatus
+    from mqtop.kernel.model import BrokerStatus
     from mqtop.ui.app import MqtopApp
     from mqtop.ui.overview import OverviewScreen
 

@@ -18,9 +18,9 @@ from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from mqtop.durations import OptionalDuration
-from mqtop.model import SeriesSample
-from mqtop.secrets import Password
+from mqtop.kernel.durations import OptionalDuration
+from mqtop.kernel.model import SeriesSample
+from mqtop.kernel.secrets import Password
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 
@@ -168,6 +168,18 @@ class MessageFilter(Protocol):
         """True when the message should be acted on."""
 
 
+class MoveOptions(BaseModel):
+    """Options of a replay/move that a broker declares (``CollectorPlugin.move_options``).
+
+    A broker subclasses this with typed fields; ``mqtop dlq replay|move`` gets one flag per
+    field (``batch`` -> ``--batch``; a field's ``json_schema_extra`` may give ``metavar``) and
+    the dashboard's move dialog one input per field. Options a broker does not declare are
+    refused in one place (:func:`collectors.kit.options.build_move_options`).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 @dataclass(frozen=True, slots=True)
 class MoveRequest:
     """One replay or move: from ``source`` to ``destination`` on one broker."""
@@ -178,7 +190,7 @@ class MoveRequest:
     limit: int | None = None
     filter: MessageFilter | None = None
     dry_run: bool = False
-    extra: Mapping[str, Any] = field(default_factory=dict)  # broker-specific options
+    options: MoveOptions = field(default_factory=MoveOptions)  # the broker's declared options
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +301,7 @@ class CollectorPlugin(Generic[OptionsT]):
     options_model: builtins.type[OptionsT]
     factory: Callable[[OptionsT], Collector]
     description: str = ""
+    move_options: builtins.type[MoveOptions] = MoveOptions
 
     def create(self, options: BrokerOptions) -> Collector:
         """Build a collector for validated options."""

@@ -10,7 +10,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from mqtop.secrets import redact_obj
+from mqtop.kernel.secrets import redact_obj
 
 
 def current_user() -> str:

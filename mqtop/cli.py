@@ -26,7 +26,26 @@ def _config_option(parser: argparse.ArgumentParser, top: bool = False) -> None:
     )
 
 
-def _move_options(p: argparse.ArgumentParser) -> None:
+def _broker_move_options(p: argparse.ArgumentParser) -> None:
+    """One flag per move option an installed broker declares (``CollectorPlugin.move_options``)."""
+    from collectors.kit.options import DEST_PREFIX
+    from mqtop.registry import move_option_specs
+
+    group = p.add_argument_group("broker options (refused by brokers that do not declare them)")
+    for spec in move_option_specs():
+        owners = ", ".join(spec.owners)
+        text = f"{spec.help} [{owners}]" if spec.help else f"[{owners}]"
+        dest = DEST_PREFIX + spec.name
+        if spec.kind == "bool":
+            group.add_argument(spec.flag, dest=dest, action="store_true", default=None, help=text)
+            continue
+        value_type = {"int": int, "float": float}.get(spec.kind, str)
+        group.add_argument(
+            spec.flag, dest=dest, type=value_type, metavar=spec.metavar or "VALUE", help=text
+        )
+
+
+def _move_options(p: argparse.ArgumentParser, brokers: bool) -> None:
     p.add_argument("--limit", type=int, metavar="N", help="move at most N messages")
     p.add_argument(
         "--filter",
@@ -39,17 +58,16 @@ def _move_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true", help="count what would move; change nothing")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     p.add_argument("--format", choices=["text", "json"], default="text")
-    p.add_argument("--batch", type=int, metavar="N", help="messages per batch / confirm window")
-    # broker-specific (refused by brokers that do not support them)
-    p.add_argument("--keep-partition", action="store_true", help="Kafka: same partition number")
-    p.add_argument("--keep-timestamp", action="store_true", help="Kafka: keep record timestamps")
-    p.add_argument("--from-offset", type=int, metavar="N", help="Kafka: start at this offset")
-    p.add_argument("--from-time", metavar="ISO8601", help="Kafka: start at this time")
-    p.add_argument("--rate", type=int, metavar="N", help="SQS native task: max messages/s")
+    if brokers:
+        _broker_move_options(p)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser (cheap: no command module is imported)."""
+def build_parser(move_options: bool = True) -> argparse.ArgumentParser:
+    """The full argument parser (cheap: no command module is imported).
+
+    ``move_options`` adds the brokers' declared move flags to ``dlq replay|move``, which loads
+    every broker plugin: only done when the command line is a ``dlq`` one.
+    """
     parser = argparse.ArgumentParser(
         prog="mqtop",
         description="htop for message queues: RabbitMQ, Kafka, SQS and Redis in one console.",
@@ -113,14 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("broker")
     p.add_argument("dlq")
     p.add_argument("--to", metavar="QUEUE", help="destination (default: the original queue)")
-    _move_options(p)
+    _move_options(p, move_options)
 
     p = dsub.add_parser("move", help="move messages between two queues of one broker")
     _config_option(p)
     p.add_argument("broker")
     p.add_argument("src")
     p.add_argument("dst")
-    _move_options(p)
+    _move_options(p, move_options)
 
     p = dsub.add_parser("purge", help="delete every message of a queue")
     _config_option(p)
@@ -176,7 +194,7 @@ COMMANDS: dict[str, str] = {
 def _setup_logging(verbose: int) -> None:
     import logging
 
-    from mqtop.secrets import install_log_redaction
+    from mqtop.kernel.secrets import install_log_redaction
 
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -185,8 +203,9 @@ def _setup_logging(verbose: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the process exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(move_options="dlq" in words)
+    args = parser.parse_args(words)
     command = args.command or "dashboard"
     try:
         _setup_logging(args.verbose)
@@ -195,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
             if exc.name and exc.name.startswith("mqtop.commands"):
-                from mqtop.errors import UsageError
+                from mqtop.kernel.errors import UsageError
 
                 raise UsageError(
                     f"the {command!r} command is not available in this build"
@@ -218,9 +237,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _report(exc: BaseException) -> int:
-    from mqtop.errors import ConfigError, MqtopError
-    from mqtop.safe import safe_text
-    from mqtop.secrets import redact
+    from mqtop.kernel.errors import ConfigError, MqtopError
+    from mqtop.kernel.safe import safe_text
+    from mqtop.kernel.secrets import redact
 
     if isinstance(exc, ConfigError):
         for problem in exc.problems:

@@ -14,19 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 
 from alerts.config import AlertingSettings, AlertRule, NotifierConfig, default_rules
 from collectors.base import BrokerOptions
-from mqtop.durations import Duration, OptionalDuration, format_duration, is_duration_field
-from mqtop.errors import ConfigError, UsageError
-from mqtop.secrets import redact
+from mqtop.kernel.durations import Duration, OptionalDuration, format_duration, is_duration_field
+from mqtop.kernel.errors import ConfigError, UsageError
+from mqtop.kernel.paths import default_state_dir
+from mqtop.kernel.secrets import redact
 from mqtop.yamlpos import Located, Pos, YamlSyntaxError, load_located
 
 ENV_CONFIG = "MQTOP_CONFIG"
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
-
-
-def default_state_dir() -> Path:
-    """Where mqtop keeps history, silences and the audit log by default."""
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local/state")
-    return Path(base) / "mqtop"
 
 
 class _Strict(BaseModel):
@@ -476,6 +471,23 @@ def load_config(explicit: str | None = None, detect: bool = True) -> Config:
         return load_config_file(path)
     if not detect:
         raise UsageError("no config found (use --config, $MQTOP_CONFIG or ./mqtop.yaml)")
-    from mqtop.detect import detected_config
-
     return detected_config()
+
+
+def detected_config() -> Config:
+    """A config made of the detected brokers (only types whose collector is installed)."""
+    from mqtop.detect import detect_brokers
+    from mqtop.registry import get_plugin
+
+    usable = []
+    for entry in detect_brokers():
+        try:
+            get_plugin(entry["type"])
+        except UsageError:
+            continue
+        usable.append(entry)
+    config, _problems = validate_data(Located(data={"brokers": usable}))
+    if config is None:  # a detected entry the installed collector rejects: keep the rest
+        config, _ = validate_data(Located(data={}))
+        assert config is not None
+    return config

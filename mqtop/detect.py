@@ -7,9 +7,6 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from mqtop.config import Config, validate_data
-from mqtop.yamlpos import Located
-
 DEFAULT_PORTS: tuple[tuple[str, str, int], ...] = (
     ("redis", "127.0.0.1", 6379),
     ("rabbitmq", "127.0.0.1", 5672),
@@ -71,22 +68,3 @@ def detect_brokers(probes: Iterable[tuple[str, str, int]] = DEFAULT_PORTS) -> li
             }
         )
     return brokers
-
-
-def detected_config() -> Config:
-    """A config made of the detected brokers (only types whose collector is installed)."""
-    from mqtop.errors import UsageError
-    from mqtop.registry import get_plugin
-
-    usable = []
-    for entry in detect_brokers():
-        try:
-            get_plugin(entry["type"])
-        except UsageError:
-            continue
-        usable.append(entry)
-    config, _problems = validate_data(Located(data={"brokers": usable}))
-    if config is None:  # a detected entry the installed collector rejects: keep the rest
-        config, _ = validate_data(Located(data={}))
-        assert config is not None
-    return config

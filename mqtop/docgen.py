@@ -22,7 +22,7 @@ from alerts.config import (
     WebhookNotifier,
 )
 from mqtop.config import HistoryConfig, _RawConfig
-from mqtop.durations import format_duration, is_duration_field
+from mqtop.kernel.durations import format_duration, is_duration_field
 from mqtop.registry import available_types, get_plugin
 
 HEADER = """# Configuration reference

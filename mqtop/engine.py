@@ -18,11 +18,11 @@ from dataclasses import replace
 
 from collectors.base import Collector
 from mqtop.config import Config
-from mqtop.model import BrokerSnapshot, BrokerStatus
+from mqtop.kernel.model import BrokerSnapshot, BrokerStatus
+from mqtop.kernel.secrets import redact
+from mqtop.kernel.store import TimeSeriesStore
 from mqtop.persist import HistoryDB
 from mqtop.registry import get_plugin
-from mqtop.secrets import redact
-from mqtop.store import TimeSeriesStore
 
 log = logging.getLogger("mqtop.engine")
 

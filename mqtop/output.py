@@ -6,10 +6,10 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from mqtop.durations import humanize_seconds
-from mqtop.model import PUBLIC_METRICS, BrokerStatus, SeriesView, group_status_name
-from mqtop.safe import safe_text
-from mqtop.secrets import redact
+from mqtop.kernel.durations import humanize_seconds
+from mqtop.kernel.model import PUBLIC_METRICS, BrokerStatus, SeriesView, group_status_name
+from mqtop.kernel.safe import safe_text
+from mqtop.kernel.secrets import redact
 
 
 def iso_time(epoch: float) -> str:

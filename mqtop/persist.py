@@ -15,9 +15,9 @@ import time
 from array import array
 from pathlib import Path
 
-from mqtop.errors import ConfigError
-from mqtop.model import BrokerSnapshot, SeriesKey
-from mqtop.store import TimeSeriesStore
+from mqtop.kernel.errors import ConfigError
+from mqtop.kernel.model import BrokerSnapshot, SeriesKey
+from mqtop.kernel.store import TimeSeriesStore
 
 SCHEMA_VERSION = "1"  # rollup blobs are float32 (min|inc, max, avg, last) per metric
 _SCHEMA = """

@@ -7,8 +7,9 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
 
-from collectors.base import CollectorPlugin
-from mqtop.errors import UsageError
+from collectors.base import CollectorPlugin, MoveOptions
+from collectors.kit.options import OptionSpec, option_specs
+from mqtop.kernel.errors import UsageError
 
 GROUP = "mqtop.collectors"
 # Used when the package runs from a source tree without installed metadata.
@@ -52,3 +53,19 @@ def get_plugin(broker_type: str) -> CollectorPlugin[Any]:
     if not isinstance(plugin, CollectorPlugin):
         raise UsageError(f"broker type {broker_type!r}: {target} is not a CollectorPlugin")
     return plugin
+
+
+def move_option_models() -> dict[str, type[MoveOptions]]:
+    """The declared move options of every installed broker type that loads."""
+    models: dict[str, type[MoveOptions]] = {}
+    for broker_type in available_types():
+        try:
+            models[broker_type] = get_plugin(broker_type).move_options
+        except UsageError:
+            continue  # a plugin that cannot load has no flags to offer
+    return models
+
+
+def move_option_specs() -> list[OptionSpec]:
+    """The union of every broker's move options, one per flag (for the CLI and the dashboard)."""
+    return option_specs(move_option_models())

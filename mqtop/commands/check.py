@@ -28,13 +28,13 @@ from alerts.report import CheckReport, describe, render
 from alerts.silences import SilenceStore
 from mqtop.commands.metrics import two_polls
 from mqtop.config import Config
-from mqtop.durations import format_duration, parse_duration
 from mqtop.engine import Engine
-from mqtop.errors import EXIT_FIRING, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, UsageError
-from mqtop.model import BrokerStatus
+from mqtop.kernel.durations import format_duration, parse_duration
+from mqtop.kernel.errors import EXIT_FIRING, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, UsageError
+from mqtop.kernel.model import BrokerStatus
+from mqtop.kernel.safe import safe_text
+from mqtop.kernel.secrets import redact
 from mqtop.runtime import config_from_args
-from mqtop.safe import safe_text
-from mqtop.secrets import redact
 
 MAX_WATCH = 7 * 86400.0
 Identity = tuple[str, str | None, str | None, str | None]

@@ -9,8 +9,8 @@ from pathlib import Path
 import yaml
 
 from mqtop.config import find_config_path, load_config, parse_text, read_config_file
-from mqtop.errors import EXIT_OK, EXIT_USAGE, ConfigError, UsageError
-from mqtop.safe import safe_text
+from mqtop.kernel.errors import EXIT_OK, EXIT_USAGE, ConfigError, UsageError
+from mqtop.kernel.safe import safe_text
 
 
 def run(args: argparse.Namespace) -> int:

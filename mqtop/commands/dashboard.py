@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 
-from mqtop.errors import EXIT_OK, UsageError
+from mqtop.kernel.errors import EXIT_OK, UsageError
 from mqtop.runtime import config_from_args
 
 

@@ -21,8 +21,8 @@ from types import FrameType
 from mqtop.config import Config
 from mqtop.demo import runner
 from mqtop.demo.runner import DemoSession
-from mqtop.durations import format_duration, parse_duration
-from mqtop.errors import EXIT_OK, UsageError
+from mqtop.kernel.durations import format_duration, parse_duration
+from mqtop.kernel.errors import EXIT_OK, UsageError
 from mqtop.runtime import until_signalled
 
 MAX_DURATION = 7 * 86400.0

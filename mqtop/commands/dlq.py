@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 import os
 import sys
 import time
@@ -27,11 +26,12 @@ from collectors.base import (
     ReclaimRequest,
     StreamReclaim,
 )
+from collectors.kit.options import DEST_PREFIX, build_move_options
 from mqtop.audit import audit
 from mqtop.config import Config
-from mqtop.durations import humanize_seconds, parse_duration
 from mqtop.engine import describe_error
-from mqtop.errors import (
+from mqtop.kernel.durations import humanize_seconds, parse_duration
+from mqtop.kernel.errors import (
     EXIT_OK,
     EXIT_UNREACHABLE,
     ActionFailed,
@@ -40,10 +40,10 @@ from mqtop.errors import (
     UnsupportedAction,
     UsageError,
 )
-from mqtop.filters import parse_filters
+from mqtop.kernel.filters import parse_filters
+from mqtop.kernel.safe import body_preview, decode_body, dumps, json_safe, safe_text
 from mqtop.registry import get_plugin
 from mqtop.runtime import config_from_args
-from mqtop.safe import body_preview, decode_body, dumps, json_safe, safe_text
 
 
 def run(args: argparse.Namespace) -> int:
@@ -292,29 +292,13 @@ async def _peek(
 # ---------------------------------------------------------------- replay / move
 
 
-def _extras(args: argparse.Namespace) -> dict[str, Any]:
-    extra: dict[str, Any] = {}
-    if getattr(args, "keep_partition", False):
-        extra["keep_partition"] = True
-    if getattr(args, "keep_timestamp", False):
-        extra["keep_timestamp"] = True
-    if getattr(args, "from_offset", None) is not None:
-        extra["from_offset"] = args.from_offset
-    if getattr(args, "from_time", None):
-        try:
-            when = dt.datetime.fromisoformat(args.from_time.replace("Z", "+00:00"))
-        except ValueError:
-            raise UsageError(f"--from-time {args.from_time!r}: use ISO 8601") from None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.UTC)
-        extra["from_time"] = when.timestamp()
-    if getattr(args, "rate", None) is not None:
-        extra["rate"] = args.rate
-    if getattr(args, "batch", None) is not None:
-        if args.batch < 1:
-            raise UsageError("--batch must be at least 1")
-        extra["batch"] = args.batch
-    return extra
+def given_move_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The broker move options set on the command line (flags left out are not given)."""
+    return {
+        key[len(DEST_PREFIX) :]: value
+        for key, value in vars(args).items()
+        if key.startswith(DEST_PREFIX) and value is not None
+    }
 
 
 class ProgressPrinter:
@@ -381,7 +365,9 @@ async def _move(
     if args.limit is not None and args.limit < 0:
         raise UsageError("--limit must not be negative")
     msg_filter = parse_filters(args.filters)
-    extra = _extras(args)
+    options = build_move_options(
+        get_plugin(broker.type).move_options, given_move_options(args), broker.type
+    )
     if not args.dry_run:
         refuse_if_readonly(broker, mode)
         require_audit_log(config)
@@ -402,7 +388,7 @@ async def _move(
         limit=args.limit,
         filter=msg_filter,
         dry_run=args.dry_run,
-        extra=extra,
+        options=options,
     )
     if not args.dry_run:
         count = await actions.count(source)

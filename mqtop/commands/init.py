@@ -20,7 +20,7 @@ from typing import Any
 
 from alerts.config import DEFAULT_RULES
 from mqtop.config import Config, load_config_file
-from mqtop.errors import EXIT_OK, UsageError
+from mqtop.kernel.errors import EXIT_OK, UsageError
 
 Detector = Callable[[], list[dict[str, Any]]]
 

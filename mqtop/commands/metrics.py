@@ -10,12 +10,12 @@ import time
 
 from mqtop.config import Config
 from mqtop.engine import Engine
-from mqtop.errors import EXIT_OK, EXIT_UNREACHABLE, UsageError
-from mqtop.model import BrokerStatus, SeriesKey, SeriesView
+from mqtop.kernel.errors import EXIT_OK, EXIT_UNREACHABLE, UsageError
+from mqtop.kernel.model import BrokerStatus, SeriesKey, SeriesView
+from mqtop.kernel.safe import dumps, safe_text
+from mqtop.kernel.secrets import redact
 from mqtop.output import metrics_json, metrics_table, prometheus_text, render_table
 from mqtop.runtime import config_from_args
-from mqtop.safe import dumps, safe_text
-from mqtop.secrets import redact
 
 
 def select_brokers(config: Config, names: list[str] | None) -> Config:

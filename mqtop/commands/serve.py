@@ -29,11 +29,11 @@ from alerts.silences import SilenceStore, default_silences_path
 from mqtop import __version__
 from mqtop.config import Config
 from mqtop.engine import Engine
-from mqtop.errors import EXIT_OK, EXIT_USAGE, MqtopError, UsageError
+from mqtop.kernel.errors import EXIT_OK, EXIT_USAGE, MqtopError, UsageError
+from mqtop.kernel.secrets import install_log_redaction, redact, redact_obj
+from mqtop.kernel.store import TimeSeriesStore
 from mqtop.output import SnapshotCollector
 from mqtop.runtime import config_from_args, tune_gc
-from mqtop.secrets import install_log_redaction, redact, redact_obj
-from mqtop.store import TimeSeriesStore
 
 log = logging.getLogger("mqtop.serve")
 

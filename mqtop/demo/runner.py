@@ -28,9 +28,9 @@ import yaml
 
 from alerts.config import DEFAULT_RULES
 from mqtop.config import Config, load_config_file
-from mqtop.errors import EXIT_OK, EXIT_UNREACHABLE, BrokerUnreachable, UsageError
-from mqtop.safe import safe_text
-from mqtop.secrets import redact
+from mqtop.kernel.errors import EXIT_OK, EXIT_UNREACHABLE, BrokerUnreachable, UsageError
+from mqtop.kernel.safe import safe_text
+from mqtop.kernel.secrets import redact
 
 DEMO_MARKER = "# mqtop demo config"
 DEMO_INTERVAL = "1s"
@@ -195,7 +195,7 @@ class DemoBackend:
 
     def _reap_group_leftovers(self, pgid: int) -> None:
         """Kill a server child the backend could not stop (it stays in the backend's group)."""
-        from mqtop.procs import process_alive
+        from mqtop.kernel.procs import process_alive
 
         for pid in (self.info.pids if self.info else {}).values():
             if pid == pgid or not process_alive(pid):

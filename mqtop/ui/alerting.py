@@ -9,8 +9,8 @@ from typing import Any, Protocol
 
 from alerts.model import Alert, AlertEvent
 from mqtop.config import Config
-from mqtop.model import BrokerStatus
-from mqtop.store import TimeSeriesStore
+from mqtop.kernel.model import BrokerStatus
+from mqtop.kernel.store import TimeSeriesStore
 
 log = logging.getLogger("mqtop.ui")
 

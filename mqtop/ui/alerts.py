@@ -13,8 +13,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Static
 
 from alerts.model import Alert, AlertState
-from mqtop.durations import humanize_seconds
-from mqtop.safe import safe_text
+from mqtop.kernel.durations import humanize_seconds
+from mqtop.kernel.safe import safe_text
 from mqtop.ui.alerting import glob_escape
 from mqtop.ui.app import DataRefreshed, MqtopApp
 from mqtop.ui.modals import SilenceModal
@@ -182,7 +182,7 @@ class AlertsScreen(Screen[None]):
 
     def action_open(self) -> None:
         """Open the selected alert's series."""
-        from mqtop.model import SeriesKey
+        from mqtop.kernel.model import SeriesKey
 
         alert = self.selected_alert()
         if alert is None or alert.broker is None or alert.queue is None:

@@ -30,8 +30,8 @@ from alerts.model import Alert, AlertEvent, AlertState
 from collectors.base import MessageActions
 from mqtop.config import Config
 from mqtop.engine import Engine
-from mqtop.model import BrokerSnapshot, BrokerStatus, SeriesKey, SeriesView
-from mqtop.safe import safe_text
+from mqtop.kernel.model import BrokerSnapshot, BrokerStatus, SeriesKey, SeriesView
+from mqtop.kernel.safe import safe_text
 from mqtop.ui.alerting import AlertSource, LockedAlerts, make_alert_source
 from mqtop.ui.rows import Row, build_rows
 

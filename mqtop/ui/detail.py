@@ -16,9 +16,9 @@ from textual.widgets import Footer, Static, Tab, Tabs
 from textual_plotext import PlotextPlot
 
 from alerts.model import Alert
-from mqtop.durations import humanize_seconds
-from mqtop.model import PUBLIC_METRICS, SeriesKey, SeriesView, group_status_name
-from mqtop.safe import safe_text
+from mqtop.kernel.durations import humanize_seconds
+from mqtop.kernel.model import PUBLIC_METRICS, SeriesKey, SeriesView, group_status_name
+from mqtop.kernel.safe import safe_text
 from mqtop.ui.app import DataRefreshed, MqtopApp
 from mqtop.ui.rows import fmt_count, fmt_pct, fmt_rate
 

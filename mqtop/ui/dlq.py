@@ -17,8 +17,8 @@ from textual.widgets import DataTable, Footer, Label, ProgressBar, Static
 from collectors.base import BrokerOptions, MessageActions, MoveProgress, MoveResult, PeekedMessage
 from mqtop.commands.dlq import record_kept
 from mqtop.engine import describe_error
-from mqtop.errors import MqtopError
-from mqtop.safe import hexdump, is_binary, json_safe, pretty_body, safe_text
+from mqtop.kernel.errors import MqtopError
+from mqtop.kernel.safe import hexdump, is_binary, json_safe, pretty_body, safe_text
 from mqtop.ui.app import MqtopApp
 from mqtop.ui.dlq_ops import (
     common_origin,

@@ -23,10 +23,10 @@ from collectors.base import (
 from mqtop.audit import audit
 from mqtop.commands.dlq import audit_move, refuse_if_readonly
 from mqtop.config import Config
-from mqtop.durations import humanize_seconds
 from mqtop.engine import describe_error
-from mqtop.errors import ActionFailed, MqtopError
-from mqtop.safe import body_preview, safe_text
+from mqtop.kernel.durations import humanize_seconds
+from mqtop.kernel.errors import ActionFailed, MqtopError
+from mqtop.kernel.safe import body_preview, safe_text
 
 
 class SelectionFilter:

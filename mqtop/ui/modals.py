@@ -15,8 +15,8 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from mqtop.durations import parse_duration
-from mqtop.safe import safe_text
+from mqtop.kernel.durations import parse_duration
+from mqtop.kernel.safe import safe_text
 
 
 class ConfirmModal(ModalScreen[bool]):

@@ -13,9 +13,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
 from collectors.base import is_dlq_name
-from mqtop.durations import humanize_seconds
-from mqtop.model import BrokerStatus
-from mqtop.safe import safe_text
+from mqtop.kernel.durations import humanize_seconds
+from mqtop.kernel.model import BrokerStatus
+from mqtop.kernel.safe import safe_text
 from mqtop.ui.app import DataRefreshed, MqtopApp
 from mqtop.ui.rows import COLUMN_BY_KEY, SORTABLE, Row, arrange, sparkline
 from mqtop.ui.vtable import SeriesTable

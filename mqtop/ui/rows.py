@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from alerts.model import Alert, AlertState
-from mqtop.durations import humanize_seconds
-from mqtop.model import BrokerStatus, SeriesKey, SeriesView
-from mqtop.safe import safe_text
+from mqtop.kernel.durations import humanize_seconds
+from mqtop.kernel.model import BrokerStatus, SeriesKey, SeriesView
+from mqtop.kernel.safe import safe_text
 
 GLOB_CHARS = frozenset("*?[")
 SPARK_CHARS = "▁▂▃▄▅▆▇█"

@@ -29,8 +29,8 @@ from collectors.base import (
 )
 from mqtop.config import Config
 from mqtop.engine import Engine
-from mqtop.model import BrokerSnapshot, BrokerStatus, SeriesKey, SeriesSample
-from mqtop.store import TimeSeriesStore
+from mqtop.kernel.model import BrokerSnapshot, BrokerStatus, SeriesKey, SeriesSample
+from mqtop.kernel.store import TimeSeriesStore
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 INTERVAL = 5.0

@@ -22,7 +22,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from mqtop.model import SeriesKey
+from mqtop.kernel.model import SeriesKey
 from mqtop.ui.rows import (
     COLUMN_BY_KEY,
     RANK_CRITICAL,

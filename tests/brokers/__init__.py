@@ -1,0 +1,1 @@
+"""Broker tests: real brokers on loopback, one folder per broker."""

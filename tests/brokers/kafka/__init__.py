@@ -1,0 +1,1 @@
+"""Kafka: collector, replay and copy, SASL/TLS, kill tests."""

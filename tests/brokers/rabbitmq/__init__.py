@@ -1,0 +1,1 @@
+"""RabbitMQ: collector, message actions, TLS, kill tests."""

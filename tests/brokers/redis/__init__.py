@@ -1,0 +1,1 @@
+"""Redis: collector, list and stream actions, cluster, kill tests."""

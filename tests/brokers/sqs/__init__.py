@@ -1,0 +1,1 @@
+"""SQS: collector, actions, native move tasks, ElasticMQ, kill tests."""

@@ -1,0 +1,1 @@
+"""Black-box tests of the product contract (SPEC): commands, JSON shapes, exit codes, secrets."""

@@ -1,0 +1,1 @@
+"""Fault tests: kills mid-move, outages, hostile payloads and endpoints."""

@@ -1,0 +1,1 @@
+"""Test support: broker tools and helpers shared by test modules (no tests here)."""
