@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
-
-import pytest
 
 from tests.harness import KafkaBroker
 
@@ -138,14 +136,6 @@ class KafkaTool:
     async def committed(self, group: str) -> dict[tuple[str, int], int]:
         raw = await self.admin.list_consumer_group_offsets(group)
         return {(tp.topic, tp.partition): om.offset for tp, om in raw.items() if om.offset >= 0}
-
-
-@pytest.fixture
-async def kafka(kafka_broker: KafkaBroker) -> AsyncIterator[KafkaTool]:
-    tool = KafkaTool(kafka_broker.bootstrap)
-    await tool.start()
-    yield tool
-    await tool.stop()
 
 
 def kafka_config(write_config, broker: KafkaBroker, prefix: str, extra: str = "", interval="1s"):

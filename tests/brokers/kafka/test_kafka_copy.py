@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -187,14 +186,6 @@ def test_workers_only_for_large_unfiltered_replays_with_cpu_to_gain(monkeypatch)
 
 
 # ---------------------------------------------------------------- replays with workers
-
-
-@pytest.fixture
-async def kafka(kafka_broker: KafkaBroker) -> AsyncIterator[KafkaTool]:
-    tool = KafkaTool(kafka_broker.bootstrap)
-    await tool.start()
-    yield tool
-    await tool.stop()
 
 
 @pytest.fixture

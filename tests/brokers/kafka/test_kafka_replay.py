@@ -6,7 +6,6 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +16,6 @@ from tests.support.kafka import KafkaTool, run_cli_async
 from tests.support.reports import move_report
 
 pytestmark = pytest.mark.broker
-
-
-@pytest.fixture
-async def kafka(kafka_broker: KafkaBroker) -> AsyncIterator[KafkaTool]:
-    tool = KafkaTool(kafka_broker.bootstrap)
-    await tool.start()
-    yield tool
-    await tool.stop()
 
 
 ESC = "\x1b[2J\x1b]0;pwned\x07"

@@ -14,28 +14,18 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
-from tests.harness import KafkaBroker
-from tests.support.kafka import KafkaTool, run_cli_async
+from tests.support.kafka import run_cli_async
 from tests.support.reports import move_report
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 TOTAL = 10_000
 BATCH = 20
-
-
-@pytest.fixture
-async def kafka(kafka_broker: KafkaBroker) -> AsyncIterator[KafkaTool]:
-    tool = KafkaTool(kafka_broker.bootstrap)
-    await tool.start()
-    yield tool
-    await tool.stop()
 
 
 def _start(args: list[str], tmp_path: Path) -> subprocess.Popen[bytes]:
