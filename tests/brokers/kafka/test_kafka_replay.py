@@ -227,7 +227,7 @@ async def test_replay_stops_at_the_end_offsets_seen_at_start(
 ):
     from collectors.base import MoveRequest
     from collectors.kafka.actions import KafkaActions
-    from collectors.kafka.collector import KafkaOptions, KafkaWire
+    from collectors.kafka.collector import KafkaMoveOptions, KafkaOptions, KafkaWire
 
     offset_fetches: list[Any] = []
     send = KafkaWire.send
@@ -269,7 +269,7 @@ async def test_replay_stops_at_the_end_offsets_seen_at_start(
     actions = KafkaActions(KafkaOptions(name="events", bootstrap_servers=kafka_broker.bootstrap))
     try:
         result = await actions.move(
-            MoveRequest(dlt, topic, "replay", extra={"batch": 10}), on_progress
+            MoveRequest(dlt, topic, "replay", options=KafkaMoveOptions(batch=10)), on_progress
         )
     finally:
         await actions.close()
@@ -327,7 +327,7 @@ async def test_replay_skips_aborted_transactions(kafka, kafka_broker, unique):
 
     from collectors.base import MoveRequest
     from collectors.kafka.actions import KafkaActions
-    from collectors.kafka.collector import KafkaOptions
+    from collectors.kafka.collector import KafkaMoveOptions, KafkaOptions
 
     prefix = unique("txn") + "-"
     topic, dlt = prefix + "orders", prefix + "orders.DLT"
@@ -356,7 +356,7 @@ async def test_replay_skips_aborted_transactions(kafka, kafka_broker, unique):
     actions = KafkaActions(KafkaOptions(name="events", bootstrap_servers=kafka_broker.bootstrap))
     try:
         result = await actions.move(
-            MoveRequest(dlt, topic, "replay", extra={"batch": 4}), lambda p: None
+            MoveRequest(dlt, topic, "replay", options=KafkaMoveOptions(batch=4)), lambda p: None
         )
     finally:
         await actions.close()

@@ -25,7 +25,7 @@ from collectors.sqs.actions import (
     native_unsupported,
     replay_marker,
 )
-from collectors.sqs.collector import SQSOptions
+from collectors.sqs.collector import SQSMoveOptions, SQSOptions
 
 SRC_URL = "https://sqs.eu-west-1.amazonaws.com/111122223333/orders-dlq"
 DST_URL = "https://sqs.eu-west-1.amazonaws.com/111122223333/orders"
@@ -97,7 +97,7 @@ def test_native_move_task_request_and_follow(monkeypatch):
     seen: list[MoveProgress] = []
     with stub:
         actions = _actions_with(client)
-        request = MoveRequest("orders-dlq", "orders", "replay", extra={"rate": 50})
+        request = MoveRequest("orders-dlq", "orders", "replay", options=SQSMoveOptions(rate=50))
         result = asyncio.run(actions.move(request, seen.append))
         stub.assert_no_pending_responses()
     assert (result.moved, result.failed, result.duplicates_possible) == (120, 0, 0)
