@@ -8,7 +8,8 @@ Each broker is found in this order:
 3. a private broker started from installed binaries on free ports, stopped at the end.
 
 Run as a script to start shared brokers on default ports for CI or a laptop:
-``python tests/harness.py start`` (also ``fetch-kafka``, ``status``, ``stop``).
+``python tests/harness.py start`` (also ``fetch-kafka``, ``fetch-activemq``, ``status``,
+``stop``). ActiveMQ (Artemis and Classic) lives in tests/support_activemq.py.
 """
 
 from __future__ import annotations
@@ -748,11 +749,22 @@ def _start_shared() -> int:
             failures += 1
     else:
         print("kafka: already running on 127.0.0.1:9092")
+    failures += _activemq().start_shared(STATE)
     return 1 if failures else 0
 
 
+def _activemq():  # type: ignore[no-untyped-def]
+    """tests/support_activemq.py, importable when this file runs as a script too."""
+    root = str(Path(__file__).resolve().parent.parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from tests import support_activemq
+
+    return support_activemq
+
+
 def _stop_shared() -> int:
-    for name in ("kafka", "redis"):
+    for name in ("kafka", "redis", *_activemq().shared_names()):
         pid_file = STATE / f"{name}.pid"
         if pid_file.exists():
             with contextlib.suppress(ProcessLookupError, ValueError):
@@ -768,6 +780,7 @@ def _status() -> int:
         ("rabbitmq", 5672),
         ("rabbitmq-management", 15672),
         ("kafka", 9092),
+        *_activemq().shared_ports(),
     ):
         print(f"{name}: {'up' if port_open('127.0.0.1', port) else 'down'} (127.0.0.1:{port})")
     return 0
@@ -782,9 +795,12 @@ def main(argv: list[str]) -> int:
     if command == "fetch-kafka":
         print(fetch_kafka())
         return 0
+    if command == "fetch-activemq":
+        _activemq().fetch_all()
+        return 0
     if command == "status":
         return _status()
-    print("usage: harness.py start|stop|status|fetch-kafka", file=sys.stderr)
+    print("usage: harness.py start|stop|status|fetch-kafka|fetch-activemq", file=sys.stderr)
     return 2
 
 
