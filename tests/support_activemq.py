@@ -46,9 +46,11 @@ CLASSIC_VERSION = "6.3.1"
 JOLOKIA_VERSION = "2.1.1"
 ARTEMIS_HOME = CACHE / f"apache-artemis-{ARTEMIS_VERSION}"
 CLASSIC_LIBS = CACHE / f"activemq-classic-{CLASSIC_VERSION}" / "libs"
-JOLOKIA_AGENT = CACHE / f"jolokia-{JOLOKIA_VERSION}" / f"jolokia-agent-jvm-{JOLOKIA_VERSION}-javaagent.jar"
+JOLOKIA_AGENT = (
+    CACHE / f"jolokia-{JOLOKIA_VERSION}" / f"jolokia-agent-jvm-{JOLOKIA_VERSION}-javaagent.jar"
+)
 USER = "admin"
-PASSWORD = "admin"  # noqa: S105 - a loopback test broker
+PASSWORD = "admin"  # a loopback test broker
 # the shared brokers' fixed ports (CI and `harness.py start`)
 ARTEMIS_OFFSET = 1000
 ARTEMIS_CONSOLE = 8161 + ARTEMIS_OFFSET
@@ -78,7 +80,8 @@ def _mvn(args: list[str], cwd: Path, what: str) -> None:
         [mvn, "-q", "-B", *args], cwd=cwd, capture_output=True, text=True, timeout=900, check=False
     )
     if result.returncode != 0:
-        raise BrokerUnavailable(f"fetching {what} from Maven Central failed:\n{result.stdout[-2000:]}")
+        tail = result.stdout[-2000:]
+        raise BrokerUnavailable(f"fetching {what} from Maven Central failed:\n{tail}")
 
 
 def fetch_artemis(home: Path = ARTEMIS_HOME) -> Path:
@@ -268,7 +271,8 @@ class ActiveMQBroker:
         broker = self.broker_mbean()
         with contextlib.suppress(Exception):
             if self.flavor == "artemis":
-                self.call(broker, "destroyQueue(java.lang.String,boolean,boolean)", name, True, True)
+                op = "destroyQueue(java.lang.String,boolean,boolean)"
+                self.call(broker, op, name, True, True)
                 self.call(broker, "removeAddressSettings(java.lang.String)", name)
             else:
                 self.call(broker, "removeQueue(java.lang.String)", name)
@@ -359,7 +363,8 @@ def start_artemis(offset: int | None = None, workdir: Path | None = None,
         capture_output=True, text=True, timeout=120, env={**os.environ, **env}, check=False,
     )  # fmt: skip
     if created.returncode != 0:
-        raise BrokerUnavailable(f"artemis create failed: {created.stdout[-1500:]}{created.stderr[-500:]}")
+        tail = created.stdout[-1500:] + created.stderr[-500:]
+        raise BrokerUnavailable(f"artemis create failed: {tail}")
     proc, log = _spawn([str(instance / "bin" / "artemis"), "run"], workdir, env)
     console = 8161 + offset
     broker = ActiveMQBroker(
