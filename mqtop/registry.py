@@ -18,6 +18,7 @@ BUILTIN: dict[str, str] = {
     "rabbitmq": "collectors.rabbitmq:PLUGIN",
     "kafka": "collectors.kafka:PLUGIN",
     "sqs": "collectors.sqs:PLUGIN",
+    "activemq": "collectors.activemq:PLUGIN",
 }
 
 

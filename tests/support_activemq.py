@@ -290,17 +290,14 @@ class ActiveMQBroker:
         return queue if self.flavor == "artemis" else f"/queue/{queue}"
 
     def send(self, queue: str, bodies: list[str], headers: dict[str, str] | None = None) -> None:
-        """Send persistent messages over STOMP (the last one with a receipt: all stored)."""
+        """Send persistent messages over STOMP (callers wait for the count to see them all)."""
         conn = self.stomp()
         try:
             extra = {"persistent": "true", **(headers or {})}
             if self.flavor == "artemis":
                 extra["destination-type"] = "ANYCAST"
-            for i, body in enumerate(bodies):
-                last = i == len(bodies) - 1
-                conn.send(self.destination(queue), body, headers=dict(extra),
-                          **({"receipt": f"r-{time.monotonic_ns()}"} if last else {}))  # fmt: skip
-            time.sleep(0.05)
+            for body in bodies:
+                conn.send(self.destination(queue), body, headers=dict(extra))
         finally:
             conn.disconnect()
 
@@ -331,6 +328,91 @@ class ActiveMQBroker:
             conn.nack(frame.headers["ack"])
         conn.disconnect(receipt=f"d-{time.monotonic_ns()}")
         assert len(got) == expected, (len(got), expected)
+
+
+    def hold(self, queue: str, count: int) -> Any:
+        """A STOMP consumer that receives ``count`` messages and never acknowledges them
+        (they are in flight until ``conn.disconnect()``)."""
+        import stomp
+
+        conn = self.stomp()
+        got: list[Any] = []
+
+        class Listener(stomp.ConnectionListener):  # type: ignore[misc]
+            def on_message(self, frame: Any) -> None:
+                got.append(frame)
+
+        conn.set_listener("h", Listener())
+        window = (
+            {"consumer-window-size": "0", "subscription-type": "ANYCAST"}
+            if self.flavor == "artemis"
+            else {"activemq.prefetchSize": str(count)}
+        )
+        conn.subscribe(self.destination(queue), id="hold", ack="client-individual", headers=window)
+        deadline = time.monotonic() + 20
+        while len(got) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(got) >= count, (len(got), count)
+        return conn
+
+    def subscribe_durable(self, topic: str, client: str, name: str) -> None:
+        """Create a durable subscription of ``topic`` and leave it offline."""
+        conn = self.stomp_as(client)
+        if self.flavor == "artemis":
+            headers = {"durable-subscription-name": name, "subscription-type": "MULTICAST"}
+            conn.subscribe(topic, id="d", ack="client-individual", headers=headers)
+        else:
+            headers = {"activemq.subscriptionName": name}
+            conn.subscribe(f"/topic/{topic}", id="d", ack="client-individual", headers=headers)
+        time.sleep(0.3)
+        conn.disconnect()
+
+    def publish(self, topic: str, bodies: list[str]) -> None:
+        """Publish persistent messages to a topic (a multicast address on Artemis)."""
+        conn = self.stomp()
+        try:
+            for body in bodies:
+                if self.flavor == "artemis":
+                    headers = {"persistent": "true", "destination-type": "MULTICAST"}
+                    conn.send(topic, body, headers=headers)
+                else:
+                    conn.send(f"/topic/{topic}", body, headers={"persistent": "true"})
+        finally:
+            conn.disconnect()
+
+    def stomp_as(self, client_id: str) -> Any:
+        """A STOMP connection with a client id (for durable subscriptions)."""
+        import stomp
+
+        conn = stomp.Connection12([("127.0.0.1", self.stomp_port)], heartbeats=(0, 0))
+        conn.connect(self.user, self.password, wait=True, headers={"client-id": client_id})
+        return conn
+
+    def drop_subscription(self, topic: str, client: str, name: str) -> None:
+        """Remove a durable subscription made by subscribe_durable."""
+        broker = self.broker_mbean()
+        with contextlib.suppress(Exception):
+            if self.flavor == "artemis":
+                op = "destroyQueue(java.lang.String,boolean,boolean)"
+                self.call(broker, op, f"{client}.{name}", True, True)
+            else:
+                op = "destroyDurableSubscriber(java.lang.String,java.lang.String)"
+                self.call(broker, op, client, name)
+
+    def dlq_of(self, queue: str) -> str:
+        """The per-queue DLQ the test setup gives ``queue`` (Artemis: on mqtop.DLA)."""
+        return f"DLQ.{queue}"
+
+    def cleanup(self, *queues: str) -> None:
+        """Delete test queues, their DLQs, and their messages in a shared Classic DLQ."""
+        for queue in queues:
+            self.delete_queue(queue)
+            self.delete_queue(self.dlq_of(queue))
+            if self.flavor == "classic":
+                with contextlib.suppress(Exception):
+                    shared = self.queue_mbean("ActiveMQ.DLQ")
+                    selector = f"JMSDestination = 'queue://{queue}'"
+                    self.call(shared, "removeMatchingMessages(java.lang.String)", selector)
 
 
 # ---------------------------------------------------------------- Artemis

@@ -1,0 +1,256 @@
+"""The broker's own queue operations, per flavor, through Jolokia.
+
+Every write here is one JMX operation the broker runs in its own transaction (Artemis
+``moveMessages`` / ``moveMessage`` / ``removeAllMessages``; Classic ``moveMatchingMessagesTo``
+/ ``moveMessageTo`` / ``purge``): a message is in the source or in the destination whatever
+happens to mqtop meanwhile. Generic counting lives in actions.py.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from collectors.activemq.collector import (
+    ARTEMIS,
+    CLASSIC,
+    ActiveMQCollector,
+    artemis_name,
+    broker_key,
+    number,
+)
+from collectors.activemq.jolokia import Jolokia, MBeanError, quote, value_of
+from collectors.activemq.messages import artemis_message, classic_message, queue_of
+from collectors.base import PeekedMessage
+from mqtop.errors import UsageError
+
+ARTEMIS_ORIGIN = "_AMQ_ORIG_QUEUE"
+BROWSE_PAGE = 200
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRef:
+    """A resolved queue: its MBean and names."""
+
+    mbean: str
+    queue: str  # the broker's queue name (what its move operations take)
+    name: str  # the series name (Artemis ``address/queue`` when they differ)
+
+
+def sql_string(text: str) -> str:
+    """A JMS selector / Artemis filter string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+class FlavorOps:
+    """What replay, move, peek and purge need from one flavor."""
+
+    flavor = ""
+
+    def __init__(self, collector: ActiveMQCollector) -> None:
+        self.collector = collector
+        self.jolokia: Jolokia = collector.jolokia
+        self.options = collector.options
+
+    async def resolve(self, queue: str) -> QueueRef:
+        """The queue named ``queue`` or a UsageError."""
+        found = await self.find(queue)
+        if found is None:
+            raise UsageError(f"broker {self.options.name!r}: no queue {queue!r}")
+        return found
+
+    async def find(self, queue: str) -> QueueRef | None:
+        raise NotImplementedError
+
+    async def count(self, ref: QueueRef) -> int | None:
+        raise NotImplementedError
+
+    async def browse(self, ref: QueueRef, limit: int, selector: str = "") -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def decode(self, raw: dict[str, Any]) -> PeekedMessage:
+        raise NotImplementedError
+
+    async def move_matching(self, ref: QueueRef, selector: str, dest: QueueRef, n: int) -> int:
+        raise NotImplementedError
+
+    async def move_ids(self, ref: QueueRef, ids: Sequence[str], dest: QueueRef) -> list[bool]:
+        raise NotImplementedError
+
+    async def origins(self, ref: QueueRef, exclude: set[str]) -> dict[str, int | None]:
+        raise NotImplementedError
+
+    def origin_selector(self, origin: str) -> str:
+        raise NotImplementedError
+
+    async def purge(self, ref: QueueRef) -> int | None:
+        raise NotImplementedError
+
+    async def _attr(self, ref: QueueRef, name: str) -> Any:
+        return await self.jolokia.request({"type": "read", "mbean": ref.mbean, "attribute": name})
+
+    async def _ids(self, ref: QueueRef, operation: str, calls: list[list[Any]]) -> list[bool]:
+        """One bulk POST of a per-message operation; True where the broker did it."""
+        answers = await self.jolokia.bulk(
+            [{"type": "exec", "mbean": ref.mbean, "operation": operation, "arguments": a}
+             for a in calls]
+        )  # fmt: skip
+        out: list[bool] = []
+        for answer in answers:
+            try:
+                out.append(value_of(answer) is True)
+            except MBeanError:
+                out.append(False)
+        return out
+
+
+class ArtemisOps(FlavorOps):
+    """Artemis: QueueControl operations; filters in Artemis' filter language."""
+
+    flavor = "artemis"
+
+    def _pattern(self, queue: str, address: str = "*") -> str:
+        return (
+            f"{ARTEMIS}:{broker_key('artemis', self.options.broker_name)},component=addresses,"
+            f"address={address},subcomponent=queues,routing-type=*,queue={quote(queue)}"
+        )
+
+    async def find(self, queue: str) -> QueueRef | None:
+        tries = [(queue, "*")]
+        if "/" in queue:
+            address, _, name = queue.rpartition("/")
+            tries.append((name, quote(address)))
+        for name, address in tries:
+            found = await self.jolokia.search(self._pattern(name, address))
+            if found:
+                attrs = await self.jolokia.read(found[0], ["Address"])
+                addr = attrs.get("Address") if isinstance(attrs, dict) else None
+                shown = artemis_name(addr, name) if isinstance(addr, str) else name
+                return QueueRef(found[0], name, shown)
+        return None
+
+    async def count(self, ref: QueueRef) -> int | None:
+        return number(await self._attr(ref, "MessageCount"))
+
+    async def browse(self, ref: QueueRef, limit: int, selector: str = "") -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        page = 1
+        size = min(max(limit, 1), BROWSE_PAGE)
+        while len(out) < limit:
+            batch = await self.jolokia.execute(
+                ref.mbean, "browse(int,int,java.lang.String)", page, size, selector
+            )
+            items = [m for m in batch if isinstance(m, dict)] if isinstance(batch, list) else []
+            out.extend(items)
+            if len(items) < size:
+                break
+            page += 1
+        return out[:limit]
+
+    def decode(self, raw: dict[str, Any]) -> PeekedMessage:
+        return artemis_message(raw)
+
+    async def move_matching(self, ref: QueueRef, selector: str, dest: QueueRef, n: int) -> int:
+        moved = await self.jolokia.execute(
+            ref.mbean,
+            "moveMessages(int,java.lang.String,java.lang.String,boolean,int)",
+            self.options.move_batch,
+            selector,
+            dest.queue,
+            False,
+            n,
+        )
+        return number(moved) or 0
+
+    async def move_ids(self, ref: QueueRef, ids: Sequence[str], dest: QueueRef) -> list[bool]:
+        op = "moveMessage(long,java.lang.String)"
+        return await self._ids(ref, op, [[int(i), dest.queue] for i in ids])
+
+    async def origins(self, ref: QueueRef, exclude: set[str]) -> dict[str, int | None]:
+        raw = await self.jolokia.execute(
+            ref.mbean, "countMessages(java.lang.String,java.lang.String)", "", ARTEMIS_ORIGIN
+        )
+        counts = json.loads(raw) if isinstance(raw, str) else raw
+        if not isinstance(counts, dict):
+            return {}
+        return {str(k): number(v) for k, v in counts.items() if str(k) not in exclude}
+
+    def origin_selector(self, origin: str) -> str:
+        return f"{ARTEMIS_ORIGIN} = {sql_string(origin)}"
+
+    async def purge(self, ref: QueueRef) -> int | None:
+        return number(await self.jolokia.execute(ref.mbean, "removeAllMessages()"))
+
+
+class ClassicOps(FlavorOps):
+    """Classic: QueueViewMBean operations; JMS selectors."""
+
+    flavor = "classic"
+
+    async def find(self, queue: str) -> QueueRef | None:
+        pattern = (
+            f"{CLASSIC}:{broker_key('classic', self.options.broker_name)},"
+            "destinationType=Queue,destinationName=*"
+        )
+        try:
+            found = await self.jolokia.read(pattern, ["Name"])
+        except MBeanError as exc:
+            if exc.not_found:
+                return None
+            raise
+        for mbean, attrs in (found or {}).items():
+            if isinstance(attrs, dict) and attrs.get("Name") == queue:
+                return QueueRef(str(mbean), queue, queue)
+        return None
+
+    async def count(self, ref: QueueRef) -> int | None:
+        return number(await self._attr(ref, "QueueSize"))
+
+    async def browse(self, ref: QueueRef, limit: int, selector: str = "") -> list[dict[str, Any]]:
+        # one page: the broker shows at most its MaxBrowsePageSize (400 by default)
+        if selector:
+            batch = await self.jolokia.execute(ref.mbean, "browse(java.lang.String)", selector)
+        else:
+            batch = await self.jolokia.execute(ref.mbean, "browse()")
+        items = [m for m in batch if isinstance(m, dict)] if isinstance(batch, list) else []
+        return items[:limit]
+
+    def decode(self, raw: dict[str, Any]) -> PeekedMessage:
+        return classic_message(raw)
+
+    async def move_matching(self, ref: QueueRef, selector: str, dest: QueueRef, n: int) -> int:
+        moved = await self.jolokia.execute(
+            ref.mbean,
+            "moveMatchingMessagesTo(java.lang.String,java.lang.String,int)",
+            selector,
+            dest.queue,
+            n,
+        )
+        return number(moved) or 0
+
+    async def move_ids(self, ref: QueueRef, ids: Sequence[str], dest: QueueRef) -> list[bool]:
+        op = "moveMessageTo(java.lang.String,java.lang.String)"
+        return await self._ids(ref, op, [[i, dest.queue] for i in ids])
+
+    async def origins(self, ref: QueueRef, exclude: set[str]) -> dict[str, int | None]:
+        selector = ""
+        if exclude:
+            listed = ", ".join(sql_string(f"queue://{o}") for o in sorted(exclude))
+            selector = f"JMSDestination NOT IN ({listed})"
+        found: dict[str, int | None] = {}
+        for raw in await self.browse(ref, 1_000_000, selector):
+            origin = queue_of(raw.get("OriginalDestination") or raw.get("JMSDestination"))
+            if origin is not None and origin not in exclude:
+                found[origin] = (found.get(origin) or 0) + 1
+        return found
+
+    def origin_selector(self, origin: str) -> str:
+        # JMSDestination is the original destination of a dead-lettered message
+        return f"JMSDestination = {sql_string('queue://' + origin)}"
+
+    async def purge(self, ref: QueueRef) -> int | None:
+        before = await self.count(ref)
+        await self.jolokia.execute(ref.mbean, "purge()")
+        return before
