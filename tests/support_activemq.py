@@ -399,6 +399,31 @@ class ActiveMQBroker:
                 op = "destroyDurableSubscriber(java.lang.String,java.lang.String)"
                 self.call(broker, op, client, name)
 
+    def drain(self, queue: str, expected: int, timeout: float = 60) -> list[Any]:
+        """Consume (auto-ack) messages of a queue until ``expected`` arrived and the queue is
+        quiet for a moment; the STOMP frames received."""
+        import stomp
+
+        conn = self.stomp()
+        got: list[Any] = []
+
+        class Listener(stomp.ConnectionListener):  # type: ignore[misc]
+            def on_message(self, frame: Any) -> None:
+                got.append(frame)
+
+        conn.set_listener("drain", Listener())
+        extra = {"subscription-type": "ANYCAST"} if self.flavor == "artemis" else {}
+        conn.subscribe(self.destination(queue), id="drain", ack="auto", headers=extra)
+        deadline = time.monotonic() + timeout
+        seen = -1
+        while time.monotonic() < deadline:
+            time.sleep(0.3)
+            if len(got) >= expected and len(got) == seen:
+                break
+            seen = len(got)
+        conn.disconnect()
+        return got
+
     def dlq_of(self, queue: str) -> str:
         """The per-queue DLQ the test setup gives ``queue`` (Artemis: on mqtop.DLA)."""
         return f"DLQ.{queue}"

@@ -19,8 +19,8 @@ CLASSIC_COUNTERS = ("QueueSize", "InFlightCount", "EnqueueCount", "DequeueCount"
                     "DispatchCount", "ConsumerCount")  # fmt: skip
 
 
-def broker_config(write_config: Callable[[str], Path], amq: ActiveMQBroker, **extra: Any) -> Path:
-    """A config with one ActiveMQ broker named amq."""
+def broker_config(write_config: Callable[..., Path], amq: ActiveMQBroker, **extra: Any) -> Path:
+    """A config with one ActiveMQ broker named amq (a file of its own per variant)."""
     broker = {
         "name": "amq",
         "type": "activemq",
@@ -29,7 +29,8 @@ def broker_config(write_config: Callable[[str], Path], amq: ActiveMQBroker, **ex
         "password": amq.password,
         **extra,
     }
-    return write_config("brokers:\n  - " + json.dumps(broker) + "\n")
+    name = "mqtop-" + "-".join(sorted(extra)) + ".yaml"
+    return write_config("brokers:\n  - " + json.dumps(broker) + "\n", name=name)
 
 
 def counters(amq: ActiveMQBroker, queue: str) -> dict[str, Any]:
