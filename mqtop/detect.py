@@ -13,7 +13,10 @@ DEFAULT_PORTS: tuple[tuple[str, str, int], ...] = (
     ("rabbitmq-management", "127.0.0.1", 15672),
     ("kafka", "127.0.0.1", 9092),
     ("sqs", "127.0.0.1", 4566),
+    ("activemq", "127.0.0.1", 8161),
 )
+ACTIVEMQ_USER = ("admin", "admin")  # both distributions' example user; init reads it from env
+JOLOKIA_PATHS = ("/console/jolokia", "/api/jolokia")  # Artemis console, Classic web console
 
 
 def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
@@ -67,4 +70,36 @@ def detect_brokers(probes: Iterable[tuple[str, str, int]] = DEFAULT_PORTS) -> li
                 "endpoint_url": "http://127.0.0.1:4566",
             }
         )
+    if found.get("activemq"):
+        path = jolokia_path("127.0.0.1", 8161)
+        if path is not None:
+            user, password = ACTIVEMQ_USER
+            brokers.append(
+                {
+                    "name": "activemq",
+                    "type": "activemq",
+                    "jolokia_url": f"http://127.0.0.1:8161{path}",
+                    "user": user,
+                    "password": password,
+                }
+            )
     return brokers
+
+
+def jolokia_path(host: str, port: int, timeout: float = 1.0) -> str | None:
+    """Where an ActiveMQ web console serves Jolokia (any answer but 404 counts), or None."""
+    import urllib.error
+    import urllib.request
+
+    for path in JOLOKIA_PATHS:
+        url = f"http://{host}:{port}{path}/version"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout):
+                return path
+        except urllib.error.HTTPError as exc:
+            if exc.code != 404:
+                return path  # 401/403: it is there, and wants credentials
+        except (OSError, ValueError):
+            return None
+    return None
+

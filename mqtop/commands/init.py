@@ -1,9 +1,10 @@
 """``mqtop init [PATH] [--force]``: write a starter config from the brokers found locally.
 
 Brokers answering on their default local ports (Redis 6379, RabbitMQ 5672/15672, Kafka 9092,
-an SQS emulator on 4566) become entries; the others are left as commented examples. The
-shipped alert rules are written out so they can be edited. The file is validated by loading
-it back before it replaces anything; an existing file is kept unless ``--force`` (exit 2).
+an SQS emulator on 4566, an ActiveMQ web console's Jolokia on 8161) become entries; the others
+are left as commented examples. The shipped alert rules are written out so they can be
+edited. The file is validated by loading it back before it replaces anything; an existing file
+is kept unless ``--force`` (exit 2).
 """
 
 from __future__ import annotations
@@ -53,6 +54,13 @@ EXAMPLES: dict[str, str] = {
   #   region: us-east-1           # credentials: the standard AWS chain (env, profile, role)
   #   include: ["*"]
 """,
+    "activemq": """\
+  # - name: activemq
+  #   type: activemq              # Artemis or Classic (detected); metrics through Jolokia
+  #   jolokia_url: "http://localhost:8161/console/jolokia"   # Classic: .../api/jolokia
+  #   user: admin
+  #   password: "${ACTIVEMQ_PASSWORD:-admin}"
+""",
 }
 
 ENTRY_COMMENTS: dict[str, str] = {
@@ -60,6 +68,7 @@ ENTRY_COMMENTS: dict[str, str] = {
     "rabbitmq": "RabbitMQ on 127.0.0.1:5672",
     "kafka": "Kafka on 127.0.0.1:9092",
     "sqs": "an SQS endpoint (LocalStack?) on 127.0.0.1:4566",
+    "activemq": "an ActiveMQ web console (Jolokia) on 127.0.0.1:8161",
 }
 
 
@@ -68,6 +77,8 @@ def _entry(broker: dict[str, Any]) -> dict[str, Any]:
     entry = dict(broker)
     if entry.get("type") == "rabbitmq" and isinstance(entry.get("url"), str):
         entry["url"] = entry["url"].replace("guest:guest@", "guest:${RABBITMQ_PASSWORD:-guest}@", 1)
+    if entry.get("type") == "activemq" and entry.get("password") == "admin":
+        entry["password"] = "${ACTIVEMQ_PASSWORD:-admin}"  # noqa: S105 - read from the env
     entry["readonly"] = False
     return entry
 

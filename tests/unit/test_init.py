@@ -12,7 +12,7 @@ from mqtop.commands.init import starter_config, write_starter
 from mqtop.config import parse_text
 from mqtop.kernel.errors import UsageError
 
-DEFAULT_PORTS = {"redis": 6379, "rabbitmq": 5672, "kafka": 9092, "sqs": 4566}
+DEFAULT_PORTS = {"redis": 6379, "rabbitmq": 5672, "kafka": 9092, "sqs": 4566, "activemq": 8161}
 
 
 def _listening(port: int) -> bool:
@@ -109,7 +109,9 @@ def test_nothing_detected_still_writes_a_valid_config(tmp_path):
         write_starter(path, force=False, detector=lambda: [])
 
 
-@pytest.mark.parametrize("detected_types", [[], ["redis"], ["redis", "rabbitmq", "kafka", "sqs"]])
+@pytest.mark.parametrize(
+    "detected_types", [[], ["redis"], ["redis", "rabbitmq", "kafka", "sqs", "activemq"]]
+)
 def test_commented_examples_are_valid_once_uncommented(detected_types):
     entries = {
         "redis": {"name": "redis", "type": "redis", "url": "redis://127.0.0.1:6379/0"},
@@ -125,6 +127,13 @@ def test_commented_examples_are_valid_once_uncommented(detected_types):
             "type": "sqs",
             "region": "us-east-1",
             "endpoint_url": "http://127.0.0.1:4566",
+        },
+        "activemq": {
+            "name": "activemq",
+            "type": "activemq",
+            "jolokia_url": "http://127.0.0.1:8161/console/jolokia",
+            "user": "admin",
+            "password": "admin",
         },
     }
     text = starter_config([entries[t] for t in detected_types], today=dt.date(2030, 1, 2))

@@ -188,3 +188,15 @@ async def test_globs_internal_names_and_one_request_per_poll(
     finally:
         await c.close()
         amq.cleanup(keep, drop)
+
+
+def test_init_detection_finds_the_artemis_console(artemis_broker: ActiveMQBroker) -> None:
+    """`mqtop init` probes 8161; the probe tells Artemis' /console/jolokia apart."""
+    from urllib.parse import urlsplit
+
+    from mqtop.detect import jolokia_path
+
+    port = urlsplit(artemis_broker.jolokia_url).port
+    assert port is not None
+    assert jolokia_path("127.0.0.1", port) == "/console/jolokia"
+    assert jolokia_path("127.0.0.1", 1) is None  # nothing listening
