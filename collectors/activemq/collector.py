@@ -418,6 +418,7 @@ def samples(wanted: Iterable[Row], everything: Iterable[Row], broker: str) -> li
             "in_flight": _f(row.in_flight),
             "consumers": _f(row.consumers),
             "latency_seconds": row.latency,
+            "consumer_lag_seconds": row.latency,
             "dlq_length": dlq_len,
             "published_total": _f(row.published),
             "processed_total": _f(row.processed),
