@@ -9,7 +9,7 @@ Each broker is found in this order:
 
 Run as a script to start shared brokers on default ports for CI or a laptop:
 ``python tests/harness.py start`` (also ``fetch-kafka``, ``fetch-activemq``, ``status``,
-``stop``). ActiveMQ (Artemis and Classic) lives in tests/support_activemq.py.
+``stop``). ActiveMQ (Artemis and Classic) lives in tests/support/activemq.py.
 """
 
 from __future__ import annotations
@@ -754,11 +754,11 @@ def _start_shared() -> int:
 
 
 def _activemq():  # type: ignore[no-untyped-def]
-    """tests/support_activemq.py, importable when this file runs as a script too."""
+    """tests/support/activemq.py, importable when this file runs as a script too."""
     root = str(Path(__file__).resolve().parent.parent)
     if root not in sys.path:
         sys.path.insert(0, root)
-    from tests import support_activemq
+    from tests.support import activemq as support_activemq
 
     return support_activemq
 

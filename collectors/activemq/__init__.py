@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collectors.activemq.collector import ActiveMQCollector
-from collectors.activemq.options import ActiveMQOptions
+from collectors.activemq.options import ActiveMQMoveOptions, ActiveMQOptions
 from collectors.base import CollectorPlugin
 
 
@@ -15,6 +15,7 @@ PLUGIN: CollectorPlugin[ActiveMQOptions] = CollectorPlugin(
     type="activemq",
     options_model=ActiveMQOptions,
     factory=_create,
+    move_options=ActiveMQMoveOptions,
     description="ActiveMQ Artemis and Classic queues through Jolokia",
 )
 

@@ -20,63 +20,31 @@ each message in the source or the destination, never both, never neither.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import AsyncIterator
 
 from collectors.activemq.collector import ActiveMQCollector
 from collectors.activemq.jolokia import JolokiaError, MBeanError
 from collectors.activemq.ops import ArtemisOps, ClassicOps, FlavorOps, QueueRef
+from collectors.activemq.options import ActiveMQMoveOptions
 from collectors.base import (
     MessageFilter,
-    MoveProgress,
     MoveRequest,
     MoveResult,
     PeekedMessage,
     ProgressCallback,
     original_of_dlq,
 )
-from mqtop.errors import ActionFailed, MqtopError, UsageError
+from collectors.kit.options import options_as
+from collectors.kit.tally import Tally
+from mqtop.kernel.errors import ActionFailed, MqtopError, UsageError
 
 ORIGINAL = "(original queue of each message)"
 BODY_CONDITIONS = frozenset({"body_contains", "body_regex", "json"})
-MAX_ERRORS = 50
 MARKER_NOTE = (
     "the broker's own move records each message's previous queue (Artemis _AMQ_ORIG_QUEUE and "
     "_AMQ_ORIG_MESSAGE_ID, Classic originalDestination); it cannot add an x-mqtop-replay "
     "property, so the audit log is mqtop's record of the replay"
 )
-
-
-@dataclass
-class Tally:
-    """What a replay/move did, counted independently of how the broker moved messages."""
-
-    moved: int = 0
-    failed: int = 0
-    skipped: int = 0
-    errors: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    total: int | None = None
-
-    def error(self, text: str) -> None:
-        if len(self.errors) < MAX_ERRORS:
-            self.errors.append(text)
-
-    def progress(self) -> MoveProgress:
-        return MoveProgress(self.moved, self.total, self.failed, self.skipped)
-
-    def result(self, request: MoveRequest) -> MoveResult:
-        return MoveResult(
-            source=request.source,
-            destination=request.destination,
-            moved=self.moved,
-            failed=self.failed,
-            skipped=self.skipped,
-            dry_run=request.dry_run,
-            errors=tuple(self.errors),
-            notes=tuple(self.notes),
-        )
 
 
 def needs_body(msg_filter: MessageFilter) -> bool:
@@ -151,21 +119,10 @@ class ActiveMQActions:
 
     # -- replay / move ----------------------------------------------------------------------
 
-    def _batch(self, extra: Mapping[str, Any]) -> int:
-        for key, flag in (
-            ("keep_partition", "--keep-partition"),
-            ("keep_timestamp", "--keep-timestamp"),
-            ("from_offset", "--from-offset"),
-            ("from_time", "--from-time"),
-            ("rate", "--rate"),
-        ):
-            if extra.get(key) not in (None, False):
-                raise UsageError(f"{flag} is not an ActiveMQ option (the broker moves messages)")
-        return int(extra.get("batch") or self.options.move_batch)
-
     async def move(self, request: MoveRequest, progress: ProgressCallback) -> MoveResult:
         async with self._broker() as ops:
-            run = _MoveRun(ops, request, self._batch(request.extra), progress)
+            opts = options_as(request.options, ActiveMQMoveOptions, "activemq")
+            run = _MoveRun(ops, request, opts.batch or self.options.move_batch, progress)
             return await run.run()
 
 
@@ -187,12 +144,12 @@ class _MoveRun:
         start = await self.ops.count(src) or 0
         bound = start if request.limit is None else min(start, request.limit)
         tally.total = bound
-        tally.notes.append(
+        tally.note(
             f"moved by the broker's own operations; bounded by the {start} message(s) in "
             f"{request.source!r} at start"
         )
         if request.mode == "replay" and not request.dry_run:
-            tally.notes.append(MARKER_NOTE)
+            tally.note(MARKER_NOTE)
         try:
             if request.filter is not None:
                 await self._filtered(src, start, bound, request.filter)
@@ -204,7 +161,7 @@ class _MoveRun:
                 f"rest stay in {request.source!r}"
             ) from None
         self.report(tally.progress())
-        return tally.result(request)
+        return tally.result(request.source, request.destination, request.dry_run)
 
     async def _destination(self, src: QueueRef, name: str) -> QueueRef | None:
         dest = await self.ops.find(name)
@@ -231,8 +188,8 @@ class _MoveRun:
         return targets
 
     def _missing(self, name: str, count: int) -> None:
-        self.tally.failed += count
-        self.tally.error(
+        self.tally.fail(
+            count,
             f"no queue {name!r} on the broker: {count} message(s) for it stay in "
             f"{self.request.source!r} (mqtop never creates a destination)"
         )
@@ -258,7 +215,7 @@ class _MoveRun:
         tally = self.tally
         raws = await self.ops.browse(src, start)
         if len(raws) < start:
-            tally.notes.append(
+            tally.note(
                 f"the broker showed {len(raws)} of the {start} message(s) to browsing (Classic: "
                 "MaxBrowsePageSize); the others were not examined"
             )
@@ -280,8 +237,8 @@ class _MoveRun:
                 target = message.death.original_queue if message.death else None
             chosen.setdefault(target or "", []).append(message.id)
         if cut:
-            tally.failed += cut
-            tally.error(
+            tally.fail(
+                cut,
                 f"{cut} message(s) are larger than the body the broker shows to management: a "
                 "body filter cannot be tested on them; they stay in the source"
             )
@@ -301,7 +258,6 @@ class _MoveRun:
             done = await self.ops.move_ids(src, chunk, dest)
             tally.moved += sum(done)
             missed = [i for i, ok in zip(chunk, done, strict=True) if not ok]
-            tally.failed += len(missed)
-            for ident in missed[:5]:
-                tally.error(f"{ident}: the broker did not move it (consumed or removed meanwhile?)")
+            for ident in missed:
+                tally.fail(1, f"{ident}: the broker did not move it (consumed or removed?)")
             self.report(tally.progress())

@@ -29,7 +29,7 @@ from typing import Any
 from collectors.activemq.jolokia import Jolokia, MBeanError, quote, value_of
 from collectors.activemq.options import ActiveMQOptions, Flavor
 from collectors.base import Collected, MessageActions, compile_globs, dlq_candidates
-from mqtop.model import SeriesKey, SeriesSample
+from mqtop.kernel.model import SeriesKey, SeriesSample
 
 ARTEMIS = "org.apache.activemq.artemis"
 CLASSIC = "org.apache.activemq"

@@ -24,7 +24,7 @@ from collectors.activemq.collector import (
 from collectors.activemq.jolokia import Jolokia, MBeanError, quote, value_of
 from collectors.activemq.messages import artemis_message, classic_message, queue_of
 from collectors.base import PeekedMessage
-from mqtop.errors import UsageError
+from mqtop.kernel.errors import UsageError
 
 ARTEMIS_ORIGIN = "_AMQ_ORIG_QUEUE"
 BROWSE_PAGE = 200

@@ -7,9 +7,9 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from collectors.base import BrokerOptions, ClientCertificate
-from mqtop.durations import Duration
-from mqtop.secrets import Password, SecretUrl, strip_url_credentials
+from collectors.base import BrokerOptions, ClientCertificate, MoveOptions
+from mqtop.kernel.durations import Duration
+from mqtop.kernel.secrets import Password, SecretUrl, strip_url_credentials
 
 Flavor = Literal["artemis", "classic"]
 
@@ -112,3 +112,15 @@ class ActiveMQOptions(ClientCertificate, BrokerOptions):
 
     def address(self) -> str:
         return strip_url_credentials(self.jolokia_url.get_secret_value())
+
+
+class ActiveMQMoveOptions(MoveOptions):
+    """Options of an ActiveMQ replay / move (the broker moves; mqtop sets the batch)."""
+
+    batch: int | None = Field(
+        None,
+        ge=1,
+        le=100_000,
+        description="messages per broker move operation (default: move_batch)",
+        json_schema_extra={"metavar": "N"},
+    )

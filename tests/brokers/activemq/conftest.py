@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests import support_activemq
 from tests.conftest import _obtain
+from tests.support import activemq as support_activemq
 
 
 @pytest.fixture(scope="session")

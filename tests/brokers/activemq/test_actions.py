@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.brokers.activemq.test_peek import broker_config
-from tests.support_activemq import ActiveMQBroker, wait_count
+from tests.support.activemq import ActiveMQBroker, wait_count
 
 pytestmark = pytest.mark.broker
 

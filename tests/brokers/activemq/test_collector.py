@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from collectors.activemq import PLUGIN, ActiveMQCollector
-from mqtop.model import SeriesSample
-from tests.support_activemq import ActiveMQBroker, wait_count
+from mqtop.kernel.model import SeriesSample
+from tests.support.activemq import ActiveMQBroker, wait_count
 
 pytestmark = pytest.mark.broker
 

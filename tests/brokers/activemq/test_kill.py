@@ -16,7 +16,7 @@ import pytest
 
 from tests.brokers.activemq.test_peek import broker_config
 from tests.conftest import ROOT
-from tests.support_activemq import ActiveMQBroker, wait_count
+from tests.support.activemq import ActiveMQBroker, wait_count
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 

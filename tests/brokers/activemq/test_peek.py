@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.support_activemq import ActiveMQBroker, wait_count
+from tests.support.activemq import ActiveMQBroker, wait_count
 
 pytestmark = pytest.mark.broker
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.support_activemq import ActiveMQBroker
+from tests.support.activemq import ActiveMQBroker
 
 pytestmark = pytest.mark.broker
 
