@@ -121,6 +121,6 @@ class ActiveMQMoveOptions(MoveOptions):
         None,
         ge=1,
         le=100_000,
-        description="messages per broker move operation (default: move_batch)",
+        description="messages per batch / confirm window",  # the shared --batch help text
         json_schema_extra={"metavar": "N"},
     )
