@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, ClassVar, Literal, cast
+from typing import ClassVar, Literal, cast
 
 from rich.text import Text
 from textual import work
@@ -14,20 +14,14 @@ from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Label, ProgressBar, Static
 
-from collectors.base import BrokerOptions, MessageActions, MoveProgress, MoveResult, PeekedMessage
-from mqtop.commands.dlq import record_kept
+from collectors.base import MoveProgress, MoveResult, PeekedMessage
+from mqtop.dlq import DeadLetterService, MovePlan, PurgePlan
+from mqtop.dlq.preflight import readonly_refusal
 from mqtop.engine import describe_error
 from mqtop.kernel.errors import MqtopError
 from mqtop.kernel.safe import hexdump, is_binary, json_safe, pretty_body, safe_text
 from mqtop.ui.app import MqtopApp
-from mqtop.ui.dlq_ops import (
-    common_origin,
-    fmt_size,
-    message_row,
-    run_move,
-    run_purge,
-    selection_request,
-)
+from mqtop.ui.dlq_rows import common_origin, fmt_size, message_row
 from mqtop.ui.modals import ConfirmModal, DestinationPicker
 
 VIEWER_LIMIT = 64 * 1024
@@ -144,9 +138,9 @@ class DlqScreen(Screen[None]):
         self.replay_target: str | None = None
         self.running: str | None = None
         self.last_result: MoveResult | None = None
+        self.refusal: MqtopError | None = None  # last write refused or failed (CLI words)
         self._peek_ok = False
-        self._actions: MessageActions | None = None
-        self._options: BrokerOptions | None = None
+        self._service: DeadLetterService | None = None
         self._reason: str | None = None
 
     @property
@@ -180,23 +174,22 @@ class DlqScreen(Screen[None]):
         self.query_one("#dlq-progress").display = False
         self.query_one("#dlq-result").display = False
         try:
-            self._options = self.mqtop.config.broker(self.broker_name)
-            self._actions = self.mqtop.broker_actions(self.broker_name)
+            options = self.mqtop.config.broker(self.broker_name)
+            actions = self.mqtop.broker_actions(self.broker_name)
         except Exception as exc:
             self._reason = safe_text(describe_error(exc), 200)
         else:
-            if self._actions is None:
-                self._reason = (
-                    f"{self._options.type} brokers have no message actions in this version"
+            if actions is None:
+                self._reason = f"{options.type} brokers have no message actions in this version"
+            else:
+                self._service = DeadLetterService(
+                    self.mqtop.config, options, actions, via="dashboard"
                 )
-            elif self._options.readonly:
-                self._reason = (
-                    f"broker {safe_text(self.broker_name, 40)} is readonly: replay, move and "
-                    "purge are disabled (set readonly: false in the config to allow writes)"
-                )
+                refusal = readonly_refusal(options, "replay, move and purge")
+                self._reason = safe_text(refusal.message, 300) if refusal else None
         self._draw_header()
         table.focus()
-        if self._actions is not None:
+        if self._service is not None:
             self.load()
 
     def _draw_header(self, notice: Text | None = None) -> None:
@@ -245,11 +238,11 @@ class DlqScreen(Screen[None]):
     @work(exclusive=True, group="dlq-peek")
     async def load(self) -> None:
         """Peek (after warning about side effects), count and find the replay target."""
-        actions = self._actions
-        if actions is None:
+        service = self._service
+        if service is None:
             return
         try:
-            warning = await actions.peek_warning(self.queue)
+            warning = await service.peek_warning(self.queue)
         except MqtopError as exc:  # e.g. the queue cannot be found: the peek would fail too
             self._draw_header(Text(safe_text(exc.message, 300), "red"))
             return
@@ -270,21 +263,17 @@ class DlqScreen(Screen[None]):
             self._peek_ok = True
         self._draw_header(Text("peeking…", "dim"))
         try:
-            messages = await actions.peek(self.queue, self.mqtop.peek_count)
-            kept = 0
-            if self._options is not None:
-                kept = record_kept(
-                    self.mqtop.config, self._options, self.queue, messages, via="dashboard"
-                )
-            total = await actions.count(self.queue)
-            target = await actions.replay_target(self.queue)
+            peeked = await service.peek(self.queue, self.mqtop.peek_count)
+            total = await service.count(self.queue)
+            target = await service.replay_target(self.queue)
         except MqtopError as exc:
             self._draw_header(Text(safe_text(exc.message, 300), "red"))
             return
         except Exception as exc:
             self._draw_header(Text(f"peek failed: {safe_text(describe_error(exc), 300)}", "red"))
             return
-        self.messages = list(messages)
+        self.messages = peeked.messages
+        kept = peeked.kept
         self.total = total
         self.replay_target = target
         self.selected.clear()
@@ -383,13 +372,6 @@ class DlqScreen(Screen[None]):
 
     # -- writes ------------------------------------------------------------------------
 
-    def _how_many(self, selected: list[PeekedMessage]) -> str:
-        if selected:
-            return f"{len(selected)} selected message(s)"
-        if self.total is not None:
-            return f"all {self.total} message(s)"
-        return "all messages (count unknown)"
-
     def action_replay(self) -> None:
         """Replay to the original queue (selected messages, or all)."""
         self._write("replay")
@@ -402,33 +384,54 @@ class DlqScreen(Screen[None]):
         """Delete every message of the queue."""
         self._write("purge")
 
+    def _refused(self, exc: MqtopError, what: str | None = None) -> None:
+        """Show a refusal or failure in the CLI's words (the CLI prints ``mqtop: <words>``)."""
+        self.refusal = exc
+        head = f"{what} failed: " if what else ""
+        self._show_result(Text(f"✖ {head}{safe_text(exc.message, 300)}", "red"))
+        self.notify(safe_text(exc.message, 200), severity="error")
+
     @work(exclusive=True, group="dlq-write")
     async def _write(self, mode: Literal["replay", "move", "purge"]) -> None:
-        actions, options = self._actions, self._options
-        if actions is None or options is None or self._reason is not None:
+        service = self._service
+        if service is None:
             self.notify(self._reason or "no message actions", severity="warning")
             return
         if self.running is not None:
             return
+        self.refusal = None
+        try:
+            # refused before anything is asked, as `mqtop dlq` refuses before it asks
+            service.check_write(mode)
+            if mode == "purge":
+                await self._purge(service)
+            else:
+                await self._move(service, mode)
+        except MqtopError as exc:
+            self._refused(exc)
+        except Exception as exc:  # a broker call of the pre-flight (count, ...) failed
+            self._show_result(Text(f"✖ {mode}: {safe_text(describe_error(exc), 300)}", "red"))
+
+    async def _purge(self, service: DeadLetterService) -> None:
+        plan = await service.plan_purge(self.queue)
+        body = Text()
+        body.append(f"Purge {plan.taken}\n")
+        body.append("from   ", "dim")
+        body.append(safe_text(plan.queue, 120), "bold")
+        body.append(f"\non broker {safe_text(self.broker_name, 40)}\n\n")
+        body.append("This cannot be undone.", "bold red")
+        if self.selected:
+            body.append("\nPurge ignores the selection: it deletes the whole queue.", "yellow")
+        if not await self.app.push_screen_wait(
+            ConfirmModal("Purge queue", body, "Purge", danger=True)
+        ):
+            self.notify("purge cancelled")
+            return
+        await self._run_purge(service, plan)
+
+    async def _move(self, service: DeadLetterService, mode: Literal["replay", "move"]) -> None:
         selected = self.selected_messages()
         source = self.queue
-        if mode == "purge":
-            body = Text()
-            body.append(f"Purge {'all ' + str(self.total) if self.total is not None else 'all'}")
-            body.append(" message(s)\n", "")
-            body.append("from   ", "dim")
-            body.append(safe_text(source, 120), "bold")
-            body.append(f"\non broker {safe_text(self.broker_name, 40)}\n\n")
-            body.append("This cannot be undone.", "bold red")
-            if selected:
-                body.append("\nPurge ignores the selection: it deletes the whole queue.", "yellow")
-            if not await self.app.push_screen_wait(
-                ConfirmModal("Purge queue", body, "Purge", danger=True)
-            ):
-                self.notify("purge cancelled")
-                return
-            await self._run_purge(actions, options)
-            return
         destination = self._target() if mode == "replay" else None
         if destination is None:
             candidates = sorted(
@@ -437,12 +440,10 @@ class DlqScreen(Screen[None]):
             destination = await self.app.push_screen_wait(DestinationPicker(source, candidates))
             if destination is None:
                 return
-        if destination == source:
-            self.notify("source and destination are the same queue", severity="error")
-            return
+        plan = await service.plan_move(mode, source, destination, selected=selected)
         verb = "Replay" if mode == "replay" else "Move"
         body = Text()
-        body.append(f"{verb} {self._how_many(selected)}\n", "bold")
+        body.append(f"{verb} {plan.taken}\n", "bold")
         body.append("from   ", "dim")
         body.append(safe_text(source, 120) + "\n", "bold")
         body.append("to     ", "dim")
@@ -455,8 +456,7 @@ class DlqScreen(Screen[None]):
         if not await self.app.push_screen_wait(ConfirmModal(f"{verb} messages", body, verb)):
             self.notify(f"{mode} cancelled")
             return
-        request = selection_request(source, destination, mode, selected)
-        await self._run_move(actions, options, request)
+        await self._run_move(service, plan)
 
     def _start(self, label: str, total: int | None) -> None:
         self.running = label
@@ -471,10 +471,9 @@ class DlqScreen(Screen[None]):
         self.refresh_bindings()
         self.query_one("#dlq-progress").display = False
 
-    async def _run_move(
-        self, actions: MessageActions, options: BrokerOptions, request: Any
-    ) -> None:
-        total = request.limit if request.limit is not None else self.total
+    async def _run_move(self, service: DeadLetterService, plan: MovePlan) -> None:
+        request = plan.request
+        total = request.limit if request.limit is not None else plan.count
         self._start(request.mode, total)
 
         def progress(update: MoveProgress) -> None:
@@ -482,13 +481,10 @@ class DlqScreen(Screen[None]):
 
         started = time.monotonic()
         try:
-            result = await run_move(self.mqtop.config, options, actions, request, progress)
+            result = await service.move(plan, progress)
         except MqtopError as exc:
             self._finish()
-            self._show_result(
-                Text(f"✖ {request.mode} failed: {safe_text(exc.message, 300)}", "red")
-            )
-            self.notify(safe_text(exc.message, 200), severity="error")
+            self._refused(exc, request.mode)
             self.load()
             return
         self._finish()
@@ -523,14 +519,13 @@ class DlqScreen(Screen[None]):
         )
         self.load()
 
-    async def _run_purge(self, actions: MessageActions, options: BrokerOptions) -> None:
+    async def _run_purge(self, service: DeadLetterService, plan: PurgePlan) -> None:
         self._start("purge", None)
         try:
-            purged = await run_purge(self.mqtop.config, options, actions, self.queue)
+            purged = await service.purge(plan)
         except MqtopError as exc:
             self._finish()
-            self._show_result(Text(f"✖ purge failed: {safe_text(exc.message, 300)}", "red"))
-            self.notify(safe_text(exc.message, 200), severity="error")
+            self._refused(exc, "purge")
             self.load()
             return
         self._finish()

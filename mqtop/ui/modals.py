@@ -259,10 +259,7 @@ class DestinationPicker(ModalScreen[str | None]):
             if option.id and option.id.startswith("q"):
                 self.dismiss(self.candidates[int(option.id[1:])])
                 return
-        if typed:
-            if typed == self.source:
-                self.notify("the destination must differ from the source", severity="error")
-                return
+        if typed:  # the source itself is refused by the dead-letter service, in its words
             self.dismiss(typed)
             return
         self.notify("type or pick a destination queue", severity="warning")

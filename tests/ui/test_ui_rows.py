@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from alerts.model import Alert, AlertState
 from collectors.base import PeekedMessage
 from mqtop.kernel.model import BrokerStatus, SeriesKey, SeriesView
-from mqtop.ui.dlq_ops import SelectionFilter, common_origin, message_row, selection_request
+from mqtop.ui.dlq_rows import common_origin, message_row
 from mqtop.ui.rows import (
     COLUMNS,
     RANK_CRITICAL,
@@ -227,21 +225,6 @@ def test_stuck_count_comes_from_the_series_info():
     rows = build_rows([stream, plain], {}, [], 100.0)
     assert [r.stuck for r in rows] == [3.0, None]
     assert [cell_text(r, "stuck") for r in rows] == ["3", "-"]
-
-
-def test_selection_filter_and_request():
-    messages = [PeekedMessage(id=str(i), body=f"m{i}".encode()) for i in range(4)]
-    request = selection_request("dlq", "orders", "replay", [messages[1], messages[3]])
-    assert request.limit == 2
-    assert request.filter is not None
-    assert [m.id for m in messages if request.filter.matches(m.body, {})] == ["1", "3"]
-    assert str(request.filter).startswith("2 selected message(s) #")
-    other = selection_request("dlq", "orders", "replay", [messages[0], messages[2]])
-    assert str(other.filter) != str(request.filter)  # resumable jobs never mix selections
-    everything = selection_request("dlq", "orders", "replay", [])
-    assert everything.filter is None and everything.limit is None
-    sel = SelectionFilter(messages[:1])
-    assert sel.digests == {hashlib.sha256(b"m0").digest()}
 
 
 def test_message_row_is_safe_and_complete():
