@@ -22,7 +22,7 @@ from mqtop.kernel.errors import MqtopError
 from mqtop.kernel.safe import hexdump, is_binary, json_safe, pretty_body, safe_text
 from mqtop.ui.app import MqtopApp
 from mqtop.ui.dlq_rows import common_origin, fmt_size, message_row
-from mqtop.ui.modals import ConfirmModal, DestinationPicker
+from mqtop.ui.modals import ConfirmModal, DestinationPicker, MoveConfirm
 
 VIEWER_LIMIT = 64 * 1024
 WRITE_ACTIONS = frozenset({"replay", "move", "purge"})
@@ -453,9 +453,14 @@ class DlqScreen(Screen[None]):
             "Each message is published and confirmed before it is removed from the source.",
             "dim",
         )
-        if not await self.app.push_screen_wait(ConfirmModal(f"{verb} messages", body, verb)):
+        dialog = MoveConfirm(
+            f"{verb} messages", body, verb, service.option_specs(), service.move_options
+        )
+        if not await self.app.push_screen_wait(dialog):
             self.notify(f"{mode} cancelled")
             return
+        if dialog.options is not None:
+            plan = plan.with_options(dialog.options)
         await self._run_move(service, plan)
 
     def _start(self, label: str, total: int | None) -> None:

@@ -1,9 +1,9 @@
-"""Modal dialogs: confirmation, help, silence duration, destination picker."""
+"""Modal dialogs: confirmation (with move options), help, silence duration, destination picker."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Literal
 
 from rich.table import Table
 from rich.text import Text
@@ -12,10 +12,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Input, Label, OptionList, Static
+from textual.widget import Widget
+from textual.widgets import Button, Checkbox, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from collectors.base import MoveOptions
+from collectors.kit.options import OptionSpec
 from mqtop.kernel.durations import parse_duration
+from mqtop.kernel.errors import MqtopError
 from mqtop.kernel.safe import safe_text
 
 
@@ -40,6 +44,7 @@ class ConfirmModal(ModalScreen[bool]):
         with Vertical(id="dialog", classes="danger" if self.danger else ""):
             yield Label(Text(self.title_text, style="bold"), id="dialog-title")
             yield Static(self.body, id="dialog-body")
+            yield from self.compose_inputs()
             with Horizontal(id="dialog-buttons"):
                 yield Button("Cancel (n)", id="cancel")
                 yield Button(
@@ -48,19 +53,96 @@ class ConfirmModal(ModalScreen[bool]):
                     variant="error" if self.danger else "primary",
                 )
 
+    def compose_inputs(self) -> Iterable[Widget]:
+        """Inputs between the question and the buttons (none here)."""
+        return ()
+
     def on_mount(self) -> None:
         """Focus Cancel: a stray Enter never confirms a write."""
         self.query_one("#cancel", Button).focus()
 
     @on(Button.Pressed, "#confirm")
+    def _confirm_pressed(self) -> None:
+        self.action_confirm()
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel_pressed(self) -> None:
+        self.action_cancel()
+
     def action_confirm(self) -> None:
         """Go ahead."""
         self.dismiss(True)
 
-    @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:
         """Do nothing."""
         self.dismiss(False)
+
+
+INPUT_TYPES: dict[str, Literal["integer", "number", "text"]] = {"int": "integer", "float": "number"}
+
+
+class MoveConfirm(ConfirmModal):
+    """Confirm a replay or move, with one input per move option the broker declares.
+
+    The values are checked by ``build`` (the dead-letter service, in the CLI's words) when the
+    operator confirms; a refusal is shown in the dialog, which stays open. ``options`` holds
+    the checked options once confirmed.
+    """
+
+    def __init__(
+        self,
+        title: str,
+        body: Text | str,
+        confirm_label: str,
+        specs: Sequence[OptionSpec],
+        build: Callable[[Mapping[str, Any]], MoveOptions],
+    ) -> None:
+        super().__init__(title, body, confirm_label)
+        self.specs = list(specs)
+        self.build = build
+        self.options: MoveOptions | None = None
+
+    def compose_inputs(self) -> Iterable[Widget]:
+        """One checkbox (yes/no options) or input (values) per option, then the refusal line."""
+        if not self.specs:
+            return
+        yield Label(Text("Broker options (empty: the broker's default)", style="dim"))
+        for spec in self.specs:
+            label = Text(f"{spec.flag}  {safe_text(spec.help, 60)}")
+            if spec.kind == "bool":
+                yield Checkbox(label, id=f"option-{spec.name}", classes="move-option")
+                continue
+            kind = INPUT_TYPES.get(spec.kind, "text")
+            with Horizontal(classes="move-option-row"):
+                yield Label(label, classes="move-option-label")
+                yield Input(
+                    placeholder=spec.metavar or spec.kind,
+                    type=kind,
+                    id=f"option-{spec.name}",
+                    classes="move-option",
+                )
+        yield Static("", id="options-error")
+
+    def given(self) -> dict[str, Any]:
+        """The options the operator set (left empty or unchecked: not given)."""
+        out: dict[str, Any] = {}
+        for spec in self.specs:
+            widget = self.query_one(f"#option-{spec.name}")
+            if isinstance(widget, Checkbox) and widget.value:
+                out[spec.name] = True
+            elif isinstance(widget, Input) and widget.value.strip():
+                out[spec.name] = widget.value.strip()
+        return out
+
+    def action_confirm(self) -> None:
+        """Go ahead when the broker accepts the options."""
+        try:
+            self.options = self.build(self.given())
+        except MqtopError as exc:
+            error = self.query_one("#options-error", Static)
+            error.update(Text(safe_text(exc.message, 300), style="red"))
+            return
+        self.dismiss(True)
 
 
 class HelpScreen(ModalScreen[None]):

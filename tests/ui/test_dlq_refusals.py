@@ -1,5 +1,8 @@
 """The CLI and the dashboard refuse the same dead-letter writes with the same words and exit code.
 
+The dashboard's move dialog also offers the broker's declared move options, refused in the
+CLI's words.
+
 Both go through the dead-letter service (mqtop/dlq): each case runs `mqtop dlq` in a
 subprocess and the dashboard through Pilot, on a broker named alike with the same audit log,
 and compares the CLI's one line (``mqtop: <words>``, exit 2) with what the dashboard shows.
@@ -15,10 +18,11 @@ from pathlib import Path
 import pytest
 from textual.widgets import Static
 
+from collectors.base import MoveRequest, MoveResult, ProgressCallback
 from mqtop.kernel.errors import EXIT_USAGE
 from mqtop.ui.app import MqtopApp
 from mqtop.ui.dlq import DlqScreen
-from mqtop.ui.modals import DestinationPicker
+from mqtop.ui.modals import DestinationPicker, MoveConfirm
 from mqtop.ui.overview import OverviewScreen
 from mqtop.ui.sample import NOW, MemoryActions, sample_alerts, sample_engine, sample_messages
 
@@ -139,3 +143,60 @@ async def test_readonly_notice_is_the_services_refusal(tmp_path):
             "(set readonly: false in the config to allow writes)"
         ) in notice
         await app.stop_engine()
+
+
+async def test_move_dialog_offers_the_brokers_options_and_refuses_bad_values_alike(
+    tmp_path, write_config, run_cli
+):
+    config = write_config(
+        f"""
+        audit_log: {tmp_path / "audit.jsonl"}
+        brokers:
+          - {{name: rabbit, type: rabbitmq, url: "amqp://guest:guest@127.0.0.1:9/"}}
+        """
+    )
+    cli = run_cli(
+        "dlq", "move", "rabbit", "orders.dlq", "parking", "--batch", "0", "--yes",
+        "--config", str(config),
+    )  # fmt: skip
+    assert cli.returncode == EXIT_USAGE, cli.stderr
+    words = cli.stderr.strip().removeprefix("mqtop: ")
+    assert words.startswith("--batch: ")
+
+    requests: list[MoveRequest] = []
+
+    class Recording(MemoryActions):
+        async def move(self, request: MoveRequest, progress: ProgressCallback) -> MoveResult:
+            requests.append(request)
+            return await super().move(request, progress)
+
+    actions = Recording({"orders.dlq": sample_messages("orders.dlq", "orders"), "orders": []})
+    engine = sample_engine(actions=actions, audit_log=str(tmp_path / "audit.jsonl"))
+    app = MqtopApp(engine, sample_alerts(), clock=lambda: NOW, autostart=False)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await _until(pilot, lambda: isinstance(app.screen, OverviewScreen) and app.refresh_count)
+        app.open_dlq("rabbit", "orders.dlq")
+        await _until(pilot, lambda: isinstance(app.screen, DlqScreen) and app.screen.messages)
+        screen = app.screen
+        await pilot.press("m")
+        await _until(pilot, lambda: isinstance(app.screen, DestinationPicker))
+        await pilot.press(*"parking", "enter")
+        await _until(pilot, lambda: isinstance(app.screen, MoveConfirm))
+        dialog = app.screen
+        assert isinstance(dialog, MoveConfirm)
+        assert [spec.flag for spec in dialog.specs] == ["--batch"]  # RabbitMQ declares batch
+        await pilot.click("#option-batch")
+        await pilot.press("0")
+        await pilot.click("#confirm")
+        error = dialog.query_one("#options-error", Static)
+        await _until(pilot, lambda: str(error.content) == words)
+        assert app.screen is dialog and requests == []  # still asking; nothing moved
+        await pilot.click("#option-batch")
+        await pilot.press("end", "backspace", "3")
+        await pilot.click("#confirm")
+        await _until(pilot, lambda: screen.last_result is not None)
+        await app.stop_engine()
+    (request,) = requests
+    assert request.options.model_dump() == {"batch": 3}
+    assert type(request.options).__name__ == "RabbitMQMoveOptions"
+    assert len(actions.queues["parking"]) == 7 and actions.queues["orders.dlq"] == []
