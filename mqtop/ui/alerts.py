@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Static
 
 from alerts.model import Alert, AlertState
 from mqtop.kernel.durations import humanize_seconds
 from mqtop.kernel.safe import safe_text
 from mqtop.ui.alerting import glob_escape
-from mqtop.ui.app import DataRefreshed, MqtopApp
+from mqtop.ui.base import DashboardScreen
+from mqtop.ui.messages import DataRefreshed
 from mqtop.ui.modals import SilenceModal
 
 
@@ -57,7 +57,7 @@ def silence_matchers(alert: Alert) -> dict[str, str]:
     return out
 
 
-class AlertsScreen(Screen[None]):
+class AlertsScreen(DashboardScreen):
     """Firing and pending alerts, recent resolutions and active silences."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -71,11 +71,6 @@ class AlertsScreen(Screen[None]):
         super().__init__()
         self._alerts: list[Alert] = []
         self._silences: list[Any] = []
-
-    @property
-    def mqtop(self) -> MqtopApp:
-        """The app, typed."""
-        return cast(MqtopApp, self.app)
 
     def compose(self) -> ComposeResult:
         yield Static(id="alerts-title")
@@ -97,8 +92,8 @@ class AlertsScreen(Screen[None]):
 
     def refresh_tables(self) -> None:
         """Fill the three tables from the app's data."""
-        data = self.mqtop.data
-        now = self.mqtop.clock()
+        data = self.host.data
+        now = self.host.clock()
         order = {AlertState.FIRING: 0, AlertState.PENDING: 1}
         self._alerts = sorted(
             data.alerts,
@@ -109,7 +104,7 @@ class AlertsScreen(Screen[None]):
         title = Text()
         title.append(" Alerts ", "bold reverse")
         title.append(f"  {firing} firing · {pending} pending · {len(data.silences)} silences")
-        if not getattr(self.mqtop.alert_source, "available", True):
+        if not self.host.alert_source.available:
             title.append("  (alert evaluation unavailable)", "yellow")
         self.query_one("#alerts-title", Static).update(title)
 
@@ -187,7 +182,7 @@ class AlertsScreen(Screen[None]):
         alert = self.selected_alert()
         if alert is None or alert.broker is None or alert.queue is None:
             return
-        self.mqtop.open_detail(SeriesKey(alert.broker, alert.queue, alert.group))
+        self.host.open_detail(SeriesKey(alert.broker, alert.queue, alert.group))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         """Enter on an alert opens its series."""
@@ -207,16 +202,16 @@ class AlertsScreen(Screen[None]):
         if choice is None:
             return
         seconds, comment = choice
-        until = self.mqtop.clock() + seconds
+        until = self.host.clock() + seconds
         try:
-            self.mqtop.alert_source.silence(
+            self.host.alert_source.silence(
                 alert.rule, silence_matchers(alert), until, comment or "silenced from the dashboard"
             )
         except Exception as exc:
             self.notify(safe_text(f"cannot silence: {exc}", 200), severity="error")
             return
         self.notify(f"silenced {label} for {humanize_seconds(seconds)}")
-        self.mqtop.request_refresh()
+        self.host.request_refresh()
 
     def action_unsilence(self) -> None:
         """Remove the selected silence."""
@@ -227,9 +222,9 @@ class AlertsScreen(Screen[None]):
         index = max(0, min(table.cursor_row, len(self._silences) - 1))
         silence = self._silences[index]
         try:
-            self.mqtop.alert_source.unsilence(getattr(silence, "id", ""))
+            self.host.alert_source.unsilence(getattr(silence, "id", ""))
         except Exception as exc:
             self.notify(safe_text(f"cannot unsilence: {exc}", 200), severity="error")
             return
         self.notify("silence removed")
-        self.mqtop.request_refresh()
+        self.host.request_refresh()

@@ -2,84 +2,49 @@
 
 Data flow: the engine polls brokers in asyncio tasks on Textual's loop and writes the store;
 the store calls back after each ingest; the app coalesces those calls and builds a
-:class:`DashboardData` (views, rows, alerts) in a thread worker, then hands it to the screens
-as a :class:`DataRefreshed` message. Screens never talk to a broker; DLQ actions go through
-``engine.collector(name).actions()`` in workers.
+:class:`~mqtop.ui.data.DashboardData` (views, rows, alerts) in a thread worker, then hands it
+to the screens as a :class:`~mqtop.ui.messages.DataRefreshed` message. The app imports the
+screens; screens see the app only as :class:`~mqtop.ui.base.DashboardHost`. Screens never
+talk to a broker; DLQ actions go through the dead-letter service in workers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from rich.console import Console
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
-from textual.message import Message
 from textual.screen import Screen
 
-from alerts.model import Alert, AlertEvent, AlertState
+from alerts.model import AlertEvent
 from collectors.base import MessageActions
 from mqtop.config import Config
 from mqtop.engine import Engine
-from mqtop.kernel.model import BrokerSnapshot, BrokerStatus, SeriesKey, SeriesView
+from mqtop.kernel.model import BrokerSnapshot, BrokerStatus, SeriesKey
 from mqtop.kernel.safe import safe_text
 from mqtop.ui.alerting import AlertSource, LockedAlerts, make_alert_source
-from mqtop.ui.rows import Row, build_rows
+from mqtop.ui.alerts import AlertsScreen
+from mqtop.ui.base import DashboardScreen
+from mqtop.ui.data import DashboardData, compute_data
+from mqtop.ui.detail import DetailScreen
+from mqtop.ui.dlq import DlqScreen
+from mqtop.ui.messages import DataRefreshed, StoreChanged
+from mqtop.ui.modals import ConfirmModal, HelpScreen
+from mqtop.ui.overview import OverviewScreen
+from mqtop.ui.screentext import svg_text
+
+if TYPE_CHECKING:
+    from mqtop.ui.base import DashboardHost
 
 CSS_FILE = Path(__file__).with_name("mqtop.tcss")
 STUCK_REFRESH = 30.0  # seconds after which a data build that never reported is retried
-
-
-@dataclass(frozen=True)
-class DashboardData:
-    """One consistent picture of everything the screens show."""
-
-    time: float
-    views: tuple[SeriesView, ...] = ()
-    rows: tuple[Row, ...] = ()
-    statuses: Mapping[str, BrokerStatus] = field(default_factory=dict)
-    alerts: tuple[Alert, ...] = ()
-    resolved: tuple[Alert, ...] = ()
-    silences: tuple[Any, ...] = ()
-    generation: int = 0
-    firing_count: int = 0  # firing and not silenced
-    critical_count: int = 0  # of those, critical
-
-    def view(self, key: SeriesKey) -> SeriesView | None:
-        """The view of one series, if present."""
-        for view in self.views:
-            if view.key == key:
-                return view
-        return None
-
-    def alerts_for(self, key: SeriesKey) -> list[Alert]:
-        """Alerts on one series."""
-        return [
-            a
-            for a in self.alerts
-            if a.broker == key.broker and a.queue == key.queue and a.group == key.group
-        ]
-
-    def firing(self) -> list[Alert]:
-        """Firing alerts that are not silenced."""
-        return [a for a in self.alerts if a.state == AlertState.FIRING and not a.silenced]
-
-
-class DataRefreshed(Message):
-    """New dashboard data is available on ``app.data``."""
-
-
-class StoreChanged(Message):
-    """The store ingested a poll (posted from the store's callback)."""
 
 
 class MqtopApp(App[int]):
@@ -131,8 +96,6 @@ class MqtopApp(App[int]):
 
     def on_mount(self) -> None:
         """Subscribe to the store, show the overview and start polling."""
-        from mqtop.ui.overview import OverviewScreen
-
         self._unsubscribe = self.engine.store.subscribe(self._on_ingest)
         self.push_screen(OverviewScreen())
         if self.autostart:
@@ -171,7 +134,7 @@ class MqtopApp(App[int]):
 
     async def action_quit(self) -> None:
         """Stop the engine, then exit (asks first while a DLQ action is running)."""
-        if any(getattr(screen, "running", None) for screen in self.screen_stack):
+        if any(isinstance(s, DashboardScreen) and s.busy for s in self.screen_stack):
             self._confirm_quit()
             return
         await self.stop_engine()
@@ -179,8 +142,6 @@ class MqtopApp(App[int]):
 
     @work(exclusive=True, group="quit")
     async def _confirm_quit(self) -> None:
-        from mqtop.ui.modals import ConfirmModal
-
         body = (
             "A replay, move or purge is still running. Quitting interrupts it: every message "
             "stays in the source or the destination (a rerun finishes the job), but the result "
@@ -208,9 +169,8 @@ class MqtopApp(App[int]):
         elif self._dirty or self.engine.store.generation != self.data.generation:
             self.request_refresh()
         for screen in self.screen_stack:
-            tick = getattr(screen, "on_tick", None)
-            if callable(tick):
-                tick()
+            if isinstance(screen, DashboardScreen):
+                screen.on_tick()
 
     # -- refresh ---------------------------------------------------------------------
 
@@ -261,48 +221,26 @@ class MqtopApp(App[int]):
 
     def action_help(self) -> None:
         """Show every key of the current screen."""
-        from mqtop.ui.modals import HelpScreen
-
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.screen))
 
     def action_alerts(self) -> None:
         """Open the alerts screen."""
-        from mqtop.ui.alerts import AlertsScreen
-
         if not isinstance(self.screen, AlertsScreen):
             self.push_screen(AlertsScreen())
 
     def open_detail(self, key: SeriesKey) -> None:
         """Open the detail screen of a series."""
-        from mqtop.ui.detail import DetailScreen
-
         self.push_screen(DetailScreen(key))
 
     def open_dlq(self, broker: str, queue: str) -> None:
         """Open the DLQ browser on a queue."""
-        from mqtop.ui.dlq import DlqScreen
-
         self.push_screen(DlqScreen(broker, queue))
 
     def screen_text(self) -> str:
         """The current screen as plain text (what a terminal shows, without colours)."""
         width, height = self.size
-        console = Console(
-            width=width,
-            height=height,
-            file=io.StringIO(),
-            force_terminal=True,
-            color_system="truecolor",
-            record=True,
-            legacy_windows=False,
-            safe_box=False,
-        )
-        render = self.screen._compositor.render_update(
-            full=True, screen_stack=self._background_screens
-        )
-        console.print(render)
-        return console.export_text(styles=False)
+        return svg_text(self.export_screenshot(), width, height)
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """The palette lists every action bound on the current screen, plus screen extras."""
@@ -318,36 +256,9 @@ class MqtopApp(App[int]):
                 f"key: {binding.key_display or binding.key}",
                 partial(self.run_action, binding.action, active.node),
             )
-        extra = getattr(screen, "palette_commands", None)
-        if callable(extra):
-            yield from extra()
+        if isinstance(screen, DashboardScreen):
+            yield from screen.palette_commands()
 
 
-def compute_data(
-    engine: Engine,
-    alerts: AlertSource,
-    statuses: dict[str, BrokerStatus],
-    now: float,
-) -> tuple[DashboardData, list[AlertEvent]]:
-    """Evaluate alerts and build the rows (runs in a worker thread; reads the store only)."""
-    store = engine.store
-    events = alerts.evaluate(store, statuses, now)
-    current = alerts.alerts()
-    views = store.views()
-    rows = build_rows(views, statuses, current, now)
-    firing = [a for a in current if a.state == AlertState.FIRING and not a.silenced]
-    return (
-        DashboardData(
-            time=now,
-            views=tuple(views),
-            rows=tuple(rows),
-            statuses=statuses,
-            alerts=tuple(current),
-            resolved=tuple(alerts.recent_resolved(50)),
-            silences=tuple(alerts.silences()),
-            generation=store.generation,
-            firing_count=len(firing),
-            critical_count=sum(1 for a in firing if a.severity == "critical"),
-        ),
-        events,
-    )
+if TYPE_CHECKING:
+    _HOST: type[DashboardHost] = MqtopApp  # mypy checks that the app provides every hook

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Static, Tab, Tabs
 from textual_plotext import PlotextPlot
 
@@ -19,8 +18,9 @@ from alerts.model import Alert
 from mqtop.kernel.durations import humanize_seconds
 from mqtop.kernel.model import PUBLIC_METRICS, SeriesKey, SeriesView, group_status_name
 from mqtop.kernel.safe import safe_text
-from mqtop.ui.app import DataRefreshed, MqtopApp
-from mqtop.ui.rows import fmt_count, fmt_pct, fmt_rate
+from mqtop.ui.base import DashboardScreen
+from mqtop.ui.messages import DataRefreshed
+from mqtop.ui.rows import build_rows, dlq_target, fmt_count, fmt_pct, fmt_rate
 
 WINDOWS: tuple[tuple[str, float], ...] = (("5m", 300.0), ("1h", 3600.0), ("24h", 86400.0))
 CHART_POINTS = 120
@@ -124,7 +124,7 @@ def alerts_text(alerts: Iterable[Alert]) -> Text:
     return text
 
 
-class DetailScreen(Screen[None]):
+class DetailScreen(DashboardScreen):
     """Charts and details of one series."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -139,11 +139,6 @@ class DetailScreen(Screen[None]):
         super().__init__()
         self.key = key
         self.window_index = 0
-
-    @property
-    def mqtop(self) -> MqtopApp:
-        """The app, typed."""
-        return cast(MqtopApp, self.app)
 
     def compose(self) -> ComposeResult:
         yield Static(id="detail-title")
@@ -193,18 +188,15 @@ class DetailScreen(Screen[None]):
 
     def action_dlq(self) -> None:
         """Open this queue's DLQ (or the queue itself when it is a DLQ)."""
-        from mqtop.ui.overview import dlq_target
-        from mqtop.ui.rows import build_rows
-
-        view = self.mqtop.engine.store.view(self.key)
+        view = self.host.engine.store.view(self.key)
         if view is None:
             return
-        (row,) = build_rows([view], {}, [], self.mqtop.clock())
-        target = dlq_target(row, self.mqtop.data.views)
+        (row,) = build_rows([view], {}, [], self.host.clock())
+        target = dlq_target(row, self.host.data.views)
         if target is None:
             self.notify("no dead-letter queue is known for this queue", severity="warning")
             return
-        self.mqtop.open_dlq(self.key.broker, target)
+        self.host.open_dlq(self.key.broker, target)
 
     def palette_commands(self) -> Iterable[SystemCommand]:
         """Chart windows in the palette."""
@@ -217,7 +209,7 @@ class DetailScreen(Screen[None]):
 
     def refresh_all(self) -> None:
         """Title, summary, charts and tables from the store."""
-        view = self.mqtop.engine.store.view(self.key)
+        view = self.host.engine.store.view(self.key)
         title = Text()
         title.append(" ◀ ", "bold reverse")
         title.append(f" {safe_text(self.key.broker, 40)} / ", "dim")
@@ -237,7 +229,7 @@ class DetailScreen(Screen[None]):
         self.query_one("#detail-title", Static).update(title)
         self.query_one("#detail-summary", Static).update(summary_table(view))
         self.query_one("#detail-alerts", Static).update(
-            alerts_text(self.mqtop.data.alerts_for(self.key))
+            alerts_text(self.host.data.alerts_for(self.key))
         )
         info = view.info if view is not None else {}
         for widget_id, name, title_text in (
@@ -260,7 +252,7 @@ class DetailScreen(Screen[None]):
         self._draw_charts()
 
     def _series(self, metric: str, start: float, end: float) -> tuple[list[float], list[float]]:
-        points = self.mqtop.engine.store.range(self.key, metric, start, end, CHART_POINTS)
+        points = self.host.engine.store.range(self.key, metric, start, end, CHART_POINTS)
         xs: list[float] = []
         ys: list[float] = []
         for t, v in points:
@@ -271,7 +263,7 @@ class DetailScreen(Screen[None]):
 
     def _draw_charts(self) -> None:
         label, window = WINDOWS[self.window_index]
-        end = self.mqtop.data.time
+        end = self.host.data.time
         start = end - window
         charts: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
             ("#chart-backlog", "Backlog (messages)", (("queue_length", "backlog"),)),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import ClassVar, Literal, cast
+from typing import ClassVar, Literal
 
 from rich.text import Text
 from textual import work
@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Label, ProgressBar, Static
 
 from collectors.base import MoveProgress, MoveResult, PeekedMessage
@@ -20,7 +20,7 @@ from mqtop.dlq.preflight import readonly_refusal
 from mqtop.engine import describe_error
 from mqtop.kernel.errors import MqtopError
 from mqtop.kernel.safe import hexdump, is_binary, json_safe, pretty_body, safe_text
-from mqtop.ui.app import MqtopApp
+from mqtop.ui.base import DashboardScreen
 from mqtop.ui.dlq_rows import common_origin, fmt_size, message_row
 from mqtop.ui.modals import ConfirmModal, DestinationPicker, MoveConfirm
 
@@ -107,7 +107,7 @@ class MessageViewer(ModalScreen[None]):
         self.dismiss(None)
 
 
-class DlqScreen(Screen[None]):
+class DlqScreen(DashboardScreen):
     """Messages of one queue (usually a DLQ) and the actions on them."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -144,9 +144,9 @@ class DlqScreen(Screen[None]):
         self._reason: str | None = None
 
     @property
-    def mqtop(self) -> MqtopApp:
-        """The app, typed."""
-        return cast(MqtopApp, self.app)
+    def busy(self) -> str | None:
+        """The write running here, if any (quitting asks first)."""
+        return self.running
 
     # -- layout ------------------------------------------------------------------------
 
@@ -174,8 +174,8 @@ class DlqScreen(Screen[None]):
         self.query_one("#dlq-progress").display = False
         self.query_one("#dlq-result").display = False
         try:
-            options = self.mqtop.config.broker(self.broker_name)
-            actions = self.mqtop.broker_actions(self.broker_name)
+            options = self.host.config.broker(self.broker_name)
+            actions = self.host.broker_actions(self.broker_name)
         except Exception as exc:
             self._reason = safe_text(describe_error(exc), 200)
         else:
@@ -183,7 +183,7 @@ class DlqScreen(Screen[None]):
                 self._reason = f"{options.type} brokers have no message actions in this version"
             else:
                 self._service = DeadLetterService(
-                    self.mqtop.config, options, actions, via="dashboard"
+                    self.host.config, options, actions, via="dashboard"
                 )
                 refusal = readonly_refusal(options, "replay, move and purge")
                 self._reason = safe_text(refusal.message, 300) if refusal else None
@@ -263,7 +263,7 @@ class DlqScreen(Screen[None]):
             self._peek_ok = True
         self._draw_header(Text("peeking…", "dim"))
         try:
-            peeked = await service.peek(self.queue, self.mqtop.peek_count)
+            peeked = await service.peek(self.queue, self.host.peek_count)
             total = await service.count(self.queue)
             target = await service.replay_target(self.queue)
         except MqtopError as exc:
@@ -293,7 +293,7 @@ class DlqScreen(Screen[None]):
         table = self.query_one("#messages", DataTable)
         cursor = table.cursor_row
         table.clear()
-        now = self.mqtop.clock()
+        now = self.host.clock()
         for i, message in enumerate(self.messages):
             row = message_row(message, now, 80)
             table.add_row(
@@ -348,7 +348,7 @@ class DlqScreen(Screen[None]):
         """Open the message viewer."""
         index = self._cursor_index()
         if index is not None:
-            self.app.push_screen(MessageViewer(self.messages[index], self.mqtop.clock()))
+            self.app.push_screen(MessageViewer(self.messages[index], self.host.clock()))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         """Enter or a click on the selected row opens the viewer."""
@@ -435,7 +435,7 @@ class DlqScreen(Screen[None]):
         destination = self._target() if mode == "replay" else None
         if destination is None:
             candidates = sorted(
-                {v.key.queue for v in self.mqtop.data.views if v.key.broker == self.broker_name}
+                {v.key.queue for v in self.host.data.views if v.key.broker == self.broker_name}
             )
             destination = await self.app.push_screen_wait(DestinationPicker(source, candidates))
             if destination is None:

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import partial
-from typing import Any, ClassVar, cast
+from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
-from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
-from collectors.base import is_dlq_name
 from mqtop.kernel.durations import humanize_seconds
 from mqtop.kernel.model import BrokerStatus
 from mqtop.kernel.safe import safe_text
-from mqtop.ui.app import DataRefreshed, MqtopApp
-from mqtop.ui.rows import COLUMN_BY_KEY, SORTABLE, Row, arrange, sparkline
+from mqtop.ui.base import DashboardScreen
+from mqtop.ui.messages import DataRefreshed
+from mqtop.ui.rows import COLUMN_BY_KEY, SORTABLE, Row, arrange, dlq_target, sparkline
 from mqtop.ui.vtable import SeriesTable
 
 TREND_WINDOW = 300.0
@@ -66,7 +65,7 @@ def broker_line(statuses: Iterable[BrokerStatus], now: float) -> Text:
     return text
 
 
-class OverviewScreen(Screen[None]):
+class OverviewScreen(DashboardScreen):
     """One table of every series across brokers."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -89,11 +88,6 @@ class OverviewScreen(Screen[None]):
         self._dirty = True
         self._shown = 0
         self._trend_cache: dict[tuple[object, int], str] = {}
-
-    @property
-    def mqtop(self) -> MqtopApp:
-        """The app, typed."""
-        return cast(MqtopApp, self.app)
 
     def compose(self) -> ComposeResult:
         yield Static(id="title")
@@ -135,7 +129,7 @@ class OverviewScreen(Screen[None]):
     def rebuild(self) -> None:
         """Arrange the current rows and hand them to the table (visible rows render lazily)."""
         self._dirty = False
-        data = self.mqtop.data
+        data = self.host.data
         rows = arrange(
             data.rows,
             sort=self.sort_column,
@@ -153,8 +147,8 @@ class OverviewScreen(Screen[None]):
         self._update_header()
 
     def _update_header(self) -> None:
-        data = self.mqtop.data
-        now = self.mqtop.clock()
+        data = self.host.data
+        now = self.host.clock()
         firing = data.firing_count
         crit = data.critical_count
         title = Text()
@@ -176,7 +170,7 @@ class OverviewScreen(Screen[None]):
         if self.group_by_broker:
             title.append(" · grouped by broker", "dim")
         self.query_one("#title", Static).update(title)
-        statuses = [data.statuses.get(b.name) for b in self.mqtop.config.brokers]
+        statuses = [data.statuses.get(b.name) for b in self.host.config.brokers]
         self.query_one("#brokers", Static).update(
             broker_line([s for s in statuses if s is not None], now)
         )
@@ -188,8 +182,8 @@ class OverviewScreen(Screen[None]):
         cached = self._trend_cache.get(cache_key)
         if cached is not None:
             return cached
-        now = self.mqtop.data.time
-        points = self.mqtop.engine.store.range(
+        now = self.host.data.time
+        points = self.host.engine.store.range(
             row.key, "queue_length", now - TREND_WINDOW, now, points=width
         )
         values = [v for _, v in points]
@@ -202,7 +196,7 @@ class OverviewScreen(Screen[None]):
     def on_series_table_activated(self, message: SeriesTable.Activated) -> None:
         """Enter or click on a row opens its detail."""
         message.stop()
-        self.mqtop.open_detail(message.row.key)
+        self.host.open_detail(message.row.key)
 
     def on_series_table_header_clicked(self, message: SeriesTable.HeaderClicked) -> None:
         """Click on a title sorts by that column (again: reverse)."""
@@ -281,7 +275,7 @@ class OverviewScreen(Screen[None]):
         if row is None or row.is_header:
             self.notify("select a queue first", severity="warning")
             return
-        target = dlq_target(row, self.mqtop.data.views)
+        target = dlq_target(row, self.host.data.views)
         if target is None:
             self.notify(
                 f"{safe_text(row.queue, 60)} has no known dead-letter queue; "
@@ -289,7 +283,7 @@ class OverviewScreen(Screen[None]):
                 severity="information",
             )
             target = row.queue
-        self.mqtop.open_dlq(row.broker, target)
+        self.host.open_dlq(row.broker, target)
 
     def palette_commands(self) -> Iterable[SystemCommand]:
         """Extra palette entries: sort by each column, toggle grouping."""
@@ -307,13 +301,3 @@ class OverviewScreen(Screen[None]):
     def worst_rank(self) -> int:
         """The worst alert rank shown (for tests and the title)."""
         return max((r.alert_rank for r in self.table.rows), default=0)
-
-
-def dlq_target(row: Row, views: Iterable[Any]) -> str | None:
-    """Which queue the DLQ browser should open for a row."""
-    if row.kind in ("dlq", "dead-letter") or is_dlq_name(row.queue):
-        return row.queue
-    for view in views:
-        if view.key.broker == row.broker and view.dlq == row.queue:
-            return row.queue  # something dead-letters into this queue
-    return row.dlq

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from alerts.model import Alert, AlertState
+from collectors.base import is_dlq_name
 from mqtop.kernel.durations import humanize_seconds
 from mqtop.kernel.model import BrokerStatus, SeriesKey, SeriesView
 from mqtop.kernel.safe import safe_text
@@ -466,3 +467,13 @@ def layout_widths(columns: Sequence[Column], width: int) -> list[int]:
                 widths[i] += min(spare, 60)
                 break
     return widths
+
+
+def dlq_target(row: Row, views: Iterable[SeriesView]) -> str | None:
+    """Which queue the DLQ browser should open for a row."""
+    if row.kind in ("dlq", "dead-letter") or is_dlq_name(row.queue):
+        return row.queue
+    for view in views:
+        if view.key.broker == row.broker and view.dlq == row.queue:
+            return row.queue  # something dead-letters into this queue
+    return row.dlq

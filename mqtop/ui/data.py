@@ -1,0 +1,78 @@
+"""What the screens show: one consistent picture built from the store (no Textual here)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from alerts.model import Alert, AlertEvent, AlertState
+from mqtop.engine import Engine
+from mqtop.kernel.model import BrokerStatus, SeriesKey, SeriesView
+from mqtop.ui.alerting import AlertSource
+from mqtop.ui.rows import Row, build_rows
+
+
+@dataclass(frozen=True)
+class DashboardData:
+    """One consistent picture of everything the screens show."""
+
+    time: float
+    views: tuple[SeriesView, ...] = ()
+    rows: tuple[Row, ...] = ()
+    statuses: Mapping[str, BrokerStatus] = field(default_factory=dict)
+    alerts: tuple[Alert, ...] = ()
+    resolved: tuple[Alert, ...] = ()
+    silences: tuple[Any, ...] = ()
+    generation: int = 0
+    firing_count: int = 0  # firing and not silenced
+    critical_count: int = 0  # of those, critical
+
+    def view(self, key: SeriesKey) -> SeriesView | None:
+        """The view of one series, if present."""
+        for view in self.views:
+            if view.key == key:
+                return view
+        return None
+
+    def alerts_for(self, key: SeriesKey) -> list[Alert]:
+        """Alerts on one series."""
+        return [
+            a
+            for a in self.alerts
+            if a.broker == key.broker and a.queue == key.queue and a.group == key.group
+        ]
+
+    def firing(self) -> list[Alert]:
+        """Firing alerts that are not silenced."""
+        return [a for a in self.alerts if a.state == AlertState.FIRING and not a.silenced]
+
+
+def compute_data(
+    engine: Engine,
+    alerts: AlertSource,
+    statuses: dict[str, BrokerStatus],
+    now: float,
+) -> tuple[DashboardData, list[AlertEvent]]:
+    """Evaluate alerts and build the rows (runs in a worker thread; reads the store only)."""
+    store = engine.store
+    events = alerts.evaluate(store, statuses, now)
+    current = alerts.alerts()
+    views = store.views()
+    rows = build_rows(views, statuses, current, now)
+    firing = [a for a in current if a.state == AlertState.FIRING and not a.silenced]
+    return (
+        DashboardData(
+            time=now,
+            views=tuple(views),
+            rows=tuple(rows),
+            statuses=statuses,
+            alerts=tuple(current),
+            resolved=tuple(alerts.recent_resolved(50)),
+            silences=tuple(alerts.silences()),
+            generation=store.generation,
+            firing_count=len(firing),
+            critical_count=sum(1 for a in firing if a.severity == "critical"),
+        ),
+        events,
+    )
