@@ -11,121 +11,80 @@ from mqtop.config import Config
 from mqtop.engine import describe_error
 
 
-def _with_via(details: dict[str, Any] | None, via: str | None) -> dict[str, Any] | None:
-    if via:
-        return {**(details or {}), "via": via}
-    return details
+class AuditTrail:
+    """Appends the records of one broker's dead-letter actions to the audit log.
 
+    ``via`` names the front end in each record's details (the dashboard's are marked).
+    """
 
-def record_kept(
-    config: Config,
-    broker: BrokerOptions,
-    queue: str,
-    messages: Sequence[PeekedMessage],
-    via: str | None = None,
-) -> int:
-    """Audit the writes a peek had to make (messages re-published so as not to lose them);
-    returns how many."""
-    kept = [m.id for m in messages if m.note]
-    if kept:
+    def __init__(self, config: Config, broker: BrokerOptions, via: str | None = None) -> None:
+        self.config = config
+        self.broker = broker
+        self.via = via
+
+    def _record(
+        self,
+        action: str,
+        source: str,
+        destination: str | None,
+        count: int | None,
+        result: str,
+        *,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        if self.via:
+            details = {**(details or {}), "via": self.via}
         audit(
-            config.audit_path(),
-            broker=broker.name,
-            action="peek",
-            source=queue,
-            destination=queue,
-            count=len(kept),
-            result="ok",
-            details=_with_via({"republished": kept[:100], "reason": "delivery limit reached"}, via),
+            self.config.audit_path(),
+            broker=self.broker.name,
+            action=action,
+            source=source,
+            destination=destination,
+            count=count,
+            result=result,
+            details=details,
         )
-    return len(kept)
 
+    def record_kept(self, queue: str, messages: Sequence[PeekedMessage]) -> int:
+        """Audit the writes a peek had to make (messages re-published so as not to lose
+        them); returns how many."""
+        kept = [m.id for m in messages if m.note]
+        if kept:
+            details = {"republished": kept[:100], "reason": "delivery limit reached"}
+            self._record("peek", queue, queue, len(kept), "ok", details=details)
+        return len(kept)
 
-def audit_move(
-    config: Config,
-    broker: BrokerOptions,
-    request: MoveRequest,
-    result: MoveResult | BaseException,
-    via: str | None = None,
-) -> None:
-    """The audit record of a replay/move: ``ok``, ``partial``, or ``error: ...`` when it raised
-    (a dry run only when it had to write)."""
-    if isinstance(result, BaseException):
-        if not request.dry_run:
-            audit_error(
-                config,
-                broker,
-                action=request.mode,
-                source=request.source,
-                destination=request.destination,
-                error=result,
-                via=via,
-            )
-        return
-    if request.dry_run and not result.republished:
-        return
-    details: dict[str, Any] = {
-        "failed": result.failed,
-        "skipped": result.skipped,
-        "filter": str(request.filter) if request.filter else None,
-        "duplicates_possible": result.duplicates_possible,
-    }
-    if result.republished:  # written back to the source so as not to lose them
-        details["republished_to_source"] = result.republished
-    audit(
-        config.audit_path(),
-        broker=broker.name,
-        action=request.mode,
-        source=request.source,
-        destination=request.destination,
-        count=0 if request.dry_run else result.moved,
-        result="dry run" if request.dry_run else "ok" if result.complete else "partial",
-        details=_with_via(details, via),
-    )
+    def audit_move(self, request: MoveRequest, outcome: MoveResult | BaseException) -> None:
+        """The record of a replay/move: ``ok``, ``partial``, or ``error: ...`` when it raised
+        (a dry run only when it had to write)."""
+        if isinstance(outcome, BaseException):
+            if not request.dry_run:
+                self.audit_error(request.mode, request.source, request.destination, outcome)
+            return
+        if request.dry_run and not outcome.republished:
+            return
+        details: dict[str, Any] = {
+            "failed": outcome.failed,
+            "skipped": outcome.skipped,
+            "filter": str(request.filter) if request.filter else None,
+            "duplicates_possible": outcome.duplicates_possible,
+        }
+        if outcome.republished:  # written back to the source so as not to lose them
+            details["republished_to_source"] = outcome.republished
+        result = "dry run" if request.dry_run else "ok" if outcome.complete else "partial"
+        count = 0 if request.dry_run else outcome.moved
+        self._record(
+            request.mode, request.source, request.destination, count, result, details=details
+        )
 
+    def audit_error(
+        self, action: str, source: str, destination: str | None, error: BaseException
+    ) -> None:
+        """The record of a write that raised (what it did is unknown: count null)."""
+        self._record(action, source, destination, None, f"error: {describe_error(error)}")
 
-def audit_error(
-    config: Config,
-    broker: BrokerOptions,
-    *,
-    action: str,
-    source: str,
-    destination: str | None,
-    error: BaseException,
-    via: str | None = None,
-) -> None:
-    """The audit record of a write that raised (what it did is unknown: count null)."""
-    audit(
-        config.audit_path(),
-        broker=broker.name,
-        action=action,
-        source=source,
-        destination=destination,
-        count=None,
-        result=f"error: {describe_error(error)}",
-        details=_with_via(None, via),
-    )
-
-
-def audit_done(
-    config: Config,
-    broker: BrokerOptions,
-    *,
-    action: str,
-    source: str,
-    destination: str | None,
-    count: int | None,
-    ok: bool = True,
-    via: str | None = None,
-) -> None:
-    """The audit record of a purge or reclaim that finished (``ok`` or ``partial``)."""
-    audit(
-        config.audit_path(),
-        broker=broker.name,
-        action=action,
-        source=source,
-        destination=destination,
-        count=count,
-        result="ok" if ok else "partial",
-        details=_with_via(None, via),
-    )
+    def audit_done(
+        self, action: str, source: str, destination: str | None, count: int | None, ok: bool
+    ) -> None:
+        """The record of a purge or reclaim that finished (``ok`` or ``partial``)."""
+        self._record(action, source, destination, count, "ok" if ok else "partial")

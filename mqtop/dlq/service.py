@@ -31,7 +31,7 @@ from mqtop.dlq.preflight import (
     require_audit_log,
     require_distinct,
 )
-from mqtop.dlq.records import audit_done, audit_error, audit_move, record_kept
+from mqtop.dlq.records import AuditTrail
 from mqtop.dlq.selection import SelectionFilter
 from mqtop.engine import describe_error
 from mqtop.kernel.durations import humanize_seconds
@@ -103,7 +103,7 @@ class DeadLetterService:
         self.config = config
         self.broker = broker
         self.actions = actions
-        self.via = via
+        self.trail = AuditTrail(config, broker, via)
 
     # -- pre-flight ---------------------------------------------------------------------
 
@@ -133,7 +133,7 @@ class DeadLetterService:
     async def peek(self, queue: str, count: int) -> Peeked:
         """Up to ``count`` messages; copies a broker had to re-publish are audited."""
         messages = await self.actions.peek(queue, count)
-        kept = record_kept(self.config, self.broker, queue, messages, via=self.via)
+        kept = self.trail.record_kept(queue, messages)
         return Peeked(list(messages), kept)
 
     async def count(self, queue: str) -> int | None:
@@ -193,11 +193,11 @@ class DeadLetterService:
         try:
             result = await self.actions.move(request, progress)
         except Exception as exc:
-            audit_move(self.config, self.broker, request, exc, via=self.via)
+            self.trail.audit_move(request, exc)
             if isinstance(exc, MqtopError):
                 raise
             raise ActionFailed(f"{request.mode} failed: {describe_error(exc)}") from None
-        audit_move(self.config, self.broker, request, result, via=self.via)
+        self.trail.audit_move(request, result)
         return result
 
     # -- purge --------------------------------------------------------------------------
@@ -214,11 +214,11 @@ class DeadLetterService:
         try:
             purged = await self.actions.purge(plan.queue)
         except Exception as exc:
-            self._audit_error("purge", plan.queue, None, exc)
+            self.trail.audit_error("purge", plan.queue, None, exc)
             if isinstance(exc, MqtopError):
                 raise
             raise ActionFailed(f"purge failed: {describe_error(exc)}") from None
-        self._audit_done("purge", plan.queue, None, purged)
+        self.trail.audit_done("purge", plan.queue, None, purged, ok=True)
         return purged
 
     # -- reclaim (Redis streams) --------------------------------------------------------
@@ -254,40 +254,13 @@ class DeadLetterService:
             report = await actions.reclaim(request)
         except Exception as exc:
             if plan.writes:
-                self._audit_error("reclaim", request.stream, destination, exc)
+                self.trail.audit_error("reclaim", request.stream, destination, exc)
             raise
         if plan.writes:
             count = int(report.get("moved", report.get("claimed", 0)) or 0)
             ok = not report.get("failed")
-            self._audit_done("reclaim", request.stream, destination, count, ok=ok)
+            self.trail.audit_done("reclaim", request.stream, destination, count, ok=ok)
         return report
-
-    def _audit_error(
-        self, action: str, source: str, destination: str | None, error: BaseException
-    ) -> None:
-        audit_error(
-            self.config,
-            self.broker,
-            action=action,
-            source=source,
-            destination=destination,
-            error=error,
-            via=self.via,
-        )
-
-    def _audit_done(
-        self, action: str, source: str, destination: str | None, count: int | None, ok: bool = True
-    ) -> None:
-        audit_done(
-            self.config,
-            self.broker,
-            action=action,
-            source=source,
-            destination=destination,
-            count=count,
-            ok=ok,
-            via=self.via,
-        )
 
 
 @contextlib.asynccontextmanager

@@ -34,6 +34,16 @@ async def _until(pilot, predicate: Callable[[], object], timeout: float = 20.0) 
         await pilot.pause(0.02)
 
 
+async def _open_dlq(pilot) -> DlqScreen:
+    """The DLQ browser on rabbit/orders.dlq, peeked."""
+    app = pilot.app
+    await _until(pilot, lambda: isinstance(app.screen, OverviewScreen) and app.refresh_count)
+    app.open_dlq("rabbit", "orders.dlq")
+    await _until(pilot, lambda: isinstance(app.screen, DlqScreen) and app.screen.messages)
+    assert isinstance(app.screen, DlqScreen)
+    return app.screen
+
+
 async def _move_to_parking(pilot, screen: DlqScreen) -> None:
     await pilot.press("m")
 
@@ -112,11 +122,7 @@ async def test_cli_and_dashboard_refuse_alike(case, tmp_path, write_config, run_
     )
     app = MqtopApp(engine, sample_alerts(), clock=lambda: NOW, autostart=False)
     async with app.run_test(size=(220, 40)) as pilot:
-        await _until(pilot, lambda: isinstance(app.screen, OverviewScreen) and app.refresh_count)
-        app.open_dlq("rabbit", "orders.dlq")
-        await _until(pilot, lambda: isinstance(app.screen, DlqScreen) and app.screen.messages)
-        screen = app.screen
-        assert isinstance(screen, DlqScreen)
+        screen = await _open_dlq(pilot)
         await on_dashboard(pilot, screen)
         result = screen.query_one("#dlq-result", Static)
         await _until(pilot, lambda: words in str(result.content), timeout=10)
@@ -134,10 +140,8 @@ async def test_readonly_notice_is_the_services_refusal(tmp_path):
     engine = sample_engine(actions=actions, readonly=["rabbit"], audit_log=str(tmp_path / "a"))
     app = MqtopApp(engine, sample_alerts(), clock=lambda: NOW, autostart=False)
     async with app.run_test(size=(220, 40)) as pilot:
-        await _until(pilot, lambda: isinstance(app.screen, OverviewScreen) and app.refresh_count)
-        app.open_dlq("rabbit", "orders.dlq")
-        await _until(pilot, lambda: isinstance(app.screen, DlqScreen) and app.screen.messages)
-        notice = str(app.screen.query_one("#dlq-notice", Static).content)
+        screen = await _open_dlq(pilot)
+        notice = str(screen.query_one("#dlq-notice", Static).content)
         assert (
             "broker 'rabbit' is configured readonly: replay, move and purge refused "
             "(set readonly: false in the config to allow writes)"
@@ -174,10 +178,7 @@ async def test_move_dialog_offers_the_brokers_options_and_refuses_bad_values_ali
     engine = sample_engine(actions=actions, audit_log=str(tmp_path / "audit.jsonl"))
     app = MqtopApp(engine, sample_alerts(), clock=lambda: NOW, autostart=False)
     async with app.run_test(size=(140, 40)) as pilot:
-        await _until(pilot, lambda: isinstance(app.screen, OverviewScreen) and app.refresh_count)
-        app.open_dlq("rabbit", "orders.dlq")
-        await _until(pilot, lambda: isinstance(app.screen, DlqScreen) and app.screen.messages)
-        screen = app.screen
+        screen = await _open_dlq(pilot)
         await pilot.press("m")
         await _until(pilot, lambda: isinstance(app.screen, DestinationPicker))
         await pilot.press(*"parking", "enter")
