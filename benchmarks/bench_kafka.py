@@ -58,7 +58,8 @@ async def _delete(bootstrap: str, topics: list[str]) -> None:
 
 
 async def _wait_leaders(bootstrap: str, topics: dict[str, int]) -> None:
-    from collectors.kafka.collector import KafkaOptions, KafkaWire
+    from collectors.kafka.options import KafkaOptions
+    from collectors.kafka.wire import KafkaWire
 
     wire = KafkaWire(KafkaOptions(name="bench", bootstrap_servers=bootstrap), 60)
     await wire.start()
@@ -112,7 +113,9 @@ async def _fill(bootstrap: str, plan: list[tuple[str, int, int]], keyed: bool = 
 
 
 async def _total(bootstrap: str, topic: str, partitions: int) -> int:
-    from collectors.kafka.collector import LATEST, KafkaOptions, KafkaWire
+    from collectors.kafka.client import LATEST
+    from collectors.kafka.options import KafkaOptions
+    from collectors.kafka.wire import KafkaWire
 
     wire = KafkaWire(KafkaOptions(name="bench", bootstrap_servers=bootstrap), 60)
     await wire.start()
@@ -128,7 +131,7 @@ async def _total(bootstrap: str, topic: str, partitions: int) -> int:
 def _mqtop_replay(bootstrap: str, src: str, dst: str) -> tuple[float, int]:
     from collectors.base import MoveRequest
     from collectors.kafka.actions import KafkaActions
-    from collectors.kafka.collector import KafkaOptions
+    from collectors.kafka.options import KafkaOptions
 
     async def go() -> tuple[float, int]:
         start = time.perf_counter()
@@ -198,7 +201,8 @@ def replay_benchmark(bootstrap: str, quick: bool) -> dict[str, float]:
 async def _commit_groups(
     bootstrap: str, groups: list[str], topics: list[str], partitions: int, records: int
 ) -> None:
-    from collectors.kafka.collector import KafkaOptions, KafkaWire
+    from collectors.kafka.options import KafkaOptions
+    from collectors.kafka.wire import KafkaWire
 
     wire = KafkaWire(KafkaOptions(name="bench", bootstrap_servers=bootstrap), 60)
     await wire.start()
@@ -213,7 +217,8 @@ async def _commit_groups(
 
 
 async def _measure_polls(bootstrap: str, prefix: str, cycles: int) -> dict[str, Any]:
-    from collectors.kafka.collector import KafkaCollector, KafkaOptions
+    from collectors.kafka.collector import KafkaCollector
+    from collectors.kafka.options import KafkaOptions
 
     collector = KafkaCollector(
         KafkaOptions(

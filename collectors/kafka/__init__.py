@@ -1,5 +1,5 @@
 """The kafka broker plugin (entry point ``collectors.kafka:PLUGIN``)."""
 
-from collectors.kafka.collector import PLUGIN
+from collectors.kafka.plugin import PLUGIN
 
 __all__ = ["PLUGIN"]

@@ -154,7 +154,8 @@ def kafka_config(write_config, broker: KafkaBroker, prefix: str, extra: str = ""
 
 
 def collector_for(broker: KafkaBroker, prefix: str, **options: Any):
-    from collectors.kafka.collector import KafkaCollector, KafkaOptions
+    from collectors.kafka.collector import KafkaCollector
+    from collectors.kafka.options import KafkaOptions
 
     opts = KafkaOptions(
         name="events",

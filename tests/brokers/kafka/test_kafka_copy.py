@@ -159,16 +159,18 @@ def test_prebuilt_batch_takes_the_idempotent_producer_state():
 
 
 def test_workers_only_for_large_unfiltered_replays_with_cpu_to_gain(monkeypatch):
-    import collectors.kafka.actions as actions
+    import collectors.kafka.copier as copier_module
     from collectors.base import MoveRequest
+    from collectors.kafka.options import KafkaOptions
     from mqtop.kernel.filters import parse_filters
 
     def count(total: int, batch: int = 5000, cpus: int = 8, loaded: bool = False, **kw: Any):
-        monkeypatch.setattr(actions, "usable_cpus", lambda: cpus)
-        monkeypatch.setattr(actions, "busy", lambda n: loaded)
+        monkeypatch.setattr(copier_module, "usable_cpus", lambda: cpus)
+        monkeypatch.setattr(copier_module, "busy", lambda n: loaded)
         request = MoveRequest("a.DLT", "a", "replay", **kw)
-        copier = actions._Copier(
-            actions=None, wire=None, request=request, group="g", parts=[0], begin={0: 0},
+        copier = copier_module.Copier(
+            options=KafkaOptions(name="events"), timeout=1.0, wire=None, request=request,
+            group="g", parts=[0], begin={0: 0},
             stops={0: total}, dst_parts=[0], keep_partition=False, keep_timestamp=False,
             batch_size=batch, total=total, progress=lambda p: None,
         )  # fmt: skip
@@ -177,7 +179,7 @@ def test_workers_only_for_large_unfiltered_replays_with_cpu_to_gain(monkeypatch)
     assert count(200_000) == 4
     assert count(200_000, cpus=4) == 3
     assert count(200_000, cpus=2) == 0  # the other CPU is the broker's
-    assert count(200_000, cpus=2, loaded=True) == actions.BUSY_WORKERS
+    assert count(200_000, cpus=2, loaded=True) == copier_module.BUSY_WORKERS
     assert count(200_000, cpus=1, loaded=True) == 0
     assert count(10_000) == 0  # too small to pay for the workers
     assert count(200_000, batch=20) == 0  # steps too small
@@ -191,13 +193,13 @@ def test_workers_only_for_large_unfiltered_replays_with_cpu_to_gain(monkeypatch)
 @pytest.fixture
 def workers_always(monkeypatch):
     """Use worker processes whatever the size of the replay; remember their pids."""
-    import collectors.kafka.actions as actions
-    from collectors.kafka.copying import CopyWorkers
+    import collectors.kafka.copier as copier_module
+    from collectors.kafka.workers import CopyWorkers
 
-    monkeypatch.setattr(actions, "WORKER_MIN_RECORDS", 0)
-    monkeypatch.setattr(actions, "WORKER_MIN_STEP", 1)
-    monkeypatch.setattr(actions, "usable_cpus", lambda: 3)
-    monkeypatch.setattr(actions, "WORKER_MIN_CPUS", 3)
+    monkeypatch.setattr(copier_module, "WORKER_MIN_RECORDS", 0)
+    monkeypatch.setattr(copier_module, "WORKER_MIN_STEP", 1)
+    monkeypatch.setattr(copier_module, "usable_cpus", lambda: 3)
+    monkeypatch.setattr(copier_module, "WORKER_MIN_CPUS", 3)
     pids: list[int] = []
     start = CopyWorkers.start
 
@@ -235,7 +237,7 @@ async def _dead_letters(kafka: KafkaTool, dlt: str, total: int) -> None:
 async def _replay(broker: KafkaBroker, src: str, dst: str, **extra: Any) -> Any:
     from collectors.base import MoveRequest
     from collectors.kafka.actions import KafkaActions
-    from collectors.kafka.collector import KafkaMoveOptions, KafkaOptions
+    from collectors.kafka.options import KafkaMoveOptions, KafkaOptions
 
     actions = KafkaActions(KafkaOptions(name="events", bootstrap_servers=broker.bootstrap))
     request = MoveRequest(src, dst, "replay", options=KafkaMoveOptions(**extra))
@@ -288,7 +290,7 @@ async def test_replay_through_workers_copies_everything_once(
 async def test_a_worker_that_dies_is_replaced_by_the_main_process(
     kafka, kafka_broker, unique, workers_always, monkeypatch
 ):
-    from collectors.kafka.copying import CopyWorkers
+    from collectors.kafka.workers import CopyWorkers
 
     prefix = unique("wdie") + "-"
     dlt, topic = prefix + "orders.DLT", prefix + "orders"
@@ -316,11 +318,11 @@ async def test_a_worker_that_dies_is_replaced_by_the_main_process(
 
 RUNNER = """
 import sys
-import collectors.kafka.actions as actions
-from collectors.kafka.copying import CopyWorkers
-actions.WORKER_MIN_RECORDS, actions.WORKER_MIN_STEP = 0, 1
-actions.usable_cpus = lambda: 3
-actions.WORKER_MIN_CPUS = 3
+import collectors.kafka.copier as copier
+from collectors.kafka.workers import CopyWorkers
+copier.WORKER_MIN_RECORDS, copier.WORKER_MIN_STEP = 0, 1
+copier.usable_cpus = lambda: 3
+copier.WORKER_MIN_CPUS = 3
 start = CopyWorkers.start
 def spy(self):
     start(self)
@@ -455,7 +457,7 @@ async def test_small_steps_through_large_batches_with_filter_and_limit(kafka, ka
 
     from collectors.base import MoveRequest
     from collectors.kafka.actions import KafkaActions
-    from collectors.kafka.collector import KafkaMoveOptions, KafkaOptions
+    from collectors.kafka.options import KafkaMoveOptions, KafkaOptions
 
     kinds = parse_filters(["header.kind=b"])
 

@@ -84,7 +84,14 @@ async def test_peek_reads_records_without_joining_a_group(
         time.strftime("%Y-%m-%dT%H:%M", time.gmtime(raw.timestamp / 1000))
     )
     assert first["headers"]["kind"] == hdr(raw)["kind"].decode()
-    assert first["headers"]["blob"] == {"base64": "AP8A"}
+    # binary values (and text holding control characters) are the base64 of their bytes,
+    # named in header_encodings: every header value is a string here
+    assert first["headers"]["blob"] == "AP8A"
+    assert first["properties"]["header_encodings"] == {
+        "blob": "base64",
+        "kafka_dlt-exception-message": "base64",
+    }
+    assert first["headers"]["kafka_dlt-original-topic"] == topic
     assert first["death"] == {
         "reason": "boom " + ESC,
         "count": None,
@@ -227,7 +234,8 @@ async def test_replay_stops_at_the_end_offsets_seen_at_start(
 ):
     from collectors.base import MoveRequest
     from collectors.kafka.actions import KafkaActions
-    from collectors.kafka.collector import KafkaMoveOptions, KafkaOptions, KafkaWire
+    from collectors.kafka.options import KafkaMoveOptions, KafkaOptions
+    from collectors.kafka.wire import KafkaWire
 
     offset_fetches: list[Any] = []
     send = KafkaWire.send
@@ -311,7 +319,7 @@ async def test_purge_deletes_up_to_the_end_and_count_follows(
 
 
 def test_replay_group_names_are_per_job():
-    from collectors.kafka.actions import replay_group
+    from collectors.kafka.progress import replay_group
     from mqtop.kernel.filters import parse_filters
 
     plain = replay_group("orders.DLT", "orders", None)
@@ -327,7 +335,7 @@ async def test_replay_skips_aborted_transactions(kafka, kafka_broker, unique):
 
     from collectors.base import MoveRequest
     from collectors.kafka.actions import KafkaActions
-    from collectors.kafka.collector import KafkaMoveOptions, KafkaOptions
+    from collectors.kafka.options import KafkaMoveOptions, KafkaOptions
 
     prefix = unique("txn") + "-"
     topic, dlt = prefix + "orders", prefix + "orders.DLT"
@@ -370,7 +378,7 @@ def test_murmur2_matches_the_java_client_hash():
 
     from aiokafka.partitioner import murmur2 as reference
 
-    from collectors.kafka.actions import key_partition, murmur2
+    from collectors.kafka.partitioner import key_partition, murmur2
 
     rng = random.Random(7)
     for length in range(0, 70):
@@ -390,7 +398,7 @@ def test_murmur2_many_matches_one_by_one():
 
     from aiokafka.partitioner import murmur2 as reference
 
-    from collectors.kafka.actions import murmur2_many
+    from collectors.kafka.partitioner import murmur2_many
 
     rng = random.Random(11)
     shapes = {
@@ -409,7 +417,7 @@ def test_murmur2_many_matches_one_by_one():
 async def test_records_deleted_before_replay_are_reported(kafka, kafka_broker, unique):
     from collectors.base import MoveRequest
     from collectors.kafka.actions import KafkaActions
-    from collectors.kafka.collector import KafkaOptions
+    from collectors.kafka.options import KafkaOptions
     from tests.support.kafka import before as _before
     from tests.support.kafka import tp as _tp
 

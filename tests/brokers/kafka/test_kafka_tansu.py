@@ -113,7 +113,8 @@ async def test_lag_seconds_from_record_timestamps_in_a_fresh_process(
 ):
     """`mqtop metrics` (a fresh process, two polls) times the lag from the records
     themselves: on tansu the Fetch must wait a little, or it answers with no records."""
-    from collectors.kafka.collector import KafkaCollector, KafkaOptions
+    from collectors.kafka.collector import KafkaCollector
+    from collectors.kafka.options import KafkaOptions
 
     prefix = unique("tansu-lag") + "-"
     topic, group = prefix + "orders", prefix + "payments"
