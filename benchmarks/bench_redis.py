@@ -39,7 +39,7 @@ def _fill(client, key: str, items: list[bytes]) -> None:  # type: ignore[no-unty
 def _mqtop_move(url: str, src: str, dst: str, filters: list[str] | None = None) -> float:
     from collectors.base import MoveRequest
     from collectors.redis.actions import RedisActions
-    from collectors.redis.collector import RedisOptions
+    from collectors.redis.options import RedisOptions
     from mqtop.kernel.filters import parse_filters
     from mqtop.kernel.secrets import SecretUrl
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import fnmatch
 import re
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
@@ -191,6 +192,9 @@ class MoveRequest:
     filter: MessageFilter | None = None
     dry_run: bool = False
     options: MoveOptions = field(default_factory=MoveOptions)  # the broker's declared options
+    # Set when the operator interrupts (SIGINT/SIGTERM/SIGHUP in the CLI): a broker that
+    # honours it stops at its next batch boundary and returns what it did so far.
+    stop: threading.Event | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,158 +1,37 @@
 """Redis collector: lists, streams (per consumer group) and pub/sub channels.
 
-What Redis exposes and how it maps (see docs/metrics.md):
+What Redis exposes and how it maps (see docs/metrics.md and docs/redis.md):
 * list: ``LLEN`` -> queue_length (= consumer_lag_messages, as for any queue). Lists keep no
   counters or timestamps: rates, latency, in_flight and consumers are null.
-* stream with consumer groups, one series per group (``XINFO STREAM`` / ``XINFO GROUPS``):
-  ``lag`` -> queue_length and consumer_lag_messages (Redis reports nil when it cannot know:
-  then null), PEL size -> in_flight, consumers, ``entries-added`` -> published_total,
-  ``entries-read`` -> processed_total; latency_seconds and consumer_lag_seconds from the
-  millisecond time in the ID of the first entry not yet delivered to the group.
+* stream with consumer groups, one series per group: see :mod:`collectors.redis.streams`.
 * stream without groups: every entry waits, so queue_length = XLEN and latency_seconds is the
   age of the first entry.
 * channel: ``PUBSUB NUMSUB`` -> consumers; nothing else is exposed.
-* per group, pending entries idle longer than ``stuck_idle`` (``XPENDING ... IDLE``) are
-  counted as ``info["stuck"]``: in Redis streams these are the dead letters when no DLQ
-  exists. ``group_status`` follows Burrow's vocabulary over the last polls (docs/redis.md).
 
-Keys are discovered with ``SCAN ... TYPE``, never ``KEYS``; discovery is refreshed every
-``discover_every`` and discovered keys stay listed (an empty Redis list does not exist, but an
-empty queue is still a queue worth showing).
+Keys are discovered with ``SCAN ... TYPE``, never ``KEYS``, every ``discover_every``. Redis
+deletes a list when it drains, so a key that no longer exists is an empty queue: a key named
+in the config is shown with 0 for as long as it is absent; a discovered key is shown with 0
+for ``forget_after``, then forgotten. Key names that are not valid UTF-8 are shown with the
+invalid bytes as ``\\xNN`` (typed back, they name the same key).
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, field_validator
-
-from collectors.base import (
-    BrokerOptions,
-    ClientCertificate,
-    Collected,
-    CollectorPlugin,
-    MessageActions,
-    MoveOptions,
-    dlq_candidates,
-)
-from collectors.group_status import GroupStatus, StatusTracker, Verdict
-from mqtop.kernel.durations import Duration
+from collectors.base import Collected, MessageActions, dlq_candidates
+from collectors.group_status import StatusTracker
+from collectors.redis.client import make_client
+from collectors.redis.codecs import is_utf8, text
+from collectors.redis.options import RedisOptions, is_glob
+from collectors.redis.streams import GroupDetails, fetch_group_details, stream_samples
 from mqtop.kernel.model import SeriesKey, SeriesSample
-from mqtop.kernel.secrets import Password, SecretUrl, strip_url_credentials
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-GLOB_CHARS = frozenset("*?[")
-MAX_KEYS = 20_000
-STUCK_CAP = 1000  # stuck entries counted per group and poll (more is reported as capped)
-
-
-class RedisOptions(ClientCertificate, BrokerOptions):
-    """A Redis server (or cluster) holding list queues, streams and pub/sub channels."""
-
-    type: Literal["redis"] = "redis"
-    url: SecretUrl = Field(
-        default_factory=lambda: SecretUrl("redis://localhost:6379/0"),
-        description="redis:// or rediss:// (TLS) URL; user and password may be inside.",
-    )
-    username: str | None = Field(None, description="ACL user (instead of putting it in the URL).")
-    password: Password | None = Field(
-        None, description="Password (instead of putting it in the URL)."
-    )
-    lists: list[str] = Field(
-        default_factory=lambda: ["*"], description="Glob patterns of list keys used as queues."
-    )
-    streams: list[str] = Field(
-        default_factory=lambda: ["*"], description="Glob patterns of stream keys."
-    )
-    channels: list[str] = Field(
-        default_factory=list, description="Glob patterns of pub/sub channels."
-    )
-    list_head: Literal["left", "right"] = Field(
-        "right",
-        description=(
-            "End consumers pop from: right for LPUSH/BRPOP (Celery, Sidekiq, Bull), "
-            "left for RPUSH/BLPOP (RQ, Resque, Laravel)."
-        ),
-    )
-    cluster: bool = Field(False, description="Connect to a Redis Cluster.")
-    tls_verify: bool = Field(True, description="Verify the server certificate (rediss://).")
-    ca_file: str | None = Field(None, description="CA bundle for TLS.")
-    scan_count: int = Field(1000, ge=10, le=100_000, description="COUNT hint for SCAN.")
-    discover_every: Duration = Field(30.0, description="How often the keyspace is re-scanned.")
-    group_status_window: Duration = Field(
-        300.0, description="Sliding window of the stream group status evaluator."
-    )
-    stuck_idle: Duration = Field(
-        300.0,
-        description=(
-            "Pending stream entries idle longer than this count as stuck "
-            "(shown per group; see `mqtop dlq reclaim`)."
-        ),
-    )
-
-    @field_validator("url")
-    @classmethod
-    def _scheme(cls, value: SecretUrl) -> SecretUrl:
-        scheme = value.get_secret_value().split("://", 1)[0].lower()
-        if scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("url must start with redis://, rediss:// or unix://")
-        return value
-
-    def address(self) -> str:
-        return strip_url_credentials(self.url.get_secret_value())
-
-
-def _decode(raw: bytes | str) -> str | None:
-    if isinstance(raw, str):
-        return raw
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-
-
-def _id_ms(entry_id: bytes | str | None) -> int | None:
-    if entry_id is None:
-        return None
-    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    head = text.split("-", 1)[0]
-    return int(head) if head.isdigit() else None
-
-
-def _int_or_none(value: Any) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def make_client(options: RedisOptions) -> Redis:
-    """A redis.asyncio client (or cluster client) for the options; secrets never logged."""
-    from redis.asyncio import Redis
-    from redis.asyncio.cluster import RedisCluster
-
-    kwargs: dict[str, Any] = {"socket_timeout": 10.0, "socket_connect_timeout": 5.0}
-    if options.username:
-        kwargs["username"] = options.username
-    if options.password is not None:
-        kwargs["password"] = options.password.get_secret_value()
-    url = options.url.get_secret_value()
-    if url.startswith("rediss://"):
-        kwargs["ssl_cert_reqs"] = "required" if options.tls_verify else "none"
-        if options.ca_file:
-            kwargs["ssl_ca_certs"] = options.ca_file
-        if options.cert_file:  # mutual TLS (redis-server's tls-auth-clients)
-            kwargs["ssl_certfile"] = options.cert_file
-            kwargs["ssl_keyfile"] = options.key_file
-            kwargs["ssl_password"] = options.key_password_value()
-    if options.cluster:
-        return RedisCluster.from_url(url, **kwargs)  # type: ignore[return-value]
-    return Redis.from_url(url, **kwargs)
+MAX_KEYS = 20_000  # keys of one type shown per broker (more is a warning on every poll)
 
 
 class RedisCollector:
@@ -161,8 +40,11 @@ class RedisCollector:
     def __init__(self, options: RedisOptions) -> None:
         self.options = options
         self._client: Redis | None = None
-        self._lists: dict[str, None] = {}  # insertion-ordered sets
+        self._lists: dict[str, None] = {}  # insertion-ordered sets of display names
         self._streams: dict[str, None] = {}
+        self._raw: dict[str, bytes] = {}  # display name -> key, for names that are not UTF-8
+        self._absent_since: dict[str, float] = {}  # discovered keys that no longer exist
+        self._discovery_warnings: tuple[str, ...] = ()  # repeated on every poll
         self._last_discovery = -1e18
         self._actions: MessageActions | None = None
         self._status = StatusTracker(options.group_status_window)
@@ -172,6 +54,11 @@ class RedisCollector:
         if self._client is None:
             raise RuntimeError("not connected")
         return self._client
+
+    @property
+    def r(self) -> Any:
+        """The client, untyped: redis-py's reply types are unions of awaitables and values."""
+        return self.client
 
     async def connect(self) -> None:
         if self._client is None:
@@ -184,59 +71,105 @@ class RedisCollector:
             await client.aclose()
 
     def actions(self) -> MessageActions | None:
-        try:
-            from collectors.redis.actions import RedisActions
-        except ImportError:
-            return None
+        # a lazy import of the actions module: polling never loads the move code
+        from collectors.redis.actions import RedisActions
+
         if self._actions is None:
             self._actions = RedisActions(self.options)
         return self._actions
 
+    def key(self, name: str) -> bytes | str:
+        """The Redis key of a shown name."""
+        return self._raw.get(name, name)
+
     # -- discovery -------------------------------------------------------------------
 
-    async def _scan(self, patterns: list[str], key_type: str) -> list[str]:
-        found: dict[str, None] = {}
-        client = self.client
+    async def _scan(self, patterns: list[str], key_type: str) -> tuple[list[str], bool]:
+        """Names matching the patterns (plain names always), and whether the scan was cut."""
+        found: dict[str, bytes | str] = {}
+        cut = False
         for pattern in patterns:
-            if not (GLOB_CHARS & set(pattern)):
-                found[pattern] = None  # literal names are always reported
+            if not is_glob(pattern):
+                found[pattern] = pattern  # literal names are always reported
                 continue
-            async for raw in client.scan_iter(
+            async for raw in self.r.scan_iter(
                 match=pattern, count=self.options.scan_count, _type=key_type
             ):
-                name = _decode(raw)
-                if name is not None:
-                    found[name] = None
-                if len(found) >= MAX_KEYS:
+                name = text(raw)
+                if not self.options.wants(name):
+                    continue  # include/exclude apply before the cap
+                found[name] = raw
+                if len(found) > MAX_KEYS:
+                    cut = True
                     break
-        return [k for k in found if self.options.wants(k)]
+            if cut:
+                break
+        names = [k for k in list(found)[:MAX_KEYS] if self.options.wants(k)]
+        for name in names:
+            raw = found[name]
+            if isinstance(raw, bytes) and not is_utf8(raw):
+                self._raw[name] = raw
+        return names, cut
 
-    async def _discover(self) -> list[str]:
-        warnings: list[str] = []
-        lists = await self._scan(self.options.lists, "list")
-        streams = await self._scan(self.options.streams, "stream")
-        # literal names may be of another type: keep lists and streams apart
-        literal = [k for k in (*lists, *streams) if not (GLOB_CHARS & set(k))]
+    async def _discover(self) -> None:
+        lists, lists_cut = await self._scan(self.options.lists, "list")
+        streams, streams_cut = await self._scan(self.options.streams, "stream")
+        # plain names may be of another type, or absent: keep lists and streams apart
+        literal = list(dict.fromkeys([*self.options.named_lists(), *self.options.named_streams()]))
         types: dict[str, str] = {}
         if literal:
-            pipe = self.client.pipeline(transaction=False)
-            for key in literal:
-                pipe.type(key)
-            for key, kind in zip(literal, await pipe.execute(), strict=True):
-                types[key] = _decode(kind) or "none"
-        for key in lists:
-            if types.get(key, "list") in ("list", "none"):
-                self._lists[key] = None
-        for key in streams:
-            if types.get(key, "stream") == "stream":
-                self._streams[key] = None
-        for store in (self._lists, self._streams):
+            pipe = self.r.pipeline(transaction=False)
+            for name in literal:
+                pipe.type(name)
+            for name, kind in zip(literal, await pipe.execute(), strict=True):
+                types[name] = text(kind)
+        for name in lists:
+            kind = types.get(name, "list")
+            if kind == "list" or (kind == "none" and name not in self._streams):
+                self._streams.pop(name, None)
+                self._lists[name] = None
+        for name in streams:
+            kind = types.get(name, "stream")
+            if kind == "stream" or (kind == "none" and name not in self._lists):
+                self._lists.pop(name, None)
+                self._streams[name] = None
+        warnings = []
+        for kind, store, scan_cut in (
+            ("list", self._lists, lists_cut),
+            ("stream", self._streams, streams_cut),
+        ):
+            overflow = len(store) > MAX_KEYS  # keys kept from earlier scans, plus new ones
             while len(store) > MAX_KEYS:
-                store.pop(next(iter(store)))
-        if len(self._lists) + len(self._streams) >= MAX_KEYS:
-            warnings.append(f"more than {MAX_KEYS} keys match: narrow the patterns")
+                self._forget(next(iter(store)))
+            if scan_cut or overflow:
+                warnings.append(
+                    f"more than {MAX_KEYS} {kind} keys match: only {MAX_KEYS} are shown "
+                    f"(narrow the {kind}s patterns or use include/exclude)"
+                )
+        self._discovery_warnings = tuple(warnings)
         self._last_discovery = time.monotonic()
-        return warnings
+
+    def _forget(self, name: str) -> None:
+        self._lists.pop(name, None)
+        self._streams.pop(name, None)
+        self._raw.pop(name, None)
+        self._absent_since.pop(name, None)
+
+    def _track_absence(self, absent: list[str], present: list[str]) -> set[str]:
+        """Forget discovered keys absent longer than ``forget_after``; the rest stay shown."""
+        now = time.monotonic()
+        for name in present:
+            self._absent_since.pop(name, None)
+        named = self.options.named_keys()
+        forgotten = set()
+        for name in absent:
+            if name in named:
+                continue  # a queue the config names is empty, not gone
+            since = self._absent_since.setdefault(name, now)
+            if now - since >= self.options.forget_after:
+                self._forget(name)
+                forgotten.add(name)
+        return forgotten
 
     def _dlq_for(self, key: str, known: dict[str, None]) -> str | None:
         explicit = self.options.dlq.get(key)
@@ -250,14 +183,10 @@ class RedisCollector:
     # -- collection ------------------------------------------------------------------
 
     async def collect(self) -> Collected:
-        warnings: list[str] = []
         if time.monotonic() - self._last_discovery >= self.options.discover_every:
-            warnings.extend(await self._discover())
-        lists = list(self._lists)
-        streams = list(self._streams)
-        series: list[SeriesSample] = []
-
-        # one round trip: server time, every LLEN, every XINFO
+            await self._discover()
+        warnings = list(self._discovery_warnings)
+        lists, streams = list(self._lists), list(self._streams)
         extra_dlqs = sorted(
             {
                 d
@@ -265,323 +194,195 @@ class RedisCollector:
                 if d not in self._lists and d not in self._streams
             }
         )
-        pipe = self.client.pipeline(transaction=False)
-        cluster = self.options.cluster
-        if not cluster:
-            pipe.time()
-        for key in lists:
-            pipe.llen(key)
-        for key in extra_dlqs:
-            pipe.type(key)
-        for key in streams:
-            pipe.xinfo_stream(key)
-            pipe.xinfo_groups(key)
-        if cluster:
-            # a cluster pipeline only carries keyed commands; the time comes from any node
-            seconds, micros = await self.client.time()
-            results = [None, *(await pipe.execute(raise_on_error=False))]
-        else:
-            results = await pipe.execute(raise_on_error=False)
-            seconds, micros = results[0]
-        now = seconds + micros / 1e6
-        pos = 1
-        lengths: dict[str, int] = {}
-        for key in lists:
-            value = results[pos]
-            pos += 1
-            if isinstance(value, int):
-                lengths[key] = value
-            else:
-                warnings.append(f"{key}: {type(value).__name__}: {value}")
-        extra_types = {}
-        for key in extra_dlqs:
-            extra_types[key] = _decode(results[pos]) if isinstance(results[pos], bytes) else None
-            pos += 1
-        infos: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
-        for key in streams:
-            info, groups = results[pos], results[pos + 1]
-            pos += 2
-            if isinstance(info, Exception) or isinstance(groups, Exception):
-                # the key vanished or changed type since discovery
-                self._streams.pop(key, None)
-                continue
-            infos[key] = (info, groups)
+        now, lengths, infos, absent_streams = await self._poll(lists, streams, warnings)
+        extra_len = await self._measure_dlqs(extra_dlqs)
+        absent = [k for k in lists if lengths.get(k) == 0] + absent_streams
+        present = [k for k in lists if lengths.get(k)] + list(infos)
+        forgotten = self._track_absence(absent, present)
+        details = await fetch_group_details(self.r, infos, self.options.stuck_idle, self.key)
 
-        # DLQ keys named in config but not matched by patterns: measure them too
-        extra_len: dict[str, int] = {}
-        if extra_dlqs:
-            pipe = self.client.pipeline(transaction=False)
-            measured = []
-            for key in extra_dlqs:
-                kind = extra_types.get(key)
-                if kind == "list":
-                    pipe.llen(key)
-                elif kind == "stream":
-                    pipe.xlen(key)
-                else:
-                    continue
-                measured.append(key)
-            if measured:
-                for key, value in zip(measured, await pipe.execute(), strict=True):
-                    extra_len[key] = int(value)
-
-        # next undelivered entry per group: one more round trip
-        pipe = self.client.pipeline(transaction=False)
-        # and, where entries are pending, how many are stuck (idle beyond stuck_idle)
-        asked: list[tuple[str, str]] = []
-        stuck_asked: list[tuple[str, str]] = []
-        idle_asked: list[tuple[str, str]] = []
-        stuck_ms = round(self.options.stuck_idle * 1000)
-        for key, (_, groups) in infos.items():
-            for group in groups:
-                last = group.get("last-delivered-id") or b"0-0"
-                last_s = last.decode() if isinstance(last, bytes) else str(last)
-                pipe.xrange(key, min=f"({last_s}", count=1)
-                name = _decode(group["name"]) or "?"
-                asked.append((key, name))
-                if _int_or_none(group.get("pending")):
-                    pipe.xpending_range(
-                        key, group["name"], min="-", max="+", count=STUCK_CAP, idle=stuck_ms
-                    )
-                    stuck_asked.append((key, name))
-                if _int_or_none(group.get("consumers")) and _int_or_none(group.get("lag")) != 0:
-                    # who is alive: Redis keeps consumers registered after they die
-                    pipe.xinfo_consumers(key, group["name"])
-                    idle_asked.append((key, name))
-        next_entries: dict[tuple[str, str], int | None] = {}
-        stuck: dict[tuple[str, str], int | None] = {}
-        min_idle: dict[tuple[str, str], float | None] = {}
-        if asked:
-            replies = await pipe.execute(raise_on_error=False)
-            pos = 0
-            wants_stuck, wants_idle = set(stuck_asked), set(idle_asked)
-            for ident in asked:
-                entries = replies[pos]
-                pos += 1
-                if isinstance(entries, list) and entries:
-                    next_entries[ident] = _id_ms(entries[0][0])
-                else:
-                    next_entries[ident] = None
-                stuck[ident] = 0
-                if ident in wants_stuck:
-                    rows = replies[pos]
-                    pos += 1
-                    stuck[ident] = len(rows) if isinstance(rows, list) else None
-                if ident in wants_idle:
-                    members = replies[pos]
-                    pos += 1
-                    idles = (
-                        [_int_or_none(m.get("idle")) for m in members if isinstance(m, dict)]
-                        if isinstance(members, list)
-                        else []
-                    )
-                    known_idles = [i for i in idles if i is not None]
-                    min_idle[ident] = min(known_idles) / 1000 if known_idles else None
+        known = {**self._lists, **self._streams, **dict.fromkeys(extra_len)}
 
         def length_of(name: str) -> int | None:
             if name in lengths:
                 return lengths[name]
             if name in infos:
                 return int(infos[name][0].get("length", 0))
+            if name in absent_streams:
+                return 0
             return extra_len.get(name)
 
-        known = {**self._lists, **self._streams, **dict.fromkeys(extra_len)}
-        broker = self.options.name
-        for key in lists:
-            if key not in lengths:
+        series = self._list_samples(lists, lengths, forgotten, known, length_of)
+        for name in absent_streams:
+            if name not in forgotten:
+                series.append(self._absent_stream(name, known, length_of))
+        series += self._stream_samples(now, infos, details, known, length_of)
+        self._status.forget_older_than(now - 2 * self.options.group_status_window)
+        series.extend(await self._channels())
+        return Collected(series=tuple(series), warnings=tuple(warnings))
+
+    async def _poll(
+        self, lists: list[str], streams: list[str], warnings: list[str]
+    ) -> tuple[float, dict[str, int], dict[str, tuple[dict[str, Any], list[Any]]], list[str]]:
+        """One round trip: server time, every LLEN, every XINFO."""
+        pipe = self.r.pipeline(transaction=False)
+        cluster = self.options.cluster
+        if not cluster:
+            pipe.time()
+        for name in lists:
+            pipe.llen(self.key(name))
+        for name in streams:
+            pipe.xinfo_stream(self.key(name))
+            pipe.xinfo_groups(self.key(name))
+        if cluster:
+            # a cluster pipeline only carries keyed commands; the time comes from any node
+            seconds, micros = await self.r.time()
+            results = [None, *(await pipe.execute(raise_on_error=False))]
+        else:
+            results = await pipe.execute(raise_on_error=False)
+            seconds, micros = results[0]
+        lengths: dict[str, int] = {}
+        for name, value in zip(lists, results[1 : 1 + len(lists)], strict=True):
+            if isinstance(value, int):
+                lengths[name] = value  # 0: Redis deleted the list (it drained), or never had it
+            else:
+                warnings.append(f"{name}: {type(value).__name__}: {value}")
+        infos: dict[str, tuple[dict[str, Any], list[Any]]] = {}
+        absent: list[str] = []
+        pos = 1 + len(lists)
+        for name in streams:
+            info, groups = results[pos], results[pos + 1]
+            pos += 2
+            if not isinstance(info, Exception) and not isinstance(groups, Exception):
+                infos[name] = (info, groups)
+            elif "no such key" in str(info).lower():
+                absent.append(name)
+            else:
+                self._streams.pop(name, None)  # changed type since discovery
+        return seconds + micros / 1e6, lengths, infos, absent
+
+    async def _measure_dlqs(self, names: list[str]) -> dict[str, int]:
+        """DLQ keys named in the dlq mapping but not matched by the patterns."""
+        if not names:
+            return {}
+        pipe = self.r.pipeline(transaction=False)
+        for name in names:
+            pipe.type(name)
+        kinds = [text(k) if isinstance(k, bytes | str) else None for k in await pipe.execute()]
+        out: dict[str, int] = {}
+        measured = []
+        pipe = self.r.pipeline(transaction=False)
+        for name, kind in zip(names, kinds, strict=True):
+            if kind == "list":
+                pipe.llen(name)
+            elif kind == "stream":
+                pipe.xlen(name)
+            elif kind == "none":
+                out[name] = 0  # named in the config: an empty list, since Redis deletes those
                 continue
-            dlq = self._dlq_for(key, known)
-            llen = float(lengths[key])
+            else:
+                continue
+            measured.append(name)
+        if measured:
+            for name, value in zip(measured, await pipe.execute(), strict=True):
+                out[name] = int(value)
+        return out
+
+    def _list_samples(
+        self,
+        lists: list[str],
+        lengths: dict[str, int],
+        forgotten: set[str],
+        known: dict[str, None],
+        length_of: Any,
+    ) -> list[SeriesSample]:
+        out = []
+        for name in lists:
+            if name not in lengths or name in forgotten:
+                continue
+            dlq = self._dlq_for(name, known)
+            llen = float(lengths[name])
+            dlq_len = length_of(dlq) if dlq else None
             # a list is a queue: its consumer lag is its length (SPEC §3)
             values: dict[str, float | None] = {
                 "queue_length": llen,
                 "consumer_lag_messages": llen,
+                "dlq_length": None if dlq_len is None else float(dlq_len),
             }
-            dlq_len = length_of(dlq) if dlq else None
-            values["dlq_length"] = None if dlq_len is None else float(dlq_len)
-            series.append(
+            out.append(
                 SeriesSample(
-                    key=SeriesKey(broker, key, None),
+                    key=SeriesKey(self.options.name, name, None),
                     kind="list",
                     values=values,
                     dlq=dlq,
                     info={"head": self.options.list_head},
                 )
             )
+        return out
 
-        for key, (info, groups) in infos.items():
-            dlq = self._dlq_for(key, known)
-            dlq_len = length_of(dlq) if dlq else None
-            added = _int_or_none(info.get("entries-added"))
-            length = int(info.get("length", 0))
-            common: dict[str, float | None] = {
-                "published_total": None if added is None else float(added),
+    def _absent_stream(self, name: str, known: dict[str, None], length_of: Any) -> SeriesSample:
+        """A known stream that no longer exists: empty, like a stream without entries."""
+        dlq = self._dlq_for(name, known)
+        dlq_len = length_of(dlq) if dlq else None
+        return SeriesSample(
+            key=SeriesKey(self.options.name, name, None),
+            kind="stream",
+            values={
+                "published_total": None,
                 "dlq_length": None if dlq_len is None else float(dlq_len),
-            }
-            if not groups:
-                first = info.get("first-entry")
-                first_ms = _id_ms(first[0]) if first else None
-                age = max(0.0, now - first_ms / 1000) if first_ms is not None else 0.0
-                series.append(
-                    SeriesSample(
-                        key=SeriesKey(broker, key, None),
-                        kind="stream",
-                        values={**common, "queue_length": float(length), "latency_seconds": age},
-                        dlq=dlq,
-                        info={"length": length, "groups": 0},
-                    )
-                )
-                continue
-            for group in groups:
-                name = _decode(group["name"]) or "?"
-                lag = _int_or_none(group.get("lag"))
-                read = _int_or_none(group.get("entries-read"))
-                if read is None:
-                    # Redis leaves entries-read nil until the group reads past a creation
-                    # point; it is then exactly entries-added - lag (both exposed), or 0
-                    # for a group that has delivered nothing yet.
-                    last_id = _decode(group.get("last-delivered-id") or b"") or ""
-                    if added is not None and lag is not None:
-                        read = added - lag
-                    elif last_id == "0-0":
-                        read = 0
-                pending = _int_or_none(group.get("pending"))
-                consumers = _int_or_none(group.get("consumers"))
-                next_ms = next_entries.get((key, name))
-                if next_ms is None:
-                    # nothing after the last delivered ID: the group is caught up
-                    lag_s: float | None = 0.0 if lag in (0, None) else None
-                else:
-                    lag_s = max(0.0, now - next_ms / 1000)
-                ident = (key, name)
-                last_delivered = _decode(group.get("last-delivered-id") or b"") or ""
-                n_stuck = stuck.get(ident)
-                verdict = self._verdict(
-                    ident=ident,
-                    now=now,
-                    last_delivered=last_delivered,
-                    lag=lag,
-                    consumers=consumers,
-                    stuck=n_stuck,
-                    min_idle=min_idle.get(ident),
-                )
-                values = {
-                    **common,
-                    "group_status": None if verdict.status is None else float(verdict.status),
-                    "queue_length": None if lag is None else float(lag),
-                    "consumer_lag_messages": None if lag is None else float(lag),
-                    "in_flight": None if pending is None else float(pending),
-                    "consumers": None if consumers is None else float(consumers),
-                    "processed_total": None if read is None else float(read),
-                    "consumer_lag_seconds": lag_s,
-                    "latency_seconds": lag_s,
-                }
-                series.append(
-                    SeriesSample(
-                        key=SeriesKey(broker, key, name),
-                        kind="stream",
-                        values=values,
-                        dlq=dlq,
-                        info={
-                            "length": length,
-                            "last_delivered_id": last_delivered,
-                            "stuck": n_stuck,
-                            "stuck_capped": n_stuck is not None and n_stuck >= STUCK_CAP,
-                            "stuck_idle": self.options.stuck_idle,
-                            "status_reason": verdict.reason,
-                        },
-                    )
-                )
-        self._status.forget_older_than(now - 2 * self.options.group_status_window)
+                "queue_length": 0.0,
+                "latency_seconds": 0.0,
+            },
+            dlq=dlq,
+            info={"length": 0, "groups": 0, "exists": False},
+        )
 
-        series.extend(await self._channels())
-        return Collected(series=tuple(series), warnings=tuple(warnings))
-
-    def _verdict(
+    def _stream_samples(
         self,
-        *,
-        ident: tuple[str, str],
         now: float,
-        last_delivered: str,
-        lag: int | None,
-        consumers: int | None,
-        stuck: int | None,
-        min_idle: float | None,
-    ) -> Verdict:
-        """Group status from the shared Burrow-style evaluator, plus stuck entries.
-
-        The group's position is its last-delivered ID; a consumer counts as active when it
-        talked to Redis within the status window.
-        """
-        window = self.options.group_status_window
-        if lag is None:
-            verdict = Verdict(None, "Redis cannot tell the lag of this group")
-        else:
-            ms, _, seq = last_delivered.partition("-")
-            position = (int(ms) << 64) + int(seq) if ms.isdigit() and seq.isdigit() else 0
-            tracked = self._status.observe(ident, now, position, lag)
-            active = bool(consumers) and (min_idle is None or min_idle < window)
-            verdict = tracked.evaluate(now, active)
-        if stuck and (verdict.status is None or verdict.status < GroupStatus.WARN):
-            more = "+" if stuck >= STUCK_CAP else ""
-            verdict = Verdict(
-                GroupStatus.WARN,
-                f"{stuck}{more} pending entries idle longer than "
-                f"{self.options.stuck_idle:g}s (see mqtop dlq reclaim)",
+        infos: dict[str, tuple[dict[str, Any], list[Any]]],
+        details: GroupDetails,
+        known: dict[str, None],
+        length_of: Any,
+    ) -> list[SeriesSample]:
+        out: list[SeriesSample] = []
+        for name, (info, groups) in infos.items():
+            dlq = self._dlq_for(name, known)
+            dlq_len = length_of(dlq) if dlq else None
+            out += stream_samples(
+                options=self.options,
+                tracker=self._status,
+                now=now,
+                name=name,
+                info=info,
+                groups=groups,
+                details=details,
+                dlq=(dlq, dlq_len),
             )
-        return verdict
+        return out
 
     async def _channels(self) -> list[SeriesSample]:
         if not self.options.channels:
             return []
-        client = self.client
-        names: dict[str, None] = {}
+        names: dict[str, bytes | str] = {}
         for pattern in self.options.channels:
-            if GLOB_CHARS & set(pattern):
-                for raw in await client.pubsub_channels(pattern):
-                    name = _decode(raw)
-                    if name is not None:
-                        names[name] = None
+            if is_glob(pattern):
+                for raw in await self.r.pubsub_channels(pattern):
+                    names[text(raw)] = raw
             else:
-                names[pattern] = None
+                names[pattern] = pattern
         wanted = [n for n in names if self.options.wants(n)]
         if not wanted:
             return []
-        counts = await client.pubsub_numsub(*wanted)
-        out = []
-        for raw, count in counts:
-            name = _decode(raw) or "?"
-            out.append(
-                SeriesSample(
-                    key=SeriesKey(self.options.name, name, None),
-                    kind="channel",
-                    values={"consumers": float(count)},
-                )
+        counts = await self.r.pubsub_numsub(*(names[n] for n in wanted))
+        return [
+            SeriesSample(
+                key=SeriesKey(self.options.name, text(raw), None),
+                kind="channel",
+                values={"consumers": float(count)},
             )
-        return out
+            for raw, count in counts
+        ]
 
 
-def _create(options: RedisOptions) -> RedisCollector:
-    return RedisCollector(options)
-
-
-class RedisMoveOptions(MoveOptions):
-    """Options of a Redis replay / move."""
-
-    batch: int | None = Field(
-        None,
-        ge=1,
-        description="messages per batch / confirm window",
-        json_schema_extra={"metavar": "N"},
-    )
-
-
-PLUGIN: CollectorPlugin[RedisOptions] = CollectorPlugin(
-    type="redis",
-    options_model=RedisOptions,
-    factory=_create,
-    move_options=RedisMoveOptions,
-    description="Redis lists, streams and pub/sub channels",
-)
-
-__all__ = ["PLUGIN", "RedisCollector", "RedisOptions", "make_client"]
+__all__ = ["MAX_KEYS", "RedisCollector"]

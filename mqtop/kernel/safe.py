@@ -51,6 +51,26 @@ def safe_text(value: object, max_len: int | None = None, multiline: bool = False
     return text
 
 
+_ESCAPED = re.compile(r"\\(?:x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|([tnr]))")
+_NAMED = {"t": "\t", "n": "\n", "r": "\r"}
+
+
+def _unescape_char(match: re.Match[str]) -> str:
+    hex_code = match.group(1) or match.group(2)
+    ch = _NAMED[match.group(3)] if hex_code is None else chr(int(hex_code, 16))
+    # only what safe_text escapes is turned back: any other backslash text stays as typed
+    return ch if _UNSAFE_STRICT.fullmatch(ch) else match.group(0)
+
+
+def unescape_text(text: str) -> str:
+    """The inverse of :func:`safe_text`'s escapes: a name as printed, typed back, names the same.
+
+    ``\\x06``, ``\\u202e``, ``\\t``... become the characters safe_text would have escaped; any
+    other backslash sequence is left as it is.
+    """
+    return _ESCAPED.sub(_unescape_char, text) if "\\" in text else text
+
+
 def decode_body(body: bytes) -> tuple[str, str]:
     """Return (text, encoding): ``utf8`` when the body is valid UTF-8, else ``base64``."""
     try:
