@@ -14,10 +14,12 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from typing import Any, Literal
 
 from collectors.base import MoveProgress, MoveResult, PeekedMessage, ReclaimRequest
 from collectors.kit.options import DEST_PREFIX
+from mqtop.commands.interrupt import MoveInterrupt
 from mqtop.dlq import DeadLetterService, open_service
 from mqtop.kernel.durations import humanize_seconds, parse_duration
 from mqtop.kernel.errors import EXIT_OK, EXIT_UNREACHABLE, UsageError
@@ -244,12 +246,19 @@ async def _move(args: argparse.Namespace, service: DeadLetterService) -> int:
     )
     if not args.dry_run:
         confirm(plan.question, args.yes)
+    # SIGINT/SIGTERM/SIGHUP: the broker stops between batches, then it is reported (interrupt.py)
+    interrupt = MoveInterrupt(service.actions)
+    plan = replace(plan, request=replace(plan.request, stop=interrupt.stop))
     printer = ProgressPrinter(sys.stderr.isatty() and args.format == "text", mode)
-    try:
-        result = await service.move(plan, printer)
-    finally:
-        printer.finish()
-    print_result(result, args.format, "replayed" if mode == "replay" else "moved")
+    with interrupt:
+        try:
+            result = await service.move(plan, printer)
+        finally:
+            printer.finish()
+        print_result(result, args.format, "replayed" if mode == "replay" else "moved")
+    if interrupt.exit_code is not None:
+        print(f"mqtop: interrupted by {interrupt.name}", file=sys.stderr)
+        return interrupt.exit_code
     # an error means the action stopped part-way, even when no message failed
     return EXIT_OK if result.complete else EXIT_UNREACHABLE
 

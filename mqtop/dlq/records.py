@@ -71,7 +71,12 @@ class AuditTrail:
         }
         if outcome.republished:  # written back to the source so as not to lose them
             details["republished_to_source"] = outcome.republished
-        result = "dry run" if request.dry_run else "ok" if outcome.complete else "partial"
+        # the operator interrupted it (a signal set the request's stop flag): it stopped part-way
+        interrupted = request.stop is not None and request.stop.is_set()
+        if interrupted:
+            details["interrupted"] = True
+        complete = outcome.complete and not interrupted
+        result = "dry run" if request.dry_run else "ok" if complete else "partial"
         count = 0 if request.dry_run else outcome.moved
         self._record(
             request.mode, request.source, request.destination, count, result, details=details
