@@ -97,3 +97,22 @@ def test_headers_and_death_are_json_safe():
     assert out["headers"]["x-text"] == "hello"
     assert out["death"] == {"reason": "rejected", "count": 3, "original_queue": "orders"}
     assert dumps(out).isascii()
+
+
+@settings(max_examples=300)
+@given(st.text())
+def test_a_name_printed_escaped_reads_back_as_itself(text):
+    from mqtop.kernel.safe import unescape_text
+
+    if "\\" not in text:  # safe_text leaves backslashes alone: only those names round-trip
+        assert unescape_text(safe_text(text)) == text
+
+
+def test_unescape_reads_back_only_what_safe_text_escapes():
+    from mqtop.kernel.safe import unescape_text
+
+    assert unescape_text("celery\\x06\\x163") == "celery\x06\x163"
+    assert unescape_text("a\\tb\\u202ec\\x9b") == "a\tb\u202ec\x9b"
+    # text safe_text never writes as an escape stays as typed
+    assert unescape_text("C:\\x41\\xff\\u00e9\\q") == "C:\\x41\\xff\\u00e9\\q"
+    assert unescape_text("plain") == "plain"

@@ -1,0 +1,27 @@
+"""Redis key names typed back as mqtop prints them (pure: no Redis needed)."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from collectors.redis.codecs import key_candidates, text
+from mqtop.kernel.safe import safe_text
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=40))
+def test_every_printed_key_is_among_what_its_printed_form_means(raw):
+    printed = safe_text(text(raw))  # what `mqtop queues` shows (invalid bytes as \xNN)
+    assert raw in key_candidates(printed)
+    assert raw in key_candidates(text(raw))  # what the dashboard passes on
+
+
+def test_candidates_most_literal_first():
+    assert key_candidates("jobs") == [b"jobs"]
+    assert key_candidates("celery\\x06\\x163") == [b"celery\\x06\\x163", b"celery\x06\x163"]
+    assert key_candidates("bin:\\xff") == [b"bin:\\xff", b"bin:\xff"]
+    # \x80-\x9f: a C1 control character as text, or a raw byte
+    assert key_candidates("c\\x85") == [b"c\\x85", "c\x85".encode(), b"c\x85"]
+    # a command-line argument carrying raw bytes (PEP 383 surrogates)
+    assert key_candidates(b"q\xff".decode("utf-8", "surrogateescape")) == [b"q\xff"]
