@@ -10,7 +10,7 @@ or a byte that is not UTF-8 shown as ``\\xff`` names the same key when typed bac
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Container, Mapping
 from typing import Any, ClassVar
 
 from collectors.base import (
@@ -37,9 +37,12 @@ class RedisActions:
     # a replay / move honours MoveRequest.stop between batches (the CLI's interrupt hook)
     stops_between_batches: ClassVar[bool] = True
 
-    def __init__(self, options: RedisOptions) -> None:
+    def __init__(
+        self, options: RedisOptions, seen: Callable[[], Container[str]] | None = None
+    ) -> None:
         self.options = options
         self.session = RedisSession(options)
+        self._seen = seen  # keys the collector knows (shown as 0 while absent)
 
     @property
     def r(self) -> Any:
@@ -56,8 +59,10 @@ class RedisActions:
         )
 
     def _known(self, name: str) -> bool:
-        """A key the config names: absent, it is an empty queue rather than a mistake."""
-        return name in self.options.named_keys()
+        """A key the config names or the collector shows: absent, it is an empty queue."""
+        return name in self.options.named_keys() or (
+            self._seen is not None and name in self._seen()
+        )
 
     # -- MessageActions --------------------------------------------------------------------
 

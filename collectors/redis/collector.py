@@ -75,8 +75,12 @@ class RedisCollector:
         from collectors.redis.actions import RedisActions
 
         if self._actions is None:
-            self._actions = RedisActions(self.options)
+            self._actions = RedisActions(self.options, seen=self.shown_keys)
         return self._actions
+
+    def shown_keys(self) -> set[str]:
+        """The lists and streams this collector shows (absent ones included, as empty)."""
+        return {*self._lists, *self._streams}
 
     def key(self, name: str) -> bytes | str:
         """The Redis key of a shown name."""

@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from collectors.base import Collected
+from mqtop.kernel.errors import UsageError
 from mqtop.registry import get_plugin
 from tests.harness import RedisBroker
 
@@ -63,6 +64,12 @@ def test_known_lists_and_streams_show_zero_while_absent(r, redis_broker, unique)
             polls = [_rows(await collector.collect())]
             client.delete(named, found, found_stream)  # drained (and a stream deleted)
             polls.append(_rows(await collector.collect()))
+            # the dashboard peeks through the same collector: a shown key is empty, not missing
+            actions = collector.actions()
+            assert await actions.peek(found, 10) == []
+            with pytest.raises(UsageError, match="does not exist"):
+                await actions.peek(p + "never-seen", 10)
+            await actions.close()
             await asyncio.sleep(1.6)  # longer than forget_after
             polls.append(_rows(await collector.collect()))
             return polls
