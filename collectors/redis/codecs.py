@@ -8,6 +8,7 @@ forms, typed back on the command line, name the same key (:func:`key_candidates`
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import re
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ DEAD_FIELD = "mqtop-dead-letter"  # added by `dlq reclaim --to`: {"stream", "gro
 
 # \x80-\xff: the escapes "backslashreplace" writes for bytes that are not valid UTF-8
 _RAW_BYTE = re.compile(r"\\x([89a-fA-F][0-9a-fA-F])")
+MAX_AMBIGUOUS = 4  # \x80-\x9f escapes read both ways (a C1 character, or a raw byte)
 
 
 def text(raw: bytes | str) -> str:
@@ -50,18 +52,22 @@ def key_candidates(name: str) -> list[bytes]:
 
     The name as typed; with mqtop's printed escapes (``\\x06``, ``\\u202e``) read back as the
     characters they stand for; and with ``\\x80``-``\\xff`` read as raw bytes (a key that is not
-    valid UTF-8, as mqtop prints it). Redis decides: the first one that exists is meant.
+    valid UTF-8, as mqtop prints it). ``\\x80``-``\\x9f`` may also be a C1 control character:
+    names with a few of those are tried both ways. Redis decides: the first that exists is meant.
     """
     out = [_encode(name)]
     if "\\" not in name:
         return out
     out.append(_encode(unescape_text(name)))
-    parts = _RAW_BYTE.split(name)  # text, byte, text, byte, ..., text
-    raw = b"".join(
-        bytes([int(part, 16)]) if i % 2 else _encode(unescape_text(part))
-        for i, part in enumerate(parts)
-    )
-    out.append(raw)
+    parts = _RAW_BYTE.split(name)  # text, escape, text, escape, ..., text
+    texts = [_encode(unescape_text(part)) for part in parts[::2]]
+    codes = [int(code, 16) for code in parts[1::2]]
+    ways = [[bytes([c])] if c >= 0xA0 else [bytes([c]), chr(c).encode("utf-8")] for c in codes]
+    if sum(len(w) > 1 for w in ways) > MAX_AMBIGUOUS:
+        ways = [w[:1] for w in ways]  # raw bytes only (the text reading is already there)
+    readings = [tuple(w[0] for w in ways), *itertools.product(*ways)]  # all raw bytes first
+    for chosen in readings:
+        out.append(b"".join(t + c for t, c in zip(texts, [*chosen, b""], strict=True)))
     return list(dict.fromkeys(out))
 
 
