@@ -100,7 +100,7 @@ def _naive(client: Any, src: str, dst: str) -> float:
 def _mqtop(endpoint: str, src_name: str, dst_name: str, n: int, native: bool = False) -> float:
     from collectors.base import MoveRequest
     from collectors.sqs.actions import SQSActions
-    from collectors.sqs.collector import SQSOptions
+    from collectors.sqs.options import SQSOptions
     from mqtop.kernel.secrets import REDACTOR
 
     options = SQSOptions.model_validate(

@@ -448,7 +448,7 @@ def test_readonly_purge_and_errors(sqs, sqs_broker, write_config, run_cli, uniqu
         "--config",
         str(path),
     )
-    assert kafka_flag.returncode == 2
+    assert kafka_flag.returncode == 2, kafka_flag.stderr
     assert "--keep-partition: not supported by sqs brokers" in kafka_flag.stderr
 
     purged = run_cli(

@@ -138,7 +138,8 @@ def test_metrics_match_attributes_and_redrive(sqs, sqs_broker, write_config, run
 def test_dlq_mapping_both_ways_and_extras(sqs, sqs_broker, write_config, unique):
     """Reverse mapping via ListDeadLetterSourceQueues; a DLQ outside the prefix is still
     measured; FIFO flag and delayed count are reported as info."""
-    from collectors.sqs.collector import SQSCollector, SQSOptions
+    from collectors.sqs.collector import SQSCollector
+    from collectors.sqs.options import SQSOptions
     from mqtop.config import load_config_file
 
     client, make = sqs
@@ -205,7 +206,8 @@ def test_cloudwatch_rates_latency_and_error_rate(sqs, sqs_broker, write_config, 
     source) the dead-lettered share come from GetMetricData."""
     import boto3
 
-    from collectors.sqs.collector import SQSCollector, SQSOptions
+    from collectors.sqs.collector import SQSCollector
+    from collectors.sqs.options import SQSOptions
     from mqtop.config import load_config_file
 
     client, make = sqs
@@ -287,6 +289,45 @@ def test_cloudwatch_rates_latency_and_error_rate(sqs, sqs_broker, write_config, 
     for metric in ("publish_rate", "processing_rate", "latency_seconds", "error_rate"):
         assert by_name[idle][metric] is None, metric
     assert not collected.warnings
+
+
+def test_cloudwatch_without_data_says_why_once(sqs, sqs_broker, write_config, run_cli, unique):
+    """An endpoint whose GetMetricData answers with no datapoint for any queue (moto keeps no
+    SQS metrics): the CloudWatch metrics stay null, and one warning per poll says why."""
+    from collectors.sqs.collector import SQSCollector
+    from collectors.sqs.options import SQSOptions
+    from mqtop.config import load_config_file
+
+    _, make = sqs
+    prefix = unique("sqsnocw")
+    make(f"{prefix}-a")
+    make(f"{prefix}-b")
+    path = _config(write_config, sqs_broker, prefix, "cloudwatch: true")
+
+    table = run_cli("metrics", "--config", str(path))
+    assert table.returncode == 0, table.stderr
+    warned = [line for line in table.stdout.splitlines() if "cloudwatch:" in line]
+    assert len(warned) == 1, table.stdout
+    assert "no datapoint for any of the 2 queue(s)" in warned[0]
+    assert "publish_rate" in warned[0]
+
+    options = load_config_file(path).broker("aws")
+    assert isinstance(options, SQSOptions)
+
+    async def two_polls():
+        collector = SQSCollector(options)
+        try:
+            await collector.connect()
+            return await collector.collect(), await collector.collect()
+        finally:
+            await collector.close()
+
+    first, second = asyncio.run(two_polls())
+    for collected in (first, second):  # CloudWatch read once, the reason kept while it holds
+        assert len(collected.warnings) == 1 and "no datapoint" in collected.warnings[0]
+        for series in collected.series:
+            for metric in ("publish_rate", "processing_rate", "latency_seconds", "error_rate"):
+                assert series.values[metric] is None, metric
 
 
 def test_unreachable_endpoint_one_line_exit_3(write_config, run_cli):

@@ -12,20 +12,19 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from botocore.stub import Stubber
 
 from collectors.base import MoveProgress, MoveRequest
-from collectors.sqs import actions as sqs_actions
-from collectors.sqs.actions import (
+from collectors.sqs import native as sqs_native
+from collectors.sqs.actions import SQSActions
+from collectors.sqs.codecs import (
     FIFO_DEDUP_WINDOW_MS,
     REPLAY_ATTRIBUTE,
     Received,
-    SQSActions,
     build_entry,
     chunk_entries,
     fifo_dedup_id,
-    follow_move_task,
-    native_unsupported,
     replay_marker,
 )
-from collectors.sqs.collector import SQSMoveOptions, SQSOptions
+from collectors.sqs.native import follow_move_task, native_unsupported
+from collectors.sqs.options import SQSMoveOptions, SQSOptions
 
 SRC_URL = "https://sqs.eu-west-1.amazonaws.com/111122223333/orders-dlq"
 DST_URL = "https://sqs.eu-west-1.amazonaws.com/111122223333/orders"
@@ -54,7 +53,7 @@ def _actions_with(client) -> SQSActions:
 
 
 def test_native_move_task_request_and_follow(monkeypatch):
-    monkeypatch.setattr(sqs_actions, "TASK_POLL", 0.01)
+    monkeypatch.setattr(sqs_native, "TASK_POLL", 0.01)
     client = _client()
     stub = Stubber(client)
     stub.add_response("get_queue_url", {"QueueUrl": SRC_URL}, {"QueueName": "orders-dlq"})
