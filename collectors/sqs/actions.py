@@ -50,7 +50,8 @@ from mqtop.kernel.errors import ActionFailed, UsageError
 T = TypeVar("T")
 
 PEEK_VISIBILITY = 30  # seconds a peeked message is hidden at most (released at once)
-# StartMessageMoveTask is not idempotent: never retried automatically
+# StartMessageMoveTask is not idempotent: never retried automatically (one attempt in all;
+# botocore's retries={"max_attempts": 1} meant one retry)
 NATIVE_LIMITS = Limits(connect=5.0, read=20.0, attempts=1)
 PURGE_IN_PROGRESS = frozenset(
     {"AWS.SimpleQueueService.PurgeQueueInProgress", "PurgeQueueInProgress"}

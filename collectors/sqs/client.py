@@ -43,8 +43,9 @@ class Limits:
         return self.attempts * self.read + backoff
 
 
-# replays, moves and peeks are not bound to a poll: a slow send must not fail a move
-ACTION_LIMITS = Limits(connect=CONNECT_TIMEOUT, read=20.0, attempts=3)
+# replays, moves and peeks are not bound to a poll: a slow send must not fail a move (the
+# first try and 3 retries, as botocore's retries={"max_attempts": 3} always gave them)
+ACTION_LIMITS = Limits(connect=CONNECT_TIMEOUT, read=20.0, attempts=4)
 
 
 def poll_budget(options: SQSOptions) -> float:
@@ -63,7 +64,7 @@ def poll_limits(options: SQSOptions) -> Limits:
 
     Two attempts of half the budget each: a throttled or failed call is retried once, and a
     call on an endpoint that never answers gives up after about the budget (plus botocore's
-    backoff of at most a second) instead of 20 s x 3 attempts.
+    backoff of at most a second) instead of 20 s x 4 attempts.
     """
     half = poll_budget(options) / 2
     return Limits(connect=min(CONNECT_TIMEOUT, half), read=half, attempts=2)

@@ -39,7 +39,7 @@ def test_poll_limits_follow_the_budget():
     # an endpoint that never answers costs about the budget (plus a second of backoff)
     assert limits.unanswered == 8.0 + 1.0
     # what a silent endpoint used to cost every poll (and still may cost a replay or a move)
-    assert ACTION_LIMITS.unanswered == 3 * 20.0 + 1.0 + 2.0
+    assert ACTION_LIMITS.unanswered == 4 * 20.0 + 1.0 + 2.0 + 4.0
 
 
 def test_poll_limits_reach_the_botocore_client():
