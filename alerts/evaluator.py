@@ -8,10 +8,13 @@ Per rule and series: ``inactive -> pending`` (condition true, ``for`` not yet el
 firing -> resolved``. A null value never makes a condition true. When a condition first turns
 true, the stored points are walked back to find since when it has been true, so persisted
 history counts towards ``for`` (``mqtop check --once`` relies on it). Series of a broker that
-is down are frozen (the built-in ``BrokerDown`` alert covers them). Flapping is damped: a
-firing alert resolves only after its condition stayed false for ``alerting.resolve_after``,
-and an alert that fired ``flap_threshold`` times within ``flap_window`` is held firing until
-it stayed false for the whole window.
+is down are frozen (the built-in ``BrokerDown`` alert covers them), and so are series its
+broker did not list in its last poll; once the store removes such a series (after a few polls
+without it) its alerts resolve at once, with that reason. Flapping is damped: a firing alert
+resolves only after its condition stayed false for ``alerting.resolve_after``, and an alert
+that fired ``flap_threshold`` times within ``flap_window`` is held firing until it stayed
+false for the whole window. A held alert says so (``held_until``, ``reason``, a summary stating
+the condition as false) and a flapping hold is notified once (a ``held`` event).
 
 Speed: values of each metric are read once per cycle into a flat column; rules without a
 label match are tested with C-level ``map``/``compress``; only series whose condition holds
@@ -38,9 +41,20 @@ from typing import Any
 from alerts.config import SEVERITY_ORDER, AlertingSettings, AlertRule
 from alerts.model import Alert, AlertEvent, AlertState
 from alerts.silences import Silence, SilenceStore
+from alerts.statements import (
+    CONDITION_FALSE,
+    HELD_FLAPPING,
+    HELD_RESOLVE_AFTER,
+    RULE_REMOVED,
+    SERIES_REMOVED,
+    below,
+    expression,
+    held,
+    removed,
+)
 from mqtop.kernel.model import BrokerStatus, SeriesKey, SeriesView, group_status_name
 from mqtop.kernel.secrets import redact
-from mqtop.kernel.store import DERIVED_RATES, TimeSeriesStore
+from mqtop.kernel.store import DERIVED_RATES, REMOVE_AFTER_POLLS, TimeSeriesStore
 
 NAN = math.nan
 _STALE = operator.attrgetter("stale")
@@ -71,7 +85,12 @@ _FUNCTION_SUMMARY = "{series}: {function}({metric}[{window}]) {value} {op} {thre
 _BUILTIN_SUMMARY = {
     BROKER_DOWN: "broker {broker} is unreachable: {error}",
     GROUP_STALLED: "{series}: consumer group {group} is {status}",
-    SERIES_STALE: "{series}: not updated for {value}s (stale after {threshold}s)",
+    SERIES_STALE: "broker {broker}: no poll has stored data for {value}s (stale after "
+    "{threshold}s); its numbers are that old",
+}
+_BUILTIN_RESOLVED = {
+    BROKER_DOWN: "broker {broker} is reachable again",
+    SERIES_STALE: "broker {broker}: polled again",
 }
 _FIELD = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)(?::([^{}]*))?\}")
 
@@ -242,6 +261,9 @@ class _State:
         "extra",
         "fired_at",
         "flapping",
+        "held_notified",
+        "held_until",
+        "hold_reason",
         "last_notified",
         "notified",
         "silenced",
@@ -259,7 +281,16 @@ class _State:
         self.notified = False  # receivers were told it is firing
         self.silenced = False
         self.flapping = False
+        self.held_until: float | None = None  # condition false, still firing until then
+        self.hold_reason: str | None = None
+        self.held_notified = False  # a flapping hold was notified (once per episode)
         self.extra: dict[str, Any] | None = None
+
+    def unhold(self) -> None:
+        """The condition holds again: not held any more."""
+        self.clear_since = None
+        self.held_until = None
+        self.hold_reason = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,7 +405,9 @@ class AlertEvaluator:
             for name in [n for n in self._states if n not in self._by_name]:
                 for identity, st in self._states.pop(name).items():
                     if st.state is AlertState.FIRING:
-                        alert = self._resolved_alert(name, identity, st, time.time(), None)
+                        alert = self._resolved_alert(
+                            name, identity, st, time.time(), None, RULE_REMOVED
+                        )
                         if st.notified:
                             self._queued.append(
                                 AlertEvent("resolved", alert, alert.resolved_at or 0.0)
@@ -533,8 +566,9 @@ class AlertEvaluator:
                 and not st.silenced
                 and (every <= 0 or now - (st.last_notified or now) < every)
             ):
-                st.clear_since = None  # still firing, nothing to tell: the common case
-                continue
+                if st.clear_since is not None:
+                    st.unhold()
+                continue  # still firing, nothing to tell: the common case
             self._on_true(rule, key, st, ctx)
         if len(states) > len(active):
             index = self._index
@@ -542,7 +576,12 @@ class AlertEvaluator:
                 if gone[0] in ctx.down:
                     continue  # frozen while the broker is down
                 i_ = index.get(gone)
-                value = None if i_ is None else col[i_]
+                if i_ is None:
+                    self._on_false(rule, gone, states, None, ctx, SERIES_REMOVED)
+                    continue
+                if i_ in ctx.stale:
+                    continue  # not in its broker's last poll: frozen until back or removed
+                value = col[i_]
                 self._on_false(rule, gone, states, None if value != value else value, ctx)
 
     def _eval_function_rule(self, rule: _Compiled, ctx: _Cycle) -> None:
@@ -575,7 +614,11 @@ class AlertEvaluator:
             for gone in [k for k in states if k not in active]:
                 if gone[0] in ctx.down:
                     continue
-                self._on_false(rule, gone, states, values.get(gone), ctx)
+                i_ = self._index.get(gone)
+                if i_ is None:
+                    self._on_false(rule, gone, states, None, ctx, SERIES_REMOVED)
+                elif i_ not in ctx.stale:
+                    self._on_false(rule, gone, states, values.get(gone), ctx)
 
     def _eval_broker_down(self, rule: _Compiled, ctx: _Cycle) -> None:
         states = self._states.setdefault(rule.name, {})
@@ -601,47 +644,38 @@ class AlertEvaluator:
             self._on_false(rule, key, states, None, ctx)
 
     def _eval_stale(self, rule: _Compiled, ctx: _Cycle) -> None:
+        """One alert per broker that is up but whose last successful poll stored its data
+        longer ago than the limit: judged from when that poll finished, not from series
+        timestamps (stamped at poll start), so a slow poll or a busy machine is not "stale"."""
         states = self._states.setdefault(rule.name, {})
-        default_after = self.settings.stale_after
-        created = self._created or ctx.now
-        limits: dict[str, float] = {}
-        for name, status in ctx.statuses.items():
-            limits[name] = default_after or STALE_POLLS * status.interval
-        fallback = default_after or STALE_POLLS * ctx.store.interval
-        smallest = min([fallback, *limits.values()])
-        cutoff = ctx.now - smallest
-        views = ctx.views
-        candidates = [v for v in views if v.updated < cutoff]
         active: set[Identity] = set()
-        for view in candidates:
-            key = view.key
-            broker = key.broker
-            if broker in ctx.down or broker not in ctx.statuses:
-                continue  # covered by BrokerDown, or no longer monitored
-            if view.updated < created - 1.0:
-                continue  # restored history, never live in this process
-            limit = limits.get(broker, fallback)
-            age = ctx.now - view.updated
+        for name, status in ctx.statuses.items():
+            if status.up is not True:
+                continue  # down: BrokerDown covers it; never polled: nothing is old yet
+            age = status.staleness(ctx.now)
+            if age is None:
+                continue
+            limit = self.settings.stale_after or status.stale_limit(STALE_POLLS)
             if age <= limit:
                 continue
+            key: Identity = (name, None, None)
             active.add(key)
             st = states.get(key)
             if st is None:
-                st = _State(view.updated + limit)
+                st = _State(ctx.now - age + limit)
                 states[key] = st
             st.value = float(round(age))
             st.extra = {"threshold": limit}
             self._on_true(rule, key, st, ctx)
         for gone in [k for k in states if k not in active]:
-            if gone[0] in ctx.down:
-                continue
             self._on_false(rule, gone, states, None, ctx)
 
     # -- the state machine -----------------------------------------------------------
 
     def _on_true(self, rule: _Compiled, key: Identity, st: _State, ctx: _Cycle) -> None:
         now = ctx.now
-        st.clear_since = None
+        if st.clear_since is not None:
+            st.unhold()
         if st.state is AlertState.PENDING:
             if now - st.active_since < rule.for_:
                 if ctx.has_silences:
@@ -678,26 +712,42 @@ class AlertEvaluator:
         states: dict[Identity, _State],
         value: float | None,
         ctx: _Cycle,
+        reason: str | None = None,
     ) -> None:
+        """The condition is false (or, with a ``reason``, the series is gone: resolve now)."""
         st = states[key]
         if st.state is AlertState.PENDING:
             del states[key]
             return
         now = ctx.now
-        if value is not None:
-            st.value = value
-        if st.clear_since is None:
-            st.clear_since = now
+        st.value = value
+        if reason is None:
+            if st.clear_since is None:
+                st.clear_since = now
+            if self._hold(rule, key, st, ctx):
+                return
+        del states[key]
+        alert = self._resolved_alert(rule.name, key, st, now, value, reason or CONDITION_FALSE)
+        if st.notified:
+            ctx.events.append(AlertEvent("resolved", alert, now))
+
+    def _hold(self, rule: _Compiled, key: Identity, st: _State, ctx: _Cycle) -> bool:
+        """Keep a firing alert whose condition is false firing (``resolve_after``, flapping);
+        True while it is held. A flapping hold is notified once per episode."""
+        assert st.clear_since is not None
+        now = ctx.now
         hold = self.settings.resolve_after
         if st.flapping or self._flapping(rule.name, key, now):
             st.flapping = True  # sticky until it resolves
             hold = max(hold, self.settings.flap_window)
-        if now - st.clear_since < hold:
-            return
-        del states[key]
-        alert = self._resolved_alert(rule.name, key, st, now, value)
-        if st.notified:
-            ctx.events.append(AlertEvent("resolved", alert, now))
+        if now - st.clear_since >= hold:
+            return False
+        st.held_until = st.clear_since + hold
+        st.hold_reason = HELD_FLAPPING if st.flapping else HELD_RESOLVE_AFTER
+        if st.flapping and not st.held_notified and st.notified and not st.silenced:
+            st.held_notified = True
+            ctx.events.append(AlertEvent("held", self._alert(rule, key, st), now))
+        return True
 
     def _notify_firing(
         self, rule: _Compiled, key: Identity, st: _State, ctx: _Cycle, repeat: bool
@@ -849,6 +899,16 @@ class AlertEvaluator:
                 fields["threshold"] = threshold
         if st.extra:
             fields.update({k: v for k, v in st.extra.items() if k not in fields})
+        held_until = st.held_until if st.state is AlertState.FIRING else None
+        if held_until is not None:
+            summary = held(
+                self._statement(rule, key, st, fields),
+                st.hold_reason or HELD_RESOLVE_AFTER,
+                held_until,
+                self._hold_detail(rule.name, key, st),
+            )
+        else:
+            summary = rule.template.render(fields)
         return Alert(
             rule=rule.name,
             severity=rule.severity,
@@ -858,51 +918,88 @@ class AlertEvaluator:
             group=key[2],
             value=st.value,
             threshold=threshold,
-            summary=rule.template.render(fields),
+            summary=summary,
             labels=rule.labels,
             active_since=st.active_since,
             fired_at=st.fired_at,
             silenced=st.silenced,
+            held_until=held_until,
+            reason=st.hold_reason if held_until is not None else None,
         )
 
+    def _statement(
+        self, rule: _Compiled, key: Identity, st: _State, fields: Mapping[str, Any]
+    ) -> str:
+        """What is true now that the condition is false (resolutions, held alerts)."""
+        if rule.builtin and rule.name in _BUILTIN_RESOLVED:
+            return render_summary(_BUILTIN_RESOLVED[rule.name], fields)
+        series = series_label(*key)
+        if rule.builtin and rule.name == GROUP_STALLED:
+            status = group_status_name(st.value)
+            if status is None:
+                return f"{series}: consumer group {key[2]} has no status"
+            return f"{series}: consumer group {key[2]} is {status}"
+        value = None if st.value is None else format_number(st.value)
+        expr = expression(rule.metric, rule.function, rule.window_text)
+        return below(series, expr, value, rule.op, format_number(rule.threshold))
+
+    def _hold_detail(self, name: str, key: Identity, st: _State) -> str:
+        if st.hold_reason != HELD_FLAPPING:
+            return _fmt_window(self.settings.resolve_after)
+        fires = self._fires.get((name, key), [])
+        window = _fmt_window(self.settings.flap_window)
+        return f"fired {len(fires)} times in {window}"
+
     def _resolved_alert(
-        self, name: str, key: Identity, st: _State, now: float | None, value: float | None
+        self,
+        name: str,
+        key: Identity,
+        st: _State,
+        now: float | None,
+        value: float | None,
+        reason: str = CONDITION_FALSE,
     ) -> Alert:
         rule = self._by_name.get(name)
-        if rule is None:  # removed by a reload: rebuild a minimal alert
-            resolved_at = now or st.clear_since or 0.0
-            alert = Alert(
-                rule=name,
-                severity="info",
-                state=AlertState.RESOLVED,
-                broker=key[0],
-                queue=key[1],
-                group=key[2],
-                value=st.value,
-                threshold=None,
-                summary=f"rule {name} was removed",
-                active_since=st.active_since,
-                fired_at=st.fired_at,
-                resolved_at=resolved_at,
-            )
+        resolved_at = now or st.clear_since or 0.0
+        if rule is None or reason == RULE_REMOVED:
+            severity = rule.severity if rule is not None else "info"
+            summary = f"rule {name} was removed"
+            threshold = None
+            labels = rule.labels if rule is not None else MappingProxyType({})
         else:
-            firing = self._alert(rule, key, st)
-            alert = Alert(
-                rule=firing.rule,
-                severity=firing.severity,
-                state=AlertState.RESOLVED,
-                broker=firing.broker,
-                queue=firing.queue,
-                group=firing.group,
-                value=firing.value,
-                threshold=firing.threshold,
-                summary=firing.summary,
-                labels=firing.labels,
-                active_since=firing.active_since,
-                fired_at=firing.fired_at,
-                resolved_at=now,
-                silenced=firing.silenced,
-            )
+            severity, labels = rule.severity, rule.labels
+            threshold = None if name == BROKER_DOWN else rule.threshold
+            if reason == SERIES_REMOVED:
+                summary = removed(series_label(*key), REMOVE_AFTER_POLLS)
+            else:
+                st.held_until = None
+                firing = self._alert(rule, key, st)
+                threshold = firing.threshold
+                fields = {
+                    "broker": key[0],
+                    "queue": key[1],
+                    "group": key[2],
+                    "value": st.value,
+                    "threshold": threshold,
+                }
+                summary = self._statement(rule, key, st, fields)
+        alert = Alert(
+            rule=name,
+            severity=severity,
+            state=AlertState.RESOLVED,
+            broker=key[0],
+            queue=key[1],
+            group=key[2],
+            value=value,
+            threshold=threshold,
+            summary=summary,
+            labels=labels,
+            active_since=st.active_since,
+            fired_at=st.fired_at,
+            resolved_at=resolved_at,
+            silenced=st.silenced,
+            reason=reason,
+        )
         self._resolved.append(alert)
         return alert
 

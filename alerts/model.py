@@ -41,6 +41,12 @@ class Alert:
     fired_at: float | None = None
     resolved_at: float | None = None
     silenced: bool = False
+    # firing while its condition is false (flap damping, resolve_after): when it will resolve
+    # if the condition stays false
+    held_until: float | None = None
+    # resolved: why (condition_false, series_removed, rule_removed); held: flapping or
+    # resolve_after; None while plainly pending or firing
+    reason: str | None = None
 
     @property
     def severity_rank(self) -> int:
@@ -68,9 +74,11 @@ class Alert:
 
 @dataclass(frozen=True, slots=True)
 class AlertEvent:
-    """A transition worth notifying: ``firing`` (also re-notifications) or ``resolved``."""
+    """A transition worth notifying: ``firing`` (also re-notifications), ``held`` (a flapping
+    alert whose condition turned false stays firing until ``alert.held_until``) or
+    ``resolved``."""
 
-    kind: str  # "firing" | "resolved"
+    kind: str  # "firing" | "held" | "resolved"
     alert: Alert
     time: float
     repeat: bool = False

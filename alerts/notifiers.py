@@ -4,7 +4,9 @@ Each configured notifier gets its own queue and worker task, so a slow or failin
 never delays evaluation or the other notifiers. HTTP notifiers post with httpx (async) under a
 timeout and retry connection errors, timeouts, HTTP 429 and 5xx with exponential backoff and
 jitter; other 4xx answers are not retried. Failures are logged (URLs never: they are secrets)
-and counted. Notifications are sent for firing (and re-notifications) and for resolved.
+and counted. Notifications are sent for firing (and re-notifications), for held (a flapping alert
+whose condition turned false stays firing until ``held_until``) and for resolved. Every body is
+strict JSON: a non-finite number (NaN, Infinity) is written as null.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import json
 import logging
+import math
 import random
 import re
 import sys
@@ -32,6 +34,7 @@ from alerts.config import (
 )
 from alerts.model import Alert, AlertEvent, AlertState
 from mqtop import __version__
+from mqtop.kernel.safe import strict_json
 from mqtop.kernel.secrets import redact
 
 if TYPE_CHECKING:
@@ -57,7 +60,7 @@ def iso(epoch: float | None) -> str | None:
 
 
 def _num(value: float | None) -> float | int | None:
-    if value is None or value != value:
+    if value is None or not math.isfinite(value):
         return None
     if float(value).is_integer() and abs(value) < 2**53:
         return int(value)
@@ -79,6 +82,8 @@ def event_json(event: AlertEvent) -> dict[str, Any]:
             "active_since": iso(alert.active_since),
             "fired_at": iso(alert.fired_at),
             "resolved_at": iso(alert.resolved_at),
+            "held_until": iso(alert.held_until),
+            "reason": alert.reason,
         }
     )
     return out
@@ -130,7 +135,7 @@ class StdoutSink(Notifier):
 
     async def send(self, events: Sequence[AlertEvent]) -> None:
         stream = self._stream or sys.stdout
-        lines = "".join(json.dumps(event_json(e), ensure_ascii=True) + "\n" for e in events)
+        lines = "".join(strict_json(event_json(e)) + "\n" for e in events)
         try:
             stream.write(lines)
             stream.flush()
@@ -182,7 +187,7 @@ class HttpNotifier(Notifier):
         import httpx
 
         client = self._get_client()
-        body = json.dumps(payload, ensure_ascii=True).encode("utf-8")
+        body = strict_json(payload).encode("utf-8")
         headers = {"Content-Type": "application/json", **self._headers}
         attempts = self._retries + 1
         reason = "not sent"
@@ -231,8 +236,9 @@ class WebhookSink(HttpNotifier):
 
 
 def webhook_payload(events: Sequence[AlertEvent]) -> dict[str, Any]:
-    """The webhook body: one entry per event."""
-    firing = any(e.kind == "firing" for e in events)
+    """The webhook body: one entry per event (``status`` is firing while any is still firing,
+    held ones included)."""
+    firing = any(e.kind in ("firing", "held") for e in events)
     return {
         "version": "1",
         "source": "mqtop",
@@ -268,7 +274,7 @@ def slack_payload(events: Sequence[AlertEvent], channel: str | None = None) -> d
     attachments = []
     for event in events:
         alert = event.alert
-        head = "RESOLVED" if event.kind == "resolved" else "FIRING"
+        head = {"resolved": "RESOLVED", "held": "HELD"}.get(event.kind, "FIRING")
         title = f"[{head}] {alert.rule} ({alert.severity})"
         summary = slack_escape(alert.summary)
         lines.append(f"*{slack_escape(title)}* {summary}")
@@ -349,10 +355,12 @@ def alertmanager_alert(alert: Alert, resolved: bool, now: float, ends_at: float)
         else:
             labels.pop(name, None)
     annotations = {"summary": alert.summary}
-    if alert.value is not None:
+    if _num(alert.value) is not None:
         annotations["value"] = str(_num(alert.value))
-    if alert.threshold is not None:
+    if _num(alert.threshold) is not None:
         annotations["threshold"] = str(_num(alert.threshold))
+    if alert.held_until is not None:
+        annotations["held_until"] = iso(alert.held_until) or ""
     starts = alert.fired_at or alert.active_since or now
     end = (alert.resolved_at or now) if resolved else ends_at
     return {

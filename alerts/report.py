@@ -5,6 +5,7 @@ annotations escape control characters; XML is built by ElementTree after the sam
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from typing import Any
 from alerts.config import SEVERITY_ORDER
 from alerts.evaluator import BROKER_DOWN, CheckResult, format_number, series_label
 from alerts.model import Alert, AlertState
+from alerts.notifiers import iso
 from mqtop.kernel.durations import humanize_seconds
 from mqtop.kernel.model import BrokerStatus
 from mqtop.kernel.safe import dumps, safe_text
@@ -57,7 +59,7 @@ class CheckReport:
 
 
 def _num(value: float | None) -> float | int | None:
-    if value is None or value != value:
+    if value is None or not math.isfinite(value):
         return None
     if float(value).is_integer() and abs(value) < 2**53:
         return int(value)
@@ -65,15 +67,17 @@ def _num(value: float | None) -> float | int | None:
 
 
 def alert_json(alert: Alert) -> dict[str, Any]:
-    """One alert in the contract's shape."""
+    """One alert in the contract's shape, plus ``held_until``: when a firing alert whose
+    condition is already false (flap damping, ``resolve_after``) resolves if it stays so."""
     out = alert.to_json()
     out["value"] = _num(alert.value)
     out["threshold"] = _num(alert.threshold)
+    out["held_until"] = iso(alert.held_until)
     return out
 
 
 def render_json(report: CheckReport) -> str:
-    """``{"status", "alerts", "errors"}`` (SPEC §5)."""
+    """``{"status", "alerts", "errors"}`` (SPEC §5); strict JSON (non-finite numbers are null)."""
     return dumps(
         {
             "status": report.status,

@@ -115,6 +115,7 @@ class Engine:
                 address=broker.address(),
                 up=None,
                 interval=config.poll_interval(broker),
+                timeout=config.poll_timeout(broker),
             )
 
     # -- collectors ------------------------------------------------------------------
@@ -206,6 +207,7 @@ class Engine:
                 up=True,
                 last_poll=snapshot.time,
                 last_success=snapshot.time,
+                last_refresh=snapshot.time + snapshot.duration,
                 last_duration=snapshot.duration,
                 error=None,
                 consecutive_failures=0,

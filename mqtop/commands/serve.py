@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import signal
 import threading
@@ -23,13 +22,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from alerts.evaluator import AlertEvaluator
-from alerts.model import AlertEvent, AlertState
+from alerts.model import Alert, AlertEvent, AlertState
 from alerts.notifiers import Dispatcher, event_json, iso
 from alerts.silences import SilenceStore, default_silences_path
 from mqtop import __version__
 from mqtop.config import Config
 from mqtop.engine import Engine
 from mqtop.kernel.errors import EXIT_OK, EXIT_USAGE, MqtopError, UsageError
+from mqtop.kernel.safe import strict_json
 from mqtop.kernel.secrets import install_log_redaction, redact, redact_obj
 from mqtop.kernel.store import TimeSeriesStore
 from mqtop.output import SnapshotCollector
@@ -60,7 +60,7 @@ class JsonLogFormatter(logging.Formatter):
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
             data["error"] = redact(f"{type(exc).__name__}: {exc}")
-        return json.dumps(data, ensure_ascii=True, default=str)
+        return strict_json(data)
 
 
 def setup_logging(verbose: int) -> None:
@@ -81,7 +81,9 @@ def setup_logging(verbose: int) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Health:
-    """The daemon's own numbers, published by the event loop for the HTTP thread."""
+    """The daemon's own numbers and the alerts of the same evaluation, published together by
+    the event loop for the HTTP thread (a scrape never sees one cycle's alerts with another
+    cycle's counters)."""
 
     started: float
     last_evaluation: float | None = None
@@ -93,6 +95,7 @@ class Health:
     notifications: Mapping[tuple[str, str], int] = field(default_factory=dict)
     silences: int = 0
     interval: float = 5.0
+    alerts: tuple[Alert, ...] = ()
 
 
 class DaemonCollector:
@@ -106,7 +109,7 @@ class DaemonCollector:
 
         daemon = self._daemon
         health = daemon.health
-        alerts = daemon.evaluator.alerts()
+        alerts = health.alerts
         labels = ["rule", "severity", "state", "broker", "queue", "group"]
         active = GaugeMetricFamily(
             "mqtop_alert",
@@ -247,7 +250,7 @@ def _handler(daemon: Daemon) -> type[BaseHTTPRequestHandler]:
 
         def _healthz(self) -> None:
             ok, doc = daemon.health_report()
-            body = (json.dumps(doc, ensure_ascii=True) + "\n").encode()
+            body = (strict_json(doc) + "\n").encode()
             self._send(200 if ok else 503, "application/json", body)
 
         def _send(self, code: int, content_type: str, body: bytes) -> None:
@@ -347,9 +350,13 @@ class Daemon:
     # -- running -----------------------------------------------------------------------
 
     def _publish_health(
-        self, duration: float | None = None, evaluated: float | None = None
+        self,
+        duration: float | None = None,
+        evaluated: float | None = None,
+        alerts: list[Alert] | None = None,
     ) -> None:
         old = self.health
+        # one assignment: the HTTP thread reads either the old snapshot or the new one
         self.health = Health(
             started=old.started,
             last_evaluation=evaluated if evaluated is not None else old.last_evaluation,
@@ -361,12 +368,14 @@ class Daemon:
             notifications=dict(self.dispatcher.counts),
             silences=len(self.silences.active()),
             interval=self.config.interval,
+            alerts=old.alerts if alerts is None else tuple(alerts),
         )
 
     def evaluate(self) -> list[AlertEvent]:
         """One evaluation cycle: evaluate, log and queue notifications."""
         now = time.time()
         events = self.evaluator.evaluate(self.store, self.engine.statuses, now)
+        alerts = self.evaluator.alerts()
         for event in events:
             data = event_json(event)
             log.info(
@@ -377,8 +386,8 @@ class Daemon:
                 extra={"fields": {"event": "alert", **data}},
             )
         self.dispatcher.notify(events)
-        self.dispatcher.sync(self.evaluator.alerts, now)
-        self._publish_health(self.evaluator.last_duration, now)
+        self.dispatcher.sync(alerts, now)
+        self._publish_health(self.evaluator.last_duration, now, alerts)
         return events
 
     async def reload(self) -> bool:

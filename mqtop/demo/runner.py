@@ -29,13 +29,16 @@ import yaml
 from alerts.config import DEFAULT_RULES
 from mqtop.config import Config, load_config_file
 from mqtop.kernel.errors import EXIT_OK, EXIT_UNREACHABLE, BrokerUnreachable, UsageError
-from mqtop.kernel.safe import safe_text
+from mqtop.kernel.safe import safe_text, strict_json
 from mqtop.kernel.secrets import redact
 
 DEMO_MARKER = "# mqtop demo config"
 DEMO_INTERVAL = "1s"
 BACKLOG_FOR = "5s"  # the shipped QueueBacklog waits 1m; the demo shortens it to show it firing
 LOCAL_INTERVAL = "5s"
+# flap detection over 2 minutes instead of 10: an alert the 3-minute cycle fires once per cycle
+# (the invoice batch, the flash sale) resolves every cycle instead of being held as flapping
+DEMO_FLAP_WINDOW = "2m"
 READY_TIMEOUT = 60.0
 STOP_GRACE = 15.0
 
@@ -301,6 +304,7 @@ def config_document(brokers: list[dict[str, Any]]) -> dict[str, Any]:
         "history": {"retention": "1h"},
         "brokers": brokers,
         "alerts": demo_rules(),
+        "alerting": {"flap_window": DEMO_FLAP_WINDOW},
     }
 
 
@@ -410,7 +414,7 @@ def json_line(out: IO[str]) -> Emit:
     """An emitter of compact, ASCII-only JSON lines."""
 
     def emit(obj: dict[str, Any]) -> None:
-        out.write(json.dumps(obj, ensure_ascii=True, separators=(",", ":"), default=str) + "\n")
+        out.write(strict_json(obj, separators=(",", ":")) + "\n")
         out.flush()
 
     return emit

@@ -178,15 +178,25 @@ class BrokerStatus:
     consecutive_failures: int = 0
     interval: float = 5.0
     warnings: tuple[str, ...] = ()
+    # when the last successful poll finished and its data was stored (``last_success`` is
+    # when that poll started): staleness is judged from here, so a slow poll is not "old"
+    last_refresh: float | None = None
+    timeout: float | None = None  # the deadline of one poll, when the engine knows it
 
     def staleness(self, now: float) -> float | None:
-        """Seconds since the last successful poll (None if there never was one)."""
-        return None if self.last_success is None else max(0.0, now - self.last_success)
+        """Seconds since the last successful poll stored its data (None if there never was one)."""
+        last = self.last_refresh if self.last_refresh is not None else self.last_success
+        return None if last is None else max(0.0, now - last)
+
+    def stale_limit(self, polls: float) -> float:
+        """Age beyond which data is stale: ``polls`` intervals, or one interval plus the
+        poll's timeout when that is longer (a poll may take that long and still succeed)."""
+        return max(polls * self.interval, self.interval + (self.timeout or 0.0))
 
     def is_stale(self, now: float, polls: float = 2.5) -> bool:
-        """True when no successful poll happened within ``polls`` intervals."""
+        """True when no successful poll stored data within :meth:`stale_limit`."""
         age = self.staleness(now)
-        return age is None or age > polls * self.interval
+        return age is None or age > self.stale_limit(polls)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
+from collections.abc import Mapping
 from typing import Any
 
 # C0 (but not \t or \n when allowed), DEL, C1, bidi embeddings/overrides/isolates, BOM,
@@ -143,6 +145,27 @@ def json_safe(value: Any) -> Any:
     return str(value)
 
 
+def finite(data: Any) -> Any:
+    """A copy of plain data with every NaN / Infinity replaced by None (mappings as dicts)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, Mapping):
+        return {k: finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [finite(v) for v in data]
+    return data
+
+
+def strict_json(data: Any, indent: int | None = None, **kwargs: Any) -> str:
+    """Strict JSON (RFC 8259): ASCII-only, and a non-finite number is ``null``, never the
+    bare ``NaN`` / ``Infinity`` tokens that strict parsers reject."""
+    options: dict[str, Any] = {"indent": indent, "ensure_ascii": True, "default": str, **kwargs}
+    try:
+        return json.dumps(data, allow_nan=False, **options)
+    except ValueError:  # a NaN or an infinity somewhere: the rare case pays for the copy
+        return json.dumps(finite(data), allow_nan=False, **options)
+
+
 def dumps(data: Any, indent: int | None = 2) -> str:
-    """JSON for the terminal: ASCII-only, so no control or C1 character is ever raw."""
-    return json.dumps(data, indent=indent, ensure_ascii=True, default=str)
+    """JSON for the terminal: strict, ASCII-only, so no control or C1 character is ever raw."""
+    return strict_json(data, indent=indent)

@@ -8,7 +8,10 @@ Layout, per series:
   resolution, computed from the ring when a bucket closes. For counters the "sum" slot holds the
   reset-aware increase inside the bucket, so rates over long windows stay exact.
 
-Unknown values are stored as NaN and always read back as None. Readers get immutable views
+A series its broker stops listing is marked stale at once and removed after
+``REMOVE_AFTER_POLLS`` successful polls of that broker in a row without it (a deleted queue does
+not stay with its last numbers); a failed poll counts for nothing. Unknown values are stored as
+NaN and always read back as None. Readers get immutable views
 (tuples and read-only mappings built on read); no caller ever holds a buffer the writer mutates.
 Derived values (rates, error ratio) are computed lazily on read and cached until the next write.
 """
@@ -41,6 +44,8 @@ _ROLL = 4
 _MIN, _MAX, _AVG, _LAST = range(_ROLL)
 _INC = _MIN
 MAX_RAW_ROWS = 20_000
+# successful polls of its broker in a row without a series before the series is removed
+REMOVE_AFTER_POLLS = 3
 
 # public rate metric -> counter it is derived from
 DERIVED_RATES: Mapping[str, str] = MappingProxyType(
@@ -127,6 +132,7 @@ class _Series:
         "kind",
         "last_time",
         "metrics",
+        "missed",
         "rates",
         "rcap",
         "rcount",
@@ -167,6 +173,7 @@ class _Series:
         self.bucket_start = NAN  # start of the bucket being filled
         self.last_time = NAN
         self.stale = False
+        self.missed = 0  # successful polls of the broker in a row that did not list it
         self.cached_view: SeriesView | None = None
 
     # -- raw ring -----------------------------------------------------------------
@@ -234,6 +241,8 @@ class TimeSeriesStore:
         self._broker_interval: dict[str, float] = {}
         self._closed_buckets: list[tuple[SeriesKey, tuple[str, ...], float, array[float]]] = []
         self.collect_closed_buckets = False  # persistence turns this on
+        self.remove_after = REMOVE_AFTER_POLLS
+        self.removed = 0  # series removed because their broker stopped listing them
         self.generation = 0  # bumps on every write; cheap change detection for readers
         # sorted views per (broker, include_stale), valid while the generation is unchanged:
         # the engine, the alert evaluator and the dashboard all ask after each poll
@@ -251,7 +260,8 @@ class TimeSeriesStore:
         return series
 
     def ingest(self, snapshot: BrokerSnapshot, interval: float | None = None) -> None:
-        """Store one broker poll. Series the broker no longer reports are marked stale."""
+        """Store one broker poll. Series the broker no longer reports are marked stale, and
+        removed once ``remove_after`` successful polls in a row did not report them."""
         with self._lock:
             if interval is not None:
                 self._broker_interval[snapshot.broker] = interval
@@ -262,12 +272,21 @@ class TimeSeriesStore:
                 for sample in snapshot.series:
                     seen.add(sample.key)
                     self._write(sample, t, ivl)
+            gone: list[SeriesKey] = []
             for key in self._by_broker.get(snapshot.broker, ()):
-                if key not in seen:
-                    series = self._series[key]
-                    if not series.stale:
-                        series.stale = True
-                        series.cached_view = None
+                if key in seen:
+                    continue
+                series = self._series[key]
+                if not series.stale:
+                    series.stale = True
+                    series.cached_view = None
+                if snapshot.up:
+                    series.missed += 1
+                    if series.missed >= self.remove_after:
+                        gone.append(key)
+            for key in gone:
+                self._remove(key)
+            self.removed += len(gone)
             self._evict(t)
             self.generation += 1
             subscribers = list(self._subscribers)
@@ -288,6 +307,7 @@ class TimeSeriesStore:
         series.dlq = sample.dlq
         series.info = sample.info
         series.stale = False
+        series.missed = 0
         series.cached_view = None
 
     def _append(self, series: _Series, t: float, row: Sequence[float | None]) -> None:
@@ -401,8 +421,11 @@ class TimeSeriesStore:
         horizon = now - self.retention
         dead = [k for k, s in self._series.items() if s.last_time < horizon]
         for key in dead:
-            del self._series[key]
-            self._by_broker.get(key.broker, set()).discard(key)
+            self._remove(key)
+
+    def _remove(self, key: SeriesKey) -> None:
+        del self._series[key]
+        self._by_broker.get(key.broker, set()).discard(key)
 
     def load_row(
         self,

@@ -24,6 +24,8 @@ def state_cell(alert: Alert) -> Text:
     """State as symbol + word + colour (never colour alone)."""
     if alert.silenced:
         return Text("⊘ silenced", "dim")
+    if alert.state == AlertState.FIRING and alert.held_until is not None:
+        return Text("⏸ held", "yellow")  # firing, condition false: the summary says until when
     if alert.state == AlertState.FIRING:
         if alert.severity == "critical":
             return Text("✖ firing", "bold red")
@@ -100,10 +102,14 @@ class AlertsScreen(DashboardScreen):
             key=lambda a: (a.silenced, order.get(a.state, 2), -a.severity_rank, a.rule),
         )
         firing = sum(1 for a in self._alerts if a.state == AlertState.FIRING and not a.silenced)
+        held = sum(1 for a in self._alerts if a.held_until is not None and not a.silenced)
         pending = sum(1 for a in self._alerts if a.state == AlertState.PENDING)
         title = Text()
         title.append(" Alerts ", "bold reverse")
-        title.append(f"  {firing} firing · {pending} pending · {len(data.silences)} silences")
+        title.append(f"  {firing} firing")
+        if held:
+            title.append(f" ({held} held: condition false, see Summary)", "yellow")
+        title.append(f" · {pending} pending · {len(data.silences)} silences")
         if not self.host.alert_source.available:
             title.append("  (alert evaluation unavailable)", "yellow")
         self.query_one("#alerts-title", Static).update(title)
@@ -118,6 +124,10 @@ class AlertsScreen(DashboardScreen):
         )
         for alert in self._alerts:
             since = alert.fired_at or alert.active_since
+            summary = alert.summary
+            if alert.held_until is not None:
+                left = humanize_seconds(max(0.0, alert.held_until - now))
+                summary = f"clears in {left} · {summary}"
             table.add_row(
                 state_cell(alert),
                 alert.severity,
@@ -128,7 +138,7 @@ class AlertsScreen(DashboardScreen):
                 _value(alert.value),
                 _value(alert.threshold),
                 humanize_seconds(now - since) if since is not None else "-",
-                Text(safe_text(alert.summary, 200)),
+                Text(safe_text(summary, 300)),
             )
         if self._alerts:
             table.move_cursor(row=min(cursor, len(self._alerts) - 1))

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from alerts.model import AlertEvent
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 
 CSS_FILE = Path(__file__).with_name("mqtop.tcss")
 STUCK_REFRESH = 30.0  # seconds after which a data build that never reported is retried
+MAX_POPUPS = 5  # alert pop-ups per refresh; more are summed up in one (the alerts screen has all)
 
 
 class MqtopApp(App[int]):
@@ -199,23 +201,53 @@ class MqtopApp(App[int]):
         self._refreshing = False
         self.notify(safe_text(f"refresh failed: {exc}", 300), severity="error")
 
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every pop-up is plain text: names, summaries and errors come from brokers and are
+        never read as markup (``x[/]`` would crash the app, ``[bold]`` would style it)."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+
     def _apply(self, data: DashboardData, events: list[AlertEvent]) -> None:
         self.data = data
         self.refresh_count += 1
         self._refreshing = False
-        for event in events:
-            if event.kind == "firing" and not event.repeat and not event.alert.silenced:
-                alert = event.alert
-                self.notify(
-                    safe_text(alert.summary or alert.rule, 200),
-                    title=f"{alert.severity} · {safe_text(alert.rule, 60)}",
-                    severity="error" if alert.severity == "critical" else "warning",
-                    timeout=8,
-                )
+        self._pop_up(events)
         for screen in self.screen_stack:
             screen.post_message(DataRefreshed())
         if self._dirty:
             self.request_refresh()
+
+    def _pop_up(self, events: list[AlertEvent]) -> None:
+        """A pop-up per new firing, held or resolved alert (at most MAX_POPUPS at once)."""
+        shown = [
+            e
+            for e in events
+            if not e.alert.silenced and not e.repeat and e.kind in ("firing", "held", "resolved")
+        ]
+        for event in shown[:MAX_POPUPS]:
+            alert = event.alert
+            severity: SeverityLevel = "information"
+            if event.kind == "firing":
+                severity = "error" if alert.severity == "critical" else "warning"
+            word = {"firing": alert.severity, "held": "held", "resolved": "resolved"}[event.kind]
+            self.notify(
+                safe_text(alert.summary or alert.rule, 300),
+                title=f"{word} · {safe_text(alert.rule, 60)}",
+                severity=severity,
+                timeout=8,
+            )
+        if len(shown) > MAX_POPUPS:
+            self.notify(
+                f"and {len(shown) - MAX_POPUPS} more alert changes: press A for the alerts",
+                timeout=8,
+            )
 
     # -- actions ---------------------------------------------------------------------
 

@@ -60,7 +60,13 @@ def compute_data(
     current = alerts.alerts()
     views = store.views()
     rows = build_rows(views, statuses, current, now)
-    firing = [a for a in current if a.state == AlertState.FIRING and not a.silenced]
+    # held alerts (firing, condition false) are counted apart, so the header never claims a
+    # problem that is not there now
+    firing = [
+        a
+        for a in current
+        if a.state == AlertState.FIRING and not a.silenced and a.held_until is None
+    ]
     return (
         DashboardData(
             time=now,

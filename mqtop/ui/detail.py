@@ -77,7 +77,7 @@ def records_table(title: str, records: Sequence[Any]) -> Table | None:
                 if str(k) not in columns:
                     columns.append(str(k))
     for c in columns[:10]:
-        table.add_column(safe_text(c, 30), no_wrap=True)
+        table.add_column(Text(safe_text(c, 30)), no_wrap=True)
     for r in rows[:200]:
         if isinstance(r, Mapping):
             table.add_row(
@@ -105,7 +105,7 @@ def info_table(info: Mapping[str, Any]) -> Table | None:
     table.add_column(style="dim", no_wrap=True)
     table.add_column()
     for key, value in items[:40]:
-        table.add_row(safe_text(key, 40), Text(safe_text(_plain(value), 200)))
+        table.add_row(Text(safe_text(key, 40)), Text(safe_text(_plain(value), 200)))
     return table
 
 
@@ -115,6 +115,8 @@ def alerts_text(alerts: Iterable[Alert]) -> Text:
     for alert in alerts:
         style = "bold red" if alert.severity == "critical" else "yellow"
         word = "silenced" if alert.silenced else alert.state.value
+        if alert.held_until is not None and not alert.silenced:
+            word = "held"  # firing while the condition is false: the summary says until when
         text.append(f"{'✖' if alert.state.value == 'firing' else '◔'} {word} ", style)
         text.append(f"{safe_text(alert.rule, 60)} ", "bold")
         text.append(safe_text(alert.summary, 200))

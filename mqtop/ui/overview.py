@@ -157,14 +157,17 @@ class OverviewScreen(DashboardScreen):
         if self.filter_text:
             title.append(f" · {self._shown} shown · filter: ")
             title.append(safe_text(self.filter_text, 40), "bold")
+        held = sum(1 for a in data.alerts if a.held_until is not None and not a.silenced)
         if firing:
             title.append(" · ")
             title.append(
                 f"✖ {firing} firing" + (f" ({crit} critical)" if crit else ""),
                 "bold red" if crit else "bold yellow",
             )
-        else:
+        elif not held:
             title.append(" · ✓ no alerts firing", "green")
+        if held:
+            title.append(f" · ⏸ {held} held (condition false; A shows until when)", "yellow")
         column = COLUMN_BY_KEY[self.sort_column].title
         title.append(f" · sort {column} {'▼' if self.sort_descending else '▲'}", "dim")
         if self.group_by_broker:

@@ -76,6 +76,7 @@ class Row:
 
     __slots__ = (
         "age",
+        "alert_held",
         "alert_rank",
         "alert_rule",
         "backlog",
@@ -115,6 +116,7 @@ class Row:
         alert_rank: int = RANK_NONE,
         alert_rule: str | None = None,
         header: str | None = None,
+        alert_held: bool = False,
     ) -> None:
         self.key = key
         self.broker = key.broker
@@ -134,6 +136,7 @@ class Row:
         self.down = down
         self.alert_rank = alert_rank
         self.alert_rule = alert_rule
+        self.alert_held = alert_held  # firing while its condition is false (flap damping)
         self.header = header  # set on group-by-broker separator rows (text to show)
 
     @property
@@ -217,6 +220,7 @@ def build_rows(
                 down=key.broker in down_brokers,
                 alert_rank=alert_rank(alert),
                 alert_rule=alert.rule if alert is not None else None,
+                alert_held=alert is not None and alert.held_until is not None,
             )
         )
     return rows
@@ -373,6 +377,7 @@ ALERT_LABELS: Mapping[int, str] = {
     RANK_NONE: "✓ ok",
 }
 STALE_LABEL = "◇ stale"
+HELD_LABEL = "⏸ held"
 DOWN_LABEL = "✗ down"
 
 
@@ -382,6 +387,8 @@ def alert_label(row: Row) -> str:
         return DOWN_LABEL
     if row.stale:
         return STALE_LABEL
+    if row.alert_held and row.alert_rank > RANK_PENDING:
+        return HELD_LABEL
     return ALERT_LABELS.get(row.alert_rank, "✓ ok")
 
 

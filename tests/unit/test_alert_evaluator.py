@@ -186,9 +186,23 @@ def test_flapping_alert_is_held_firing():
     for t, v in enumerate(seq):
         w.poll(t, {("q", None): {"queue_length": v}})
         out += [(t, e.kind) for e in w.eval(ev, t)]
-    # two full cycles are notified; from the third firing it is flapping and held firing
-    assert out == [(0, "firing"), (1, "resolved"), (2, "firing"), (3, "resolved"), (4, "firing")]
-    assert ev.alerts()[0].state is AlertState.FIRING
+    # two full cycles are notified; from the third firing it is flapping and held firing,
+    # which is notified once (not at each dip)
+    assert out == [
+        (0, "firing"),
+        (1, "resolved"),
+        (2, "firing"),
+        (3, "resolved"),
+        (4, "firing"),
+        (5, "held"),
+    ]
+    [alert] = ev.alerts()
+    assert alert.state is AlertState.FIRING
+    # it says it is held, why, with the value of now and when it clears (false since t=7)
+    assert alert.held_until == T0 + 7 + 60 and alert.reason == "flapping"
+    assert alert.value == 1
+    assert alert.summary.startswith("b/q: queue_length 1 ≤ 10; held firing as flapping")
+    assert "(fired 3 times in 1m)" in alert.summary
     # it resolves once the condition stayed false for the whole flap window
     for t in range(9, 70):
         w.poll(t, {("q", None): {"queue_length": 1}})
@@ -323,18 +337,26 @@ def test_group_stalled_builtin():
     ]
 
 
-def test_series_stale_builtin():
+def test_series_stale_builtin_is_one_alert_per_broker_whose_polls_stopped_storing_data():
     w = World()
     ev = AlertEvaluator([], AlertingSettings())
     w.poll(0, {("a", None): {"queue_length": 1}, ("gone", None): {"queue_length": 1}})
     assert w.eval(ev, 0) == []
     for t in range(1, 6):
+        # a queue the broker stopped listing is not "stale": it is removed after 3 polls
         w.poll(t, {("a", None): {"queue_length": 1}})
-        events = w.eval(ev, t)
-        if t < 4:
-            assert events == [], t  # stale after 3 intervals
-    stale = [a for a in ev.alerts() if a.rule == "SeriesStale"]
-    assert [(a.queue, a.severity, a.threshold) for a in stale] == [("gone", "info", 3.0)]
+        assert w.eval(ev, t) == [], t
+    # no poll stores data any more while the broker is not known to be down (a poll hangs)
+    assert w.eval(ev, 8) == []  # 3 s: not more than 3 intervals yet
+    [event] = w.eval(ev, 9)
+    stale = event.alert
+    assert (stale.rule, stale.broker, stale.queue, stale.severity) == (
+        "SeriesStale",
+        "b",
+        None,
+        "info",
+    )
+    assert (stale.value, stale.threshold) == (4.0, 3.0)
 
 
 def test_update_rules_keeps_state_and_resolves_removed_rules():

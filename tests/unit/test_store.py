@@ -163,6 +163,24 @@ def test_broker_down_marks_series_stale_and_recovers():
     assert view is not None and not view.stale
 
 
+def test_series_the_broker_stops_listing_is_removed_after_three_successful_polls():
+    store = TimeSeriesStore(interval=1.0)
+    other = SeriesKey("b", "other", None)
+    store.ingest(snap(1.0, {"queue_length": 9}, key=other))
+    store.ingest(snap(2.0, {"queue_length": 1}))  # lists q only
+    store.ingest(snap(3.0, {}, up=False))  # a failed poll proves nothing: not counted
+    store.ingest(snap(4.0, {"queue_length": 1}))
+    view = store.view(other)
+    assert view is not None and view.stale and view.metrics["queue_length"] == 9
+    store.ingest(snap(5.0, {"queue_length": 1}))
+    assert store.view(other) is None
+    assert [v.key for v in store.views()] == [KEY] and store.removed == 1
+    # a new queue of the same name later is a new series
+    store.ingest(snap(6.0, {"queue_length": 2}, key=other))
+    view = store.view(other)
+    assert view is not None and not view.stale and view.metrics["queue_length"] == 2
+
+
 def test_series_gaining_metrics_keeps_history():
     store = TimeSeriesStore(interval=1.0)
     store.ingest(snap(1.0, {"queue_length": 1}))
