@@ -79,10 +79,30 @@ def build_parser(move_options: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("demo", help="run a self-contained demo with local brokers")
-    _config_option(p)
+    p = sub.add_parser(
+        "demo",
+        help="run a self-contained demo: its own SQS, Redis and Kafka servers and workload",
+        description="Start embedded SQS, Redis and Kafka servers and an order-processing "
+        "workload, and watch them. Self-contained: no other config is read and no other broker "
+        "is monitored unless --with-local-brokers is given.",
+    )
+    p.add_argument(
+        "-c",
+        "--config",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help="write the demo's generated config to PATH (a new file or an earlier demo config), "
+        "to use it from other mqtop commands while the demo runs; default: a temporary file "
+        "removed at exit. The demo never reads a config.",
+    )
     p.add_argument("--headless", action="store_true", help="no UI: print JSON snapshots")
     p.add_argument("--duration", metavar="D", help="stop after D (e.g. 30s)")
+    p.add_argument(
+        "--with-local-brokers",
+        action="store_true",
+        help="also monitor brokers found on default local ports (Redis 6379, RabbitMQ "
+        "5672/15672, Kafka 9092, SQS 4566), read-only, polled every 5s",
+    )
 
     p = sub.add_parser("metrics", help="one snapshot of every metric")
     _config_option(p)

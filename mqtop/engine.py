@@ -21,7 +21,7 @@ from mqtop.config import Config
 from mqtop.kernel.model import BrokerSnapshot, BrokerStatus
 from mqtop.kernel.secrets import redact
 from mqtop.kernel.store import TimeSeriesStore
-from mqtop.persist import HistoryDB
+from mqtop.persist import HistoryDB, HistoryWriteError
 from mqtop.registry import get_plugin
 
 log = logging.getLogger("mqtop.engine")
@@ -101,6 +101,7 @@ class Engine:
         if history_path is not None:
             self.history = HistoryDB(history_path, self.store)
         self._history_lock = asyncio.Lock()
+        self._history_error: str | None = None  # the last write error, logged once
         self._history_loaded = False
         self._collectors: dict[str, Collector] = dict(collectors or {})
         self._connected: set[str] = set()
@@ -197,7 +198,15 @@ class Engine:
             try:
                 await asyncio.to_thread(self.history.flush)
             except Exception as exc:  # a full disk must not stop monitoring
-                log.warning("history: cannot write %s: %s", self.history.path, describe_error(exc))
+                text = redact(str(exc)) if isinstance(exc, HistoryWriteError) else None
+                error = text or f"cannot write {self.history.path}: {describe_error(exc)}"
+                if error != self._history_error:  # once per cause, not at every poll
+                    log.warning("history: %s", error)
+                self._history_error = error
+            else:
+                if self._history_error is not None:
+                    log.warning("history: writing %s again", self.history.path)
+                self._history_error = None
 
     def _update_status(self, snapshot: BrokerSnapshot, interval: float) -> None:
         old = self.statuses[snapshot.broker]

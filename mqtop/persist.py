@@ -4,11 +4,21 @@ Raw rows are kept for the store's ``recent`` window and closed rollup buckets fo
 retention, so a restart (or a later ``mqtop check``) sees the same history the running process
 had. Writes are buffered from store updates and flushed in batches (one transaction each);
 callers run :meth:`HistoryDB.flush` in a thread so the event loop never waits on disk.
+
+A damaged file (not a database, truncated, corrupt pages) never stops monitoring: it is moved
+aside as ``<path>.corrupt-<UTC time>`` (with its ``-wal`` / ``-shm``), a warning says so, and
+history starts empty. A write that fails because the disk is full raises
+:class:`HistoryWriteError` saying "disk full" (the rows of that batch are dropped from the
+file; the in-memory store keeps them).
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import logging
 import math
+import os
 import sqlite3
 import threading
 import time
@@ -18,6 +28,8 @@ from pathlib import Path
 from mqtop.kernel.errors import ConfigError
 from mqtop.kernel.model import BrokerSnapshot, SeriesKey
 from mqtop.kernel.store import TimeSeriesStore
+
+log = logging.getLogger("mqtop.history")
 
 SCHEMA_VERSION = "1"  # rollup blobs are float32 (min|inc, max, avg, last) per metric
 _SCHEMA = """
@@ -55,6 +67,26 @@ def _nan(value: float | None) -> float:
     return math.nan if value is None else value
 
 
+class HistoryWriteError(Exception):
+    """History could not be written (its message is the whole explanation)."""
+
+
+def _error_name(exc: BaseException) -> str:
+    return str(getattr(exc, "sqlite_errorname", "") or "")
+
+
+def is_corrupt(exc: BaseException) -> bool:
+    """The file is damaged: not a database, or corrupt pages (a truncated file, ...)."""
+    return isinstance(exc, sqlite3.DatabaseError) and _error_name(exc).startswith(
+        ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+    )
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """SQLite could not write because the disk (or the file system's quota) is full."""
+    return _error_name(exc).startswith("SQLITE_FULL") or "disk is full" in str(exc)
+
+
 class HistoryDB:
     """Persists a store's history in SQLite and restores it on start."""
 
@@ -65,21 +97,60 @@ class HistoryDB:
         self._pending: list[BrokerSnapshot] = []
         self._series_ids: dict[tuple[str, str, str, int], int] = {}
         self._layout_ids: dict[tuple[str, ...], int] = {}
+        self.warnings: list[str] = []  # what was repaired (for the dashboard to show)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-            self._db.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,)
-            )
+            try:
+                self._db = self._open()
+            except sqlite3.DatabaseError as exc:
+                if not is_corrupt(exc):
+                    raise
+                self._set_aside(str(exc))
+                self._db = self._open()
         except (sqlite3.Error, OSError) as exc:
             raise ConfigError(
                 [f"history.path {path}: cannot open the history database: {exc}"]
             ) from None
         store.collect_closed_buckets = True
         self._unsubscribe = store.subscribe(self._on_snapshot)
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            db.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,)
+            )
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _set_aside(self, reason: str) -> None:
+        """Move a damaged database file (and its WAL) aside; history starts empty."""
+        stamp = dt.datetime.now(tz=dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            source = Path(str(self.path) + suffix)
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(source, Path(str(target) + suffix))
+        self._series_ids.clear()
+        self._layout_ids.clear()
+        message = (
+            f"history.path {self.path}: the history database is damaged ({reason}); "
+            f"moved it aside to {target} and started with empty history"
+        )
+        self.warnings.append(message)
+        log.warning("%s", message)
+
+    def _recover(self, exc: sqlite3.Error) -> None:
+        """Replace a database found damaged while in use by a new, empty one."""
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+        self._set_aside(str(exc))
+        self._db = self._open()
 
     def _on_snapshot(self, snapshot: BrokerSnapshot) -> None:
         if snapshot.up and snapshot.series:
@@ -169,8 +240,20 @@ class HistoryDB:
                 self._db.execute("DELETE FROM rollup WHERE t < ?", (now - self.store.retention,))
                 self._db.execute("COMMIT")
                 written = len(raw_rows) + len(roll_rows)
-            except sqlite3.Error:
-                self._db.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                # SQLite may have rolled back by itself (a full disk does): a second ROLLBACK
+                # would fail with "no transaction is active" and hide the real cause
+                if self._db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                if is_disk_full(exc):
+                    raise HistoryWriteError(
+                        f"disk full: cannot write {self.path} ({exc}); new samples are kept "
+                        "in memory only until there is room again"
+                    ) from None
+                if is_corrupt(exc):
+                    self._recover(exc)
+                    return 0
                 raise
         return written
 
@@ -179,6 +262,22 @@ class HistoryDB:
     def load(self, now: float | None = None) -> int:
         """Fill the store with persisted history within retention. Returns rows loaded."""
         now = time.time() if now is None else now
+        try:
+            rows = self._read(now)
+        except sqlite3.DatabaseError as exc:
+            if not is_corrupt(exc):
+                raise
+            with self._lock:
+                self._recover(exc)
+            return 0
+        return self._restore(*rows)
+
+    def _read(self, now: float) -> tuple[
+        dict[int, tuple[str, ...]],
+        dict[int, tuple[SeriesKey, str, str | None]],
+        list[tuple[int, float, int, bytes]],
+        list[tuple[int, float, int, bytes]],
+    ]:
         with self._lock:
             layouts = {
                 int(i): tuple(m.split(",")) if m else ()
@@ -197,6 +296,15 @@ class HistoryDB:
                 "SELECT series_id, t, layout_id, vals FROM raw WHERE t >= ? ORDER BY t",
                 (now - self.store.recent,),
             ).fetchall()
+        return layouts, series, rollups, raws
+
+    def _restore(
+        self,
+        layouts: dict[int, tuple[str, ...]],
+        series: dict[int, tuple[SeriesKey, str, str | None]],
+        rollups: list[tuple[int, float, int, bytes]],
+        raws: list[tuple[int, float, int, bytes]],
+    ) -> int:
         collecting = self.store.collect_closed_buckets
         self.store.collect_closed_buckets = False  # do not write back what we just read
         try:

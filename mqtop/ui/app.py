@@ -111,6 +111,9 @@ class MqtopApp(App[int]):
             await self.engine.load_history()
         except Exception as exc:  # a broken history file must not stop monitoring
             self.notify(safe_text(f"history not loaded: {exc}", 300), severity="warning")
+        history = self.engine.history
+        for warning in history.warnings if history is not None else ():
+            self.notify(safe_text(warning, 400), severity="warning", timeout=15)
         self.engine.start()
 
     def broker_actions(self, broker: str) -> MessageActions | None:

@@ -1,8 +1,9 @@
 """`mqtop demo`: the embedded servers, the workload, the headless pipeline, clean shutdown.
 
-The end-to-end tests run the real CLI as a subprocess. The demo needs no external broker; the
-brokers already listening on default local ports (the shared test brokers) are monitored too,
-read-only, and the tests check that they were picked up exactly when their port answers.
+The end-to-end tests run the real CLI as a subprocess. The demo needs no external broker and by
+default monitors nothing else; with ``--with-local-brokers`` the brokers already listening on
+default local ports (the shared test brokers) are monitored too, read-only, and the tests check
+that they were picked up exactly when their port answers.
 """
 
 from __future__ import annotations
@@ -195,13 +196,16 @@ class DemoRun:
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory) -> DemoRun:
-    """`mqtop demo --headless --duration 20s --config PATH`, run once for this module."""
+    """`mqtop demo --headless --duration 20s --config PATH --with-local-brokers`, run once for
+    this module."""
     import redis
 
     tmp_path = tmp_path_factory.mktemp("demo")
     config_path = tmp_path / "demo.yaml"
     expected_local = {f"local-{name}" for name, port in DEFAULT_PORTS.items() if _listening(port)}
-    demo = Demo(tmp_path, "--duration", "20s", "--config", str(config_path))
+    demo = Demo(
+        tmp_path, "--duration", "20s", "--config", str(config_path), "--with-local-brokers"
+    )
     try:
         started = demo.wait_for(
             lambda lines: next((x for x in lines if x.get("event") == "demo_started"), None), 60
@@ -297,7 +301,7 @@ def test_demo_exits_0_after_the_duration_and_leaves_nothing(demo_run):
 def test_demo_config_names_the_servers_and_local_brokers_read_only(demo_run):
     started = demo_run.started
     assert {"demo-sqs", "demo-redis", "demo-kafka"} <= set(started["brokers"])
-    # brokers on default local ports are monitored too, read-only
+    # with --with-local-brokers, brokers on default local ports are monitored too, read-only
     assert {b for b in started["brokers"] if b.startswith("local-")} == demo_run.expected_local
     assert started["config"] == str(demo_run.config_path)
     assert demo_run.config_path.read_text().startswith("# mqtop demo config")
@@ -430,6 +434,10 @@ def test_signal_stops_every_server(tmp_path, sig):
     try:
         demo.wait_for(lambda lines: len([x for x in lines if "series" in x]) >= 2, 60)
         started = demo.started
+        # self-contained by default: brokers on default local ports are left alone
+        assert sorted(started["brokers"]) == ["demo-kafka", "demo-redis", "demo-sqs"]
+        last = [x for x in demo.lines if "series" in x][-1]
+        assert {s["broker"] for s in last["series"]} <= {"demo-kafka", "demo-redis", "demo-sqs"}
         demo.proc.send_signal(sig)
         code = demo.finish(timeout=40)
     finally:
@@ -512,7 +520,9 @@ def test_missing_demo_packages_are_named(monkeypatch, capsys):
     )
     assert main(["demo", "--headless", "--duration", "1s"]) == 2
     err = capsys.readouterr().err
-    assert "pip install 'mqtop[demo]'" in err
+    # from this checkout, never by name from an index (an unrelated `mqtop` is on PyPI)
+    assert f"pip install '{ROOT}[demo]'" in err
+    assert "'mqtop[demo]'" not in err
     assert "missing: moto[server], fakeredis" in err
 
 

@@ -127,3 +127,14 @@ def test_metrics_json_shape_with_no_reachable_broker(run_cli, write_config):
     assert set(doc) == {"time", "brokers", "series"}
     assert doc["brokers"][0]["up"] is False
     assert doc["series"] == []
+
+
+def test_demo_help_describes_its_own_config_option_and_the_local_brokers_flag(run_cli):
+    result = run_cli("demo", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    # -c is where the demo writes its config, not the config lookup of the other commands
+    assert "-c PATH, --config PATH write the demo's generated config to PATH" in text
+    assert "$MQTOP_CONFIG" not in text and "detect local brokers" not in text
+    assert "--with-local-brokers also monitor brokers found on default local ports" in text
+    assert "Self-contained: no other config is read and no other broker is monitored" in text

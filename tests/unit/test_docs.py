@@ -28,3 +28,32 @@ def test_readme_names_the_commands_ci_runs():
     assert "python -m pytest -q -ra" in readme
     assert "python3 -m pytest -q -ra" in ci
     assert "mqtop demo" in readme and ".ci/run" in readme
+
+
+# `pip install mqtop`, `pip install 'mqtop[demo]'`, `pip3 install -U mqtop`...: a name on an
+# index that belongs to an unrelated project
+INSTALL_BY_NAME = re.compile(r"pip3?\s+install\s+(?:-\S+\s+)*['\"]?mqtop(?:\[|['\"\s]|$)")
+
+
+def test_nothing_tells_users_to_install_mqtop_by_name_from_an_index():
+    import subprocess
+    import sys
+
+    sources = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    sources += sorted((ROOT / "mqtop").rglob("*.py"))
+    found = [
+        f"{path.relative_to(ROOT)}: {match.group(0)!r}"
+        for path in sources
+        for match in INSTALL_BY_NAME.finditer(path.read_text())
+    ]
+    commands = ["", "demo", "metrics", "queues", "check", "serve", "dlq", "config", "init"]
+    for command in commands:
+        out = subprocess.run(
+            [sys.executable, "-m", "mqtop", *command.split(), "--help"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            check=False,
+        )
+        found += [f"mqtop {command} --help: {m.group(0)!r}" for m in INSTALL_BY_NAME.finditer(out.stdout)]
+    assert found == []
