@@ -77,16 +77,18 @@ def broker_errors(statuses: Mapping[str, BrokerStatus]) -> list[str]:
     return out
 
 
-def _note_transitions(seen: dict[Identity, AlertState], alerts: list[Alert]) -> None:
-    """In watch mode, say on stderr when an alert turns pending or firing."""
-    current: dict[Identity, AlertState] = {}
+def _note_transitions(seen: dict[Identity, str], alerts: list[Alert]) -> None:
+    """In watch mode, say on stderr when an alert turns pending, firing or held (firing while
+    its condition is false, until ``held_until``)."""
+    current: dict[Identity, str] = {}
     for alert in alerts:
         key = alert.identity()
-        current[key] = alert.state
-        if seen.get(key) is alert.state:
+        word = "held" if alert.held_until is not None else alert.state.value
+        current[key] = word
+        if seen.get(key) == word:
             continue
         print(
-            f"mqtop: {alert.state.value} {alert.severity} {safe_text(alert.rule, 80)} "
+            f"mqtop: {word} {alert.severity} {safe_text(alert.rule, 80)} "
             f"{describe(alert, time.time())}",
             file=sys.stderr,
             flush=True,
@@ -127,7 +129,7 @@ async def _watch(
     unsubscribe = engine.store.subscribe(lambda _snapshot: wake.set())
     deadline = time.monotonic() + watch
     tick = max(0.05, min(1.0, config.interval / 2))
-    seen: dict[Identity, AlertState] = {}
+    seen: dict[Identity, str] = {}
     engine.start()
     try:
         while True:

@@ -72,6 +72,7 @@ def test_backlog_above_threshold_fires_exit_1(r, redis_broker, write_config, run
             "value": client.llen(jobs),
             "threshold": 100,
             "summary": f"cache/{jobs}: queue_length 250 > 100",
+            "held_until": None,  # added to SPEC §5's keys: set while held (flap damping)
         }
     ]
 

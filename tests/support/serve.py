@@ -53,13 +53,16 @@ def wait_until(predicate, timeout: float = 30.0, what: str = "condition"):
 class Serve:
     """``python -m mqtop serve`` in a subprocess."""
 
-    def __init__(self, config: Path, port: int, state: Path) -> None:
+    def __init__(
+        self, config: Path, port: int, state: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.port = port
         env = {
             **os.environ,
             "PYTHONPATH": str(ROOT),
             "XDG_STATE_HOME": str(state),
             "XDG_CONFIG_HOME": str(state / "config-home"),
+            **(env or {}),
         }
         env.pop("MQTOP_CONFIG", None)
         self.stderr_path = state / "serve.err"
@@ -81,6 +84,24 @@ class Serve:
             env=env,
             cwd=state,
         )
+
+    def started(self, timeout: float = 60.0) -> int:
+        """Wait for the "serving" log line and return the port bound (start with port 0 to
+        let the kernel choose one: no race with other tests for a "free" port)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                entries = self.logs()
+            except ValueError:  # a line being written
+                entries = []
+            for entry in entries:
+                if entry.get("msg") == "serving":
+                    self.port = int(entry["port"])
+                    return self.port
+            if self.proc.poll() is not None:
+                raise AssertionError(f"serve exited {self.proc.returncode}: {self.logs()}")
+            time.sleep(0.05)
+        raise AssertionError("serve did not start")
 
     def logs(self) -> list[dict]:
         return [json.loads(line) for line in self.stderr_path.read_text().splitlines() if line]

@@ -116,3 +116,32 @@ def test_unescape_reads_back_only_what_safe_text_escapes():
     # text safe_text never writes as an escape stays as typed
     assert unescape_text("C:\\x41\\xff\\u00e9\\q") == "C:\\x41\\xff\\u00e9\\q"
     assert unescape_text("plain") == "plain"
+
+
+def test_every_json_writer_is_strict():
+    """NaN and Infinity become null in the terminal JSON and the demo's JSON lines."""
+    import io
+    import json
+    import math
+    from types import MappingProxyType
+
+    from mqtop.demo.runner import json_line
+    from mqtop.kernel.safe import dumps
+
+    data = {
+        "a": math.inf,
+        "b": [-math.inf, math.nan, 1.5],
+        "c": MappingProxyType({"d": (math.nan,)}),
+    }
+
+    def refuse(token):
+        raise AssertionError(token)
+
+    assert json.loads(dumps(data), parse_constant=refuse) == {
+        "a": None,
+        "b": [None, None, 1.5],
+        "c": {"d": [None]},
+    }
+    out = io.StringIO()
+    json_line(out)(data)
+    assert json.loads(out.getvalue(), parse_constant=refuse)["b"] == [None, None, 1.5]
