@@ -406,7 +406,7 @@ class AlertEvaluator:
                 for identity, st in self._states.pop(name).items():
                     if st.state is AlertState.FIRING:
                         alert = self._resolved_alert(
-                            name, identity, st, time.time(), None, RULE_REMOVED
+                            name, identity, st, time.time(), None, reason=RULE_REMOVED
                         )
                         if st.notified:
                             self._queued.append(
@@ -577,7 +577,7 @@ class AlertEvaluator:
                     continue  # frozen while the broker is down
                 i_ = index.get(gone)
                 if i_ is None:
-                    self._on_false(rule, gone, states, None, ctx, SERIES_REMOVED)
+                    self._on_false(rule, gone, states, None, ctx, reason=SERIES_REMOVED)
                     continue
                 if i_ in ctx.stale:
                     continue  # not in its broker's last poll: frozen until back or removed
@@ -616,7 +616,7 @@ class AlertEvaluator:
                     continue
                 i_ = self._index.get(gone)
                 if i_ is None:
-                    self._on_false(rule, gone, states, None, ctx, SERIES_REMOVED)
+                    self._on_false(rule, gone, states, None, ctx, reason=SERIES_REMOVED)
                 elif i_ not in ctx.stale:
                     self._on_false(rule, gone, states, values.get(gone), ctx)
 
@@ -712,6 +712,7 @@ class AlertEvaluator:
         states: dict[Identity, _State],
         value: float | None,
         ctx: _Cycle,
+        *,
         reason: str | None = None,
     ) -> None:
         """The condition is false (or, with a ``reason``, the series is gone: resolve now)."""
@@ -727,7 +728,9 @@ class AlertEvaluator:
             if self._hold(rule, key, st, ctx):
                 return
         del states[key]
-        alert = self._resolved_alert(rule.name, key, st, now, value, reason or CONDITION_FALSE)
+        alert = self._resolved_alert(
+            rule.name, key, st, now, value, reason=reason or CONDITION_FALSE
+        )
         if st.notified:
             ctx.events.append(AlertEvent("resolved", alert, now))
 
@@ -957,6 +960,7 @@ class AlertEvaluator:
         st: _State,
         now: float | None,
         value: float | None,
+        *,
         reason: str = CONDITION_FALSE,
     ) -> Alert:
         rule = self._by_name.get(name)

@@ -272,7 +272,9 @@ class HistoryDB:
             return 0
         return self._restore(*rows)
 
-    def _read(self, now: float) -> tuple[
+    def _read(
+        self, now: float
+    ) -> tuple[
         dict[int, tuple[str, ...]],
         dict[int, tuple[SeriesKey, str, str | None]],
         list[tuple[int, float, int, bytes]],

@@ -92,8 +92,7 @@ def test_deleted_streams_leave_serve_and_their_alerts_resolve_with_that_reason(
         assert resolved[name]["reason"] == "series_removed"
         assert resolved[name]["value"] is None
         assert resolved[name]["summary"] == (
-            f"cache/{name}: no longer listed by the broker (removed after {GRACE} polls "
-            "without it)"
+            f"cache/{name}: no longer listed by the broker (removed after {GRACE} polls without it)"
         )
     # a resolution states what is true now, not the firing condition
     assert resolved[drained]["reason"] == "condition_false"

@@ -51,7 +51,7 @@ def _aside(history: Path) -> list[Path]:
 def test_metrics_check_and_serve_start_on_a_damaged_history_file(
     jobs, redis_broker, write_config, run_cli, tmp_path, damage
 ):
-    client, prefix = jobs
+    _, prefix = jobs
     history = tmp_path / "state" / "history.db"
     config = _config(write_config, redis_broker, prefix, history)
     for command, code in (("metrics", 0), ("check", 1)):

@@ -107,7 +107,9 @@ def _mqtop(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedPr
 
 
 def test_metrics_json_writes_null_for_non_finite_values(env, tmp_path):
-    result = _mqtop(env, tmp_path, "metrics", "--config", str(_config(tmp_path)), "--format", "json")
+    result = _mqtop(
+        env, tmp_path, "metrics", "--config", str(_config(tmp_path)), "--format", "json"
+    )
     assert result.returncode == 0, result.stderr
     doc = strict(result.stdout)
     [series] = doc["series"]
@@ -128,7 +130,9 @@ def test_check_json_writes_null_for_a_non_finite_alert_value(env, tmp_path):
 def test_serve_webhook_bodies_logs_and_stdout_are_strict(env, tmp_path):
     receiver = Receiver().start()
     hook = f"{receiver.url}/h"
-    config = _config(tmp_path, f'notify:\n  - {{type: webhook, url: "{hook}"}}\n  - {{type: stdout}}\n')
+    config = _config(
+        tmp_path, f'notify:\n  - {{type: webhook, url: "{hook}"}}\n  - {{type: stdout}}\n'
+    )
     serve = Serve(config, 0, tmp_path / "state", env={"PYTHONPATH": env["PYTHONPATH"]})
     try:
         port = serve.started()

@@ -203,9 +203,7 @@ def demo_run(tmp_path_factory) -> DemoRun:
     tmp_path = tmp_path_factory.mktemp("demo")
     config_path = tmp_path / "demo.yaml"
     expected_local = {f"local-{name}" for name, port in DEFAULT_PORTS.items() if _listening(port)}
-    demo = Demo(
-        tmp_path, "--duration", "20s", "--config", str(config_path), "--with-local-brokers"
-    )
+    demo = Demo(tmp_path, "--duration", "20s", "--config", str(config_path), "--with-local-brokers")
     try:
         started = demo.wait_for(
             lambda lines: next((x for x in lines if x.get("event") == "demo_started"), None), 60

@@ -197,4 +197,3 @@ async def test_a_poll_that_stops_storing_data_raises_one_stale_alert_per_broker(
     [resolved] = ev.evaluate(engine.store, engine.statuses, time.time())
     assert resolved.kind == "resolved" and resolved.alert.summary == "broker slow: polled again"
     await engine.close()
-

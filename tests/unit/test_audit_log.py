@@ -73,7 +73,7 @@ def test_a_fifo_is_refused_without_blocking(tmp_path):
 def _catch(path, outcome: list[BaseException]) -> None:
     try:
         _record(path)
-    except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+    except BaseException as exc:
         outcome.append(exc)
 
 

@@ -55,5 +55,7 @@ def test_nothing_tells_users_to_install_mqtop_by_name_from_an_index():
             cwd=ROOT,
             check=False,
         )
-        found += [f"mqtop {command} --help: {m.group(0)!r}" for m in INSTALL_BY_NAME.finditer(out.stdout)]
+        found += [
+            f"mqtop {command} --help: {m.group(0)!r}" for m in INSTALL_BY_NAME.finditer(out.stdout)
+        ]
     assert found == []

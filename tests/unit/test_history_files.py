@@ -103,7 +103,7 @@ def test_a_full_disk_says_disk_full_and_writing_resumes(tmp_path, monkeypatch):
         for j in range(500)
     )
     store.ingest(BrokerSnapshot("b", "x", NOW, True, 0.01, samples))
-    with pytest.raises(Exception) as caught:  # noqa: PT011 - the message is what matters
+    with pytest.raises(Exception) as caught:
         db.flush(now=NOW)
     message = str(caught.value)
     assert type(caught.value).__name__ == "HistoryWriteError"
