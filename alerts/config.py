@@ -237,7 +237,9 @@ class AlertingSettings(_Strict):
         0.0, description="Condition must stay false this long before resolving (damps flapping)."
     )
     stale_after: OptionalDuration = Field(
-        None, description="A series not updated for this long fires SeriesStale (default 3 polls)."
+        None,
+        description="A broker that is up but whose polls stored no data for this long fires "
+        "SeriesStale (default: 3 poll intervals, or one interval plus the poll timeout if longer).",
     )
     silences_path: str | None = Field(
         None, description="Where silences are persisted (default: next to the history file)."
