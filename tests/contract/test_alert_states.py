@@ -225,3 +225,77 @@ def test_serve_publishes_the_evaluation_count_with_the_alerts_it_counts(
     assert scrapes[-1] == (1, 1)  # after the cycle: one evaluation, one firing alert
     for evaluations, firing in scrapes:
         assert firing == 0 or evaluations >= 1, scrapes
+
+
+def test_serve_logs_and_notifies_a_held_alert_once(redis_broker: RedisBroker, unique, tmp_path):
+    """`serve`'s cycle (poll, evaluate, log, notify) on a stream that flaps: the hold is logged
+    and sent once, with when it clears; the resolution later states the truth."""
+    import logging
+
+    from mqtop.commands.serve import Daemon
+    from mqtop.config import load_config_file
+
+    client = redis.Redis(host=redis_broker.host, port=redis_broker.port)
+    stream = unique("flap") + ":s"
+    receiver = Receiver().start()
+    path = tmp_path / "mqtop.yaml"
+    path.write_text(
+        "interval: 1s\n"
+        "alerting: {flap_threshold: 2, flap_window: 10m}\n"
+        "brokers:\n"
+        f'  - {{name: cache, type: redis, url: "{redis_broker.url}", streams: ["{stream}"],'
+        " lists: []}\n"
+        "alerts:\n"
+        '  - {name: Backlog, metric: queue_length, op: ">", threshold: 100}\n'
+        "notify:\n"
+        f'  - {{type: webhook, url: "{receiver.url}/hook", retries: 1}}\n'
+    )
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    keep = Keep()
+    logging.getLogger("mqtop.serve").addHandler(keep)
+    logging.getLogger("mqtop.serve").setLevel(logging.INFO)
+
+    def fill() -> None:
+        with client.pipeline() as pipe:
+            for n in range(150):
+                pipe.xadd(stream, {"n": n})
+            pipe.execute()
+
+    async def main() -> None:
+        daemon.dispatcher.start()
+        for step in (fill, "empty", fill, "empty", "empty"):
+            if step == "empty":
+                client.xtrim(stream, maxlen=0, approximate=False)
+            else:
+                step()
+            await daemon.engine.poll_all()
+            daemon.evaluate()
+        await daemon.dispatcher.aclose(grace=10)
+        await daemon.engine.stop()
+
+    try:
+        daemon = Daemon(argparse.Namespace(config=str(path)), load_config_file(path))
+        asyncio.run(main())
+    finally:
+        logging.getLogger("mqtop.serve").removeHandler(keep)
+        receiver.stop()
+        client.delete(stream)
+        client.close()
+    sent = [(a["status"], a) for r in receiver.requests for a in r.json()["alerts"]]
+    assert [status for status, _ in sent] == ["firing", "resolved", "firing", "held"]
+    held = sent[-1][1]
+    assert held["state"] == "firing" and held["reason"] == "flapping" and held["value"] == 0
+    assert held["held_until"] is not None
+    assert held["summary"].startswith(
+        f"cache/{stream}: queue_length 0 ≤ 100; held firing as flapping (fired 2 times in 10m)"
+    )
+    assert sent[1][1]["summary"] == f"cache/{stream}: queue_length 0 ≤ 100"
+    logged = [r.getMessage() for r in records if r.getMessage().startswith("alert held:")]
+    assert logged == [f"alert held: Backlog {held['summary']}"]
+    [alert] = daemon.health.alerts  # /metrics shows it still firing, as it is
+    assert alert.state.value == "firing" and alert.held_until is not None

@@ -281,3 +281,42 @@ def test_notifier_urls_are_masked_in_config_display():
     assert "hooks.slack.com" in shown
     notifier = build_notifier(config, 0)
     assert notifier.name == "slack[0]"
+
+
+async def test_held_events_reach_every_receiver_saying_until_when(receiver):
+    """A flapping alert held firing: the webhook, Slack and Alertmanager bodies say so."""
+    until = time.time() + 540
+    held = make_alert(
+        value=0.0,
+        summary="cache/orders: queue_length 0 ≤ 1000; held firing as flapping (fired 3 times "
+        "in 10m) until 12:00:00Z if it stays so",
+        held_until=until,
+        reason="flapping",
+    )
+    event = AlertEvent("held", held, time.time())
+    notifiers = [
+        build_notifier(webhook(receiver.url + "/hook"), 0),
+        build_notifier(
+            SlackNotifier.model_validate({"type": "slack", "url": receiver.url + "/slack"}), 1
+        ),
+        build_notifier(
+            AlertmanagerNotifier.model_validate({"type": "alertmanager", "url": receiver.url}), 2
+        ),
+    ]
+    dispatcher = Dispatcher(notifiers)
+    dispatcher.start()
+    dispatcher.notify([event])
+    requests = await receiver.until(lambda rs: len(rs) == 3)
+    await dispatcher.aclose()
+    by_path = {r.path: r.json() for r in requests}
+    body = by_path["/hook"]
+    assert body["status"] == "firing"  # the incident is not over
+    [sent] = body["alerts"]
+    assert (sent["status"], sent["state"], sent["reason"]) == ("held", "firing", "flapping")
+    assert abs(parse_time(sent["held_until"]) - until) < 0.01
+    assert sent["summary"] == held.summary and sent["value"] == 0
+    assert by_path["/slack"]["text"].startswith("*[HELD] QueueBacklog (warning)*")
+    [posted] = by_path["/api/v2/alerts"]
+    assert abs(parse_time(posted["annotations"]["held_until"]) - until) < 0.01
+    assert parse_time(posted["endsAt"]) > time.time()  # still active for Alertmanager
+    jsonschema.validate(by_path["/api/v2/alerts"], POSTABLE_ALERTS)
