@@ -366,7 +366,6 @@ class AlertEvaluator:
         self._points_cache: dict[
             tuple[SeriesKey, str, float], tuple[float, list[tuple[float, float]]]
         ] = {}
-        self._created: float | None = None
         self._last_prune = 0.0
         self.last_duration = 0.0  # seconds the last evaluate() took (for self-monitoring)
         self.cycles = 0
@@ -421,8 +420,6 @@ class AlertEvaluator:
         """Evaluate every rule at ``now``; return the transitions to notify."""
         started = time.perf_counter()
         with self._lock:
-            if self._created is None:
-                self._created = now
             events, self._queued = self._queued, []
             self._silences.refresh()
             if now - self._last_prune > 30.0:
@@ -973,12 +970,11 @@ class AlertEvaluator:
         else:
             severity, labels = rule.severity, rule.labels
             threshold = None if name == BROKER_DOWN else rule.threshold
+            if name == SERIES_STALE and st.extra:
+                threshold = float(st.extra["threshold"])
             if reason == SERIES_REMOVED:
                 summary = removed(series_label(*key), REMOVE_AFTER_POLLS)
             else:
-                st.held_until = None
-                firing = self._alert(rule, key, st)
-                threshold = firing.threshold
                 fields = {
                     "broker": key[0],
                     "queue": key[1],
