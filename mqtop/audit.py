@@ -72,6 +72,8 @@ def refuse_unsafe(path: Path) -> None:
         info = os.lstat(path)
     except FileNotFoundError:
         return  # created 0600 by the first record
+    if stat.S_ISDIR(info.st_mode):
+        return  # opening it fails with the system's own words ("Is a directory")
     _refuse(path, info)
 
 

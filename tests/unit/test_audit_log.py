@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from mqtop.audit import audit
+from mqtop.audit import audit, refuse_unsafe
 from mqtop.kernel.errors import EXIT_USAGE, MqtopError
 
 
@@ -56,6 +56,13 @@ def test_a_symbolic_link_is_refused_and_its_target_untouched(tmp_path):
     with pytest.raises(MqtopError):
         _record(dangling)
     assert not (tmp_path / "would-be-created").exists()
+    # the pre-flight a write does first refuses both, creating nothing either
+    for path in (link, dangling):
+        with pytest.raises(MqtopError, match="is a symbolic link"):
+            refuse_unsafe(path)
+    assert not (tmp_path / "would-be-created").exists()
+    refuse_unsafe(tmp_path / "not-yet.jsonl")  # a log that does not exist yet is fine
+    assert not (tmp_path / "not-yet.jsonl").exists()
 
 
 def test_a_fifo_is_refused_without_blocking(tmp_path):
