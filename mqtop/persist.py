@@ -132,6 +132,10 @@ class HistoryDB:
         """Move a damaged database file (and its WAL) aside; history starts empty."""
         stamp = dt.datetime.now(tz=dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        n = 1
+        while target.exists() or target.is_symlink():  # never replace an earlier one
+            n += 1
+            target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{n}")
         for suffix in ("", "-wal", "-shm"):
             source = Path(str(self.path) + suffix)
             with contextlib.suppress(FileNotFoundError):

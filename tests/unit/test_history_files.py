@@ -113,3 +113,12 @@ def test_a_full_disk_says_disk_full_and_writing_resumes(tmp_path, monkeypatch):
     store.ingest(BrokerSnapshot("b", "x", NOW + 1, True, 0.01, samples))
     assert db.flush(now=NOW + 1) == 500
     db.close()
+
+
+def test_damaged_files_moved_aside_in_the_same_second_are_all_kept(tmp_path):
+    path = tmp_path / "history.db"
+    for n in range(3):
+        path.write_bytes(b"junk %d" % n * 4096)
+        HistoryDB(path, TimeSeriesStore(interval=1.0)).close()
+    kept = sorted(p.read_bytes()[:6] for p in _aside(path))
+    assert kept == [b"junk 0", b"junk 1", b"junk 2"]
