@@ -169,6 +169,11 @@ class RedisCollector:
         for name in absent:
             if name in named:
                 continue  # a queue the config names is empty, not gone
+            if name in self._streams:
+                # a drained stream still exists (XTRIM keeps the key): an absent one was deleted
+                self._forget(name)
+                forgotten.add(name)
+                continue
             since = self._absent_since.setdefault(name, now)
             if now - since >= self.options.forget_after:
                 self._forget(name)

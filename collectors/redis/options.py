@@ -56,9 +56,10 @@ class RedisOptions(ClientCertificate, BrokerOptions):
     forget_after: Duration = Field(
         3600.0,
         description=(
-            "A discovered list or stream that no longer exists is shown empty for this long, "
-            "then forgotten (Redis deletes a list when it drains). Plain names in lists/streams "
-            "and dlq are never forgotten."
+            "A discovered list that no longer exists is shown empty for this long, then "
+            "forgotten (Redis deletes a list when it drains). A discovered stream that no longer "
+            "exists was deleted (a drained stream keeps its key) and is dropped at once. Plain "
+            "names in lists/streams and dlq are never forgotten."
         ),
     )
     group_status_window: Duration = Field(
