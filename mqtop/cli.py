@@ -181,6 +181,18 @@ def build_parser(move_options: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--yes", "-y", action="store_true")
     p.add_argument("--format", choices=["text", "json"], default="text")
 
+    rules = sub.add_parser("rules", help="export the alert rules for other systems")
+    rsub = rules.add_subparsers(dest="rules_command", metavar="ACTION")
+    rsub.required = True
+    p = rsub.add_parser("export", help="the configured alert rules as a Prometheus rule file")
+    _config_option(p)
+    p.add_argument("--format", choices=["prometheus"], default="prometheus")
+    p.add_argument("--output", "-o", metavar="FILE", help="write to FILE (atomically)")
+    p.add_argument("--group", default="mqtop", metavar="NAME", help="rule group name")
+    p.add_argument(
+        "--no-builtin", action="store_true", help="leave out BrokerDown and GroupStalled"
+    )
+
     cfg = sub.add_parser("config", help="validate or show the config")
     csub = cfg.add_subparsers(dest="config_command", metavar="ACTION")
     csub.required = True
@@ -207,6 +219,7 @@ COMMANDS: dict[str, str] = {
     "serve": "mqtop.commands.serve:run",
     "dlq": "mqtop.commands.dlq:run",
     "config": "mqtop.commands.configcmd:run",
+    "rules": "mqtop.commands.rules:run",
     "init": "mqtop.commands.init:run",
 }
 
