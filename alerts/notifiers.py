@@ -305,9 +305,16 @@ class AlertmanagerSink(HttpNotifier):
 
     kind = "alertmanager"
 
-    def __init__(self, *args: Any, resend_interval: float = 60.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        resend_interval: float = 60.0,
+        labels: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.resend_interval = resend_interval
+        self.labels = dict(labels or {})  # the config's target labels (e.g. cluster)
         self._last_resend: float | None = None
         self._endpoint = self._url.rstrip("/") + "/api/v2/alerts"
 
@@ -317,7 +324,9 @@ class AlertmanagerSink(HttpNotifier):
 
     async def send(self, events: Sequence[AlertEvent]) -> None:
         payload = [
-            alertmanager_alert(e.alert, e.kind == "resolved", e.time, self.ends_at(e.time))
+            alertmanager_alert(
+                e.alert, e.kind == "resolved", e.time, self.ends_at(e.time), self.labels
+            )
             for e in events
         ]
         await self.post(self._endpoint, payload)
@@ -334,7 +343,7 @@ class AlertmanagerSink(HttpNotifier):
         if firing:
             await self.post(
                 self._endpoint,
-                [alertmanager_alert(a, False, now, self.ends_at(now)) for a in firing],
+                [alertmanager_alert(a, False, now, self.ends_at(now), self.labels) for a in firing],
             )
 
 
@@ -344,9 +353,17 @@ def label_name(name: str) -> str:
     return f"_{cleaned}" if cleaned[0].isdigit() else cleaned
 
 
-def alertmanager_alert(alert: Alert, resolved: bool, now: float, ends_at: float) -> dict[str, Any]:
-    """One postable alert of the Alertmanager v2 API."""
-    labels = {label_name(k): str(v) for k, v in alert.labels.items()}
+def alertmanager_alert(
+    alert: Alert,
+    resolved: bool,
+    now: float,
+    ends_at: float,
+    target_labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """One postable alert of the Alertmanager v2 API (``target_labels`` under the rule's own
+    labels, as Prometheus puts a series' labels under its rule's)."""
+    labels = dict(target_labels or {})
+    labels.update({label_name(k): str(v) for k, v in alert.labels.items()})
     labels.update({"alertname": alert.rule, "severity": alert.severity, "source": "mqtop"})
     for name in ("broker", "queue", "group"):
         value = getattr(alert, name)
@@ -384,7 +401,11 @@ def _address(url: str) -> str:
 
 
 def build_notifier(
-    config: NotifierConfig, index: int, backoff: float = 0.5, stream: IO[str] | None = None
+    config: NotifierConfig,
+    index: int,
+    backoff: float = 0.5,
+    stream: IO[str] | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> Notifier:
     """Create the notifier for one ``notify:`` entry."""
     name = f"{config.type}[{index}]"
@@ -419,6 +440,7 @@ def build_notifier(
             min_severity=config.min_severity,
             backoff=backoff,
             resend_interval=config.resend_interval,
+            labels=labels,
         )
     raise ValueError(f"unknown notifier type {config.type!r}")  # pragma: no cover
 
@@ -449,9 +471,12 @@ class Dispatcher:
         configs: Sequence[NotifierConfig],
         backoff: float = 0.5,
         stream: IO[str] | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> Dispatcher:
-        """Build every configured notifier."""
-        return cls([build_notifier(c, i, backoff, stream) for i, c in enumerate(configs)])
+        """Build every configured notifier (``labels``: target labels for Alertmanager)."""
+        return cls(
+            [build_notifier(c, i, backoff, stream, labels) for i, c in enumerate(configs)]
+        )
 
     @property
     def notifiers(self) -> list[Notifier]:

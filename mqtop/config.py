@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 
 from alerts.config import AlertingSettings, AlertRule, NotifierConfig, default_rules
 from collectors.base import BrokerOptions
+from mqtop.exposition import ExporterConfig, check_target_labels
 from mqtop.kernel.durations import Duration, OptionalDuration, format_duration, is_duration_field
 from mqtop.kernel.errors import ConfigError, UsageError
 from mqtop.kernel.paths import default_state_dir
@@ -65,6 +66,17 @@ class _RawConfig(_Strict):
         None,
         description="JSON-lines audit log of writes (default ~/.local/state/mqtop/audit.jsonl).",
     )
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Target labels added to every series `mqtop serve` exports and to the "
+        "alerts it sends to Alertmanager (e.g. `{cluster: eu-1, env: prod}`).",
+    )
+    exporter: ExporterConfig = Field(default_factory=ExporterConfig)
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_target_labels(value)
 
     @field_validator("interval")
     @classmethod
@@ -88,6 +100,8 @@ class Config(BaseModel):
     alerting: AlertingSettings = Field(default_factory=AlertingSettings)
     notify: list[NotifierConfig] = Field(default_factory=list)
     audit_log: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    exporter: ExporterConfig = Field(default_factory=ExporterConfig)
     source: str | None = None  # file it came from (None when detected/defaulted)
 
     def broker(self, name: str) -> BrokerOptions:
@@ -135,6 +149,10 @@ class Config(BaseModel):
         out["notify"] = [_display_model(n, durations={"timeout"}) for n in self.notify]
         if self.audit_log:
             out["audit_log"] = self.audit_log
+        if self.labels:
+            out["labels"] = _redact_data(dict(self.labels))
+        if self.exporter != ExporterConfig():
+            out["exporter"] = _display_model(self.exporter)
         return out
 
 
@@ -387,6 +405,8 @@ def validate_data(
         alerting=raw.alerting,
         notify=raw.notify,
         audit_log=raw.audit_log,
+        labels=raw.labels,
+        exporter=raw.exporter,
     )
     return config, []
 

@@ -22,6 +22,7 @@ from alerts.config import (
     WebhookNotifier,
 )
 from mqtop.config import HistoryConfig, _RawConfig
+from mqtop.exposition import ExporterConfig
 from mqtop.kernel.durations import format_duration, is_duration_field
 from mqtop.registry import available_types, get_plugin
 
@@ -115,12 +116,15 @@ def render() -> str:
     parts = [HEADER]
     parts.append("## Top level\n")
     parts.append(
-        model_table(_RawConfig, skip=("brokers", "alerts", "notify", "alerting", "history"))
+        model_table(
+            _RawConfig, skip=("brokers", "alerts", "notify", "alerting", "history", "exporter")
+        )
         + "\n| `history` | map | | see [history](#history) |\n"
         "| `brokers` | list | empty | see [brokers](#brokers) |\n"
         "| `alerts` | list | the shipped rules | see [alert rules](#alert-rules) |\n"
         "| `alerting` | map | | see [alerting](#alerting) |\n"
         "| `notify` | list | empty | see [notifiers](#notifiers) |\n"
+        "| `exporter` | map | | see [exporter](#exporter) |\n"
     )
     parts.append("\n## history\n")
     parts.append(model_table(HistoryConfig))
@@ -145,6 +149,11 @@ def render() -> str:
     parts.append(model_table(AlertRule))
     parts.append("\n## alerting\n")
     parts.append(model_table(AlertingSettings))
+    parts.append(
+        "\n## exporter\n\nWhat `mqtop serve` exports on `/metrics` (see docs/scale.md for "
+        "cardinality advice).\n"
+    )
+    parts.append(model_table(ExporterConfig))
     parts.append("\n## Notifiers\n\nEach entry of `notify:` has a `type`.\n")
     for model in (StdoutNotifier, WebhookNotifier, SlackNotifier, AlertmanagerNotifier):
         doc = (model.__doc__ or "").strip().splitlines()[0]

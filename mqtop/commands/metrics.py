@@ -10,11 +10,12 @@ import time
 
 from mqtop.config import Config
 from mqtop.engine import Engine
+from mqtop.exposition import exposition_text
 from mqtop.kernel.errors import EXIT_OK, EXIT_UNREACHABLE, UsageError
 from mqtop.kernel.model import BrokerStatus, SeriesKey, SeriesView
 from mqtop.kernel.safe import dumps, safe_text
 from mqtop.kernel.secrets import redact
-from mqtop.output import metrics_json, metrics_table, prometheus_text, render_table
+from mqtop.output import metrics_json, metrics_table, render_table
 from mqtop.runtime import config_from_args
 
 
@@ -82,7 +83,8 @@ def run_metrics(args: argparse.Namespace) -> int:
     elif args.format == "prometheus":
         # the exposition format cannot escape control characters, so label values are made
         # visible as in the table (`serve` keeps them exact: /metrics is not a terminal)
-        sys.stdout.write(prometheus_text(statuses, [_visible(v) for v in views]))
+        visible = [_visible(v) for v in views]
+        sys.stdout.write(exposition_text(statuses, visible, config.labels, config.exporter))
     else:
         print(metrics_table(statuses, views))
     return EXIT_UNREACHABLE if report_down(statuses) else EXIT_OK

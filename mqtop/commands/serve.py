@@ -28,11 +28,11 @@ from alerts.silences import SilenceStore, default_silences_path
 from mqtop import __version__
 from mqtop.config import Config
 from mqtop.engine import Engine
+from mqtop.exposition import CONTENT_TYPE, Exposition, accepts_gzip
 from mqtop.kernel.errors import EXIT_OK, EXIT_USAGE, MqtopError, UsageError
 from mqtop.kernel.safe import strict_json
 from mqtop.kernel.secrets import install_log_redaction, redact, redact_obj
 from mqtop.kernel.store import TimeSeriesStore
-from mqtop.output import SnapshotCollector
 from mqtop.runtime import config_from_args, tune_gc
 
 log = logging.getLogger("mqtop.serve")
@@ -243,19 +243,23 @@ def _handler(daemon: Daemon) -> type[BaseHTTPRequestHandler]:
                     self._send(500, "text/plain; charset=utf-8", b"internal error\n")
 
         def _metrics(self) -> None:
-            from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-            body = generate_latest(daemon.registry)
-            self._send(200, CONTENT_TYPE_LATEST, body)
+            compress = accepts_gzip(self.headers.get("Accept-Encoding"))
+            body = daemon.metrics(compress)
+            self._send(200, CONTENT_TYPE, body, "gzip" if compress else None)
 
         def _healthz(self) -> None:
             ok, doc = daemon.health_report()
             body = (strict_json(doc) + "\n").encode()
             self._send(200 if ok else 503, "application/json", body)
 
-        def _send(self, code: int, content_type: str, body: bytes) -> None:
+        def _send(
+            self, code: int, content_type: str, body: bytes, encoding: str | None = None
+        ) -> None:
             self.send_response(code)
             self.send_header("Content-Type", content_type)
+            if encoding:
+                self.send_header("Content-Encoding", encoding)
+                self.send_header("Vary", "Accept-Encoding")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -290,7 +294,7 @@ class Daemon:
         path = default_silences_path(config.alerting.silences_path, config.history.resolved_path())
         self.silences = SilenceStore(path)
         self.evaluator = AlertEvaluator(config.alerts, config.alerting, silences=self.silences)
-        self.dispatcher = Dispatcher.from_config(config.notify)
+        self.dispatcher = Dispatcher.from_config(config.notify, labels=config.labels)
         self.health = Health(started=time.time(), interval=config.interval)
         self._reloads = {"success": 0, "failure": 0}
         self._last_reload_ok = True
@@ -298,16 +302,23 @@ class Daemon:
         self._wake = asyncio.Event()
         self._unsubscribe = self.store.subscribe(lambda _s: self._wake.set())
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(
-            SnapshotCollector(
-                lambda: (list(self.engine.statuses.values()), self.store.views(include_stale=False))
-            )
-        )
         self.registry.register(DaemonCollector(self))
+        self.exposition = Exposition(config.labels, config.exporter)
         self._http: ThreadingHTTPServer | None = None
         self._http_thread: threading.Thread | None = None
 
     # -- HTTP --------------------------------------------------------------------------
+
+    def metrics(self, compress: bool = False) -> bytes:
+        """The /metrics body: every series with the target labels, health, alert state."""
+        store = self.store
+        return self.exposition.render(
+            list(self.engine.statuses.values()),
+            lambda: store.views(include_stale=False),
+            store.generation,
+            collectors=(self.registry,),
+            compress=compress,
+        )
 
     def listen(self, host: str, port: int) -> tuple[str, int]:
         """Bind the HTTP server (raises UsageError when the address is unusable)."""
@@ -415,9 +426,11 @@ class Daemon:
             self.engine = engine
             self.engine.start()
         self.evaluator.update_rules(new.alerts, new.alerting)
-        if new.notify != old.notify:
+        if (new.labels, new.exporter) != (old.labels, old.exporter):
+            self.exposition.configure(new.labels, new.exporter)
+        if (new.notify, new.labels) != (old.notify, old.labels):
             old_dispatcher = self.dispatcher
-            self.dispatcher = Dispatcher.from_config(new.notify)
+            self.dispatcher = Dispatcher.from_config(new.notify, labels=new.labels)
             self.dispatcher.start()
             await old_dispatcher.aclose(grace=5.0)
         self.config = new
