@@ -104,11 +104,15 @@ def test_backlog_fires_in_both_paths_with_the_same_labels(
         )
         rules = tmp_path / "rules" / "mqtop.yml"
         rules.parent.mkdir()
+        command = ["rules", "export", "--config", str(eu), "-o", str(rules)]
         exported = subprocess.run(
-            [sys.executable, "-m", "mqtop", "rules", "export", "--config", str(eu), "-o", str(rules)],
-            capture_output=True, text=True, timeout=60, cwd=tmp_path,
+            [sys.executable, "-m", "mqtop", *command],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
             env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-        )  # fmt: skip
+        )
         assert exported.returncode == 0, exported.stderr
         ports = {"eu-1": free_port(), "us-1": free_port()}
         serves = {
