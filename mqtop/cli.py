@@ -26,6 +26,16 @@ def _config_option(parser: argparse.ArgumentParser, top: bool = False) -> None:
     )
 
 
+def _prometheus_option(parser: argparse.ArgumentParser, top: bool = False) -> None:
+    parser.add_argument(
+        "--prometheus",
+        metavar="URL",
+        default=None if top else argparse.SUPPRESS,
+        help="also read the series of every `mqtop serve` from this Prometheus-compatible API "
+        "(read-only; adds a source to the config's `sources:`)",
+    )
+
+
 def _broker_move_options(p: argparse.ArgumentParser) -> None:
     """One flag per move option an installed broker declares (``CollectorPlugin.move_options``)."""
     from collectors.kit.options import DEST_PREFIX
@@ -76,6 +86,7 @@ def build_parser(move_options: bool = True) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"mqtop {__version__}")
     _config_option(parser, top=True)
+    _prometheus_option(parser, top=True)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -106,6 +117,7 @@ def build_parser(move_options: bool = True) -> argparse.ArgumentParser:
 
     p = sub.add_parser("metrics", help="one snapshot of every metric")
     _config_option(p)
+    _prometheus_option(p)
     p.add_argument("--format", choices=["table", "json", "prometheus"], default="table")
     p.add_argument("--broker", action="append", metavar="NAME", help="only this broker")
 
@@ -116,6 +128,7 @@ def build_parser(move_options: bool = True) -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="evaluate alert rules headless (for CI)")
     _config_option(p)
+    _prometheus_option(p)
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--once", action="store_true", help="poll twice, evaluate, exit (default)")
     mode.add_argument("--for", dest="for_", metavar="D", help="keep watching up to D")

@@ -19,6 +19,7 @@ from mqtop.kernel.durations import Duration, OptionalDuration, format_duration, 
 from mqtop.kernel.errors import ConfigError, UsageError
 from mqtop.kernel.paths import default_state_dir
 from mqtop.kernel.secrets import redact
+from mqtop.sources.config import SourceConfig
 from mqtop.yamlpos import Located, Pos, YamlSyntaxError, load_located
 
 ENV_CONFIG = "MQTOP_CONFIG"
@@ -72,6 +73,10 @@ class _RawConfig(_Strict):
         "alerts it sends to Alertmanager (e.g. `{cluster: eu-1, env: prod}`).",
     )
     exporter: ExporterConfig = Field(default_factory=ExporterConfig)
+    sources: list[SourceConfig] = Field(
+        default_factory=list,
+        description="Read-only fleet data (Prometheus, Thanos, Mimir): see docs/scale.md.",
+    )
 
     @field_validator("labels")
     @classmethod
@@ -102,6 +107,7 @@ class Config(BaseModel):
     audit_log: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     exporter: ExporterConfig = Field(default_factory=ExporterConfig)
+    sources: list[SourceConfig] = Field(default_factory=list)
     source: str | None = None  # file it came from (None when detected/defaulted)
 
     def broker(self, name: str) -> BrokerOptions:
@@ -110,7 +116,13 @@ class Config(BaseModel):
             if broker.name == name:
                 return broker
         names = ", ".join(b.name for b in self.brokers) or "none"
-        raise UsageError(f"no broker named {name!r} in the config (configured: {names})")
+        message = f"no broker named {name!r} in the config (configured: {names})"
+        if self.sources:
+            message += (
+                "; brokers read from a Prometheus source are read-only: add one to `brokers:` "
+                "(with its credentials) to act on it"
+            )
+        raise UsageError(message)
 
     def poll_interval(self, broker: BrokerOptions) -> float:
         """Effective poll period for a broker."""
@@ -153,6 +165,10 @@ class Config(BaseModel):
             out["labels"] = _redact_data(dict(self.labels))
         if self.exporter != ExporterConfig():
             out["exporter"] = _display_model(self.exporter)
+        if self.sources:
+            out["sources"] = [
+                _display_model(s, durations={"timeout", "interval"}) for s in self.sources
+            ]
         return out
 
 
@@ -392,6 +408,18 @@ def validate_data(
             rule_names.add(rule.name)
             rules.append(rule)
 
+    if raw is not None:
+        for index, src in enumerate(raw.sources):
+            if src.name in names or src.name in {s.name for s in raw.sources[:index]}:
+                path = ("sources", index, "name")
+                problems.append(
+                    Problem(
+                        located.position(path),
+                        path,
+                        f"duplicate name {src.name!r} (brokers and sources share names)",
+                    )
+                )
+
     problems.sort(key=lambda p: (p.pos.line, p.pos.column) if p.pos else (0, 0))
     if problems or raw is None:
         return None, problems
@@ -407,6 +435,7 @@ def validate_data(
         audit_log=raw.audit_log,
         labels=raw.labels,
         exporter=raw.exporter,
+        sources=raw.sources,
     )
     return config, []
 

@@ -25,6 +25,7 @@ from mqtop.config import HistoryConfig, _RawConfig
 from mqtop.exposition import ExporterConfig
 from mqtop.kernel.durations import format_duration, is_duration_field
 from mqtop.registry import available_types, get_plugin
+from mqtop.sources.config import BasicAuth, PrometheusSource
 
 HEADER = """# Configuration reference
 
@@ -117,7 +118,8 @@ def render() -> str:
     parts.append("## Top level\n")
     parts.append(
         model_table(
-            _RawConfig, skip=("brokers", "alerts", "notify", "alerting", "history", "exporter")
+            _RawConfig,
+            skip=("brokers", "alerts", "notify", "alerting", "history", "exporter", "sources"),
         )
         + "\n| `history` | map | | see [history](#history) |\n"
         "| `brokers` | list | empty | see [brokers](#brokers) |\n"
@@ -125,6 +127,7 @@ def render() -> str:
         "| `alerting` | map | | see [alerting](#alerting) |\n"
         "| `notify` | list | empty | see [notifiers](#notifiers) |\n"
         "| `exporter` | map | | see [exporter](#exporter) |\n"
+        "| `sources` | list | empty | see [sources](#sources) |\n"
     )
     parts.append("\n## history\n")
     parts.append(model_table(HistoryConfig))
@@ -154,6 +157,14 @@ def render() -> str:
         "cardinality advice).\n"
     )
     parts.append(model_table(ExporterConfig))
+    parts.append(
+        "\n## sources\n\nRead-only fleet data. Each entry has a `type`; today `prometheus` "
+        "(Prometheus, Thanos, Mimir, VictoriaMetrics). `--prometheus URL` adds one on the "
+        "command line.\n"
+    )
+    parts.append(model_table(PrometheusSource))
+    parts.append("\n`basic_auth`:\n")
+    parts.append(model_table(BasicAuth))
     parts.append("\n## Notifiers\n\nEach entry of `notify:` has a `type`.\n")
     for model in (StdoutNotifier, WebhookNotifier, SlackNotifier, AlertmanagerNotifier):
         doc = (model.__doc__ or "").strip().splitlines()[0]

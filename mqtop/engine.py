@@ -18,11 +18,12 @@ from dataclasses import replace
 
 from collectors.base import Collector
 from mqtop.config import Config
-from mqtop.kernel.model import BrokerSnapshot, BrokerStatus
+from mqtop.kernel.model import BrokerSnapshot, BrokerStatus, SeriesKey
 from mqtop.kernel.secrets import redact
 from mqtop.kernel.store import TimeSeriesStore
 from mqtop.persist import HistoryDB, HistoryWriteError
 from mqtop.registry import get_plugin
+from mqtop.sources.prometheus import SourceReader, backfill_plan
 
 log = logging.getLogger("mqtop.engine")
 
@@ -118,6 +119,20 @@ class Engine:
                 interval=config.poll_interval(broker),
                 timeout=config.poll_timeout(broker),
             )
+        # read-only fleet data: each source is shown like a broker, and so is each remote
+        # broker it reports (statuses appear as the source finds them)
+        local = [b.name for b in config.brokers]
+        self.sources: dict[str, SourceReader] = {
+            s.name: SourceReader(s, local, config.labels, config.interval) for s in config.sources
+        }
+        for reader in self.sources.values():
+            self.statuses[reader.name] = BrokerStatus(
+                name=reader.name,
+                type="prometheus",
+                address=reader.address,
+                up=None,
+                interval=reader.interval,
+            )
 
     # -- collectors ------------------------------------------------------------------
 
@@ -182,6 +197,92 @@ class Engine:
         await self.flush_history()
         return snapshot
 
+    async def poll_source(self, name: str) -> BrokerSnapshot:
+        """Read one source once: its remote brokers' snapshots go to the store like polls."""
+        reader = self.sources[name]
+        deadline = max(reader.options.timeout * 3, 1.0)  # instant query + history + parsing
+        started = time.time()
+        mono = time.monotonic()
+        plan = backfill_plan(self.config.alerts, reader.interval)
+        try:
+            result = await asyncio.wait_for(reader.poll(started, plan), deadline)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            error = describe_error(exc, deadline)
+            log.info("source %s (%s) is unreachable: %s", name, reader.address, error)
+            snapshot = BrokerSnapshot(
+                broker=name,
+                type="prometheus",
+                time=started,
+                up=False,
+                duration=time.monotonic() - mono,
+                error=error,
+            )
+            self._update_status(snapshot, reader.interval)
+            for remote in list(reader.remotes.values()):
+                self._ingest_remote(
+                    BrokerSnapshot(
+                        broker=remote.name,
+                        type=remote.type,
+                        time=started,
+                        up=False,
+                        duration=snapshot.duration,
+                        error=f"no data: source {name!r} is unreachable: {error}",
+                    ),
+                    reader,
+                )
+            return snapshot
+        for key, kind, dlq, t, values in result.history:
+            self.store.load_row(key, kind, dlq, t, values)
+        for remote_snapshot in result.snapshots:
+            self._ingest_remote(remote_snapshot, reader)
+        snapshot = BrokerSnapshot(
+            broker=name,
+            type="prometheus",
+            time=started,
+            up=True,
+            duration=time.monotonic() - mono,
+            warnings=result.warnings,
+        )
+        self._update_status(snapshot, reader.interval)
+        await self.flush_history()
+        return snapshot
+
+    def _ingest_remote(self, snapshot: BrokerSnapshot, reader: SourceReader) -> None:
+        if snapshot.broker not in self.statuses:
+            self.statuses[snapshot.broker] = BrokerStatus(
+                name=snapshot.broker,
+                type=snapshot.type,
+                address=f"via {reader.name} ({reader.address})",
+                up=None,
+                interval=reader.interval,
+            )
+        elif self.statuses[snapshot.broker].type != snapshot.type:
+            self.statuses[snapshot.broker] = replace(
+                self.statuses[snapshot.broker], type=snapshot.type
+            )
+        self._update_status(snapshot, reader.interval)
+        self.store.ingest(snapshot, interval=reader.interval)
+
+    def source_of(self, broker: str) -> SourceReader | None:
+        """The source a remote broker is read from (None for local brokers)."""
+        for reader in self.sources.values():
+            if broker in reader.remotes:
+                return reader
+        return None
+
+    async def chart_points(
+        self, key: SeriesKey, metric: str, start: float, end: float, points: int
+    ) -> list[tuple[float, float | None]]:
+        """Points for a chart: from the series' source (server-side step) when it is remote,
+        else from the store."""
+        reader = self.source_of(key.broker)
+        if reader is None:
+            return list(self.store.range(key, metric, start, end, points))
+        deadline = max(reader.options.timeout, 1.0)
+        return await asyncio.wait_for(reader.history(key, metric, start, end, points), deadline)
+
     async def load_history(self) -> int:
         """Restore persisted history into the store (once; no-op without ``history.path``)."""
         if self.history is None or self._history_loaded:
@@ -238,15 +339,28 @@ class Engine:
             callback(new)
 
     async def poll_all(self, names: Iterable[str] | None = None) -> list[BrokerSnapshot]:
-        """Poll every broker (or the named ones) once, concurrently."""
-        targets = list(names) if names is not None else [b.name for b in self.config.brokers]
-        return list(await asyncio.gather(*(self.poll(n) for n in targets)))
+        """Poll every broker and source (or the named ones) once, concurrently."""
+        targets = (
+            list(names)
+            if names is not None
+            else [b.name for b in self.config.brokers] + list(self.sources)
+        )
+        return list(
+            await asyncio.gather(
+                *(self.poll_source(n) if n in self.sources else self.poll(n) for n in targets)
+            )
+        )
 
     async def _loop(self, name: str) -> None:
-        interval = self.config.poll_interval(self.config.broker(name))
+        source = name in self.sources
+        interval = (
+            self.sources[name].interval
+            if source
+            else self.config.poll_interval(self.config.broker(name))
+        )
         while not self._stopping.is_set():
             started = time.monotonic()
-            snapshot = await self.poll(name)
+            snapshot = await (self.poll_source(name) if source else self.poll(name))
             if snapshot.up:
                 delay = max(0.0, interval - (time.monotonic() - started))
             else:
@@ -258,12 +372,10 @@ class Engine:
     def start(self) -> None:
         """Start one polling task per broker (idempotent)."""
         self._stopping.clear()
-        for broker in self.config.brokers:
-            task = self._tasks.get(broker.name)
+        for name in [b.name for b in self.config.brokers] + list(self.sources):
+            task = self._tasks.get(name)
             if task is None or task.done():
-                self._tasks[broker.name] = asyncio.create_task(
-                    self._loop(broker.name), name=f"mqtop-poll-{broker.name}"
-                )
+                self._tasks[name] = asyncio.create_task(self._loop(name), name=f"mqtop-poll-{name}")
 
     async def stop(self) -> None:
         """Stop polling and close every collector."""
@@ -283,6 +395,9 @@ class Engine:
             await self.flush_history()
             self.history.close()
             self.history = None
+        for reader in self.sources.values():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(reader.aclose(), 5.0)
         collectors = list(self._collectors.values())
         self._collectors.clear()
         self._connected.clear()

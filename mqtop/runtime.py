@@ -17,8 +17,26 @@ T = TypeVar("T")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
-    """Load the config named by ``--config`` (or the lookup order / detection)."""
-    return load_config(getattr(args, "config", None))
+    """Load the config named by ``--config`` (or the lookup order / detection); with
+    ``--prometheus URL``, add that source (and detect no local broker when there is no file)."""
+    url = getattr(args, "prometheus", None)
+    if not url:
+        return load_config(getattr(args, "config", None))
+    from pydantic import ValidationError
+
+    from mqtop.config import find_config_path, load_config_file
+    from mqtop.kernel.errors import UsageError
+    from mqtop.sources.config import PrometheusSource
+
+    path = find_config_path(getattr(args, "config", None))
+    config = load_config_file(path) if path is not None else Config()
+    taken = {b.name for b in config.brokers} | {s.name for s in config.sources}
+    name = next(n for n in ("prometheus", "prometheus-cli", "prometheus-flag") if n not in taken)
+    try:
+        source = PrometheusSource.model_validate({"type": "prometheus", "name": name, "url": url})
+    except ValidationError:
+        raise UsageError("--prometheus: expected a URL like http://prometheus:9090") from None
+    return config.model_copy(update={"sources": [*config.sources, source]})
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:

@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     fmt = getattr(args, "format", "text") or "text"
     fail_on = getattr(args, "fail_on", "warning") or "warning"
     config = config_from_args(args)
-    if not config.brokers:
+    if not config.brokers and not config.sources:
         where = config.source or "no config file; no broker detected on default local ports"
         raise UsageError(f"no brokers to check ({where}); see `mqtop init` or config.example.yaml")
 

@@ -24,7 +24,7 @@ def select_brokers(config: Config, names: list[str] | None) -> Config:
     if not names:
         return config
     chosen = [config.broker(n) for n in names]
-    return config.model_copy(update={"brokers": chosen})
+    return config.model_copy(update={"brokers": chosen, "sources": []})
 
 
 def report_down(statuses: list[BrokerStatus]) -> bool:
@@ -58,7 +58,7 @@ def _visible(view: SeriesView) -> SeriesView:
 
 
 def _require_brokers(config: Config) -> None:
-    if not config.brokers:
+    if not config.brokers and not config.sources:
         where = config.source or "no config file; no broker detected on default local ports"
         raise UsageError(f"no brokers to read ({where}); see `mqtop init` or config.example.yaml")
 

@@ -144,22 +144,24 @@ def test_backlog_fires_in_both_paths_with_the_same_labels(
 
         # a backlog on one cluster only
         client.rpush(backlog, *range(120))
-        firing = receiver.wait_for(
-            lambda _: all(by_path(notified(receiver, "firing"))), timeout=40
-        )
+        firing = receiver.wait_for(lambda _: all(by_path(notified(receiver, "firing"))), timeout=40)
         assert firing
         from_prometheus, from_serve = by_path(notified(receiver, "firing"))
         p_labels = {k: v for k, v in from_prometheus[0]["labels"].items() if k not in TARGET_ONLY}
         s_labels = {k: v for k, v in from_serve[0]["labels"].items() if k not in SERVE_ONLY}
-        assert p_labels == s_labels == {
-            "alertname": RULE,
-            "severity": "critical",
-            "team": "fleet",
-            "cluster": "eu-1",
-            "env": "test",
-            "broker": "cache",
-            "queue": backlog,
-        }
+        assert (
+            p_labels
+            == s_labels
+            == {
+                "alertname": RULE,
+                "severity": "critical",
+                "team": "fleet",
+                "cluster": "eu-1",
+                "env": "test",
+                "broker": "cache",
+                "queue": backlog,
+            }
+        )
         assert from_serve[0]["annotations"]["summary"] == f"cache/{backlog} holds 120 messages"
         assert from_prometheus[0]["annotations"]["summary"] == f"cache/{backlog} holds 120 messages"
         # only the cluster with the backlog; nothing else fired

@@ -96,9 +96,10 @@ def test_rendering_is_cached_per_generation_and_gzip_is_one_stream():
     exposition.render([], views, 1)
     assert len(calls) == 1
     packed = exposition.render([], views, 1, compress=True)
-    assert gzip.decompress(packed).split(b"# HELP mqtop_scrape")[0] == first.split(
-        b"# HELP mqtop_scrape"
-    )[0]
+    assert (
+        gzip.decompress(packed).split(b"# HELP mqtop_scrape")[0]
+        == first.split(b"# HELP mqtop_scrape")[0]
+    )
     exposition.render([], views, 2)
     assert len(calls) == 2
 

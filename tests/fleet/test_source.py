@@ -1,0 +1,293 @@
+"""A Prometheus source, against a real Prometheus scraping two real ``mqtop serve`` (both over
+Redis, clusters eu-1 and us-1, the same broker name): ``mqtop metrics`` and ``mqtop check`` read
+the fleet from it, ``for:`` counts from Prometheus' history, a broker of the local config keeps
+its identity (and actions), a source that is down or slow is a down broker within its deadline,
+basic auth and TLS work against a real Prometheus, and no secret is printed."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests import harness
+from tests.harness import RedisBroker, free_port
+from tests.support import prometheus as prom
+from tests.support.serve import Serve
+
+pytestmark = pytest.mark.broker
+
+BACKLOG = 120
+FOR = 12.0  # seconds of history the check's rule needs
+
+
+@dataclass
+class Fleet:
+    prometheus: prom.Prometheus
+    prefix: str
+    redis: RedisBroker
+    backlog_since: float
+
+    @property
+    def eu(self) -> str:
+        return f"{self.prefix}:eu"
+
+    @property
+    def us(self) -> str:
+        return f"{self.prefix}:us"
+
+
+@pytest.fixture(scope="module")
+def fleet(redis_broker: RedisBroker, tmp_path_factory) -> Iterator[Fleet]:
+    import uuid
+
+    prefix = f"mqtop-test-source-{uuid.uuid4().hex[:10]}"
+    tmp = tmp_path_factory.mktemp("fleet")
+    client = redis.Redis(host=redis_broker.host, port=redis_broker.port)
+    client.rpush(f"{prefix}:eu", *range(BACKLOG))
+    client.rpush(f"{prefix}:us", *range(7))
+    since = time.time()
+    procs: list = []
+    try:
+        ports = []
+        for cluster, key in (("eu-1", f"{prefix}:eu"), ("us-1", f"{prefix}:us")):
+            path = tmp / f"{cluster}.yaml"
+            path.write_text(
+                "interval: 500ms\n"
+                f"labels: {{cluster: {cluster}}}\n"
+                f'brokers: [{{name: cache, type: redis, url: "{redis_broker.url}", '
+                f'lists: ["{key}"]}}]\n'
+                "alerts: []\n"
+            )
+            port = free_port()
+            procs.append(Serve(path, port, tmp / f"state-{cluster}"))
+            ports.append(port)
+        server = prom.start_prometheus(
+            scrape=[
+                {
+                    "job_name": "mqtop",
+                    "scrape_interval": "500ms",
+                    "static_configs": [{"targets": [f"127.0.0.1:{p}" for p in ports]}],
+                }
+            ],
+            interval="1s",
+        )
+        procs.append(server)
+        prom.wait_until(
+            lambda: len(server.query(f'mqtop_queue_length{{queue=~"{prefix}.*"}}')) == 2,
+            30,
+            "both clusters' series in Prometheus",
+        )
+        yield Fleet(server, prefix, redis_broker, since)
+    finally:
+        client.delete(f"{prefix}:eu", f"{prefix}:us")
+        for proc in reversed(procs):
+            proc.stop()
+
+
+def series_of(doc: dict) -> dict[tuple[str, str], dict]:
+    return {(s["broker"], s["queue"]): s for s in doc["series"]}
+
+
+def test_metrics_reads_the_fleet(fleet: Fleet, run_cli):
+    result = run_cli(
+        "metrics", "--prometheus", fleet.prometheus.url, "--format", "json", timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    series = series_of(doc)
+    eu = series[("eu-1/cache", fleet.eu)]
+    us = series[("us-1/cache", fleet.us)]
+    assert eu["metrics"]["queue_length"] == BACKLOG and eu["kind"] == "list"
+    assert us["metrics"]["queue_length"] == 7
+    # a metric Redis lists do not expose stays null through Prometheus, never 0
+    assert eu["metrics"]["in_flight"] is None
+    brokers = {b["name"]: b for b in doc["brokers"]}
+    assert brokers["prometheus"] == {"name": "prometheus", "type": "prometheus", "up": True,
+                                     "error": None}  # fmt: skip
+    assert brokers["eu-1/cache"]["type"] == "redis" and brokers["eu-1/cache"]["up"] is True
+
+    # the Prometheus text format carries them too
+    text = run_cli("metrics", "--prometheus", fleet.prometheus.url, "--format", "prometheus")
+    assert f'broker="us-1/cache",queue="{fleet.us}"' in text.stdout
+
+
+def test_a_local_broker_keeps_its_name_and_the_rest_is_read_only(
+    fleet: Fleet, run_cli, write_config
+):
+    config = write_config(
+        f"""
+        interval: 500ms
+        labels: {{cluster: eu-1}}
+        brokers:
+          - {{name: cache, type: redis, url: "{fleet.redis.url}", lists: ["{fleet.eu}"]}}
+        sources:
+          - {{type: prometheus, name: fleet, url: "{fleet.prometheus.url}",
+              selector: '{{job="mqtop"}}'}}
+        """
+    )
+    result = run_cli("metrics", "--config", str(config), "--format", "json", timeout=60)
+    assert result.returncode == 0, result.stderr
+    series = series_of(json.loads(result.stdout))
+    mine = {k for k in series if fleet.prefix in k[1]}
+    # eu-1's `cache` is the local broker (polled directly, not duplicated); us-1's is remote
+    assert mine == {("cache", fleet.eu), ("us-1/cache", fleet.us)}
+    # actions need a local broker: the remote one says why it cannot
+    peek = run_cli("dlq", "peek", "--config", str(config), "us-1/cache", fleet.us)
+    assert peek.returncode == 2
+    assert "read-only" in peek.stderr and "Traceback" not in peek.stderr
+
+
+def test_selector_limits_what_is_read(fleet: Fleet, run_cli, write_config):
+    config = write_config(
+        f"""
+        sources:
+          - {{type: prometheus, url: "{fleet.prometheus.url}", selector: '{{cluster=~"us-.*"}}'}}
+        """
+    )
+    result = run_cli("metrics", "--config", str(config), "--format", "json", timeout=60)
+    assert result.returncode == 0, result.stderr
+    brokers = {b for b, _ in series_of(json.loads(result.stdout))}
+    assert brokers == {"us-1/cache"}
+
+
+def test_check_counts_for_from_prometheus_history(fleet: Fleet, run_cli, write_config):
+    # wait until Prometheus holds FOR seconds (and a bit) of the backlog
+    time.sleep(max(0.0, fleet.backlog_since + FOR + 4 - time.time()))
+    config = write_config(
+        f"""
+        interval: 1s
+        alerts:
+          - {{name: Backlog, metric: queue_length, op: ">", threshold: 100, for: {FOR:g}s,
+              match: {{queue: "{fleet.prefix}*"}}}}
+          - {{name: LongBacklog, metric: queue_length, op: ">", threshold: 100, for: 1h,
+              match: {{queue: "{fleet.prefix}*"}}}}
+        """
+    )
+    started = time.monotonic()
+    result = run_cli(
+        "check", "--config", str(config), "--prometheus", fleet.prometheus.url,
+        "--format", "json", timeout=60,
+    )  # fmt: skip
+    took = time.monotonic() - started
+    assert result.returncode == 1, result.stdout + result.stderr
+    doc = json.loads(result.stdout)
+    states = {(a["rule"], a["broker"], a["queue"]): a["state"] for a in doc["alerts"]}
+    # two polls one second apart cannot make 12 s: the history read from Prometheus did
+    assert states[("Backlog", "eu-1/cache", fleet.eu)] == "firing"
+    assert states[("LongBacklog", "eu-1/cache", fleet.eu)] == "pending"
+    assert not any(q == fleet.us for _, _, q in states)
+    assert took < 30
+
+
+def test_a_source_that_is_down_or_slow_is_a_down_broker(run_cli, write_config):
+    closed = free_port()
+    started = time.monotonic()
+    result = run_cli("metrics", "--prometheus", f"http://127.0.0.1:{closed}", "--format", "json")
+    assert result.returncode == 3
+    assert json.loads(result.stdout)["brokers"][0]["up"] is False
+    assert time.monotonic() - started < 20
+
+    # a server that accepts and never answers: the deadline holds
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        silent.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(silent.accept()[0])
+            except OSError:
+                pass
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        port = silent.getsockname()[1]
+        config = write_config(
+            f"""
+            interval: 500ms
+            sources: [{{type: prometheus, url: "http://127.0.0.1:{port}", timeout: 1s}}]
+            alerts: []
+            """
+        )
+        started = time.monotonic()
+        result = run_cli("check", "--config", str(config), "--format", "json", timeout=60)
+        took = time.monotonic() - started
+        assert result.returncode == 3, result.stdout + result.stderr
+        doc = json.loads(result.stdout)
+        assert any("prometheus" in e and "timed out" in e for e in doc["errors"]), doc
+        assert took < 15
+    finally:
+        stop.set()
+        for conn in held:
+            conn.close()
+        silent.close()
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory) -> Iterator[tuple[prom.Prometheus, Path]]:
+    """A Prometheus behind TLS (a test CA) and basic auth."""
+    tmp = tmp_path_factory.mktemp("tls")
+    harness.make_certificates(tmp)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt  # bcrypt through libxcrypt: Prometheus' web config wants a bcrypt hash
+    hashed = crypt.crypt("Guarded-Pass-4711", crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1 << 10))
+    server = prom.start_prometheus(
+        scrape=[],
+        web_config={
+            "tls_server_config": {
+                "cert_file": str(tmp / "server.pem"),
+                "key_file": str(tmp / "server.key"),
+            },
+            "basic_auth_users": {"fleet": hashed},
+        },
+    )
+    yield server, tmp
+    server.stop()
+
+
+def test_basic_auth_and_tls_against_a_real_prometheus(guarded, run_cli, write_config):
+    server, certs = guarded
+    url = f"https://127.0.0.1:{server.port}"
+
+    def check(source: str) -> tuple[int, dict, str]:
+        config = write_config(f"sources:\n  - {source}\nalerts: []\n")
+        result = run_cli("metrics", "--config", str(config), "--format", "json", timeout=60)
+        shown = run_cli("config", "show", "--config", str(config))
+        return result.returncode, json.loads(result.stdout), result.stderr + shown.stdout
+
+    ok = (
+        f'{{type: prometheus, url: "{url}", ca_file: "{certs / "ca.pem"}", '
+        '"basic_auth": {username: fleet, password: Guarded-Pass-4711}}'
+    )
+    code, doc, text = check(ok)
+    assert code == 0 and doc["brokers"][0]["up"] is True, doc
+    assert "Guarded-Pass-4711" not in text
+
+    code, doc, text = check(ok.replace("Guarded-Pass-4711", "Wrong-Pass-0815"))
+    assert code == 3 and "401" in doc["brokers"][0]["error"], doc
+    assert "Wrong-Pass-0815" not in json.dumps(doc) + text
+
+    # the server's certificate is not trusted without the test CA: verification is on
+    code, doc, _ = check(ok.replace(f', ca_file: "{certs / "ca.pem"}"', ""))
+    assert code == 3 and "CERTIFICATE_VERIFY_FAILED" in doc["brokers"][0]["error"].upper()
+
+    # credentials in the URL are masked too
+    code, doc, text = check(
+        f'{{type: prometheus, url: "https://fleet:Guarded-Pass-4711@127.0.0.1:{server.port}", '
+        f'ca_file: "{certs / "ca.pem"}"}}'
+    )
+    assert code == 0, doc
+    assert "Guarded-Pass-4711" not in json.dumps(doc) + text
