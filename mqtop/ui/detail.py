@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any, ClassVar
 
 from rich.table import Table
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
@@ -15,6 +17,7 @@ from textual.widgets import Footer, Static, Tab, Tabs
 from textual_plotext import PlotextPlot
 
 from alerts.model import Alert
+from mqtop.engine import describe_error
 from mqtop.kernel.durations import humanize_seconds
 from mqtop.kernel.model import PUBLIC_METRICS, SeriesKey, SeriesView, group_status_name
 from mqtop.kernel.safe import safe_text
@@ -23,7 +26,18 @@ from mqtop.ui.messages import DataRefreshed
 from mqtop.ui.rows import build_rows, dlq_target, fmt_count, fmt_pct, fmt_rate
 
 WINDOWS: tuple[tuple[str, float], ...] = (("5m", 300.0), ("1h", 3600.0), ("24h", 86400.0))
+# series read from a Prometheus source chart over whatever retention it keeps
+LONG_WINDOWS: tuple[tuple[str, float], ...] = (("7d", 7 * 86400.0), ("30d", 30 * 86400.0))
 CHART_POINTS = 120
+CHART_METRICS = (
+    "queue_length",
+    "publish_rate",
+    "processing_rate",
+    "consumer_lag_seconds",
+    "latency_seconds",
+    "in_flight",
+    "consumers",
+)
 
 
 def metric_text(name: str, value: float | None) -> str:
@@ -134,6 +148,8 @@ class DetailScreen(DashboardScreen):
         Binding("1", "window(0)", "5m"),
         Binding("2", "window(1)", "1h"),
         Binding("3", "window(2)", "24h"),
+        Binding("4", "window(3)", "7d"),
+        Binding("5", "window(4)", "30d"),
         Binding("d", "dlq", "DLQ"),
     ]
 
@@ -141,10 +157,30 @@ class DetailScreen(DashboardScreen):
         super().__init__()
         self.key = key
         self.window_index = 0
+        # charts of a remote series: points read from its source, per window (server-side step)
+        self._remote_points: dict[str, list[tuple[float, float | None]]] = {}
+        self._remote_for: tuple[int, float] | None = None  # (window, fetched at)
+
+    @property
+    def remote(self) -> bool:
+        """True when the series is read from a Prometheus source."""
+        return self.host.engine.source_of(self.key.broker) is not None
+
+    @property
+    def windows(self) -> tuple[tuple[str, float], ...]:
+        """The chart windows of this series."""
+        return WINDOWS + LONG_WINDOWS if self.remote else WINDOWS
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The 7d and 30d windows exist for series read from a source only."""
+        if action == "window" and parameters and not self.remote:
+            return int(str(parameters[0])) < len(WINDOWS)
+        return True
 
     def compose(self) -> ComposeResult:
         yield Static(id="detail-title")
-        yield Tabs(*[Tab(label, id=f"w{i}") for i, (label, _) in enumerate(WINDOWS)], id="windows")
+        tabs = [Tab(label, id=f"w{i}") for i, (label, _) in enumerate(self.windows)]
+        yield Tabs(*tabs, id="windows")
         with VerticalScroll(id="detail-body"):
             yield Static(id="detail-summary")
             with Horizontal(id="charts-top", classes="charts"):
@@ -179,7 +215,9 @@ class DetailScreen(DashboardScreen):
             self._draw_charts()
 
     def action_window(self, index: int) -> None:
-        """Show the last 5m / 1h / 24h."""
+        """Show the last 5m / 1h / 24h (7d / 30d for series from a source)."""
+        if index >= len(self.windows):
+            return
         self.window_index = index
         self.query_one(Tabs).active = f"w{index}"
         self._draw_charts()
@@ -202,7 +240,7 @@ class DetailScreen(DashboardScreen):
 
     def palette_commands(self) -> Iterable[SystemCommand]:
         """Chart windows in the palette."""
-        for i, (label, _) in enumerate(WINDOWS):
+        for i, (label, _) in enumerate(self.windows):
             yield SystemCommand(
                 f"Chart window {label}", f"show the last {label}", partial(self.action_window, i)
             )
@@ -253,8 +291,24 @@ class DetailScreen(DashboardScreen):
             info_widget.update(details)
         self._draw_charts()
 
+    def chart_data(self, metric: str) -> tuple[str, list[tuple[float, float | None]]]:
+        """Where the charted points of a metric come from (``source`` or ``store``) and them."""
+        remote = self._remote_points.get(metric) if self._remote_for else None
+        if remote is not None:
+            return "source", list(remote)
+        _, window = self.windows[self.window_index]
+        end = self.host.data.time
+        return "store", list(
+            self.host.engine.store.range(self.key, metric, end - window, end, CHART_POINTS)
+        )
+
     def _series(self, metric: str, start: float, end: float) -> tuple[list[float], list[float]]:
-        points = self.host.engine.store.range(self.key, metric, start, end, CHART_POINTS)
+        remote = self._remote_points.get(metric) if self._remote_for else None
+        points = (
+            remote
+            if remote is not None
+            else self.host.engine.store.range(self.key, metric, start, end, CHART_POINTS)
+        )
         xs: list[float] = []
         ys: list[float] = []
         for t, v in points:
@@ -263,10 +317,51 @@ class DetailScreen(DashboardScreen):
                 ys.append(v)
         return xs, ys
 
-    def _draw_charts(self) -> None:
-        label, window = WINDOWS[self.window_index]
+    def _remote_history(self, window: float, end: float) -> None:
+        """Ask the source for this window's points when due (never waits for the answer)."""
+        if not self.remote:
+            return
+        fetched = self._remote_for
+        refresh = max(self.host.engine.store.interval, window / CHART_POINTS)
+        if fetched is None or fetched[0] != self.window_index or end - fetched[1] >= refresh:
+            if fetched is not None and fetched[0] != self.window_index:
+                self._remote_for = None  # another window: the store's points until it answers
+                self._remote_points = {}
+            self._fetch_history(self.window_index, end - window, end)
+
+    @work(exclusive=True, group="detail-history", exit_on_error=False)
+    async def _fetch_history(self, index: int, start: float, end: float) -> None:
+        """Points of every charted metric from the source (query_range, server-side step)."""
+        engine = self.host.engine
+        answers = await asyncio.gather(
+            *(engine.chart_points(self.key, m, start, end, CHART_POINTS) for m in CHART_METRICS),
+            return_exceptions=True,
+        )
+        if index != self.window_index:
+            return
+        failed = next((a for a in answers if isinstance(a, BaseException)), None)
+        self._remote_for = (index, end)
+        if failed is not None:
+            self._remote_points = {}
+            self.notify(
+                safe_text(f"history from the source is unavailable: {describe_error(failed)}", 300),
+                severity="warning",
+            )
+        else:
+            self._remote_points = {
+                m: list(a)
+                for m, a in zip(CHART_METRICS, answers, strict=True)
+                if isinstance(a, list)
+            }
+        if self.is_mounted:
+            self._draw_charts(fetch=False)
+
+    def _draw_charts(self, fetch: bool = True) -> None:
+        label, window = self.windows[self.window_index]
         end = self.host.data.time
         start = end - window
+        if fetch:
+            self._remote_history(window, end)
         charts: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
             ("#chart-backlog", "Backlog (messages)", (("queue_length", "backlog"),)),
             (

@@ -173,7 +173,11 @@ class OverviewScreen(DashboardScreen):
         if self.group_by_broker:
             title.append(" · grouped by broker", "dim")
         self.query_one("#title", Static).update(title)
-        statuses = [data.statuses.get(b.name) for b in self.host.config.brokers]
+        config = self.host.config
+        names = [b.name for b in config.brokers] + [s.name for s in config.sources]
+        statuses = [data.statuses.get(n) for n in names]
+        # brokers read from a source: only those down (a fleet has too many to list)
+        statuses += [s for n, s in data.statuses.items() if s.up is False and n not in names]
         self.query_one("#brokers", Static).update(
             broker_line([s for s in statuses if s is not None], now)
         )

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, _obtain
 from tests.harness import RabbitBroker, RedisBroker, free_port
 from tests.support import prometheus as prom
 from tests.support.rabbit import Rabbit, rabbit_session
@@ -84,7 +84,8 @@ def test_backlog_fires_in_both_paths_with_the_same_labels(
     receiver = Receiver().start()
     procs: list = []
     try:
-        am = prom.start_alertmanager(receiver.url + "/alertmanager")
+        am = _obtain("Alertmanager", lambda: prom.start_alertmanager(receiver.url + "/am"))
+        assert isinstance(am, prom.Alertmanager)
         procs.append(am)
         eu = serve_config(
             tmp_path / "eu.yaml",
@@ -120,17 +121,21 @@ def test_backlog_fires_in_both_paths_with_the_same_labels(
             "us-1": Serve(us, ports["us-1"], tmp_path / "state-us"),
         }
         procs.extend(serves.values())
-        server = prom.start_prometheus(
-            scrape=[
-                {
-                    "job_name": "mqtop",
-                    "static_configs": [{"targets": [f"127.0.0.1:{p}" for p in ports.values()]}],
-                }
-            ],
-            rule_files=[rules],
-            alertmanagers=[am.address],
-            interval="1s",
+        server = _obtain(
+            "Prometheus",
+            lambda: prom.start_prometheus(
+                scrape=[
+                    {
+                        "job_name": "mqtop",
+                        "static_configs": [{"targets": [f"127.0.0.1:{p}" for p in ports.values()]}],
+                    }
+                ],
+                rule_files=[rules],
+                alertmanagers=[am.address],
+                interval="1s",
+            ),
         )
+        assert isinstance(server, prom.Prometheus)
         procs.append(server)
 
         # Prometheus sees both clusters' series (both serves answer, both brokers are up)
