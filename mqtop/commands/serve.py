@@ -406,7 +406,7 @@ class Daemon:
         old config) when the new one is invalid."""
         self._last_reload = time.time()
         try:
-            new = await asyncio.to_thread(config_from_args, self.args)
+            new = _without_sources(await asyncio.to_thread(config_from_args, self.args))
         except MqtopError as exc:
             self._reloads["failure"] += 1
             self._last_reload_ok = False
@@ -538,6 +538,11 @@ class Daemon:
         log.info("stopped", extra={"fields": {"event": "stopped"}})
 
 
+def _without_sources(config: Config) -> Config:
+    """``serve`` polls its own brokers only: a Prometheus source would loop back into it."""
+    return config.model_copy(update={"sources": []}) if config.sources else config
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM/SIGINT."""
     setup_logging(getattr(args, "verbose", 0) or 0)
@@ -546,6 +551,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--metrics-port {port}: must be between 0 and 65535")
     host = getattr(args, "metrics_host", "127.0.0.1") or "127.0.0.1"
     config = config_from_args(args)
+    if config.sources:
+        log.warning(
+            "sources: ignored by serve (it exports its own brokers; series read from "
+            "Prometheus would be exported again)",
+            extra={"fields": {"event": "config", "sources": [s.name for s in config.sources]}},
+        )
+        config = _without_sources(config)
     if not config.brokers:
         where = config.source or "no config file; no broker detected on default local ports"
         raise UsageError(f"no brokers to watch ({where}); see `mqtop init` or config.example.yaml")
