@@ -160,6 +160,10 @@ class PeekedMessage:
     timestamp: float | None = None  # epoch seconds when known (for "age")
     extra: Mapping[str, Any] = field(default_factory=dict)  # partition/offset, receive count...
     note: str | None = None  # what peeking had to do to this message, if anything
+    # False when ``body`` is only the start of the message's body (a broker's management
+    # preview); ``body_size`` is then the whole body's size in bytes if the broker reports it
+    body_complete: bool = True
+    body_size: int | None = None
 
 
 class MessageFilter(Protocol):

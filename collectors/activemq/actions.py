@@ -1,20 +1,9 @@
-"""ActiveMQ message actions: peek (browse), replay / move (the broker's own move operations),
-purge. Broker mechanics are in ops.py; this module plans, bounds and counts.
+"""ActiveMQ message actions: peek (browse), count, purge, the replay target, and replay /
+move (mover.py). Broker mechanics are in ops.py; whole bodies in bodies.py.
 
-* peek: the queue's browse operation: no delivery, no delivery count, nothing changes.
-* replay / move without ``--filter``: the broker's transactional bulk move, ``move_batch``
-  messages per call (Artemis ``moveMessages``, Classic ``moveMatchingMessagesTo``), bounded by
-  the source's length at start. A replay without ``--to`` sends each message back to its own
-  original queue (Artemis ``_AMQ_ORIG_QUEUE``, Classic ``originalDestination``), one selector
-  per original queue. A destination that does not exist is never created: its messages stay
-  in the source and count as failed.
-* with ``--filter``: the messages are browsed, the filter is evaluated by mqtop, and each
-  chosen message is moved by id by the broker (Artemis ``moveMessage``, Classic
-  ``moveMessageTo``), in one bulk Jolokia POST per batch. Exact for every filter form; a body
-  the broker shows cut (its management preview limit) cannot be tested by a body filter and
-  counts as failed.
-Every broker operation moves a message in one transaction: killing mqtop at any point leaves
-each message in the source or the destination, never both, never neither.
+* peek: the queue's browse operation (no delivery, no delivery count, nothing changes); a
+  body Jolokia shows cut is read whole through ``browse_url`` when set (bodies.py).
+* replay / move: the broker's own transactional move operations (mover.py).
 """
 
 from __future__ import annotations
@@ -22,12 +11,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from collectors.activemq.collector import ActiveMQCollector
-from collectors.activemq.jolokia import JolokiaError, MBeanError
-from collectors.activemq.ops import ArtemisOps, ClassicOps, FlavorOps, QueueRef
+from collectors.activemq.bodies import complete
+from collectors.activemq.broker import Broker
+from collectors.activemq.jolokia import JolokiaError
+from collectors.activemq.mover import ORIGINAL, Mover
+from collectors.activemq.ops import ArtemisOps, ClassicOps, FlavorOps
 from collectors.activemq.options import ActiveMQMoveOptions
 from collectors.base import (
-    MessageFilter,
     MoveRequest,
     MoveResult,
     PeekedMessage,
@@ -35,76 +25,56 @@ from collectors.base import (
     original_of_dlq,
 )
 from collectors.kit.options import options_as
-from collectors.kit.tally import Tally
-from mqtop.kernel.errors import ActionFailed, MqtopError, UsageError
-
-ORIGINAL = "(original queue of each message)"
-BODY_CONDITIONS = frozenset({"body_contains", "body_regex", "json"})
-MARKER_NOTE = (
-    "the broker's own move records each message's previous queue (Artemis _AMQ_ORIG_QUEUE and "
-    "_AMQ_ORIG_MESSAGE_ID, Classic originalDestination); it cannot add an x-mqtop-replay "
-    "property, so the audit log is mqtop's record of the replay"
-)
-
-
-def needs_body(msg_filter: MessageFilter) -> bool:
-    """True when the filter looks at the body (unknown filter types are assumed to)."""
-    conditions = getattr(msg_filter, "conditions", None)
-    if conditions is None:
-        return True
-    return any(getattr(c, "kind", "body_regex") in BODY_CONDITIONS for c in conditions)
+from mqtop.kernel.errors import ActionFailed, MqtopError
 
 
 class ActiveMQActions:
     """Peek / replay / move / purge on one ActiveMQ broker."""
 
-    def __init__(self, collector: ActiveMQCollector) -> None:
-        self.collector = collector
-        self.options = collector.options
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.options = broker.options
         self._ops: FlavorOps | None = None
 
     @contextlib.asynccontextmanager
-    async def _broker(self) -> AsyncIterator[FlavorOps]:
+    async def _ops_of_flavor(self) -> AsyncIterator[FlavorOps]:
         """The flavor's operations; Jolokia failures become one-line ActionFailed errors."""
-        where = f"broker {self.options.name!r} ({self.options.address()})"
         try:
             if self._ops is None:
-                flavor = await self.collector.detect()
-                self._ops = ArtemisOps(self.collector) if flavor == "artemis" else ClassicOps(
-                    self.collector
-                )
+                flavor = await self.broker.detect()
+                kind = ArtemisOps if flavor == "artemis" else ClassicOps
+                self._ops = kind(self.broker)
             yield self._ops
         except MqtopError:
             raise
         except JolokiaError as exc:
-            raise ActionFailed(f"{where}: {exc}") from None
+            raise ActionFailed(f"{self.broker.where()}: {exc}") from None
 
     async def close(self) -> None:
-        await self.collector.jolokia.close()
-
-    # -- peek / count / purge / replay target --------------------------------------------
+        await self.broker.jolokia.close()
 
     async def peek_warning(self, queue: str) -> str | None:
-        async with self._broker() as ops:
+        async with self._ops_of_flavor() as ops:
             await ops.resolve(queue)  # an unknown queue fails here, before any notice
         return None  # browsing has no side effect on either flavor
 
     async def peek(self, queue: str, count: int) -> list[PeekedMessage]:
-        async with self._broker() as ops:
+        async with self._ops_of_flavor() as ops:
             ref = await ops.resolve(queue)
-            return [ops.decode(raw) for raw in await ops.browse(ref, count)]
+            messages = await ops.messages(ref, count)
+            return await complete(self.options, ops.flavor, ref, messages)
 
     async def count(self, queue: str) -> int | None:
-        async with self._broker() as ops:
+        async with self._ops_of_flavor() as ops:
             return await ops.count(await ops.resolve(queue))
 
     async def purge(self, queue: str) -> int | None:
-        async with self._broker() as ops:
+        async with self._ops_of_flavor() as ops:
             return await ops.purge(await ops.resolve(queue))
 
     async def replay_target(self, dlq: str) -> str | None:
         """The single original queue of the DLQ's messages, ORIGINAL when there are several."""
-        async with self._broker() as ops:
+        async with self._ops_of_flavor() as ops:
             ref = await ops.resolve(dlq)
             origins = {o for o in await ops.origins(ref, set()) if o not in (ref.queue, "null")}
             if len(origins) == 1:
@@ -117,147 +87,8 @@ class ActiveMQActions:
                     return name
             return None
 
-    # -- replay / move ----------------------------------------------------------------------
-
     async def move(self, request: MoveRequest, progress: ProgressCallback) -> MoveResult:
-        async with self._broker() as ops:
+        async with self._ops_of_flavor() as ops:
             opts = options_as(request.options, ActiveMQMoveOptions, "activemq")
-            run = _MoveRun(ops, request, opts.batch or self.options.move_batch, progress)
-            return await run.run()
-
-
-class _MoveRun:
-    """One replay or move: plan the targets, then move batch by batch."""
-
-    def __init__(
-        self, ops: FlavorOps, request: MoveRequest, batch: int, progress: ProgressCallback
-    ) -> None:
-        self.ops = ops
-        self.request = request
-        self.batch = batch
-        self.report = progress
-        self.tally = Tally()
-
-    async def run(self) -> MoveResult:
-        request, tally = self.request, self.tally
-        src = await self.ops.resolve(request.source)
-        start = await self.ops.count(src) or 0
-        bound = start if request.limit is None else min(start, request.limit)
-        tally.total = bound
-        tally.note(
-            f"moved by the broker's own operations; bounded by the {start} message(s) in "
-            f"{request.source!r} at start"
-        )
-        if request.mode == "replay" and not request.dry_run:
-            tally.note(MARKER_NOTE)
-        try:
-            if request.filter is not None:
-                await self._filtered(src, start, bound, request.filter)
-            else:
-                await self._bulk(src, bound)
-        except (MBeanError, JolokiaError) as exc:
-            raise ActionFailed(
-                f"{request.mode} stopped after moving {tally.moved} message(s): {exc}; the "
-                f"rest stay in {request.source!r}"
-            ) from None
-        self.report(tally.progress())
-        return tally.result(request.source, request.destination, request.dry_run)
-
-    async def _destination(self, src: QueueRef, name: str) -> QueueRef | None:
-        dest = await self.ops.find(name)
-        if dest is not None and dest.mbean == src.mbean:
-            raise UsageError("source and destination are the same queue")
-        return dest
-
-    async def _targets(self, src: QueueRef, bound: int) -> list[tuple[QueueRef, str, int]]:
-        """(destination, selector, most to move) per target; unknown targets count failed."""
-        if self.request.destination != ORIGINAL:
-            dest = await self._destination(src, self.request.destination)
-            if dest is None:
-                self._missing(self.request.destination, bound)
-                return []
-            return [(dest, "", bound)]
-        targets: list[tuple[QueueRef, str, int]] = []
-        for origin, count in sorted((await self.ops.origins(src, set())).items()):
-            amount = bound if count is None else count
-            dest = None if origin in (src.queue, "null") else await self.ops.find(origin)
-            if dest is None:
-                self._missing(origin, amount)
-            else:
-                targets.append((dest, self.ops.origin_selector(origin), amount))
-        return targets
-
-    def _missing(self, name: str, count: int) -> None:
-        self.tally.fail(
-            count,
-            f"no queue {name!r} on the broker: {count} message(s) for it stay in "
-            f"{self.request.source!r} (mqtop never creates a destination)"
-        )
-
-    async def _bulk(self, src: QueueRef, bound: int) -> None:
-        tally = self.tally
-        for dest, selector, amount in await self._targets(src, bound):
-            left = min(amount, bound - tally.moved)
-            if self.request.dry_run:
-                tally.moved += left
-                continue
-            while left > 0:
-                moved = await self.ops.move_matching(src, selector, dest, min(self.batch, left))
-                if moved <= 0:
-                    break
-                tally.moved += moved
-                left -= moved
-                self.report(tally.progress())
-
-    async def _filtered(
-        self, src: QueueRef, start: int, bound: int, msg_filter: MessageFilter
-    ) -> None:
-        tally = self.tally
-        raws = await self.ops.browse(src, start)
-        if len(raws) < start:
-            tally.note(
-                f"the broker showed {len(raws)} of the {start} message(s) to browsing (Classic: "
-                "MaxBrowsePageSize); the others were not examined"
-            )
-        body_needed = needs_body(msg_filter)
-        chosen: dict[str, list[str]] = {}
-        cut = 0
-        for raw in raws:
-            message = self.ops.decode(raw)
-            if body_needed and message.extra.get("body_may_be_truncated"):
-                cut += 1
-                continue
-            if not msg_filter.matches(message.body, message.headers):
-                tally.skipped += 1
-                continue
-            if sum(len(v) for v in chosen.values()) >= bound:
-                continue  # beyond --limit: neither moved nor skipped
-            target: str | None = self.request.destination
-            if target == ORIGINAL:
-                target = message.death.original_queue if message.death else None
-            chosen.setdefault(target or "", []).append(message.id)
-        if cut:
-            tally.fail(
-                cut,
-                f"{cut} message(s) are larger than the body the broker shows to management: a "
-                "body filter cannot be tested on them; they stay in the source"
-            )
-        for name, ids in chosen.items():
-            dest = await self._destination(src, name) if name else None
-            if dest is None:
-                self._missing(name or "(unknown original queue)", len(ids))
-            elif self.request.dry_run:
-                tally.moved += len(ids)
-            else:
-                await self._move_ids(src, ids, dest)
-
-    async def _move_ids(self, src: QueueRef, ids: list[str], dest: QueueRef) -> None:
-        tally = self.tally
-        for at in range(0, len(ids), self.batch):
-            chunk = ids[at : at + self.batch]
-            done = await self.ops.move_ids(src, chunk, dest)
-            tally.moved += sum(done)
-            missed = [i for i, ok in zip(chunk, done, strict=True) if not ok]
-            for ident in missed:
-                tally.fail(1, f"{ident}: the broker did not move it (consumed or removed?)")
-            self.report(tally.progress())
+            mover = Mover(ops, request, opts.batch or self.options.move_batch, progress)
+            return await mover.run()

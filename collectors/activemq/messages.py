@@ -1,14 +1,19 @@
 """Decoding browsed messages (Jolokia's view of JMX CompositeData) into PeekedMessages.
 
 Both flavors show a message as a map with typed property maps (``StringProperties``,
-``IntProperties``...) and a body preview the broker cuts at its limit for management views
-(Artemis ``management-message-attribute-size-limit``, 256 bytes by default; Classic 255 bytes
-of ``BodyPreview`` next to the full ``BodyLength``).
+``IntProperties``...) and a body the broker may cut for management views:
+* Artemis cuts text and bytes at the address' ``management-message-attribute-size-limit``
+  (256 by default): a text ends in ``, + N more`` (N characters), bytes stop at the limit,
+  a large message shows no body; the body's size is not reported.
+* Classic shows a text message's whole ``Text``; other bodies as 255 bytes of
+  ``BodyPreview`` next to the whole ``BodyLength``.
+A cut body is ``body_complete=False`` (bodies.py reads the whole body when it can).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +30,7 @@ TYPED_MAPS = (
     "FloatProperties",
 )
 ARTEMIS_PREVIEW_LIMIT = 256  # Artemis' default management-message-attribute-size-limit
+ARTEMIS_MORE = re.compile(r", \+ (\d+) more")  # what Artemis appends to a cut text
 ARTEMIS_TYPES = {0: "default", 2: "object", 3: "text", 4: "bytes", 5: "map", 6: "stream"}
 ARTEMIS_FIELDS = (
     "messageID",
@@ -85,11 +91,22 @@ def queue_of(destination: Any) -> str | None:
     return destination
 
 
-def artemis_message(raw: Mapping[str, Any]) -> PeekedMessage:
+def artemis_body(raw: Mapping[str, Any], limit: int) -> tuple[bytes, bool]:
+    """(body, complete) of a browsed Artemis message, ``limit`` its address' preview limit."""
+    text = raw.get("text")
+    if isinstance(text, str):
+        if len(text) > limit and ARTEMIS_MORE.fullmatch(text, limit):
+            return text[:limit].encode("utf-8"), False
+        return text.encode("utf-8"), raw.get("largeMessage") is not True
+    body = preview_bytes(raw.get("BodyPreview"))
+    # a preview as long as the limit may be cut: Artemis does not tell the body's size
+    return body, len(body) < limit and raw.get("largeMessage") is not True
+
+
+def artemis_message(raw: Mapping[str, Any], limit: int = ARTEMIS_PREVIEW_LIMIT) -> PeekedMessage:
     """One browsed Artemis message."""
     props = typed_properties(raw)
-    text = raw.get("text")
-    body = text.encode("utf-8") if isinstance(text, str) else preview_bytes(raw.get("BodyPreview"))
+    body, complete = artemis_body(raw, limit)
     headers = {k: v for k, v in props.items() if not k.startswith("_AMQ_")}
     properties: dict[str, Any] = {k: raw[k] for k in ARTEMIS_FIELDS if k in raw}
     kind = raw.get("type")
@@ -102,7 +119,6 @@ def artemis_message(raw: Mapping[str, Any]) -> PeekedMessage:
     if isinstance(origin, str) and origin:
         death = Death(reason=None, count=None, original_queue=origin)
     stamp = raw.get("timestamp")
-    cut = raw.get("largeMessage") is True or len(body) >= ARTEMIS_PREVIEW_LIMIT
     return PeekedMessage(
         id=str(raw.get("messageID", "")),
         body=body,
@@ -110,7 +126,7 @@ def artemis_message(raw: Mapping[str, Any]) -> PeekedMessage:
         properties=properties,
         death=death,
         timestamp=stamp / 1000 if isinstance(stamp, int | float) and stamp > 0 else None,
-        extra={"body_may_be_truncated": cut},
+        body_complete=complete,
     )
 
 
@@ -134,7 +150,8 @@ def classic_message(raw: Mapping[str, Any]) -> PeekedMessage:
         properties=properties,
         death=death,
         timestamp=_iso_seconds(raw.get("JMSTimestamp")),
-        extra={"body_size": length, "body_may_be_truncated": cut},
+        body_complete=not cut,
+        body_size=length if cut else None,
     )
 
 

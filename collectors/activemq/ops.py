@@ -11,23 +11,24 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from collectors.activemq.collector import (
-    ARTEMIS,
-    CLASSIC,
-    ActiveMQCollector,
-    artemis_name,
-    broker_key,
-    number,
+from collectors.activemq.broker import Broker
+from collectors.activemq.decode import ARTEMIS, CLASSIC, artemis_name, broker_key, number
+from collectors.activemq.jolokia import Jolokia, JolokiaRefused, MBeanError, quote, value_of
+from collectors.activemq.messages import (
+    ARTEMIS_PREVIEW_LIMIT,
+    artemis_message,
+    classic_message,
+    queue_of,
 )
-from collectors.activemq.jolokia import Jolokia, MBeanError, quote, value_of
-from collectors.activemq.messages import artemis_message, classic_message, queue_of
+from collectors.activemq.options import Flavor
 from collectors.base import PeekedMessage
 from mqtop.kernel.errors import UsageError
 
 ARTEMIS_ORIGIN = "_AMQ_ORIG_QUEUE"
 BROWSE_PAGE = 200
+NO_LIMIT = 1 << 62
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,7 @@ class QueueRef:
     mbean: str
     queue: str  # the broker's queue name (what its move operations take)
     name: str  # the series name (Artemis ``address/queue`` when they differ)
+    address: str = ""  # Artemis: the queue's address
 
 
 def sql_string(text: str) -> str:
@@ -47,12 +49,12 @@ def sql_string(text: str) -> str:
 class FlavorOps:
     """What replay, move, peek and purge need from one flavor."""
 
-    flavor = ""
+    flavor: ClassVar[Flavor]
 
-    def __init__(self, collector: ActiveMQCollector) -> None:
-        self.collector = collector
-        self.jolokia: Jolokia = collector.jolokia
-        self.options = collector.options
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.jolokia: Jolokia = broker.jolokia
+        self.options = broker.options
 
     async def resolve(self, queue: str) -> QueueRef:
         """The queue named ``queue`` or a UsageError."""
@@ -70,7 +72,8 @@ class FlavorOps:
     async def browse(self, ref: QueueRef, limit: int, selector: str = "") -> list[dict[str, Any]]:
         raise NotImplementedError
 
-    def decode(self, raw: dict[str, Any]) -> PeekedMessage:
+    async def messages(self, ref: QueueRef, limit: int) -> list[PeekedMessage]:
+        """The first ``limit`` messages, browsed and decoded (bodies as Jolokia shows them)."""
         raise NotImplementedError
 
     async def move_matching(self, ref: QueueRef, selector: str, dest: QueueRef, n: int) -> int:
@@ -127,8 +130,9 @@ class ArtemisOps(FlavorOps):
             if found:
                 attrs = await self.jolokia.read(found[0], ["Address"])
                 addr = attrs.get("Address") if isinstance(attrs, dict) else None
-                shown = artemis_name(addr, name) if isinstance(addr, str) else name
-                return QueueRef(found[0], name, shown)
+                if not isinstance(addr, str):
+                    return QueueRef(found[0], name, name)
+                return QueueRef(found[0], name, artemis_name(addr, name), addr)
         return None
 
     async def count(self, ref: QueueRef) -> int | None:
@@ -149,8 +153,28 @@ class ArtemisOps(FlavorOps):
             page += 1
         return out[:limit]
 
-    def decode(self, raw: dict[str, Any]) -> PeekedMessage:
-        return artemis_message(raw)
+    async def messages(self, ref: QueueRef, limit: int) -> list[PeekedMessage]:
+        raws = await self.browse(ref, limit)
+        cut_at = await self.preview_limit(ref.address) if raws else ARTEMIS_PREVIEW_LIMIT
+        return [artemis_message(raw, cut_at) for raw in raws]
+
+    async def preview_limit(self, address: str) -> int:
+        """The address' management-message-attribute-size-limit (256 when not readable)."""
+        pattern = f"{ARTEMIS}:{broker_key('artemis', self.options.broker_name)}"
+        try:
+            found = await self.jolokia.search(pattern)
+            if len(found) != 1:
+                return ARTEMIS_PREVIEW_LIMIT
+            raw = await self.jolokia.execute(
+                found[0], "getAddressSettingsAsJSON(java.lang.String)", address
+            )
+            settings = json.loads(raw) if isinstance(raw, str) else {}
+        except (MBeanError, JolokiaRefused, ValueError):
+            return ARTEMIS_PREVIEW_LIMIT  # a role without this operation: the default
+        limit = number(settings.get("managementMessageAttributeSizeLimit"))
+        if limit is not None and limit < 0:
+            return NO_LIMIT  # -1: management views show whole bodies
+        return limit if limit else ARTEMIS_PREVIEW_LIMIT
 
     async def move_matching(self, ref: QueueRef, selector: str, dest: QueueRef, n: int) -> int:
         moved = await self.jolokia.execute(
@@ -217,8 +241,8 @@ class ClassicOps(FlavorOps):
         items = [m for m in batch if isinstance(m, dict)] if isinstance(batch, list) else []
         return items[:limit]
 
-    def decode(self, raw: dict[str, Any]) -> PeekedMessage:
-        return classic_message(raw)
+    async def messages(self, ref: QueueRef, limit: int) -> list[PeekedMessage]:
+        return [classic_message(raw) for raw in await self.browse(ref, limit)]
 
     async def move_matching(self, ref: QueueRef, selector: str, dest: QueueRef, n: int) -> int:
         moved = await self.jolokia.execute(

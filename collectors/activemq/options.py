@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -12,6 +12,7 @@ from mqtop.kernel.durations import Duration
 from mqtop.kernel.secrets import Password, SecretUrl, strip_url_credentials
 
 Flavor = Literal["artemis", "classic"]
+BROWSE_SCHEMES = ("amqp", "amqps", "stomp", "stomp+ssl")
 
 
 class ActiveMQOptions(ClientCertificate, BrokerOptions):
@@ -52,6 +53,16 @@ class ActiveMQOptions(ClientCertificate, BrokerOptions):
     tls_verify: bool = Field(True, description="Verify the server certificate (https://).")
     ca_file: str | None = Field(None, description="CA bundle (PEM) for TLS verification.")
     http_timeout: Duration = Field(30.0, description="Timeout of one Jolokia request.")
+    browse_url: SecretUrl | None = Field(
+        None,
+        description=(
+            "Client endpoint that reads whole message bodies when browsing (peek, body "
+            "filters); Jolokia shows only a preview. Artemis: its AMQP acceptor "
+            "amqp(s)://HOST:5672 (a browser link, needs python-qpid-proton); Classic: its STOMP "
+            "connector stomp(+ssl)://HOST:61613 (a browser subscription). Credentials: the "
+            "URL's, else user and password."
+        ),
+    )
     move_batch: int = Field(
         1000,
         ge=1,
@@ -66,6 +77,19 @@ class ActiveMQOptions(ClientCertificate, BrokerOptions):
         parts = urlsplit(value.get_secret_value())
         if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
             raise ValueError("jolokia_url must be an http:// or https:// URL")
+        return value
+
+    @field_validator("browse_url")
+    @classmethod
+    def _browse(cls, value: SecretUrl | None) -> SecretUrl | None:
+        if value is None:
+            return None
+        parts = urlsplit(value.get_secret_value())
+        if parts.scheme.lower() not in BROWSE_SCHEMES or not parts.hostname or not parts.port:
+            raise ValueError(
+                "browse_url must look like amqp://host:port, amqps://host:port, "
+                "stomp://host:port or stomp+ssl://host:port"
+            )
         return value
 
     @field_validator("origin")
@@ -94,6 +118,15 @@ class ActiveMQOptions(ClientCertificate, BrokerOptions):
         if self.password is not None:
             return user, self.password.get_secret_value()
         return user, parts.password or ""
+
+    def browse_credentials(self) -> tuple[str, str] | None:
+        """(user, password) for browse_url: the URL's own, else those of Jolokia."""
+        if self.browse_url is None:
+            return None
+        parts = urlsplit(self.browse_url.get_secret_value())
+        if parts.username:
+            return unquote(parts.username), unquote(parts.password or "")
+        return self.credentials()
 
     def endpoint(self) -> str:
         """The Jolokia URL without credentials, ending in a slash (POST target)."""

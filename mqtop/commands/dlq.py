@@ -100,7 +100,7 @@ def peek_json(message: PeekedMessage, max_body: int) -> dict[str, Any]:
         "id": message.id,
         "body": text,
         "body_encoding": encoding,
-        "size": len(body),
+        "size": len(body) if message.body_complete else message.body_size,
         "headers": json_safe(headers),
         "properties": json_safe(properties),
         "death": None
@@ -111,7 +111,7 @@ def peek_json(message: PeekedMessage, max_body: int) -> dict[str, Any]:
             "original_queue": message.death.original_queue,
         },
     }
-    if truncated:
+    if truncated or not message.body_complete:
         out["truncated"] = True
     if headers_cut or properties_cut:
         out["headers_truncated"] = True

@@ -40,7 +40,11 @@ def message_text(message: PeekedMessage, now: float, hex_view: bool = False) -> 
     field("id", message.id)
     if message.note:
         field("note", message.note)
-    field("size", f"{fmt_size(len(message.body))} ({len(message.body)} bytes)")
+    if message.body_complete:
+        field("size", f"{fmt_size(len(message.body))} ({len(message.body)} bytes)")
+    else:  # the broker showed only the start of the body
+        whole = "?" if message.body_size is None else f"{message.body_size} bytes"
+        field("size", f"{whole}, of which the broker showed the first {len(message.body)}")
     if message.timestamp is not None:
         field("age", message_row(message, now).age)
     if message.death is not None:

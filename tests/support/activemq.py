@@ -55,6 +55,7 @@ PASSWORD = "admin"  # a loopback test broker
 ARTEMIS_OFFSET = 1000
 ARTEMIS_CONSOLE = 8161 + ARTEMIS_OFFSET
 ARTEMIS_STOMP = 61613 + ARTEMIS_OFFSET
+ARTEMIS_AMQP = 5672 + ARTEMIS_OFFSET
 CLASSIC_JOLOKIA = 9171
 CLASSIC_OPENWIRE = 61716
 CLASSIC_STOMP = 61713
@@ -149,6 +150,14 @@ class ActiveMQBroker:
     user: str = USER
     password: str = PASSWORD
     managed: Managed | None = None
+    amqp_port: int | None = None  # Artemis' AMQP acceptor (browse_url)
+
+    @property
+    def browse_url(self) -> str:
+        """The client endpoint mqtop browses whole bodies through (config ``browse_url``)."""
+        if self.flavor == "artemis":
+            return f"amqp://127.0.0.1:{self.amqp_port}"
+        return f"stomp://127.0.0.1:{self.stomp_port}"
 
     @property
     def origin(self) -> str:
@@ -479,6 +488,7 @@ def start_artemis(offset: int | None = None, workdir: Path | None = None,
         f"http://127.0.0.1:{console}/console/jolokia",
         61613 + offset,
         managed=Managed(proc, workdir),
+        amqp_port=5672 + offset,
     )
     try:
         wait_for(lambda: _jolokia_ready(broker), timeout, "Apache Artemis", proc, log)
@@ -567,12 +577,14 @@ def _find(flavor: str, port: int, path: str, stomp: int, start: Any) -> ActiveMQ
             int(os.environ.get(f"MQTOP_TEST_{env}_STOMP_PORT", str(stomp))),
             os.environ.get(f"MQTOP_TEST_{env}_USER", USER),
             os.environ.get(f"MQTOP_TEST_{env}_PASSWORD", PASSWORD),
+            amqp_port=int(os.environ.get(f"MQTOP_TEST_{env}_AMQP_PORT", str(ARTEMIS_AMQP))),
         )
         if not _jolokia_ready(broker):
             raise BrokerUnavailable(f"MQTOP_TEST_{env}_JOLOKIA_URL={url} does not answer")
         return broker
     if port_open("127.0.0.1", port):
-        broker = ActiveMQBroker(flavor, f"http://127.0.0.1:{port}{path}", stomp)
+        broker = ActiveMQBroker(flavor, f"http://127.0.0.1:{port}{path}", stomp,
+                                amqp_port=ARTEMIS_AMQP)  # fmt: skip
         if _jolokia_ready(broker):
             return broker
         raise BrokerUnavailable(f"something answers on 127.0.0.1:{port} but not as {flavor}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from collectors.activemq.collector import decode_artemis, decode_classic, number, samples
+from collectors.activemq.decode import decode_artemis, decode_classic, number, samples
 from collectors.activemq.jolokia import Jolokia, JolokiaRefused, JolokiaUnavailable, quote
 from collectors.activemq.messages import artemis_message, classic_message
 from collectors.activemq.options import ActiveMQOptions
@@ -131,7 +131,62 @@ def test_browsed_messages_decode() -> None:
     assert classic.death is not None and classic.death.reason == "poison"
     assert classic.death.original_queue == "orders" and classic.timestamp is not None
     cut = classic_message({"JMSMessageID": "ID:2", "BodyPreview": [1] * 255, "BodyLength": 900})
-    assert cut.extra["body_may_be_truncated"] is True
+    assert cut.body_complete is False and cut.body_size == 900 and len(cut.body) == 255
+    assert classic.body_complete is True and classic.body_size is None
+
+
+def test_artemis_cut_bodies() -> None:
+    """Artemis appends ', + N more' to a text cut at the limit and reports no body size."""
+    text = artemis_message({"messageID": "1", "type": 3, "text": "é" + "t" * 255 + ", + 747 more"})
+    assert text.body == ("é" + "t" * 255).encode() and text.body_complete is False
+    assert text.body_size is None  # characters are not bytes: no size is made up
+    short = artemis_message({"messageID": "2", "type": 3, "text": "ok, + 3 more"})
+    assert short.body == b"ok, + 3 more" and short.body_complete is True
+    wide = artemis_message({"messageID": "3", "type": 3, "text": "a" * 300}, limit=1000)
+    assert wide.body_complete is True
+    full = artemis_message({"messageID": "4", "type": 4, "BodyPreview": [1] * 255})
+    assert full.body_complete is True
+    edge = artemis_message({"messageID": "5", "type": 4, "BodyPreview": [1] * 256})
+    assert edge.body_complete is False  # as long as the limit: maybe cut
+    large = artemis_message({"messageID": "6", "type": 4, "largeMessage": True})
+    assert large.body_complete is False
+
+
+def test_artemis_bodies_are_matched_only_when_unambiguous() -> None:
+    from collectors.activemq.amqp import Whole
+    from collectors.activemq.bodies import match
+
+    dead = artemis_message({"messageID": "9", "type": 4, "BodyPreview": list(b"ab"),
+                            "LongProperties": {"_AMQ_ORIG_MESSAGE_ID": 7},
+                            "timestamp": 5, "priority": 4})  # fmt: skip
+    wholes = [Whole(b"abXX", 6, 5, 4), Whole(b"abYY", 7, 5, 4), None]
+    assert match(dead, wholes) == b"abYY"  # the dead letter's original id decides
+    plain = artemis_message({"messageID": "10", "type": 4, "BodyPreview": list(b"ab"),
+                             "timestamp": 5, "priority": 4})  # fmt: skip
+    assert match(plain, wholes) is None  # two bodies fit: none is guessed
+    assert match(plain, [Whole(b"abZ", None, 5, 4), Whole(b"zz", None, 5, 4)]) == b"abZ"
+    assert match(plain, [Whole(b"abZ", None, 6, 4)]) is None  # another timestamp
+
+
+def test_stomp_frames() -> None:
+    import asyncio
+
+    from collectors.activemq import stomp
+
+    assert stomp.escape("a:b\\n\n") == "a\\cb\\\\n\\n"
+    assert stomp.unescape(stomp.escape("q:1\n\\x")) == "q:1\n\\x"
+    assert stomp.selector(["ID:a'b", "ID:c"]) == "JMSMessageID IN ('ID:a''b', 'ID:c')"
+
+    async def read(data: bytes) -> list[tuple[str, dict[str, str], bytes]]:
+        reader = asyncio.StreamReader()
+        reader.feed_data(data)
+        reader.feed_eof()
+        return [await stomp.read_frame(reader), await stomp.read_frame(reader)]
+
+    frames = asyncio.run(read(b"\n\nMESSAGE\ncontent-length:3\nmessage-id:ID\\c1\n\na\x00b\x00"
+                              b"\nMESSAGE\nbrowser:end\nbrowser:x\n\n\x00"))  # fmt: skip
+    assert frames[0] == ("MESSAGE", {"content-length": "3", "message-id": "ID:1"}, b"a\x00b")
+    assert frames[1] == ("MESSAGE", {"browser": "end"}, b"")
 
 
 def test_jolokia_refusals_and_quoting() -> None:
@@ -151,3 +206,17 @@ def test_jolokia_refusals_and_quoting() -> None:
     with_creds = options(jolokia_url="https://u:secret@h:8443/console/jolokia")
     assert with_creds.credentials() == ("u", "secret")
     assert "secret" not in with_creds.address() and "secret" not in with_creds.endpoint()
+
+
+def test_peek_json_of_a_cut_body() -> None:
+    """A preview is `truncated` with the broker's size, or null when it reports none."""
+    from mqtop.commands.dlq import peek_json
+
+    cut = classic_message({"JMSMessageID": "ID:2", "BodyPreview": [65] * 255, "BodyLength": 900})
+    shown = peek_json(cut, 4096)
+    assert shown["truncated"] is True and shown["size"] == 900 and shown["body"] == "A" * 255
+    text = artemis_message({"messageID": "1", "type": 3, "text": "t" * 256 + ", + 9 more"})
+    shown = peek_json(text, 4096)
+    assert shown["truncated"] is True and shown["size"] is None and shown["body"] == "t" * 256
+    whole = peek_json(artemis_message({"messageID": "2", "type": 3, "text": "ok"}), 4096)
+    assert whole["size"] == 2 and "truncated" not in whole
