@@ -198,3 +198,73 @@ def test_move_limit_dry_run_readonly_and_purge(
         assert amq.count(src) == 0 and amq.count(dst) == 4
     finally:
         amq.cleanup(src, dst)
+
+
+def typed_message(amq: ActiveMQBroker, queue: str) -> None:
+    """One message with typed properties and JMS headers, as the broker's clients send them
+    (Classic: its own sendTextMessage; Artemis: an AMQP 1.0 producer)."""
+    if amq.flavor == "classic":
+        headers = {"n": 5, "flag": True, "s": "x", "JMSCorrelationID": "corr-1",
+                   "JMSType": "order", "JMSPriority": 7}  # fmt: skip
+        amq.call(amq.queue_mbean(queue),
+                 "sendTextMessage(java.util.Map,java.lang.String,java.lang.String,java.lang.String)",
+                 headers, "typed", amq.user, amq.password)  # fmt: skip
+        return
+    from proton import Message, byte, float32, int32, short
+    from proton.utils import BlockingConnection
+
+    conn = BlockingConnection(amq.browse_url, user=amq.user, password=amq.password,
+                              allowed_mechs="PLAIN")  # fmt: skip
+    try:
+        props = {"i": int32(5), "s": short(3), "b": byte(1), "f": float32(1.5), "l": 7,
+                 "flag": True, "str": "x"}  # fmt: skip
+        conn.create_sender(queue).send(Message(
+            body="typed", id="mid-1", correlation_id="corr-1", subject="order", priority=7,
+            durable=True, content_type="text/plain", properties=props))  # fmt: skip
+    finally:
+        conn.close()
+
+
+def unrecorded(value: Any) -> Any:
+    """A typed property map without the broker's record of a move (Artemis _AMQ_ORIG_*)."""
+    if not isinstance(value, dict):
+        return value
+    return {k: v for k, v in value.items() if "_AMQ_ORIG_" not in k and "x-opt-ORIG-" not in k}
+
+
+def test_move_keeps_ids_and_property_types(
+    amq: ActiveMQBroker, unique: Callable[[str], str], write_config: Any, run_cli: Any
+) -> None:
+    """Why replays are the broker's own moves (docs/activemq.md, Replay record): they keep
+    the message id and every property's type, which a STOMP or AMQP re-send does not."""
+    source, dest = unique("typed"), unique("typedto")
+    amq.create_queue(source, dlq_per_queue=False)
+    amq.create_queue(dest, dlq_per_queue=False)
+    try:
+        typed_message(amq, source)
+        assert wait_count(amq, source, 1) == 1
+        (before,) = amq.browse(source)
+        result, report = replay(run_cli, broker_config(write_config, amq), "move", "amq",
+                                source, dest)  # fmt: skip
+        assert result.returncode == 0 and report is not None and report["moved"] == 1
+        assert wait_count(amq, dest, 1) == 1
+        (after,) = amq.browse(dest)
+        if amq.flavor == "classic":
+            same = ("JMSMessageID", "JMSCorrelationID", "JMSType", "JMSPriority", "JMSTimestamp",
+                    "IntProperties", "BooleanProperties", "StringProperties", "Text")  # fmt: skip
+            assert after["IntProperties"] == {"n": 5}
+            assert after["BooleanProperties"] == {"flag": True}
+        else:
+            same = ("protocol", "userID", "type", "priority", "timestamp", "IntProperties",
+                    "ShortProperties", "ByteProperties", "LongProperties", "FloatProperties",
+                    "BooleanProperties", "text")  # fmt: skip
+            assert after["IntProperties"] == {"applicationProperties.i": 5}
+            assert after["userID"] == "ID:mid-1"
+        assert {k: unrecorded(after.get(k)) for k in same} == {k: before.get(k) for k in same}
+        if amq.flavor == "artemis":  # what the broker adds: its record of the move
+            assert after["LongProperties"]["extraProperties._AMQ_ORIG_MESSAGE_ID"] == int(
+                before["messageID"]
+            )
+    finally:
+        amq.delete_queue(source)
+        amq.delete_queue(dest)
