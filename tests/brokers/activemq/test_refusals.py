@@ -64,3 +64,34 @@ def test_default_origin_is_accepted(
     path = config(write_config, amq)
     result = run_cli("queues", "--format", "json", "--config", str(path))
     assert result.returncode == 0, result.stderr
+
+
+def test_an_alias_of_the_source_is_the_same_queue(
+    artemis_broker: ActiveMQBroker,
+    unique: Callable[[str], str],
+    write_config: Callable[[str], Path],
+    run_cli: Any,
+) -> None:
+    """``address/queue`` and ``queue`` name one Artemis queue: the dead-letter service sees two
+    names, the broker resolves them to one MBean and refuses in the service's words (exit 2)."""
+    from tests.support.activemq import wait_count
+
+    amq = artemis_broker
+    queue = unique("alias")
+    amq.create_queue(queue)
+    try:
+        amq.send(queue, ["a", "b"])
+        assert wait_count(amq, queue, 2) == 2
+        amq.dead_letter(queue, 2)
+        dlq = f"DLQ.{queue}"
+        assert wait_count(amq, dlq, 2) == 2
+        path = config(write_config, amq)
+        for extra in ([], ["--filter", "body:a"]):
+            result = run_cli("dlq", "move", "amq", dlq, f"mqtop.DLA/{dlq}", *extra, "--yes",
+                             "--config", str(path))  # fmt: skip
+            assert result.returncode == 2, (result.stdout, result.stderr)
+            assert "source and destination are the same queue" in result.stderr
+            assert "Traceback" not in result.stderr
+        assert amq.count(dlq) == 2
+    finally:
+        amq.cleanup(queue)
