@@ -68,6 +68,28 @@ def sqs_broker() -> Iterator[harness.SqsBroker]:
     broker.stop()
 
 
+@pytest.fixture(scope="session")
+def artemis_broker() -> Iterator[object]:
+    """Apache ActiveMQ Artemis with its console's Jolokia (tests/support/activemq.py)."""
+    from tests.support import activemq
+
+    broker = _obtain("ActiveMQ Artemis", activemq.find_artemis)
+    assert isinstance(broker, activemq.ActiveMQBroker)
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def activemq_classic_broker() -> Iterator[object]:
+    """Apache ActiveMQ Classic (embedded) with the Jolokia JVM agent."""
+    from tests.support import activemq
+
+    broker = _obtain("ActiveMQ Classic", activemq.find_classic)
+    assert isinstance(broker, activemq.ActiveMQBroker)
+    yield broker
+    broker.stop()
+
+
 @pytest.fixture
 def unique() -> Callable[[str], str]:
     """Make names unique per test run (brokers are shared between runs)."""

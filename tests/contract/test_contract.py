@@ -1,8 +1,9 @@
-"""Black-box contract audit: the real CLI against all four real brokers, checked against
+"""Black-box contract audit: the real CLI against every kind of real broker (Redis, RabbitMQ,
+Kafka, SQS, ActiveMQ Artemis and Classic), checked against
 SPEC.md to the letter (command names, JSON keys, metric names, Prometheus names and labels,
 exit codes, readonly refusal, confirmation, audit log).
 
-One config holds the four brokers. Every expected number is read back from the broker itself
+One config holds the six brokers. Every expected number is read back from the broker itself
 (LLEN, passive queue.declare, end offsets, GetQueueAttributes), never hard-coded. Commands
 that do not depend on each other run concurrently (each CLI run mostly waits on a poll
 interval), which keeps the module well under a minute on two cores.
@@ -33,6 +34,7 @@ from typing import Any
 import pytest
 
 from tests.harness import KafkaBroker, RabbitBroker, RedisBroker, SqsBroker, free_port
+from tests.support.activemq import ActiveMQBroker, wait_count
 from tests.support.reports import move_report
 
 pytestmark = pytest.mark.broker
@@ -213,11 +215,14 @@ class World:
     rabbit: RabbitBroker
     kafka: KafkaBroker
     sqs: SqsBroker
+    artemis: ActiveMQBroker
+    classic: ActiveMQBroker
     keys: list[str] = field(default_factory=list)
     rabbit_queues: list[str] = field(default_factory=list)
     rabbit_exchanges: list[str] = field(default_factory=list)
     topics: list[str] = field(default_factory=list)
     sqs_urls: list[str] = field(default_factory=list)
+    amq_queues: list[tuple[ActiveMQBroker, str]] = field(default_factory=list)
 
     # -- clients
     def r(self) -> Any:
@@ -270,6 +275,22 @@ class World:
                 access_key_id: testing
                 secret_access_key: contractS3cretKey
                 queue_name_prefix: "{p}"
+                readonly: {ro}
+              - name: amq
+                type: activemq
+                jolokia_url: "{self.artemis.jolokia_url}"
+                user: {self.artemis.user}
+                password: "{self.artemis.password}"
+                browse_url: "{self.artemis.browse_url}"
+                include: ["{p}*", "mqtop.DLA/DLQ.{p}*"]
+                readonly: {ro}
+              - name: amqc
+                type: activemq
+                jolokia_url: "{self.classic.jolokia_url}"
+                user: {self.classic.user}
+                password: "{self.classic.password}"
+                browse_url: "{self.classic.browse_url}"
+                include: ["ind.{p}*", "DLQ.ind.{p}*"]
                 readonly: {ro}
             """
         ) + textwrap.dedent(alerts)
@@ -534,9 +555,49 @@ class World:
             )
         return sorted(found.values())
 
+    # -- ActiveMQ (amq: Artemis, amqc: Classic)
+    def amq(self, name: str) -> ActiveMQBroker:
+        return self.artemis if name == "amq" else self.classic
+
+    def amq_names(self, name: str, tag: str) -> tuple[str, str]:
+        """(queue, its DLQ) on the broker ``amq`` or ``amqc`` (Classic: ``ind.*`` queues
+        dead-letter into their own ``DLQ.<queue>``)."""
+        queue = f"{self.prefix}.{tag}" if name == "amq" else f"ind.{self.prefix}.{tag}"
+        return queue, f"DLQ.{queue}"
+
+    def amq_dlq(self, name: str, queue: str, dead: Sequence[bytes], live: int = 0) -> None:
+        """A queue whose ``dead`` messages the broker dead-lettered, then ``live`` more."""
+        broker = self.amq(name)
+        broker.create_queue(queue)
+        self.amq_queues.append((broker, queue))
+        self.amq_send(broker, queue, dead)
+        assert wait_count(broker, queue, len(dead)) == len(dead)
+        broker.dead_letter(queue, len(dead))
+        assert wait_count(broker, broker.dlq_of(queue), len(dead)) == len(dead)
+        self.amq_send(broker, queue, [b"live-%d" % i for i in range(live)])
+        assert wait_count(broker, queue, live) == live
+
+    def amq_send(self, broker: ActiveMQBroker, queue: str, bodies: Sequence[bytes]) -> None:
+        conn = broker.stomp()
+        try:
+            extra = {"destination-type": "ANYCAST"} if broker.flavor == "artemis" else {}
+            for i, body in enumerate(bodies):
+                conn.send(broker.destination(queue), body,
+                          headers={"persistent": "true", "n": str(i), **extra})  # fmt: skip
+        finally:
+            conn.disconnect()
+
+    def amq_count(self, name: str, queue: str) -> int:
+        return self.amq(name).count(queue)
+
     # -- cleanup
     def cleanup(self) -> None:
         errors: list[str] = []
+        for broker, queue in self.amq_queues:
+            try:
+                broker.cleanup(queue)
+            except Exception as exc:
+                errors.append(f"activemq: {exc}")
         try:
             if self.keys:
                 self.r().delete(*self.keys)
@@ -605,6 +666,8 @@ class Static:
     group_lag: str
     sq: str
     sdlq: str
+    aq: tuple[str, str]
+    cq: tuple[str, str]
     binary: bytes = b"\xff\xfe\x00binary"
 
 
@@ -614,9 +677,12 @@ def world(
     rabbitmq_broker: RabbitBroker,
     kafka_broker: KafkaBroker,
     sqs_broker: SqsBroker,
+    artemis_broker: ActiveMQBroker,
+    activemq_classic_broker: ActiveMQBroker,
 ) -> Iterator[World]:
     prefix = f"mqtop-test-ct-{uuid.uuid4().hex[:10]}"
-    w = World(prefix, redis_broker, rabbitmq_broker, kafka_broker, sqs_broker)
+    w = World(prefix, redis_broker, rabbitmq_broker, kafka_broker, sqs_broker, artemis_broker,
+              activemq_classic_broker)  # fmt: skip
     try:
         yield w
     finally:
@@ -642,6 +708,8 @@ def static(world: World, tmp_path_factory: pytest.TempPathFactory) -> Static:
         group_lag=f"{p}-behind",
         sq=f"{p}-orders",
         sdlq=f"{p}-orders-dlq",
+        aq=world.amq_names("amq", "orders"),
+        cq=world.amq_names("amqc", "orders"),
     )
     s.config.write_text(world.config(audit=home / "audit.jsonl"))
     # Redis: a list with its :dead list, a stream with one lagging and one caught-up group
@@ -683,6 +751,9 @@ def static(world: World, tmp_path_factory: pytest.TempPathFactory) -> Static:
     src_url, dlq_url = world.sqs_pair(s.sq, s.sdlq)
     world.sqs_send(src_url, ["live"])
     world.sqs_send(dlq_url, ["sqs-dead-0", "sqs-dead-1"])
+    # ActiveMQ: 3 dead letters (one binary) in the queue's own DLQ, 2 live, on each flavor
+    for name, (queue, _) in (("amq", s.aq), ("amqc", s.cq)):
+        world.amq_dlq(name, queue, [b"amq-0", s.binary, b"amq-2"], live=2)
     world.rabbit_settled({s.rq: 2, s.rdlq: 3})
     return s
 
@@ -720,11 +791,13 @@ def test_metrics_json_and_prometheus(static: Static) -> None:
     when = dt.datetime.fromisoformat(doc["time"].replace("Z", "+00:00"))
     assert when.tzinfo is not None
     assert abs(time.time() - when.timestamp()) < 120
-    assert [b["name"] for b in doc["brokers"]] == ["cache", "rabbit", "events", "aws"]
+    assert [b["name"] for b in doc["brokers"]] == NAMES
     for b in doc["brokers"]:
         assert set(b) == BROKER_KEYS, b
         assert b["up"] is True and b["error"] is None, b
-    assert [b["type"] for b in doc["brokers"]] == ["redis", "rabbitmq", "kafka", "sqs"]
+    assert [b["type"] for b in doc["brokers"]] == [
+        "redis", "rabbitmq", "kafka", "sqs", "activemq", "activemq"
+    ]  # fmt: skip
 
     # every series: the six keys (+ "status" on consumer-group series), every metric present
     for x in doc["series"]:
@@ -797,6 +870,24 @@ def test_metrics_json_and_prometheus(static: Static) -> None:
     assert sq["metrics"]["dlq_length"] == w.sqs_count(s.sdlq) == 2
     assert sq["metrics"]["consumers"] is None  # SQS has no consumer registry: null, never 0
 
+    # ActiveMQ: MessageCount - DeliveringCount (Artemis) / QueueSize - InFlightCount
+    # (Classic), the DLQ from the address settings / DLQ.<queue>, its messages as dlq_length
+    for name, (queue, dlq), dlq_series in (
+        ("amq", s.aq, f"mqtop.DLA/{s.aq[1]}"),
+        ("amqc", s.cq, s.cq[1]),
+    ):
+        amq = _series(doc, name, queue)
+        assert amq["kind"] == "queue" and amq["dlq"] == dlq_series, amq
+        assert amq["metrics"]["queue_length"] == w.amq_count(name, queue) == 2
+        assert amq["metrics"]["dlq_length"] == w.amq_count(name, dlq) == 3
+        assert amq["metrics"]["consumer_lag_messages"] == 2
+        assert amq["metrics"]["consumers"] == 0 and amq["metrics"]["in_flight"] == 0
+        assert _series(doc, name, dlq_series)["kind"] == "dlq"
+        assert amq["metrics"]["publish_rate"] == 0 and amq["metrics"]["processing_rate"] == 0
+    artemis = _series(doc, "amq", s.aq[0])["metrics"]
+    assert artemis["latency_seconds"] is not None and artemis["latency_seconds"] >= 0
+    assert _series(doc, "amqc", s.cq[0])["metrics"]["latency_seconds"] is None  # not exposed
+
     # Prometheus: mqtop_<metric>{broker, queue, group}, parsed by prometheus_client itself
     assert as_prom.returncode == 0, as_prom.stderr
     families = {f.name: f for f in text_string_to_metric_families(as_prom.stdout)}
@@ -809,13 +900,13 @@ def test_metrics_json_and_prometheus(static: Static) -> None:
     mine = {
         (x["broker"], x["queue"], x["group"] or ""): x
         for x in doc["series"]
-        if x["queue"].startswith(w.prefix)
+        if w.prefix in x["queue"]
     }
     for metric in ("queue_length", "dlq_length", "consumer_lag_messages", "group_status"):
         exported = {
             (smp.labels["broker"], smp.labels["queue"], smp.labels["group"]): smp.value
             for smp in families[f"mqtop_{metric}"].samples
-            if smp.labels["queue"].startswith(w.prefix)
+            if w.prefix in smp.labels["queue"]
         }
         # a null metric is absent (never 0); a known one has the same value as in JSON
         expected = {
@@ -843,7 +934,11 @@ def test_queues_json_and_broker_selection(static: Static) -> None:
     assert found[("rabbit", s.rq, None)][1] == s.rdlq
     assert found[("events", s.topic, s.group_lag)][1] == s.dlt
     assert found[("aws", s.sq, None)][1] == s.sdlq
-    assert {r["broker"] for r in rows} == {"cache", "rabbit", "events", "aws"}
+    assert found[("amq", s.aq[0], None)] == ("queue", f"mqtop.DLA/{s.aq[1]}")
+    assert found[("amq", f"mqtop.DLA/{s.aq[1]}", None)] == ("dlq", None)
+    assert found[("amqc", s.cq[0], None)] == ("queue", s.cq[1])
+    assert found[("amqc", s.cq[1], None)] == ("dlq", None)
+    assert {r["broker"] for r in rows} == {"cache", "rabbit", "events", "aws", "amq", "amqc"}
 
     only = ok_json(cache_only)
     assert only and {r["broker"] for r in only} == {"cache"}
@@ -951,6 +1046,8 @@ def test_dlq_peek_every_broker(static: Static) -> None:
         w.rabbit_count(s.rdlq),
         w.kafka_bounds(s.dlt),
         w.sqs_count(s.sdlq),
+        w.amq_count("amq", s.aq[1]),
+        w.amq_count("amqc", s.cq[1]),
     )
     runs = s.cli.many(
         ["dlq", "peek", "cache", s.dead, "-n", "10", "--format", "json", "--config", cfg],
@@ -958,6 +1055,8 @@ def test_dlq_peek_every_broker(static: Static) -> None:
         ["dlq", "peek", "events", s.dlt, "-n", "10", "--format", "json", "--config", cfg],
         ["dlq", "peek", "aws", s.sdlq, "-n", "10", "--format", "json", "--config", cfg],
         ["dlq", "peek", "cache", s.dead, "-n", "2", "--format", "json", "--config", cfg],
+        ["dlq", "peek", "amq", s.aq[1], "-n", "10", "--format", "json", "--config", cfg],
+        ["dlq", "peek", "amqc", s.cq[1], "-n", "10", "--format", "json", "--config", cfg],
     )
     docs = [ok_json(run) for run in runs]
     for doc in docs:
@@ -973,9 +1072,10 @@ def test_dlq_peek_every_broker(static: Static) -> None:
             assert m["size"] == len(raw)
             assert isinstance(m["headers"], dict) and isinstance(m["properties"], dict)
             assert m["death"] is None or set(m["death"]) == DEATH_KEYS, m["death"]
-    redis_doc, rabbit_doc, kafka_doc, sqs_doc, two = docs
+    redis_doc, rabbit_doc, kafka_doc, sqs_doc, two, artemis_doc, classic_doc = docs
     # §7: where peeking has side effects (RabbitMQ requeue, SQS receive count), it says so
     assert ["note:" in run.stderr for run in runs[:4]] == [False, True, False, True]
+    assert "note:" not in runs[5].stderr + runs[6].stderr  # ActiveMQ browses: no side effect
 
     def bodies(doc: list[Any]) -> list[bytes]:
         return [
@@ -1002,8 +1102,23 @@ def test_dlq_peek_every_broker(static: Static) -> None:
     assert all(m["death"] is None for m in redis_doc)  # list items carry nothing
     for m in sqs_doc:
         assert m["death"]["original_queue"] == s.sq
+    # ActiveMQ: the broker's browse order; binary as base64; the original queue it records
+    expected = [b"amq-0", s.binary, b"amq-2"]
+    assert bodies(artemis_doc) == expected
+    assert sorted(bodies(classic_doc)) == sorted(expected)
+    for doc, queue in ((artemis_doc, s.aq[0]), (classic_doc, s.cq[0])):
+        assert [m["body_encoding"] == "base64" for m in doc].count(True) == 1
+        assert all(m["death"]["original_queue"] == queue for m in doc), doc
+        assert {m["headers"]["n"] for m in doc} == {"0", "1", "2"}
 
-    after = (w.r().llen(s.dead), w.rabbit_count(s.rdlq), w.kafka_bounds(s.dlt), w.sqs_count(s.sdlq))
+    after = (
+        w.r().llen(s.dead),
+        w.rabbit_count(s.rdlq),
+        w.kafka_bounds(s.dlt),
+        w.sqs_count(s.sdlq),
+        w.amq_count("amq", s.aq[1]),
+        w.amq_count("amqc", s.cq[1]),
+    )
     assert after == before
 
 
@@ -1018,10 +1133,16 @@ class Dlqs:
     rabbit: tuple[str, str]
     kafka: tuple[str, str]
     sqs: tuple[str, str]
+    amq: tuple[str, str]
+    amqc: tuple[str, str]
     bodies: tuple[bytes, ...] = (b"skip-0", b"pick-1", b"pick-2")
 
     def pairs(self) -> dict[str, tuple[str, str]]:
-        return {"cache": self.redis, "rabbit": self.rabbit, "events": self.kafka, "aws": self.sqs}
+        return {"cache": self.redis, "rabbit": self.rabbit, "events": self.kafka, "aws": self.sqs,
+                "amq": self.amq, "amqc": self.amqc}  # fmt: skip
+
+
+NAMES = ["cache", "rabbit", "events", "aws", "amq", "amqc"]
 
 
 def _fresh_dlqs(w: World, tag: str) -> Dlqs:
@@ -1031,6 +1152,8 @@ def _fresh_dlqs(w: World, tag: str) -> Dlqs:
         rabbit=(f"{p}.{tag}", f"{p}.{tag}.dlq"),
         kafka=(f"{p}.{tag}", f"{p}.{tag}.DLT"),
         sqs=(f"{p}-{tag}", f"{p}-{tag}-dlq"),
+        amq=w.amq_names("amq", tag),
+        amqc=w.amq_names("amqc", tag),
     )
     w.redis_list(d.redis[0], [])
     w.redis_list(d.redis[1], list(d.bodies))
@@ -1041,6 +1164,8 @@ def _fresh_dlqs(w: World, tag: str) -> Dlqs:
     )
     _src_url, dlq_url = w.sqs_pair(*d.sqs)
     w.sqs_send(dlq_url, [b.decode() for b in d.bodies])
+    for name in ("amq", "amqc"):
+        w.amq_dlq(name, d.pairs()[name][0], list(d.bodies))
     return d
 
 
@@ -1051,6 +1176,8 @@ def _levels(w: World, d: Dlqs) -> dict[str, tuple[Any, Any]]:
         "rabbit": (w.rabbit_count(d.rabbit[0]), w.rabbit_count(d.rabbit[1])),
         "events": (w.kafka_read(d.kafka[0]), w.kafka_bounds(d.kafka[1])),
         "aws": (w.sqs_count(d.sqs[0]), w.sqs_count(d.sqs[1])),
+        "amq": (w.amq_count("amq", d.amq[0]), w.amq_count("amq", d.amq[1])),
+        "amqc": (w.amq_count("amqc", d.amqc[0]), w.amq_count("amqc", d.amqc[1])),
     }
 
 
@@ -1090,7 +1217,8 @@ def test_replay_dry_run_confirmation_readonly_and_audit(static: Static, tmp_path
     cfg.write_text(w.config(audit=audit))
     ro = tmp_path / "ro.yaml"
     ro.write_text(w.config(readonly=True, audit=audit))
-    names = ["cache", "rabbit", "events", "aws"]
+    names = NAMES
+    n = len(names)
     pairs = d.pairs()
     start = _levels(w, d)
 
@@ -1115,10 +1243,10 @@ def test_replay_dry_run_confirmation_readonly_and_audit(static: Static, tmp_path
         [*reclaim, "--to", f"{static.stream}:dead", "--yes", "--config", str(ro)],
         [*reclaim, "--format", "json", "--config", str(ro)],  # listing is not a write
     )
-    dry, unconfirmed, refused, refused_move = (first[i : i + 4] for i in range(0, 16, 4))
-    dry_ro, refused_purge = second[:4], second[4:9]
+    dry, unconfirmed, refused, refused_move = (first[i : i + n] for i in range(0, 4 * n, n))
+    dry_ro, refused_purge = second[:n], second[n : 2 * n + 1]
     pending = w.r().xpending(static.stream, "lagging")["pending"]
-    assert len(ok_json(second[9])["entries"]) == pending == 1
+    assert len(ok_json(second[2 * n + 1])["entries"]) == pending == 1
     for name, run in zip(names * 2, dry + dry_ro, strict=True):
         doc = _move_doc(run)
         assert doc["dry_run"] is True and doc["failed"] == 0, (name, doc)
@@ -1146,7 +1274,15 @@ def test_replay_dry_run_confirmation_readonly_and_audit(static: Static, tmp_path
     assert end["rabbit"] == (1, 2)
     assert end["events"][0] == [b"pick-1"]  # a DLT is never deleted from: records are copied
     assert end["aws"] == (1, 2)
-    # SPEC §7: headers kept, and a replay records itself in a header / attribute
+    assert end["amq"] == end["amqc"] == (1, 2)
+    # SPEC §7: headers kept, and a replay records itself in a header / attribute (ActiveMQ:
+    # the broker's own move records the DLQ instead, docs/activemq.md "Replay record")
+    for name in ("amq", "amqc"):
+        [raw] = w.amq(name).browse(pairs[name][0])
+        strings = raw.get("StringProperties") or {}
+        assert strings["n"] == "1", raw
+        recorded = strings.get("_AMQ_ORIG_QUEUE") or raw.get("OriginalDestination")
+        assert recorded in (pairs[name][1], f"queue://{pairs[name][1]}"), raw
     [(body, headers)] = w.rabbit_drain(d.rabbit[0])
     assert body == b"pick-1" and headers["n"] == "1" and "x-mqtop-replay" in headers, headers
     [(body, kheaders)] = w.kafka_records(d.kafka[0])
@@ -1181,7 +1317,12 @@ def test_move_purge_reclaim_and_audit(static: Static, tmp_path: Path) -> None:
         "rabbit": f"{w.prefix}.mv-other",
         "events": f"{w.prefix}.mv-other",
         "aws": f"{w.prefix}-mv-other",
+        "amq": f"{w.prefix}.mv-other",
+        "amqc": f"ind.{w.prefix}.mv-other",
     }
+    for name in ("amq", "amqc"):
+        w.amq(name).create_queue(dst[name], dlq_per_queue=False)
+        w.amq_queues.append((w.amq(name), dst[name]))
     w.keys.append(dst["cache"])
     w.rabbit_queue(dst["rabbit"])
     w.kafka_topics(dst["events"])
@@ -1196,7 +1337,7 @@ def test_move_purge_reclaim_and_audit(static: Static, tmp_path: Path) -> None:
     reclaim = ["dlq", "reclaim", "cache", stream, "--group", "g", "--idle", "0s"]
     tail = ["--format", "json", "--config", str(cfg)]
 
-    names = ["cache", "rabbit", "events", "aws"]
+    names = NAMES
     *moves, listed = cli.many(
         *(["dlq", "move", n, pairs[n][1], dst[n], "--yes", *tail] for n in names),
         [*reclaim, *tail],
@@ -1209,6 +1350,8 @@ def test_move_purge_reclaim_and_audit(static: Static, tmp_path: Path) -> None:
     assert w.rabbit_count(dst["rabbit"]) == 3 and w.rabbit_count(d.rabbit[1]) == 0
     assert w.kafka_read(dst["events"]) == list(d.bodies)
     assert w.sqs_count(dst["aws"]) == 3 and w.sqs_count(d.sqs[1]) == 0
+    for name in ("amq", "amqc"):
+        assert w.amq_count(name, dst[name]) == 3 and w.amq_count(name, pairs[name][1]) == 0
     assert ok_json(listed)["entries"][0]["id"] == entry.decode()
     assert r.xpending(stream, "g")["pending"] == 1  # listing changes nothing
 
@@ -1228,6 +1371,7 @@ def test_move_purge_reclaim_and_audit(static: Static, tmp_path: Path) -> None:
     start, end = w.kafka_bounds(dst["events"])
     assert start == end == 3  # DeleteRecords up to the end
     assert w.sqs_count(dst["aws"]) == 0
+    assert w.amq_count("amq", dst["amq"]) == w.amq_count("amqc", dst["amqc"]) == 0
     assert ok_json(reclaimed)["moved"] == 1
     assert r.xlen(dead) == 1 and r.xpending(stream, "g")["pending"] == 0
 
@@ -1284,7 +1428,7 @@ def test_unreachable_brokers_exit_3(tmp_path: Path) -> None:
     (up false, an error), with no secret in any output. RabbitMQ with neither its management
     API nor AMQP answering is down too."""
     cli = Cli(tmp_path)
-    dead = [free_port() for _ in range(5)]
+    dead = [free_port() for _ in range(6)]
     cfg = tmp_path / "dead.yaml"
     cfg.write_text(
         textwrap.dedent(
@@ -1298,11 +1442,14 @@ def test_unreachable_brokers_exit_3(tmp_path: Path) -> None:
               - {{name: events, type: kafka, bootstrap_servers: "127.0.0.1:{dead[3]}"}}
               - {{name: aws, type: sqs, endpoint_url: "http://127.0.0.1:{dead[4]}",
                   region: us-east-1, access_key_id: testing, secret_access_key: deadS3cret}}
+              - {{name: amq, type: activemq, user: admin, password: deadS3cret,
+                  jolokia_url: "http://127.0.0.1:{dead[5]}/console/jolokia",
+                  browse_url: "amqp://127.0.0.1:{dead[5]}"}}
             """
         )
     )
     c = str(cfg)
-    metrics, queues, check, peek_r, peek_rb, peek_k, peek_s, replay_rb = cli.many(
+    metrics, queues, check, peek_r, peek_rb, peek_k, peek_s, replay_rb, peek_a = cli.many(
         ["metrics", "--config", c, "--format", "json"],
         ["queues", "--config", c, "--format", "json"],
         ["check", "--once", "--config", c, "--format", "json"],
@@ -1311,6 +1458,7 @@ def test_unreachable_brokers_exit_3(tmp_path: Path) -> None:
         ["dlq", "peek", "events", "q", "--config", c, "--format", "json"],
         ["dlq", "peek", "aws", "q", "--config", c, "--format", "json"],
         ["dlq", "replay", "rabbit", "q.dlq", "--to", "q", "--yes", "--config", c],
+        ["dlq", "peek", "amq", "q", "--config", c, "--format", "json"],
     )
     doc = ok_json(metrics, 3)
     assert [(b["name"], b["up"]) for b in doc["brokers"]] == [
@@ -1318,18 +1466,19 @@ def test_unreachable_brokers_exit_3(tmp_path: Path) -> None:
         ("rabbit", False),
         ("events", False),
         ("aws", False),
+        ("amq", False),
     ]
     for b in doc["brokers"]:
         assert set(b) == BROKER_KEYS and isinstance(b["error"], str) and b["error"], b
     assert doc["series"] == []
     assert ok_json(queues, 3) == []
     report = ok_json(check, 3)
-    assert len(report["errors"]) == 4, report
+    assert len(report["errors"]) == 5, report
     down = {a["broker"] for a in report["alerts"] if a["rule"] == "BrokerDown"}
-    assert down == {"cache", "rabbit", "events", "aws"}, report
-    for run in (peek_r, peek_rb, peek_k, peek_s, replay_rb):
+    assert down == {"cache", "rabbit", "events", "aws", "amq"}, report
+    for run in (peek_r, peek_rb, peek_k, peek_s, replay_rb, peek_a):
         one_line_error(run, 3)
-    for run in (metrics, check, queues, peek_r, peek_rb, peek_k, peek_s, replay_rb):
+    for run in (metrics, check, queues, peek_r, peek_rb, peek_k, peek_s, replay_rb, peek_a):
         assert "deadS3cret" not in run.stdout + run.stderr
 
 

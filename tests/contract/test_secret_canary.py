@@ -6,7 +6,9 @@ The config carries one fresh canary per kind of secret:
 * a wrong password in the RabbitMQ AMQP and management URLs (authentication fails);
 * a webhook URL token and a webhook ``Authorization`` header (alerts really get delivered);
 * the SQS secret access key, given through ``${VAR}`` interpolation from the environment;
-* a Kafka SASL password (the broker does not speak SASL on that listener: the failure path).
+* a Kafka SASL password (the broker does not speak SASL on that listener: the failure path);
+* an Artemis user's password (a user made for the test, so Jolokia and the AMQP browse work),
+  also inside the AMQP ``browse_url``; a wrong password in Classic's Jolokia and STOMP URLs.
 
 Then every command runs as a subprocess, many with ``-vv`` (library debug logs included):
 metrics in every format, queues, check in every format with ``--output``, serve (scraped and
@@ -35,10 +37,14 @@ import redis
 
 from tests.conftest import ROOT
 from tests.harness import BrokerUnavailable, SqsBroker, free_port, start_redis
+from tests.support.activemq import ActiveMQBroker, wait_count
 from tests.support.receiver import Receiver
 from tests.support.serve import http_get
 
 pytestmark = pytest.mark.broker
+
+
+AMQ_USER = "mqtopcanary"
 
 
 def _canary(kind: str) -> str:
@@ -55,11 +61,14 @@ class Canaries:
     sqs: str = field(default_factory=lambda: _canary("Sqs"))
     kafka: str = field(default_factory=lambda: _canary("Kafka"))
     typo: str = field(default_factory=lambda: _canary("Typo"))
+    amq: str = field(default_factory=lambda: _canary("Amq"))
+    amq_wrong: str = field(default_factory=lambda: _canary("AmqWrong"))
 
     def forms(self) -> dict[str, bytes]:
         """Every canary, plus the Basic-auth encodings a client would send."""
         out = {name: value.encode() for name, value in vars(self).items()}
-        for user, name in (("canary", "redis"), ("guest", "rabbit")):
+        pairs = [("canary", "redis"), ("guest", "rabbit"), (AMQ_USER, "amq")]
+        for user, name in [*pairs, ("admin", "amq_wrong")]:
             pair = f"{user}:{getattr(self, name)}".encode()
             out[f"{name} (basic auth)"] = base64.b64encode(pair)
         return out
@@ -76,6 +85,7 @@ class Env:
     receiver: Receiver
     state: Path
     sqs: SqsBroker
+    artemis: ActiveMQBroker
     outputs: list[tuple[str, bytes]] = field(default_factory=list)
 
     def run(
@@ -107,8 +117,15 @@ class Env:
 
 
 @pytest.fixture
-def env(sqs_broker: SqsBroker, tmp_path: Path, unique) -> Iterator[Env]:
+def env(
+    sqs_broker: SqsBroker,
+    artemis_broker: ActiveMQBroker,
+    activemq_classic_broker: ActiveMQBroker,
+    tmp_path: Path,
+    unique,
+) -> Iterator[Env]:
     canaries = Canaries()
+    artemis, classic = artemis_broker, activemq_classic_broker
     try:
         private = start_redis()
     except BrokerUnavailable as exc:
@@ -130,6 +147,12 @@ def env(sqs_broker: SqsBroker, tmp_path: Path, unique) -> Iterator[Env]:
     sqs = sqs_broker.client()
     for name in ("dlq", "work", "other"):
         sqs.create_queue(QueueName=f"{prefix}-{name}")
+    artemis.call(artemis.broker_mbean(),
+                 "addUser(java.lang.String,java.lang.String,java.lang.String,boolean)",
+                 AMQ_USER, canaries.amq, "amq", True)  # fmt: skip
+    for name in ("amq-dlq", "amq-work"):
+        artemis.create_queue(f"{prefix}.{name}", dlq_per_queue=False)
+    amqp_port = artemis.browse_url.rsplit(":", 1)[1]
     state = tmp_path / "run"
     state.mkdir()
     port = private.port
@@ -169,6 +192,17 @@ brokers:
     sasl_password: "{canaries.kafka}"
     topics: ["{prefix}*"]
     groups: ["{prefix}*"]
+  - name: amq
+    type: activemq
+    jolokia_url: "{artemis.jolokia_url}"
+    user: {AMQ_USER}
+    password: "{canaries.amq}"
+    browse_url: "amqp://{AMQ_USER}:{canaries.amq}@127.0.0.1:{amqp_port}"
+    include: ["{prefix}*"]
+  - name: amqc
+    type: activemq
+    jolokia_url: "{classic.jolokia_url.replace("://", f"://admin:{canaries.amq_wrong}@")}"
+    browse_url: "stomp://admin:{canaries.amq_wrong}@127.0.0.1:{classic.stomp_port}"
 alerts:
   - {{name: AnyBacklog, metric: queue_length, op: ">", threshold: 0, severity: warning}}
 notify:
@@ -187,6 +221,7 @@ brokers:
   - {{name: rabbit, type: rabbitmq, url: "http://guest:{canaries.rabbit}@127.0.0.1:5672/"}}
   - {{name: aws, type: sqs, secret_access_key: {{nested: "{canaries.sqs}"}}}}
   - {{name: events, type: kafka, sasl_password: ["{canaries.kafka}"], timeout: x}}
+  - {{name: amq, type: activemq, password: "{canaries.amq}", browse_url: "ftp://u:{canaries.amq}@h"}}
 notify:
   - {{type: webhook, url: "{receiver.url}/hooks/{canaries.token}", retries: many}}
 """
@@ -199,7 +234,11 @@ notify:
         f'    url: "redis://canary:{canaries.redis}@127.0.0.1:6379/0\n'
         f"    password: {canaries.redis_wrong}: [\n"
     )
-    yield Env(canaries, config, bad_schema, bad_yaml, prefix, client, receiver, state, sqs_broker)
+    yield Env(canaries, config, bad_schema, bad_yaml, prefix, client, receiver, state, sqs_broker,
+              artemis)  # fmt: skip
+    for name in ("amq-dlq", "amq-work"):
+        artemis.delete_queue(f"{prefix}.{name}")
+    artemis.call(artemis.broker_mbean(), "removeUser(java.lang.String)", AMQ_USER)
     receiver.stop()
     client.close()
     private.stop()
@@ -220,6 +259,9 @@ def _seed(env: Env) -> None:
     sqs.send_message_batch(
         QueueUrl=dlq, Entries=[{"Id": str(i), "MessageBody": f"m{i}"} for i in range(4)]
     )
+    # Artemis: one body longer than Jolokia's preview, so peek browses it over AMQP
+    env.artemis.send(f"{p}.amq-dlq", ["a" * 1000, "b", "c"])
+    assert wait_count(env.artemis, f"{p}.amq-dlq", 3) == 3
 
 
 def _serve(env: Env) -> None:
@@ -317,6 +359,10 @@ def test_no_command_ever_shows_a_secret(env: Env, tmp_path: Path):
     env.run("-vv", "dlq", "move", "aws", f"{p}-dlq", f"{p}-work", "--yes", "--format", "json")
     env.run("dlq", "purge", "aws", f"{p}-work", "--yes")
     env.run("dlq", "peek", "aws", f"{p}-missing", codes=(2, 3))
+    peeked = env.run("-vv", "dlq", "peek", "amq", f"{p}.amq-dlq", "--format", "json").stdout
+    assert b'"truncated"' not in peeked and b"a" * 1000 in peeked  # read whole over AMQP
+    env.run("dlq", "move", "amq", f"{p}.amq-dlq", f"{p}.amq-work", "--yes", "--limit", "1")
+    env.run("dlq", "purge", "amq", f"{p}.amq-work", "--yes")
     # ... and on the ones whose credentials are wrong
     env.run("-vv", "dlq", "peek", "rabbit", f"{p}.dlq", codes=down)
     env.run("dlq", "move", "rabbit", f"{p}.dlq", f"{p}.work", "--yes", codes=down)
@@ -325,6 +371,8 @@ def test_no_command_ever_shows_a_secret(env: Env, tmp_path: Path):
     env.run("dlq", "move", "cache2", f"{p}:a", f"{p}:b", "--yes", codes=down)
     env.run("dlq", "peek", "events", f"{p}.DLT", codes=down)
     env.run("dlq", "replay", "events", f"{p}.DLT", "--to", f"{p}", "--yes", codes=down)
+    env.run("-vv", "dlq", "peek", "amqc", "ActiveMQ.DLQ", codes=down)
+    env.run("dlq", "move", "amqc", "ActiveMQ.DLQ", f"{p}.x", "--yes", codes=down)
 
     _serve(env)
 
