@@ -7,7 +7,8 @@ their baseline in the same run, so ratios are comparable across machines. Every 
 its own Python process (one benchmark's garbage-collector tuning, caches or memory cannot
 colour the next), CPU-bound ones first, then the broker ones. The brokers are found as the
 test suite finds them (``tests/harness.py``: environment variables, default local ports, else
-private ones started from installed binaries); the Kafka replay baseline needs ``kcat``.
+private ones started from installed binaries); the Kafka replay baseline needs ``kcat``;
+ActiveMQ is found as tests/support/activemq.py finds it.
 
 ``--format json`` prints ONE object: every figure of the proof (null when its benchmark
 failed) followed by the extra figures the modules report. The exit code is 1 when a benchmark
@@ -41,15 +42,32 @@ REQUIRED: dict[str, tuple[str | None, float | None, str]] = {
     "poll_cycle_cpu_s_2k_kafka_partitions": ("<", 1.0, "kafka"),
     "tui_refresh_ms_10k_rows": ("<=", 100.0, "tui"),
     "startup_help_seconds": ("<=", 0.3, "startup"),
+    "artemis_poll_wall_vs_bare_2k_queues": ("<", 2.0, "activemq"),
+    "artemis_poll_cpu_vs_bare_2k_queues": ("<", 2.0, "activemq"),
+    "artemis_move_vs_broker_move": (">=", 0.9, "activemq"),
 }
 # Further goals the modules' own figures are held to.
 EXTRA_GOALS: dict[str, tuple[str, float]] = {
     "alert_eval_ms_50r_10k": ("<=", 50.0),
     "serve_metrics_vs_prometheus_client": ("<=", 1.5),
     "serve_scrape_http_ms_50k": ("<", 1000.0),
+    "classic_poll_wall_vs_bare_2k_queues": ("<", 2.0),
+    "classic_poll_cpu_vs_bare_2k_queues": ("<", 2.0),
+    "classic_move_vs_broker_move": (">=", 0.9),
 }
 # CPU-bound benchmarks first (nothing else of ours running), broker ones after.
-ORDER = ["startup", "store", "alerts", "serve", "tui", "redis", "rabbitmq", "kafka", "sqs"]
+ORDER = [
+    "startup",
+    "store",
+    "alerts",
+    "serve",
+    "tui",
+    "redis",
+    "rabbitmq",
+    "kafka",
+    "sqs",
+    "activemq",
+]
 
 
 def goal_of(key: str) -> tuple[str, float] | None:

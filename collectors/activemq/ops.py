@@ -29,6 +29,7 @@ from mqtop.kernel.errors import UsageError
 ARTEMIS_ORIGIN = "_AMQ_ORIG_QUEUE"
 BROWSE_PAGE = 200
 NO_LIMIT = 1 << 62
+FLUSH_LIMIT = 1000  # Artemis moveMessages: messages per commit inside one call
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +181,7 @@ class ArtemisOps(FlavorOps):
         moved = await self.jolokia.execute(
             ref.mbean,
             "moveMessages(int,java.lang.String,java.lang.String,boolean,int)",
-            self.options.move_batch,
+            min(n, FLUSH_LIMIT),
             selector,
             dest.queue,
             False,

@@ -63,12 +63,13 @@ class ActiveMQOptions(ClientCertificate, BrokerOptions):
             "URL's, else user and password."
         ),
     )
-    move_batch: int = Field(
-        1000,
+    move_batch: int | None = Field(
+        None,
         ge=1,
         le=100_000,
         description="Messages per broker move operation during replay/move (progress and the "
-        "point where an interrupted run stops).",
+        "point where an interrupted run stops); default: 1,000 first, then about a second's "
+        "worth per call (at most 100,000).",
     )
 
     @field_validator("jolokia_url")

@@ -220,3 +220,12 @@ def test_peek_json_of_a_cut_body() -> None:
     assert shown["truncated"] is True and shown["size"] is None and shown["body"] == "t" * 256
     whole = peek_json(artemis_message({"messageID": "2", "type": 3, "text": "ok"}), 4096)
     assert whole["size"] == 2 and "truncated" not in whole
+
+
+def test_move_batches_grow_to_about_a_second() -> None:
+    from collectors.activemq.mover import MAX_BATCH, grown
+
+    assert grown(1000, 0.02) == 16_000  # at most 16 times the last
+    assert grown(16_000, 0.5) == 32_000  # a second's worth at the last call's rate
+    assert grown(32_000, 2.0) == 32_000  # never smaller than the last
+    assert grown(90_000, 0.1) == MAX_BATCH
