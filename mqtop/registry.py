@@ -19,6 +19,10 @@ BUILTIN: dict[str, str] = {
     "kafka": "collectors.kafka:PLUGIN",
     "sqs": "collectors.sqs:PLUGIN",
     "activemq": "collectors.activemq:PLUGIN",
+    "sidekiq": "collectors.jobs.sidekiq:PLUGIN",
+    "bullmq": "collectors.jobs.bullmq:PLUGIN",
+    "rq": "collectors.jobs.rq:PLUGIN",
+    "celery": "collectors.jobs.celery:PLUGIN",
 }
 
 

@@ -8,7 +8,8 @@ What Redis exposes and how it maps (see docs/metrics.md and docs/redis.md):
   age of the first entry.
 * channel: ``PUBSUB NUMSUB`` -> consumers; nothing else is exposed.
 
-Keys are discovered with ``SCAN ... TYPE``, never ``KEYS``, every ``discover_every``. Redis
+Keys are discovered with ``SCAN ... TYPE``, never ``KEYS``, every ``discover_every``; a glob
+leaves out the job libraries' own bookkeeping (``collectors.redis.library_keys``). Redis
 deletes a list when it drains, so a key that no longer exists is an empty queue: a key named
 in the config is shown with 0 for as long as it is absent; a discovered key is shown with 0
 for ``forget_after``, then forgotten. Key names that are not valid UTF-8 are shown with the
@@ -24,6 +25,7 @@ from collectors.base import Collected, MessageActions, dlq_candidates
 from collectors.group_status import StatusTracker
 from collectors.redis.client import make_client
 from collectors.redis.codecs import is_utf8, text
+from collectors.redis.library_keys import is_library_internal
 from collectors.redis.options import RedisOptions, is_glob
 from collectors.redis.streams import GroupDetails, fetch_group_details, stream_samples
 from mqtop.kernel.model import SeriesKey, SeriesSample
@@ -100,7 +102,7 @@ class RedisCollector:
                 match=pattern, count=self.options.scan_count, _type=key_type
             ):
                 name = text(raw)
-                if not self.options.wants(name):
+                if not self.options.wants(name) or is_library_internal(name, key_type):
                     continue  # include/exclude apply before the cap
                 found[name] = raw
                 if len(found) > MAX_KEYS:

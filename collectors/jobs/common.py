@@ -1,0 +1,135 @@
+"""What every job-library broker shares: options, the Redis client, decoding helpers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field, field_validator
+
+from collectors.base import BrokerOptions, ClientCertificate
+from collectors.redis.collector import RedisOptions, make_client
+from mqtop.kernel.secrets import Password, SecretUrl, strip_url_credentials
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+KIND = "jobs"
+MAX_QUEUES = 5000  # job queues listed per broker (more is a misconfiguration worth a warning)
+
+
+class JobsOptions(ClientCertificate, BrokerOptions):
+    """A job library on one Redis server: where it is and what it calls its keys."""
+
+    url: SecretUrl = Field(
+        default_factory=lambda: SecretUrl("redis://localhost:6379/0"),
+        description="redis:// or rediss:// (TLS) URL of the library's Redis; user and password "
+        "may be inside.",
+    )
+    username: str | None = Field(None, description="ACL user (instead of putting it in the URL).")
+    password: Password | None = Field(
+        None, description="Password (instead of putting it in the URL)."
+    )
+    tls_verify: bool = Field(True, description="Verify the server certificate (rediss://).")
+    ca_file: str | None = Field(None, description="CA bundle for TLS.")
+
+    prefix: str = Field(
+        "", description="Key prefix or namespace of the library (each library's default if empty)."
+    )
+    queues: list[str] = Field(
+        default_factory=list,
+        description="Job queues always shown (they show 0 when drained), besides discovered ones.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: SecretUrl) -> SecretUrl:
+        scheme = value.get_secret_value().split("://", 1)[0].lower()
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("url must start with redis://, rediss:// or unix://")
+        return value
+
+    def address(self) -> str:
+        return strip_url_credentials(self.url.get_secret_value())
+
+
+def client_for(options: JobsOptions) -> Redis:
+    """A redis.asyncio client for a job-library broker (the Redis broker's connection code)."""
+    connection = RedisOptions(
+        name=options.name,
+        url=options.url,
+        username=options.username,
+        password=options.password,
+        tls_verify=options.tls_verify,
+        ca_file=options.ca_file,
+        cert_file=options.cert_file,
+        key_file=options.key_file,
+        key_password=options.key_password,
+    )
+    return make_client(connection)
+
+
+def text(raw: Any) -> str | None:
+    """UTF-8 text of a Redis reply (None for nil or invalid UTF-8)."""
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, bytes):
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    return str(raw)
+
+
+def number(raw: Any) -> float | None:
+    """A finite number from a Redis reply, or None."""
+    if raw is None or isinstance(raw, bool):
+        return None
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        return None
+    return value if value == value and abs(value) != float("inf") else None
+
+
+def integer(raw: Any) -> int | None:
+    """An integer from a Redis reply, or None."""
+    value = number(raw)
+    return None if value is None else int(value)
+
+
+def epoch_seconds(value: Any) -> float | None:
+    """Epoch seconds from a library timestamp: seconds, milliseconds or ISO 8601 text."""
+    if isinstance(value, bytes):
+        value = text(value)
+    if isinstance(value, str) and value and not value.replace(".", "", 1).isdigit():
+        try:
+            parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.UTC)
+        return parsed.timestamp()
+    seconds = number(value)
+    if seconds is None or seconds <= 0:
+        return None
+    return seconds / 1000 if seconds > 1e11 else seconds  # milliseconds (Sidekiq 8, BullMQ)
+
+
+def json_object(raw: Any) -> dict[str, Any] | None:
+    """A JSON object from a Redis value, or None when it is not one."""
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except (ValueError, TypeError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def iso_now() -> str:
+    """Now in UTC, ISO 8601 with milliseconds."""
+    return dt.datetime.now(tz=dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
