@@ -169,8 +169,10 @@ class PeekedMessage:
 class MessageFilter(Protocol):
     """A compiled ``--filter`` expression."""
 
-    def matches(self, body: bytes, headers: Mapping[str, Any]) -> bool:
-        """True when the message should be acted on."""
+    def matches(
+        self, body: bytes, headers: Mapping[str, Any], timestamp: float | None = None
+    ) -> bool:
+        """True when the message should be acted on (``timestamp``: its epoch time, if known)."""
 
 
 class MoveOptions(BaseModel):

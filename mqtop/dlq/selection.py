@@ -24,7 +24,9 @@ class SelectionFilter:
         # brokers may key resumable jobs on str(filter): two selections must never look alike
         self.fingerprint = hashlib.sha256(b"".join(sorted(self.digests))).hexdigest()[:12]
 
-    def matches(self, body: bytes, headers: Mapping[str, Any]) -> bool:
+    def matches(
+        self, body: bytes, headers: Mapping[str, Any], timestamp: float | None = None
+    ) -> bool:
         """True when the body is one of the selected ones."""
         return hashlib.sha256(body).digest() in self.digests
 

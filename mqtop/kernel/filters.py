@@ -6,12 +6,15 @@ Forms (several ``--filter`` flags must all match):
 * ``header.NAME=VALUE``  header / attribute NAME equals VALUE (compared as text)
 * ``json.PATH=VALUE``    body parsed as JSON; dotted PATH (``a.b.0.c``) equals VALUE
   (VALUE parsed as JSON when it can be: ``json.retries=3``, ``json.ok=true``)
+* ``age>DURATION`` / ``age<DURATION``  the message's time (a dead job's failure time) is older
+  / younger than DURATION (``age>1h``); a message whose broker gives no time never matches
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,13 +28,24 @@ _MISSING = object()
 class Condition:
     """One parsed filter condition."""
 
-    kind: str  # body_contains | body_regex | header | json
+    kind: str  # body_contains | body_regex | header | json | age
     target: str
     value: Any
     pattern: re.Pattern[bytes] | None = None
 
-    def matches(self, body: bytes, headers: Mapping[str, Any], parsed: Any) -> bool:
+    def matches(
+        self,
+        body: bytes,
+        headers: Mapping[str, Any],
+        parsed: Any,
+        timestamp: float | None = None,
+    ) -> bool:
         """Evaluate against one message (``parsed`` is the body as JSON or _MISSING)."""
+        if self.kind == "age":
+            if timestamp is None:
+                return False
+            age = time.time() - timestamp
+            return bool(age > self.value if self.target == ">" else age < self.value)
         if self.kind == "body_contains":
             return bool(self.value) and bool(self.value in body)
         if self.kind == "body_regex":
@@ -72,15 +86,17 @@ class Filter:
     conditions: tuple[Condition, ...]
     source: tuple[str, ...]
 
-    def matches(self, body: bytes, headers: Mapping[str, Any]) -> bool:
-        """True when every condition matches the message."""
+    def matches(
+        self, body: bytes, headers: Mapping[str, Any], timestamp: float | None = None
+    ) -> bool:
+        """True when every condition matches the message (``timestamp``: its epoch time)."""
         parsed: Any = _MISSING
         if any(c.kind == "json" for c in self.conditions):
             try:
                 parsed = json.loads(body)
             except (ValueError, UnicodeDecodeError):
                 parsed = _MISSING
-        return all(c.matches(body, headers, parsed) for c in self.conditions)
+        return all(c.matches(body, headers, parsed, timestamp) for c in self.conditions)
 
     def __str__(self) -> str:
         return " AND ".join(self.source)
@@ -110,8 +126,17 @@ def parse_condition(expr: str) -> Condition:
         except ValueError:
             expected = raw
         return Condition("json", path, expected)
+    if expr.startswith(("age>", "age<")):
+        from mqtop.durations import parse_duration
+
+        try:
+            seconds = parse_duration(expr[4:])
+        except ValueError as exc:
+            raise UsageError(f"--filter {expr!r}: {exc}") from None
+        return Condition("age", expr[3], seconds)
     raise UsageError(
-        f"--filter {expr!r}: use body:TEXT, body~REGEX, header.NAME=VALUE or json.PATH=VALUE"
+        f"--filter {expr!r}: use body:TEXT, body~REGEX, header.NAME=VALUE, json.PATH=VALUE "
+        "or age>DURATION / age<DURATION"
     )
 
 

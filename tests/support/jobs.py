@@ -237,7 +237,7 @@ const w = new Worker(queue, async (job) => {
   if (await redis.get(tag + ':fail')) { throw new TypeError('flaky ' + job.data.n); }
   await redis.rpush(tag + ':done', String(job.data.n));
 }, { connection: new IORedis(url, { maxRetriesPerRequest: null }),
-     concurrency: Number(concurrency), name: 'mqtop-test' });
+     concurrency: Number(concurrency), name: 'mqtop-test', metrics: { maxDataPoints: 60 } });
 w.on('ready', () => console.log('ready'));
 process.on('SIGTERM', async () => { await w.close(); process.exit(0); });
 """

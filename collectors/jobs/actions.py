@@ -1,0 +1,316 @@
+"""Dead-job actions every job library shares: the ``MessageActions`` driver over a dead set.
+
+A library supplies the mechanics (``DeadSetLibrary``): which names are dead sets, how a
+member becomes a peeked message, and the Lua scripts that retry or delete a batch the way the
+library's own API does. This driver pages through the sorted set, applies ``--filter`` (on the
+headers a library sets: ``class``, ``error_class``, ``queue``... and ``age`` on the failure
+time), and counts. One script call per batch removes each job from the dead set and puts it in
+its queue atomically, so a crash at any instant leaves every job in one of the two, never both
+and never neither; a job already gone from the set (retried by someone else) is skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from collectors.base import (
+    MessageFilter,
+    MoveProgress,
+    MoveRequest,
+    MoveResult,
+    PeekedMessage,
+    ProgressCallback,
+)
+from collectors.jobs.common import JobsOptions, client_for
+from mqtop.errors import ActionFailed, BrokerUnreachable, MqtopError, UnsupportedAction, UsageError
+from mqtop.secrets import redact
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+BATCH = 500
+FOREIGN_OPTIONS = ("keep_partition", "keep_timestamp", "from_offset", "from_time", "rate")
+
+MOVED, GONE, MISSING = 1, 0, -1  # per job, what a retry script reports
+
+
+@dataclass(frozen=True, slots=True)
+class DeadJob:
+    """One member of a dead set, read and decoded."""
+
+    member: bytes  # the sorted-set member (the job JSON for Sidekiq, the job id otherwise)
+    message: PeekedMessage
+    queue: str | None  # where a retry sends it
+    refusal: str | None = None  # why mqtop leaves this job to the library's own tools
+
+
+@dataclass
+class Tally:
+    """Running counts of one retry (to be replaced by the shared move kit's tally)."""
+
+    total: int | None
+    moved: int = 0
+    failed: int = 0
+    skipped: int = 0
+    gone: int = 0
+    missing: int = 0
+    refused: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def progress(self) -> MoveProgress:
+        """The progress line's numbers."""
+        return MoveProgress(self.moved, self.total, self.failed, self.skipped)
+
+
+class DeadSetLibrary:
+    """The library-specific half; subclasses fill in every method that raises here."""
+
+    library = "job library"
+
+    def __init__(self, options: JobsOptions) -> None:
+        self.options = options
+        self._client: Redis | None = None
+        self._scripts: dict[str, Any] = {}
+
+    # -- hooks ------------------------------------------------------------------------
+
+    def dead_set_key(self, name: str) -> str | None:
+        """The sorted set behind a dead-set name, None when ``name`` is not one."""
+        raise NotImplementedError
+
+    def dead_set_names(self) -> str:
+        """How dead sets are named, for messages."""
+        raise NotImplementedError
+
+    def retry_target(self, name: str) -> str | None:
+        """Where a retry of this dead set sends jobs by default."""
+        raise NotImplementedError
+
+    def check_destination(self, name: str, destination: str) -> None:
+        """Refuse a destination the library cannot retry into (UsageError)."""
+
+    async def load(self, name: str, members: list[tuple[bytes, float]]) -> list[DeadJob]:
+        """Read and decode members (with their scores) of a dead set."""
+        raise NotImplementedError
+
+    async def retry_batch(self, name: str, jobs: list[DeadJob], destination: str) -> list[int]:
+        """Retry jobs as the library does, atomically; MOVED / GONE / MISSING per job."""
+        raise NotImplementedError
+
+    async def delete_batch(self, name: str, members: list[bytes]) -> int:
+        """Delete dead jobs (and what the library keeps with them); return how many."""
+        raise NotImplementedError
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    @property
+    def r(self) -> Any:
+        """The client, untyped: redis-py's replies are unions of awaitables and values."""
+        if self._client is None:
+            self._client = client_for(self.options)
+        return self._client
+
+    async def run_script(
+        self, name: str, source: str, keys: Sequence[str], args: Sequence[Any]
+    ) -> Any:
+        """Run a Lua script (EVALSHA, loaded on first use)."""
+        script = self._scripts.get(name)
+        if script is None:
+            script = self.r.register_script(source)
+            self._scripts[name] = script
+        return await script(keys=list(keys), args=list(args))
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        self._scripts.clear()
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+    def error(self, exc: Exception, what: str) -> MqtopError:
+        """A redis-py error as one line with the contract's exit code, secrets masked."""
+        from redis import exceptions as rex
+
+        line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = redact(line)
+        where = f"broker {self.options.name!r} ({self.options.address()})"
+        if isinstance(exc, rex.AuthenticationError | rex.AuthorizationError):
+            return BrokerUnreachable(f"{where}: {what}: authentication failed: {text}")
+        if isinstance(exc, rex.ConnectionError | rex.TimeoutError | OSError):
+            return BrokerUnreachable(f"{where} unreachable: {what}: {text}")
+        if isinstance(exc, rex.ResponseError) and text.startswith("NOPERM"):
+            return ActionFailed(f"{where}: {what}: permission denied by ACL: {text}")
+        return ActionFailed(f"{where}: {what}: {type(exc).__name__}: {text}")
+
+    async def guard(self, what: str, call: Awaitable[Any]) -> Any:
+        """Await ``call``, mapping Redis errors to one clear line."""
+        from redis.exceptions import RedisError
+
+        try:
+            return await call
+        except MqtopError:
+            raise
+        except (RedisError, OSError) as exc:
+            raise self.error(exc, what) from None
+
+    def _key(self, name: str, action: str) -> str:
+        key = self.dead_set_key(name)
+        if key is None:
+            raise UnsupportedAction(
+                f"{name!r} is not a {self.library} dead set: {action} works on "
+                f"{self.dead_set_names()}"
+            )
+        return key
+
+    # -- MessageActions ---------------------------------------------------------------
+
+    async def peek_warning(self, queue: str) -> str | None:
+        return None  # ZRANGE and HGETALL change nothing
+
+    async def peek(self, queue: str, count: int) -> list[PeekedMessage]:
+        """The oldest ``count`` dead jobs, decoded."""
+        key = self._key(queue, "peek")
+
+        async def go() -> list[PeekedMessage]:
+            members = await self.r.zrange(key, 0, count - 1, withscores=True)
+            jobs = await self.load(queue, [(_raw(m), float(s)) for m, s in members])
+            return [job.message for job in jobs]
+
+        result: list[PeekedMessage] = await self.guard(f"peek {queue!r}", go())
+        return result
+
+    async def replay_target(self, dlq: str) -> str | None:
+        return self.retry_target(dlq) if self.dead_set_key(dlq) is not None else None
+
+    async def count(self, queue: str) -> int | None:
+        key = self._key(queue, "count")
+        return int(await self.guard(f"count {queue!r}", self.r.zcard(key)))
+
+    async def purge(self, queue: str) -> int | None:
+        """Delete every dead job of the set, a batch per script call."""
+        key = self._key(queue, "purge")
+        deleted = 0
+        while True:
+            members = await self.guard(f"read {queue!r}", self.r.zrange(key, 0, BATCH - 1))
+            if not members:
+                return deleted
+            got = await self.guard(
+                f"purge {queue!r}", self.delete_batch(queue, [_raw(m) for m in members])
+            )
+            deleted += int(got)
+
+    async def move(self, request: MoveRequest, progress: ProgressCallback) -> MoveResult:
+        """Retry dead jobs into their queue with the library's semantics, a batch at a time."""
+        for option in FOREIGN_OPTIONS:
+            if request.extra.get(option) not in (None, False):
+                flag = "--" + option.replace("_", "-")
+                raise UsageError(f"{flag} is not supported by {self.library}")
+        key = self._key(request.source, request.mode)
+        self.check_destination(request.source, request.destination)
+        batch = int(request.extra.get("batch") or BATCH)
+        total = int(await self.guard(f"count {request.source!r}", self.r.zcard(key)))
+        bound = total if request.limit is None else min(total, request.limit)
+        tally = Tally(total=bound if request.filter is None else None)
+        await self._retry_pages(request, key, batch, tally, progress)
+        return self._result(request, tally)
+
+    async def _retry_pages(
+        self,
+        request: MoveRequest,
+        key: str,
+        batch: int,
+        tally: Tally,
+        progress: ProgressCallback,
+    ) -> None:
+        from redis.exceptions import RedisError
+
+        offset = 0  # jobs left in place before the read position (skipped, refused)
+        limit = request.limit
+        while limit is None or tally.moved < limit:
+            want = batch if limit is None else min(batch, limit - tally.moved)
+            if request.filter is not None or request.dry_run:
+                want = batch
+            members = await self.guard(
+                f"read {request.source!r}",
+                self.r.zrange(key, offset, offset + want - 1, withscores=True),
+            )
+            if not members:
+                return
+            jobs = await self.guard(
+                f"read {request.source!r}",
+                self.load(request.source, [(_raw(m), float(s)) for m, s in members]),
+            )
+            picks = self._pick(jobs, request.filter, tally, limit)
+            if request.dry_run:
+                tally.moved += len(picks)
+                offset += len(members)
+                progress(tally.progress())
+                continue
+            try:
+                results = await self.retry_batch(request.source, picks, request.destination)
+            except (RedisError, OSError) as exc:
+                tally.failed += len(picks)
+                tally.errors.append(self.error(exc, f"retry {request.source!r}").message)
+                return
+            moved = sum(1 for r in results if r == MOVED)
+            tally.moved += moved
+            tally.gone += sum(1 for r in results if r == GONE)
+            tally.missing += sum(1 for r in results if r == MISSING)
+            offset += len(members) - moved - sum(1 for r in results if r == GONE)
+            progress(tally.progress())
+
+    @staticmethod
+    def _pick(
+        jobs: list[DeadJob], flt: MessageFilter | None, tally: Tally, limit: int | None
+    ) -> list[DeadJob]:
+        picks: list[DeadJob] = []
+        for job in jobs:
+            if limit is not None and tally.moved + len(picks) >= limit:
+                break
+            msg = job.message
+            if flt is not None and not flt.matches(msg.body, msg.headers, msg.timestamp):
+                tally.skipped += 1
+            elif job.refusal is not None or job.queue is None:
+                reason = job.refusal or "the job names no queue"
+                tally.refused[reason] = tally.refused.get(reason, 0) + 1
+                tally.skipped += 1
+            else:
+                picks.append(job)
+        return picks
+
+    def _result(self, request: MoveRequest, tally: Tally) -> MoveResult:
+        notes = [f"{n} job(s) left in the dead set: {why}" for why, n in tally.refused.items()]
+        if tally.gone:
+            notes.append(f"{tally.gone} job(s) left the dead set during the retry (not retried)")
+        if tally.missing:
+            notes.append(
+                f"{tally.missing} job(s) have no job data any more (expired): left in the dead set"
+            )
+        return MoveResult(
+            source=request.source,
+            destination=request.destination,
+            moved=tally.moved,
+            failed=tally.failed,
+            skipped=tally.skipped,
+            dry_run=request.dry_run,
+            errors=tuple(tally.errors),
+            notes=tuple(notes),
+        )
+
+
+def _raw(member: bytes | str) -> bytes:
+    return member if isinstance(member, bytes) else member.encode("utf-8")
+
+
+def error_class(line: str | None) -> str | None:
+    """``TypeError`` from ``TypeError: flaky 0`` (the head of a trace's exception line)."""
+    if not line:
+        return None
+    head, sep, _ = line.strip().partition(":")
+    name = head.strip()
+    if sep and name and all(part.isidentifier() for part in name.split(".")):
+        return name
+    return None

@@ -1,0 +1,223 @@
+"""BullMQ (4.x to 6.x) on Redis: job queues, active jobs, workers, failed jobs.
+
+Keys read under ``<prefix>:<queue>:`` (``prefix`` is BullMQ's, ``bull`` by default): ``meta``
+(hash; its presence names a queue, ``paused``), ``wait`` (list; LPUSH by producers, workers
+take from the right), ``paused`` (older versions park waiting jobs there), ``prioritized``
+(sorted set: waiting jobs with a priority), ``active`` (list: running), ``delayed``,
+``completed``, ``failed``, ``waiting-children`` (sorted sets), ``metrics:completed`` /
+``metrics:failed`` (hashes with a running ``count`` when the workers collect metrics) and the
+job hashes ``<prefix>:<queue>:<id>`` (``timestamp`` in ms, ``name``, ``data``...). Workers are
+the connections named ``<prefix>:<base64 queue>`` (``:w:<name>``) in ``CLIENT LIST``, as in
+BullMQ's own ``getWorkers``.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any, Literal
+
+from pydantic import Field
+
+from collectors.base import Collected, CollectorPlugin, MessageActions
+from collectors.jobs.collector import JobCollector
+from collectors.jobs.common import JobsOptions, epoch_seconds, integer, text
+from collectors.jobs.series import JobQueueState, dead_set_sample, job_queue_sample
+from mqtop.durations import Duration
+
+FAILED_SUFFIX = ":failed"  # ``<queue>:failed`` names a queue's failed set in mqtop
+PRIORITIZED_SCAN = 1000  # prioritized jobs whose age is read (beyond: latency from wait only)
+STATES = ("wait", "paused", "active")
+SETS = ("prioritized", "delayed", "completed", "failed", "waiting-children")
+
+
+class BullMQOptions(JobsOptions):
+    """BullMQ on one Redis server."""
+
+    type: Literal["bullmq"] = "bullmq"
+    discover_every: Duration = Field(30.0, description="How often queues are looked for (SCAN).")
+    scan_count: int = Field(1000, ge=10, le=100_000, description="COUNT hint for SCAN.")
+
+
+class BullMQKeys:
+    """BullMQ's key layout under its prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix or "bull"
+
+    def key(self, queue: str, name: str) -> str:
+        """A queue's key (``wait``, ``failed``, ``meta``...)."""
+        return f"{self.prefix}:{queue}:{name}"
+
+    def job(self, queue: str, job_id: str) -> str:
+        """A job's hash."""
+        return f"{self.prefix}:{queue}:{job_id}"
+
+    def client_name(self, queue: str) -> str:
+        """The connection name of the queue's workers (BullMQ's ``clientName()``)."""
+        return f"{self.prefix}:{base64.b64encode(queue.encode()).decode()}"
+
+    def queue_of_meta(self, key: str) -> str | None:
+        """The queue of a ``<prefix>:<queue>:meta`` key."""
+        head, tail = f"{self.prefix}:", ":meta"
+        if key.startswith(head) and key.endswith(tail):
+            name = key[len(head) : -len(tail)]
+            return name if name and ":" not in name else None
+        return None
+
+
+def failed_name(queue: str) -> str:
+    """mqtop's name of a queue's failed set."""
+    return queue + FAILED_SUFFIX
+
+
+def queue_of_failed(name: str) -> str | None:
+    """The queue a failed-set name belongs to."""
+    if name.endswith(FAILED_SUFFIX) and len(name) > len(FAILED_SUFFIX):
+        return name[: -len(FAILED_SUFFIX)]
+    return None
+
+
+def count_workers(
+    clients: list[dict[str, Any]], keys: BullMQKeys, queues: list[str]
+) -> dict[str, int]:
+    """Workers per queue from ``CLIENT LIST`` entries, as BullMQ's ``getWorkers`` matches them."""
+    names = [str(c.get("name") or "") for c in clients]
+    out: dict[str, int] = {}
+    for queue in queues:
+        base = keys.client_name(queue)
+        out[queue] = sum(1 for n in names if n == base or n.startswith(base + ":w:"))
+    return out
+
+
+class BullMQCollector(JobCollector[BullMQOptions]):
+    """Reads BullMQ's per-queue lists, sets, metrics and worker connections."""
+
+    def __init__(self, options: BullMQOptions) -> None:
+        super().__init__(options)
+        self.keys = BullMQKeys(options.prefix)
+        self._last_discovery = -1e18
+
+    def make_actions(self) -> MessageActions | None:
+        from collectors.jobs.bullmq_actions import BullMQActions
+
+        return BullMQActions(self.options, self.keys)
+
+    async def _discover(self) -> list[str]:
+        found: list[str] = []
+        pattern = self.keys.key("*", "meta")
+        async for raw in self.client.scan_iter(
+            match=pattern, count=self.options.scan_count, _type="hash"
+        ):
+            name = self.keys.queue_of_meta(text(raw) or "")
+            if name is not None:
+                found.append(name)
+        self._last_discovery = time.monotonic()
+        return sorted(found)
+
+    async def _workers(self, queues: list[str], warnings: list[str]) -> dict[str, int] | None:
+        from redis.exceptions import RedisError
+
+        try:
+            clients = await self.client.client_list()
+        except RedisError as exc:  # ACL without CLIENT LIST: workers unknown, not 0
+            warnings.append(f"CLIENT LIST refused ({exc}): workers are not counted")
+            return None
+        return count_workers(clients, self.keys, queues)
+
+    async def read(self, now: float) -> Collected:
+        k = self.keys
+        names: list[str] = []
+        if time.monotonic() - self._last_discovery >= self.options.discover_every:
+            names = await self._discover()
+        queues, warnings = self.remember(names)
+        pipe = self.client.pipeline(transaction=False)
+        for queue in queues:
+            for state in STATES:
+                pipe.llen(k.key(queue, state))
+            for name in SETS:
+                pipe.zcard(k.key(queue, name))
+            pipe.hget(k.key(queue, "metrics:completed"), "count")
+            pipe.hget(k.key(queue, "metrics:failed"), "count")
+            pipe.lindex(k.key(queue, "wait"), -1)  # the oldest waiting job
+            pipe.zrange(k.key(queue, "prioritized"), 0, PRIORITIZED_SCAN - 1)
+            pipe.zrange(k.key(queue, "failed"), 0, 0, withscores=True)
+            pipe.exists(k.key(queue, "meta"))
+        width = len(STATES) + len(SETS) + 6
+        replies = await pipe.execute()
+        rows = [dict(zip(("wait", "paused", "active", *SETS, "m_done", "m_failed", "tail",
+                          "prio_ids", "first_failed", "meta"),
+                         replies[i * width : (i + 1) * width], strict=True))
+                for i in range(len(queues))]  # fmt: skip
+
+        pipe = self.client.pipeline(transaction=False)
+        asked: list[tuple[int, bool]] = []  # (row, exact)
+        for i, (queue, row) in enumerate(zip(queues, rows, strict=True)):
+            ids = [row["tail"]] if row["tail"] is not None else []
+            exact = int(row["prioritized"]) <= PRIORITIZED_SCAN
+            ids += row["prio_ids"] if exact else []
+            for job_id in ids:
+                pipe.hget(k.job(queue, text(job_id) or ""), "timestamp")
+                asked.append((i, exact))
+        stamps = await pipe.execute() if asked else []
+        oldest: dict[int, float] = {}
+        partial: set[int] = set()
+        for (i, exact), raw in zip(asked, stamps, strict=True):
+            when = epoch_seconds(raw)
+            if not exact:
+                partial.add(i)
+            if when is not None:
+                oldest[i] = min(oldest.get(i, when), when)
+        workers = await self._workers(queues, warnings) if queues else {}
+
+        series = []
+        for i, (queue, row) in enumerate(zip(queues, rows, strict=True)):
+            if not row["meta"] and queue not in self.options.queues:
+                self.forget(queue)  # obliterated
+                continue
+            waiting = int(row["wait"]) + int(row["paused"]) + int(row["prioritized"])
+            queue_state = JobQueueState(
+                queue=queue,
+                waiting=waiting,
+                running=int(row["active"]),
+                oldest_enqueued=oldest.get(i),
+                workers=None if workers is None else workers.get(queue, 0),
+                processed_total=integer(row["m_done"]),
+                failed_total=integer(row["m_failed"]),
+                dlq=failed_name(queue),
+                dead=int(row["failed"]),
+                info={
+                    "prioritized": int(row["prioritized"]),
+                    "delayed": int(row["delayed"]),
+                    "completed (kept)": int(row["completed"]),
+                    "waiting-children": int(row["waiting-children"]),
+                    **({"latency from": "wait list only"} if i in partial else {}),
+                },
+            )
+            series.append(job_queue_sample(self.options.name, queue_state, now))
+            first = row["first_failed"]
+            series.append(
+                dead_set_sample(
+                    self.options.name,
+                    failed_name(queue),
+                    size=int(row["failed"]),
+                    oldest_death=epoch_seconds(first[0][1]) if first else None,
+                    now=now,
+                    info={"queue": queue, "set": k.key(queue, "failed")},
+                )
+            )
+        return Collected(series=tuple(series), warnings=tuple(warnings))
+
+
+def _create(options: BullMQOptions) -> BullMQCollector:
+    return BullMQCollector(options)
+
+
+PLUGIN: CollectorPlugin[BullMQOptions] = CollectorPlugin(
+    type="bullmq",
+    options_model=BullMQOptions,
+    factory=_create,
+    description="BullMQ job queues and failed sets on Redis",
+)
+
+__all__ = ["PLUGIN", "BullMQCollector", "BullMQKeys", "BullMQOptions", "failed_name"]

@@ -1,0 +1,208 @@
+"""RQ's failed job registries: peek, retry (``FailedJobRegistry.requeue``) and purge.
+
+RQ's requeue removes the id from ``rq:failed:<q>``, clears ``started_at`` / ``ended_at`` and
+the exception, sets ``status`` to ``queued`` and ``enqueued_at`` to now, RPUSHes the id to
+``rq:queue:<origin>`` and registers the queue in ``rq:queues``. RQ does the ``ZREM`` and the
+rest in two steps; mqtop does them in one Lua script per batch, so an interruption never leaves
+a job outside both. A job whose hash has expired stays in the registry (RQ's own requeue
+fails on it too); jobs with an RQ 3 rate limit are left to RQ (they must re-acquire capacity).
+
+Job data is a pickle: mqtop never unpickles it. The function name is read from the pickle's
+opcodes without executing anything; the arguments are shown as RQ's ``description``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import pickletools
+import zlib
+from typing import TYPE_CHECKING, Any
+
+from collectors.base import Death, PeekedMessage
+from collectors.jobs.actions import DeadJob, DeadSetLibrary, error_class
+from collectors.jobs.common import epoch_seconds, integer, text
+from mqtop.errors import UsageError
+
+if TYPE_CHECKING:
+    from collectors.jobs.rq import RQKeys, RQOptions
+
+# KEYS: failed registry, queue list, rq:queues. ARGV: job key prefix, queue key, now, ids...
+REQUEUE = """
+local out = {}
+local moved = 0
+for i = 4, #ARGV do
+  local id = ARGV[i]
+  local jk = ARGV[1] .. id
+  if redis.call('EXISTS', jk) == 0 then
+    out[#out + 1] = -1
+  elseif redis.call('ZREM', KEYS[1], id) == 0 then
+    out[#out + 1] = 0
+  else
+    redis.call('HSET', jk, 'status', 'queued', 'enqueued_at', ARGV[3],
+               'started_at', '', 'ended_at', '')
+    redis.call('HDEL', jk, 'exc_info')
+    redis.call('RPUSH', KEYS[2], id)
+    moved = moved + 1
+    out[#out + 1] = 1
+  end
+end
+if moved > 0 then redis.call('SADD', KEYS[3], ARGV[2]) end
+return out
+"""
+
+# KEYS: failed registry. ARGV: job key prefix, results key prefix, ids... Deletes each job
+# with its hash and results stream (RQ's ``job.delete``); returns how many left the registry.
+DELETE = """
+local n = 0
+for i = 3, #ARGV do
+  if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
+    redis.call('DEL', ARGV[1] .. ARGV[i], ARGV[2] .. ARGV[i])
+    n = n + 1
+  end
+end
+return n
+"""
+
+
+def function_name(data: bytes | None) -> str | None:
+    """The job's function from RQ's zlib-compressed pickle, read without unpickling."""
+    if not data:
+        return None
+    try:
+        raw = zlib.decompress(data)
+    except zlib.error:
+        raw = data
+    try:
+        for opcode, arg, _ in pickletools.genops(raw):
+            if opcode.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE") and isinstance(
+                arg, str
+            ):
+                return arg
+    except (ValueError, TypeError, UnicodeDecodeError):
+        return None
+    return None
+
+
+def exception_text(entry: Any) -> str | None:
+    """The traceback in the newest entry of a job's results stream (base64 of zlib)."""
+    if not entry:
+        return None
+    fields = entry[0][1]
+    raw = fields.get(b"exc_string")
+    if raw is None:
+        return None
+    try:
+        return zlib.decompress(base64.b64decode(raw)).decode("utf-8", "replace")
+    except (ValueError, zlib.error):
+        return text(raw)
+
+
+def _iso(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).isoformat(timespec="milliseconds")
+
+
+def decode(job_id: str, fields: dict[bytes, bytes], trace: str | None, queue: str) -> PeekedMessage:
+    """How peek shows a failed RQ job (its description as the body)."""
+    last = next((ln for ln in reversed((trace or "").splitlines()) if ln.strip()), None)
+    failed_at = epoch_seconds(fields.get(b"ended_at"))
+    headers: dict[str, Any] = {
+        "class": function_name(fields.get(b"data")),
+        "queue": text(fields.get(b"origin")) or queue,
+        "status": text(fields.get(b"status")),
+        "error_class": error_class(last),
+        "error_message": last.partition(":")[2].strip() if last and ":" in last else last,
+        "failed_at": _iso(failed_at),
+        "enqueued_at": _iso(epoch_seconds(fields.get(b"enqueued_at"))),
+        "retries_left": integer(fields.get(b"retries_left")),
+    }
+    if trace:
+        headers["backtrace"] = trace
+    return PeekedMessage(
+        id=job_id,
+        body=fields.get(b"description", b""),
+        headers={k: v for k, v in headers.items() if v is not None},
+        properties={"worker_name": text(fields.get(b"worker_name"))},
+        death=Death(
+            reason=f"{headers['error_class']}: {headers['error_message']}"
+            if headers.get("error_class")
+            else "failed",
+            count=integer(fields.get(b"number_of_retries")),
+            original_queue=headers["queue"],
+        ),
+        timestamp=failed_at,
+    )
+
+
+class RQActions(DeadSetLibrary):
+    """Failed-registry actions of one RQ installation."""
+
+    library = "RQ"
+
+    def __init__(self, options: RQOptions, keys: RQKeys) -> None:
+        super().__init__(options)
+        self.keys = keys
+
+    def _queue(self, name: str) -> str | None:
+        from collectors.jobs.rq import queue_of_failed
+
+        return queue_of_failed(name)
+
+    def dead_set_key(self, name: str) -> str | None:
+        queue = self._queue(name)
+        return None if queue is None else self.keys.registry("failed", queue)
+
+    def dead_set_names(self) -> str:
+        return "failed registries, named '<queue>:failed'"
+
+    def retry_target(self, name: str) -> str | None:
+        return self._queue(name)
+
+    def check_destination(self, name: str, destination: str) -> None:
+        if destination != self._queue(name):
+            raise UsageError(
+                f"RQ requeues a failed job into the queue it came from ({self._queue(name)!r}); "
+                "--to another queue is not supported"
+            )
+
+    async def load(self, name: str, members: list[tuple[bytes, float]]) -> list[DeadJob]:
+        queue = self._queue(name) or ""
+        pipe = self.r.pipeline(transaction=False)
+        for member, _ in members:
+            job_id = member.decode("utf-8", "replace")
+            pipe.hgetall(self.keys.job(job_id))
+            pipe.xrevrange(self.keys.results(job_id), "+", "-", count=1)
+        replies = await pipe.execute()
+        out = []
+        for i, (member, _) in enumerate(members):
+            job_id = member.decode("utf-8", "replace")
+            fields, result = replies[2 * i], replies[2 * i + 1]
+            message = decode(job_id, fields or {}, exception_text(result), queue)
+            refusal = None
+            if fields and fields.get(b"rate_limit_key"):
+                refusal = "rate-limited jobs must be requeued by RQ itself"
+            origin = text(fields.get(b"origin")) if fields else queue
+            if origin not in (None, queue):
+                refusal = f"the job's origin is {origin!r}, not {queue!r}"
+            out.append(DeadJob(member, message, queue, refusal))
+        return out
+
+    async def retry_batch(self, name: str, jobs: list[DeadJob], destination: str) -> list[int]:
+        if not jobs:
+            return []
+        queue = destination
+        now = dt.datetime.now(tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # RQ's utcformat
+        keys = [
+            self.keys.registry("failed", queue),
+            self.keys.queue(queue),
+            self.keys.queues,
+        ]
+        args = [self.keys.job(""), self.keys.queue(queue), now, *(j.member for j in jobs)]
+        return [int(r) for r in await self.run_script("requeue", REQUEUE, keys, args)]
+
+    async def delete_batch(self, name: str, members: list[bytes]) -> int:
+        key = self.dead_set_key(name) or ""
+        args = [self.keys.job(""), self.keys.results(""), *members]
+        return int(await self.run_script("delete", DELETE, [key], args))

@@ -1,0 +1,121 @@
+"""Dead jobs through ``mqtop dlq``: peek, replay with the library's retry, purge, with the real
+workers failing jobs first and processing exactly the retried ones afterwards."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.support_jobs import rq_worker, running, wait_until
+
+pytestmark = pytest.mark.broker
+
+
+def _done(rc, tag: str) -> list[int]:
+    return sorted(int(x) for x in rc.lrange(f"{tag}:done", 0, -1) if x.isdigit())
+
+
+def test_sidekiq_dead_set_peek_filter_replay_purge(sidekiq, job_url, rc, jobs_cli, unique):
+    tag = unique("skd")
+    rc.set(f"{tag}:fail", 1)
+    sidekiq.push(tag, "FlakyJob", [[tag, i] for i in range(8)])
+    with running(sidekiq.worker([tag])):
+        wait_until(lambda: rc.zcard("dead") == 8, 30, "8 dead jobs")
+    peek = jobs_cli(
+        "sidekiq", job_url, "dlq", "peek", "jobs", "dead", "-n", "3", "--format", "json"
+    )
+    assert peek.returncode == 0, peek.stderr
+    shown = json.loads(peek.stdout)
+    assert len(shown) == 3
+    first = shown[0]
+    assert first["headers"]["class"] == "FlakyJob"
+    assert first["headers"]["error_class"] == "ArgumentError"
+    assert first["headers"]["error_message"].startswith("flaky ")
+    assert first["death"]["original_queue"] == tag
+    assert json.loads(first["body"])[0] == tag
+    assert rc.zcard("dead") == 8  # peeking changed nothing
+
+    dry = jobs_cli("sidekiq", job_url, "dlq", "replay", "jobs", "dead", "--dry-run",
+                   "--filter", "header.error_class=NoSuchError", "--format", "json")  # fmt: skip
+    assert json.loads(dry.stdout)["moved"] == 0, dry.stderr
+    rc.delete(f"{tag}:fail")
+    with running(sidekiq.worker([tag])):
+        replay = jobs_cli("sidekiq", job_url, "dlq", "replay", "jobs", "dead", "--yes",
+                          "--filter", "header.error_class=ArgumentError", "--limit", "6",
+                          "--format", "json")  # fmt: skip
+        assert replay.returncode == 0, replay.stderr
+        assert json.loads(replay.stdout)["moved"] == 6
+        wait_until(lambda: len(_done(rc, tag)) >= 6, 30, "the worker ran the 6 retried jobs")
+    done = _done(rc, tag)
+    assert len(done) == len(set(done)) == 6  # exactly the retried ones, once each
+    assert rc.zcard("dead") == 2 == len({*range(8)} - set(done))
+    purge = jobs_cli("sidekiq", job_url, "dlq", "purge", "jobs", "dead", "--yes")
+    assert purge.returncode == 0, purge.stderr
+    assert rc.zcard("dead") == 0
+
+
+def test_rq_failed_registry_requeue(rq_installed, job_url, rc, jobs_cli, unique):
+    from rq import Queue
+    from rq.registry import FailedJobRegistry
+
+    tag = unique("rqd")
+    queue = Queue(tag, connection=rc)
+    rc.set(f"{tag}:fail", 1)
+    for i in range(6):
+        queue.enqueue("tests.support_jobs.rq_flaky", tag, i)
+    worker = rq_worker(job_url, [tag])
+    assert worker.proc.wait(60) == 0, worker.tail()
+    worker.stop()
+    failed = FailedJobRegistry(tag, connection=rc)
+    assert failed.count == 6
+    peek = jobs_cli("rq", job_url, "dlq", "peek", "jobs", f"{tag}:failed", "--format", "json")
+    shown = json.loads(peek.stdout)
+    assert len(shown) == 6, peek.stderr
+    assert shown[0]["headers"]["class"] == "tests.support_jobs.rq_flaky"
+    assert shown[0]["headers"]["error_class"] == "LookupError"
+    assert "Traceback" in shown[0]["headers"]["backtrace"]
+
+    rc.delete(f"{tag}:fail")
+    replay = jobs_cli("rq", job_url, "dlq", "replay", "jobs", f"{tag}:failed", "--yes",
+                      "--filter", "age<1h", "--format", "json")  # fmt: skip
+    assert replay.returncode == 0, replay.stderr
+    assert json.loads(replay.stdout)["moved"] == 6
+    assert json.loads(replay.stdout)["destination"] == tag
+    assert failed.count == 0 and queue.count == 6  # RQ's own view of the requeue
+    worker = rq_worker(job_url, [tag])
+    assert worker.proc.wait(60) == 0, worker.tail()
+    worker.stop()
+    assert _done(rc, tag) == list(range(6))
+    assert failed.count == 0
+
+
+def test_bullmq_failed_retry_and_purge(bullmq, job_url, rc, jobs_cli, unique):
+    tag = unique("bqd")
+    rc.set(f"{tag}:fail", 1)
+    bullmq.add(tag, [{"name": "job", "data": {"n": i}} for i in range(5)]
+               + [{"name": "job", "data": {"n": 10}, "opts": {"priority": 4}}])  # fmt: skip
+    with running(bullmq.worker(tag, tag)):
+        wait_until(lambda: bullmq.counts(tag)["failed"] == 6, 30, "6 failed jobs")
+        peek = jobs_cli(
+            "bullmq", job_url, "dlq", "peek", "jobs", f"{tag}:failed", "--format", "json"
+        )
+        shown = json.loads(peek.stdout)
+        assert shown[0]["headers"]["error_class"] == "TypeError"
+        assert shown[0]["headers"]["class"] == "job"
+        rc.delete(f"{tag}:fail")
+        replay = jobs_cli("bullmq", job_url, "dlq", "replay", "jobs", f"{tag}:failed", "--yes",
+                          "--format", "json")  # fmt: skip
+        assert replay.returncode == 0, replay.stderr
+        assert json.loads(replay.stdout)["moved"] == 6
+        wait_until(lambda: len(_done(rc, tag)) == 6, 30, "the worker ran the retried jobs")
+        counts = bullmq.counts(tag)
+    assert _done(rc, tag) == [0, 1, 2, 3, 4, 10]
+    assert counts["failed"] == 0 and counts["completed"] == 6
+    rc.set(f"{tag}:fail", 1)
+    bullmq.add(tag, [{"name": "job", "data": {"n": 20}}])
+    with running(bullmq.worker(tag, tag)):
+        wait_until(lambda: bullmq.counts(tag)["failed"] == 1, 30, "1 failed job")
+    purge = jobs_cli("bullmq", job_url, "dlq", "purge", "jobs", f"{tag}:failed", "--yes")
+    assert purge.returncode == 0, purge.stderr
+    assert bullmq.counts(tag)["failed"] == 0
