@@ -59,7 +59,7 @@ def test_sigkill_mid_retry_loses_no_job(rq_installed, job_url, rc, write_config,
     assert set(in_queue).isdisjoint(in_failed)  # never both
     assert set(in_queue) | in_failed == ids  # never neither
     # a second run finishes the rest, every job once
-    again = subprocess.run(cmd + ["--format", "json"], env=env, capture_output=True, text=True,
+    again = subprocess.run([*cmd, "--format", "json"], env=env, capture_output=True, text=True,
                            timeout=120, check=False)  # fmt: skip
     assert again.returncode == 0, again.stderr
     final = [x.decode() for x in rc.lrange(waiting, 0, -1)]
