@@ -99,6 +99,17 @@ DEFAULT_RULES: tuple[dict[str, Any], ...] = (
         "threshold": 60,
         "severity": "warning",
     },
+    {
+        # a job library's dead set grew: jobs ran out of retries (docs/jobs.md)
+        "name": "DeadJobsGrowing",
+        "metric": "dlq_length",
+        "op": ">",
+        "threshold": 0,
+        "function": "increase",
+        "window": "10m",
+        "match": {"kind": "jobs"},
+        "severity": "warning",
+    },
 )
 
 

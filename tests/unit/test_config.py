@@ -69,7 +69,12 @@ def test_defaults_when_no_alerts_section():
     config, problems = parse_text("brokers: []\n", "c.yaml", env={})
     assert problems == [] and config is not None
     assert config.alerts_from_defaults
-    assert {r.name for r in config.alerts} == {"QueueBacklog", "HighErrorRate", "ConsumerLag"}
+    assert {r.name for r in config.alerts} == {
+        "QueueBacklog",
+        "HighErrorRate",
+        "ConsumerLag",
+        "DeadJobsGrowing",
+    }
     backlog = next(r for r in config.alerts if r.name == "QueueBacklog")
     assert (backlog.metric, backlog.op, backlog.threshold, backlog.for_) == (
         "queue_length",

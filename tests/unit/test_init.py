@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from alerts.config import DEFAULT_RULES
 from mqtop.commands.init import starter_config, write_starter
 from mqtop.config import parse_text
 from mqtop.kernel.errors import UsageError
@@ -46,7 +47,7 @@ def test_init_writes_the_detected_brokers(run_cli, tmp_path):
     # loads as-is through the normal lookup (./mqtop.yaml) with the default rules
     validate = run_cli("config", "validate")
     assert validate.returncode == 0, validate.stderr
-    assert f"({len(expected)} brokers, 3 rules, 1 notifiers)" in validate.stdout
+    assert f"({len(expected)} brokers, {len(DEFAULT_RULES)} rules, 1 notifiers)" in validate.stdout
     config, problems = parse_text(text, str(path), env={})
     assert config is not None, problems
     assert {b.name for b in config.brokers} == expected
@@ -54,6 +55,7 @@ def test_init_writes_the_detected_brokers(run_cli, tmp_path):
         ("QueueBacklog", 1000, 60.0),
         ("HighErrorRate", 0.05, 0.0),
         ("ConsumerLag", 60, 0.0),
+        ("DeadJobsGrowing", 0, 0.0),
     ]
     summary = result.stdout.splitlines()[0]
     assert summary.startswith("wrote mqtop.yaml: brokers: ")
@@ -103,7 +105,7 @@ def test_nothing_detected_still_writes_a_valid_config(tmp_path):
     path = tmp_path / "mqtop.yaml"
     config = write_starter(path, force=False, detector=lambda: [])
     assert config.brokers == []
-    assert len(config.alerts) == 3
+    assert len(config.alerts) == len(DEFAULT_RULES)
     assert "brokers: []" in path.read_text()
     with pytest.raises(UsageError, match="already exists"):
         write_starter(path, force=False, detector=lambda: [])
