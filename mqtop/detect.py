@@ -19,6 +19,9 @@ ACTIVEMQ_USER = ("admin", "admin")  # both distributions' example user; init rea
 JOLOKIA_PATHS = ("/console/jolokia", "/api/jolokia")  # Artemis console, Classic web console
 
 
+SCAN_LIMIT = 50_000  # keys looked at for BullMQ and Celery (init must stay quick)
+
+
 def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
     """True when a TCP connection to host:port succeeds within ``timeout``."""
     try:
@@ -26,6 +29,38 @@ def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
             return True
     except OSError:
         return False
+
+
+def detect_job_libraries(url: str = "redis://127.0.0.1:6379/0") -> list[dict[str, Any]]:
+    """Job-library broker entries for the libraries whose own keys are on a local Redis."""
+    try:
+        import redis
+    except ImportError:
+        return []
+    found: list[dict[str, Any]] = []
+    client = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=0.5)
+    try:
+        if client.exists("queues", "processes", "stat:processed"):
+            found.append({"name": "sidekiq", "type": "sidekiq", "url": url})
+        seen: set[str] = set()
+        # one bounded SCAN pass: BullMQ's queue meta hashes, kombu's binding sets
+        for scanned, key in enumerate(client.scan_iter(match="*", count=1000)):
+            if len(seen) == 2 or scanned >= SCAN_LIMIT:
+                break
+            name = key.decode("utf-8", "replace")
+            if name.startswith("bull:") and name.endswith(":meta"):
+                seen.add("bullmq")
+            elif name.startswith("_kombu.binding."):
+                seen.add("celery")
+        if client.exists("rq:queues"):
+            found.append({"name": "rq", "type": "rq", "url": url})
+        for kind in sorted(seen):
+            found.append({"name": kind, "type": kind, "url": url})
+    except (redis.RedisError, OSError):
+        return []
+    finally:
+        client.close()
+    return found
 
 
 def detect_brokers(probes: Iterable[tuple[str, str, int]] = DEFAULT_PORTS) -> list[dict[str, Any]]:
@@ -50,6 +85,7 @@ def detect_brokers(probes: Iterable[tuple[str, str, int]] = DEFAULT_PORTS) -> li
                 "streams": ["*"],
             }
         )
+        brokers.extend(detect_job_libraries())
     if found.get("rabbitmq") or found.get("rabbitmq-management"):
         entry: dict[str, Any] = {
             "name": "rabbitmq",
