@@ -25,8 +25,14 @@ from collectors.base import (
     ProgressCallback,
 )
 from collectors.jobs.common import JobsOptions, client_for
-from mqtop.errors import ActionFailed, BrokerUnreachable, MqtopError, UnsupportedAction, UsageError
-from mqtop.secrets import redact
+from mqtop.kernel.errors import (
+    ActionFailed,
+    BrokerUnreachable,
+    MqtopError,
+    UnsupportedAction,
+    UsageError,
+)
+from mqtop.kernel.secrets import redact
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

@@ -23,7 +23,7 @@ from collectors.base import Collected, CollectorPlugin
 from collectors.jobs.collector import JobCollector
 from collectors.jobs.common import JobsOptions, text
 from collectors.jobs.series import JobQueueState, job_queue_sample
-from mqtop.durations import Duration
+from mqtop.kernel.durations import Duration
 
 SEP = "\x06\x16"  # kombu's separator in binding members and priority queue names
 BINDING = "_kombu.binding."

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 KIND = "jobs"
+FAILED_SUFFIX = ":failed"  # ``<queue>:failed`` names a queue's failed set (RQ, BullMQ) in mqtop
 MAX_QUEUES = 5000  # job queues listed per broker (more is a misconfiguration worth a warning)
 
 
@@ -68,6 +69,18 @@ def client_for(options: JobsOptions) -> Redis:
         key_password=options.key_password,
     )
     return make_client(connection)
+
+
+def failed_name(queue: str) -> str:
+    """mqtop's name of a queue's failed set."""
+    return queue + FAILED_SUFFIX
+
+
+def queue_of_failed(name: str) -> str | None:
+    """The queue a failed-set name belongs to."""
+    if name.endswith(FAILED_SUFFIX) and len(name) > len(FAILED_SUFFIX):
+        return name[: -len(FAILED_SUFFIX)]
+    return None
 
 
 def text(raw: Any) -> str | None:

@@ -127,7 +127,7 @@ def parse_condition(expr: str) -> Condition:
             expected = raw
         return Condition("json", path, expected)
     if expr.startswith(("age>", "age<")):
-        from mqtop.durations import parse_duration
+        from mqtop.kernel.durations import parse_duration
 
         try:
             seconds = parse_duration(expr[4:])

@@ -12,8 +12,8 @@ import pytest
 import redis
 
 from tests import harness
-from tests.support import jobs as support_jobs
 from tests.conftest import _obtain
+from tests.support import jobs as support_jobs
 
 _DATABASES = itertools.cycle(range(1, 16))
 

@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from collectors.jobs.bullmq import BullMQCollector, BullMQOptions
-from tests.support_jobs import running, series_by_queue, wait_until
+from collectors.jobs.bullmq.collector import BullMQCollector
+from collectors.jobs.bullmq.options import BullMQOptions
+from tests.support.jobs import running, series_by_queue, wait_until
 
 pytestmark = pytest.mark.broker
 

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from collectors.jobs.celery import CeleryCollector, CeleryOptions
-from tests.support_jobs import celery_worker, running, series_by_queue, wait_until
+from tests.support.jobs import celery_worker, running, series_by_queue, wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -31,7 +31,7 @@ def app(celery_installed, job_url, monkeypatch):
     monkeypatch.setenv("MQTOP_CELERY_BROKER", job_url)
     import importlib
 
-    import tests.support_celery as module
+    import tests.support.celery as module
 
     module = importlib.reload(module)  # the broker URL is read at import
     yield module.app

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.support_jobs import rq_worker, running, wait_until
+from tests.support.jobs import rq_worker, running, wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -63,7 +63,7 @@ def test_rq_failed_registry_requeue(rq_installed, job_url, rc, jobs_cli, unique)
     queue = Queue(tag, connection=rc)
     rc.set(f"{tag}:fail", 1)
     for i in range(6):
-        queue.enqueue("tests.support_jobs.rq_flaky", tag, i)
+        queue.enqueue("tests.support.jobs.rq_flaky", tag, i)
     worker = rq_worker(job_url, [tag])
     assert worker.proc.wait(60) == 0, worker.tail()
     worker.stop()
@@ -72,7 +72,7 @@ def test_rq_failed_registry_requeue(rq_installed, job_url, rc, jobs_cli, unique)
     peek = jobs_cli("rq", job_url, "dlq", "peek", "jobs", f"{tag}:failed", "--format", "json")
     shown = json.loads(peek.stdout)
     assert len(shown) == 6, peek.stderr
-    assert shown[0]["headers"]["class"] == "tests.support_jobs.rq_flaky"
+    assert shown[0]["headers"]["class"] == "tests.support.jobs.rq_flaky"
     assert shown[0]["headers"]["error_class"] == "LookupError"
     assert "Traceback" in shown[0]["headers"]["backtrace"]
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.support_jobs import ROOT, wait_until
+from tests.support.jobs import ROOT, wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -28,7 +28,7 @@ def _fail_jobs(rc, queue_name: str) -> set[str]:
     for start in range(0, N, 1000):
         with rc.pipeline() as pipe:
             for i in range(start, start + 1000):
-                job = Job.create("tests.support_jobs.rq_flaky", args=(queue_name, i),
+                job = Job.create("tests.support.jobs.rq_flaky", args=(queue_name, i),
                                  connection=rc, origin=queue.name)  # fmt: skip
                 job.set_status(JobStatus.FAILED, pipeline=pipe)
                 job.save(pipeline=pipe)

@@ -14,7 +14,7 @@ def test_libraries_detected_from_their_keys(rq_installed, sidekiq, bullmq, job_u
 
     assert detect_job_libraries(job_url) == []
     tag = unique("det")
-    Queue(tag, connection=rc).enqueue("tests.support_jobs.rq_flaky", tag, 1)
+    Queue(tag, connection=rc).enqueue("tests.support.jobs.rq_flaky", tag, 1)
     sidekiq.push(tag, "FlakyJob", [[tag, 1]])
     bullmq.add(tag, [{"name": "job", "data": {"n": 1}}])
     found = detect_job_libraries(job_url)

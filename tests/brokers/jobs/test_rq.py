@@ -7,7 +7,8 @@ import datetime as dt
 
 import pytest
 
-from collectors.jobs.rq import RQCollector, RQOptions
+from collectors.jobs.rq.collector import RQCollector
+from collectors.jobs.rq.options import RQOptions
 from tests.support.jobs import rq_worker, running, series_by_queue, wait_until
 
 pytestmark = pytest.mark.broker

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from collectors.jobs.sidekiq import SidekiqCollector, SidekiqOptions
+from collectors.jobs.sidekiq.collector import SidekiqCollector
+from collectors.jobs.sidekiq.options import SidekiqOptions
 from tests.support.jobs import running, series_by_queue, wait_until
 
 pytestmark = pytest.mark.broker

@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from collectors.base import Death, PeekedMessage
 from collectors.jobs.actions import DeadJob, DeadSetLibrary, error_class
-from collectors.jobs.common import epoch_seconds, integer, text
-from mqtop.errors import UsageError
+from collectors.jobs.common import epoch_seconds, integer, queue_of_failed, text
+from mqtop.kernel.errors import UsageError
 
 if TYPE_CHECKING:
-    from collectors.jobs.rq import RQKeys, RQOptions
+    from collectors.jobs.rq.options import RQKeys, RQOptions
 
 # KEYS: failed registry, queue list, rq:queues. ARGV: job key prefix, queue key, now, ids...
 REQUEUE = """
@@ -146,8 +146,6 @@ class RQActions(DeadSetLibrary):
         self.keys = keys
 
     def _queue(self, name: str) -> str | None:
-        from collectors.jobs.rq import queue_of_failed
-
         return queue_of_failed(name)
 
     def dead_set_key(self, name: str) -> str | None:

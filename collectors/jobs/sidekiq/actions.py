@@ -23,7 +23,7 @@ from collectors.jobs.actions import DeadJob, DeadSetLibrary
 from collectors.jobs.common import epoch_seconds
 
 if TYPE_CHECKING:
-    from collectors.jobs.sidekiq import SidekiqKeys, SidekiqOptions
+    from collectors.jobs.sidekiq.options import SidekiqKeys, SidekiqOptions
 
 OWN_QUEUE = "*"  # replay target: each job's own queue
 

@@ -12,74 +12,15 @@ hashes ``rq:job:<id>`` (``enqueued_at``, ``origin``, ``description``...).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from collectors.base import Collected, CollectorPlugin, MessageActions
 from collectors.jobs.collector import JobCollector
-from collectors.jobs.common import JobsOptions, epoch_seconds, text
+from collectors.jobs.common import epoch_seconds, failed_name, text
+from collectors.jobs.rq.options import RQKeys, RQOptions
 from collectors.jobs.series import JobQueueState, dead_set_sample, job_queue_sample
 
-FAILED_SUFFIX = ":failed"  # ``<queue>:failed`` names a queue's failed registry in mqtop
 REGISTRIES = ("wip", "failed", "finished", "scheduled", "deferred")
-
-
-class RQOptions(JobsOptions):
-    """RQ on one Redis server."""
-
-    type: Literal["rq"] = "rq"
-
-
-class RQKeys:
-    """RQ's key layout under its prefix."""
-
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix or "rq"
-
-    @property
-    def queues(self) -> str:
-        """The set of every queue's key."""
-        return f"{self.prefix}:queues"
-
-    def queue(self, queue: str) -> str:
-        """The list of a queue's waiting job ids."""
-        return f"{self.prefix}:queue:{queue}"
-
-    def intermediate(self, queue: str) -> str:
-        """Jobs taken from the queue and not yet in the started registry."""
-        return f"{self.queue(queue)}:intermediate"
-
-    def registry(self, kind: str, queue: str) -> str:
-        """A registry (``wip``, ``failed``, ``finished``, ``scheduled``, ``deferred``)."""
-        return f"{self.prefix}:{kind}:{queue}"
-
-    def workers(self, queue: str) -> str:
-        """The set of workers registered for a queue."""
-        return f"{self.prefix}:workers:{queue}"
-
-    def job(self, job_id: str) -> str:
-        """A job's hash."""
-        return f"{self.prefix}:job:{job_id}"
-
-    def results(self, job_id: str) -> str:
-        """A job's results stream (RQ 1.12+)."""
-        return f"{self.prefix}:results:{job_id}"
-
-    def queue_name(self, key: str) -> str | None:
-        """The queue name in a member of ``rq:queues``."""
-        head = f"{self.prefix}:queue:"
-        return key[len(head) :] if key.startswith(head) and len(key) > len(head) else None
-
-
-def failed_name(queue: str) -> str:
-    """mqtop's name of a queue's failed registry."""
-    return queue + FAILED_SUFFIX
-
-
-def queue_of_failed(name: str) -> str | None:
-    """The queue a failed-registry name belongs to."""
-    if name.endswith(FAILED_SUFFIX) and len(name) > len(FAILED_SUFFIX):
-        return name[: -len(FAILED_SUFFIX)]
-    return None
 
 
 class RQCollector(JobCollector[RQOptions]):
@@ -90,7 +31,7 @@ class RQCollector(JobCollector[RQOptions]):
         self.keys = RQKeys(options.prefix)
 
     def make_actions(self) -> MessageActions | None:
-        from collectors.jobs.rq_actions import RQActions
+        from collectors.jobs.rq.actions import RQActions
 
         return RQActions(self.options, self.keys)
 
@@ -183,4 +124,4 @@ PLUGIN: CollectorPlugin[RQOptions] = CollectorPlugin(
     description="RQ job queues and failed job registries on Redis",
 )
 
-__all__ = ["PLUGIN", "RQCollector", "RQKeys", "RQOptions", "failed_name", "queue_of_failed"]
+__all__ = ["PLUGIN", "RQCollector"]

@@ -13,69 +13,18 @@ BullMQ's own ``getWorkers``.
 
 from __future__ import annotations
 
-import base64
 import time
-from typing import Any, Literal
-
-from pydantic import Field
+from typing import Any
 
 from collectors.base import Collected, CollectorPlugin, MessageActions
+from collectors.jobs.bullmq.options import BullMQKeys, BullMQOptions
 from collectors.jobs.collector import JobCollector
-from collectors.jobs.common import JobsOptions, epoch_seconds, integer, text
+from collectors.jobs.common import epoch_seconds, failed_name, integer, text
 from collectors.jobs.series import JobQueueState, dead_set_sample, job_queue_sample
-from mqtop.durations import Duration
 
-FAILED_SUFFIX = ":failed"  # ``<queue>:failed`` names a queue's failed set in mqtop
 PRIORITIZED_SCAN = 1000  # prioritized jobs whose age is read (beyond: latency from wait only)
 STATES = ("wait", "paused", "active")
 SETS = ("prioritized", "delayed", "completed", "failed", "waiting-children")
-
-
-class BullMQOptions(JobsOptions):
-    """BullMQ on one Redis server."""
-
-    type: Literal["bullmq"] = "bullmq"
-    discover_every: Duration = Field(30.0, description="How often queues are looked for (SCAN).")
-    scan_count: int = Field(1000, ge=10, le=100_000, description="COUNT hint for SCAN.")
-
-
-class BullMQKeys:
-    """BullMQ's key layout under its prefix."""
-
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix or "bull"
-
-    def key(self, queue: str, name: str) -> str:
-        """A queue's key (``wait``, ``failed``, ``meta``...)."""
-        return f"{self.prefix}:{queue}:{name}"
-
-    def job(self, queue: str, job_id: str) -> str:
-        """A job's hash."""
-        return f"{self.prefix}:{queue}:{job_id}"
-
-    def client_name(self, queue: str) -> str:
-        """The connection name of the queue's workers (BullMQ's ``clientName()``)."""
-        return f"{self.prefix}:{base64.b64encode(queue.encode()).decode()}"
-
-    def queue_of_meta(self, key: str) -> str | None:
-        """The queue of a ``<prefix>:<queue>:meta`` key."""
-        head, tail = f"{self.prefix}:", ":meta"
-        if key.startswith(head) and key.endswith(tail):
-            name = key[len(head) : -len(tail)]
-            return name if name and ":" not in name else None
-        return None
-
-
-def failed_name(queue: str) -> str:
-    """mqtop's name of a queue's failed set."""
-    return queue + FAILED_SUFFIX
-
-
-def queue_of_failed(name: str) -> str | None:
-    """The queue a failed-set name belongs to."""
-    if name.endswith(FAILED_SUFFIX) and len(name) > len(FAILED_SUFFIX):
-        return name[: -len(FAILED_SUFFIX)]
-    return None
 
 
 def count_workers(
@@ -99,7 +48,7 @@ class BullMQCollector(JobCollector[BullMQOptions]):
         self._last_discovery = -1e18
 
     def make_actions(self) -> MessageActions | None:
-        from collectors.jobs.bullmq_actions import BullMQActions
+        from collectors.jobs.bullmq.actions import BullMQActions
 
         return BullMQActions(self.options, self.keys)
 
@@ -220,4 +169,4 @@ PLUGIN: CollectorPlugin[BullMQOptions] = CollectorPlugin(
     description="BullMQ job queues and failed sets on Redis",
 )
 
-__all__ = ["PLUGIN", "BullMQCollector", "BullMQKeys", "BullMQOptions", "failed_name"]
+__all__ = ["PLUGIN", "BullMQCollector"]

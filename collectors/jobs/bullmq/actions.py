@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from collectors.base import Death, PeekedMessage
 from collectors.jobs.actions import DeadJob, DeadSetLibrary, error_class
-from collectors.jobs.common import epoch_seconds, integer, json_object, text
-from mqtop.errors import UsageError
+from collectors.jobs.common import epoch_seconds, integer, json_object, queue_of_failed, text
+from mqtop.kernel.errors import UsageError
 
 if TYPE_CHECKING:
-    from collectors.jobs.bullmq import BullMQKeys, BullMQOptions
+    from collectors.jobs.bullmq.options import BullMQKeys, BullMQOptions
 
 # KEYS: failed, wait, meta, active, marker, prioritized, pc, events.
 # ARGV: job key prefix, then pairs (id, push command).
@@ -128,8 +128,6 @@ class BullMQActions(DeadSetLibrary):
         self.keys = keys
 
     def _queue(self, name: str) -> str | None:
-        from collectors.jobs.bullmq import queue_of_failed
-
         return queue_of_failed(name)
 
     def dead_set_key(self, name: str) -> str | None:

@@ -10,47 +10,13 @@ process at its heartbeat), ``schedule``, ``retry`` and ``dead`` (sorted sets of 
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
-from pydantic import Field
+from typing import Any
 
 from collectors.base import Collected, CollectorPlugin, MessageActions
 from collectors.jobs.collector import JobCollector
-from collectors.jobs.common import JobsOptions, epoch_seconds, integer, json_object, text
+from collectors.jobs.common import epoch_seconds, integer, json_object, text
 from collectors.jobs.series import JobQueueState, dead_set_sample, job_queue_sample
-from mqtop.kernel.durations import Duration
-
-DEAD = "dead"  # the dead set's queue name in mqtop (Sidekiq's own key name)
-
-
-class SidekiqOptions(JobsOptions):
-    """Sidekiq on one Redis server."""
-
-    type: Literal["sidekiq"] = "sidekiq"
-    dead_max_jobs: int = Field(
-        10_000,
-        ge=1,
-        description="Sidekiq's dead_max_jobs: the dead set silently drops its oldest beyond this.",
-    )
-    dead_timeout: Duration = Field(
-        180 * 86400.0,
-        description="Sidekiq's dead_timeout_in_seconds: dead jobs older than this are dropped.",
-    )
-
-
-class SidekiqKeys:
-    """Sidekiq's key layout under an optional namespace."""
-
-    def __init__(self, prefix: str) -> None:
-        self.prefix = f"{prefix}:" if prefix and not prefix.endswith(":") else prefix
-
-    def key(self, name: str) -> str:
-        """A top-level key (``dead``, ``retry``, ``stat:processed``...)."""
-        return self.prefix + name
-
-    def queue(self, queue: str) -> str:
-        """The list of a job queue."""
-        return f"{self.prefix}queue:{queue}"
+from collectors.jobs.sidekiq.options import DEAD, SidekiqKeys, SidekiqOptions
 
 
 def _enqueued_at(entry: Any) -> float | None:
@@ -82,7 +48,7 @@ class SidekiqCollector(JobCollector[SidekiqOptions]):
         self.keys = SidekiqKeys(options.prefix)
 
     def make_actions(self) -> MessageActions | None:
-        from collectors.jobs.sidekiq_actions import SidekiqActions
+        from collectors.jobs.sidekiq.actions import SidekiqActions
 
         return SidekiqActions(self.options, self.keys)
 
@@ -181,4 +147,4 @@ PLUGIN: CollectorPlugin[SidekiqOptions] = CollectorPlugin(
     description="Sidekiq job queues and dead set on Redis",
 )
 
-__all__ = ["DEAD", "PLUGIN", "SidekiqCollector", "SidekiqKeys", "SidekiqOptions"]
+__all__ = ["PLUGIN", "SidekiqCollector"]
