@@ -63,7 +63,7 @@ def _move_options(p: argparse.ArgumentParser, brokers: bool) -> None:
         metavar="EXPR",
         dest="filters",
         help="only messages matching EXPR (repeatable, all must match): body:TEXT, "
-        "body~REGEX, header.NAME=VALUE, json.PATH=VALUE",
+        "body~REGEX, header.NAME=VALUE, json.PATH=VALUE, age>DURATION, age<DURATION",
     )
     p.add_argument("--dry-run", action="store_true", help="count what would move; change nothing")
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")

@@ -13,34 +13,46 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from pydantic import Field
 
 from collectors.base import (
     MessageFilter,
-    MoveProgress,
+    MoveOptions,
     MoveRequest,
     MoveResult,
     PeekedMessage,
     ProgressCallback,
 )
 from collectors.jobs.common import JobsOptions, client_for
-from mqtop.kernel.errors import (
-    ActionFailed,
-    BrokerUnreachable,
-    MqtopError,
-    UnsupportedAction,
-    UsageError,
-)
+from collectors.kit.options import not_supported, options_as
+from collectors.kit.tally import Tally
+from mqtop.kernel.errors import ActionFailed, BrokerUnreachable, MqtopError, UnsupportedAction
 from mqtop.kernel.secrets import redact
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 BATCH = 500
-FOREIGN_OPTIONS = ("keep_partition", "keep_timestamp", "from_offset", "from_time", "rate")
+MAX_BATCH = 10_000  # jobs per script call: Redis runs nothing else while a script runs
 
 MOVED, GONE, MISSING = 1, 0, -1  # per job, what a retry script reports
+GONE_NOTE = "job(s) left the dead set during the retry (not retried)"
+MISSING_NOTE = "job(s) have no job data any more (expired): left in the dead set"
+
+
+class JobsMoveOptions(MoveOptions):
+    """Options of a job library's retry (``dlq replay``)."""
+
+    batch: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_BATCH,
+        description="messages per batch / confirm window",
+        json_schema_extra={"metavar": "N"},
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,24 +63,6 @@ class DeadJob:
     message: PeekedMessage
     queue: str | None  # where a retry sends it
     refusal: str | None = None  # why mqtop leaves this job to the library's own tools
-
-
-@dataclass
-class Tally:
-    """Running counts of one retry (to be replaced by the shared move kit's tally)."""
-
-    total: int | None
-    moved: int = 0
-    failed: int = 0
-    skipped: int = 0
-    gone: int = 0
-    missing: int = 0
-    refused: dict[str, int] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-
-    def progress(self) -> MoveProgress:
-        """The progress line's numbers."""
-        return MoveProgress(self.moved, self.total, self.failed, self.skipped)
 
 
 class DeadSetLibrary:
@@ -95,8 +89,9 @@ class DeadSetLibrary:
         """Where a retry of this dead set sends jobs by default."""
         raise NotImplementedError
 
-    def check_destination(self, name: str, destination: str) -> None:
-        """Refuse a destination the library cannot retry into (UsageError)."""
+    def refuse_destination(self, name: str, destination: str) -> str | None:
+        """Why the library cannot retry this dead set into ``destination`` (None: it can)."""
+        return None
 
     async def load(self, name: str, members: list[tuple[bytes, float]]) -> list[DeadJob]:
         """Read and decode members (with their scores) of a dead set."""
@@ -210,18 +205,21 @@ class DeadSetLibrary:
 
     async def move(self, request: MoveRequest, progress: ProgressCallback) -> MoveResult:
         """Retry dead jobs into their queue with the library's semantics, a batch at a time."""
-        for option in FOREIGN_OPTIONS:
-            if request.extra.get(option) not in (None, False):
-                flag = "--" + option.replace("_", "-")
-                raise UsageError(f"{flag} is not supported by {self.library}")
+        batch = options_as(request.options, JobsMoveOptions, self.options.type).batch or BATCH
         key = self._key(request.source, request.mode)
-        self.check_destination(request.source, request.destination)
-        batch = int(request.extra.get("batch") or BATCH)
+        why = self.refuse_destination(request.source, request.destination)
+        if why is not None:
+            what = "--to" if request.mode == "replay" else "dlq move to another queue"
+            raise not_supported(what, self.options.type, why)
         total = int(await self.guard(f"count {request.source!r}", self.r.zcard(key)))
         bound = total if request.limit is None else min(total, request.limit)
         tally = Tally(total=bound if request.filter is None else None)
-        await self._retry_pages(request, key, batch, tally, progress)
-        return self._result(request, tally)
+        left: dict[str, int] = {}  # why jobs stayed in the dead set -> how many
+        await self._retry_pages(request, key, batch, tally, progress, left=left)
+        for why_left, n in left.items():
+            tally.note(f"{n} {why_left}" if why_left in (GONE_NOTE, MISSING_NOTE)
+                       else f"{n} job(s) left in the dead set: {why_left}")  # fmt: skip
+        return tally.result(request.source, request.destination, request.dry_run)
 
     async def _retry_pages(
         self,
@@ -230,6 +228,8 @@ class DeadSetLibrary:
         batch: int,
         tally: Tally,
         progress: ProgressCallback,
+        *,
+        left: dict[str, int],
     ) -> None:
         from redis.exceptions import RedisError
 
@@ -249,7 +249,7 @@ class DeadSetLibrary:
                 f"read {request.source!r}",
                 self.load(request.source, [(_raw(m), float(s)) for m, s in members]),
             )
-            picks = self._pick(jobs, request.filter, tally, limit)
+            picks = self._pick(jobs, request.filter, tally, left, limit)
             if request.dry_run:
                 tally.moved += len(picks)
                 offset += len(members)
@@ -258,19 +258,26 @@ class DeadSetLibrary:
             try:
                 results = await self.retry_batch(request.source, picks, request.destination)
             except (RedisError, OSError) as exc:
-                tally.failed += len(picks)
-                tally.errors.append(self.error(exc, f"retry {request.source!r}").message)
+                # the script ran entirely or not at all: these jobs are all still dead
+                tally.fail(len(picks), self.error(exc, f"retry {request.source!r}").message)
                 return
-            moved = sum(1 for r in results if r == MOVED)
+            moved = results.count(MOVED)
+            gone = results.count(GONE)
             tally.moved += moved
-            tally.gone += sum(1 for r in results if r == GONE)
-            tally.missing += sum(1 for r in results if r == MISSING)
-            offset += len(members) - moved - sum(1 for r in results if r == GONE)
+            tally.skipped += len(results) - moved
+            for outcome, why in ((GONE, GONE_NOTE), (MISSING, MISSING_NOTE)):
+                if results.count(outcome):
+                    left[why] = left.get(why, 0) + results.count(outcome)
+            offset += len(members) - moved - gone
             progress(tally.progress())
 
     @staticmethod
     def _pick(
-        jobs: list[DeadJob], flt: MessageFilter | None, tally: Tally, limit: int | None
+        jobs: list[DeadJob],
+        flt: MessageFilter | None,
+        tally: Tally,
+        left: dict[str, int],
+        limit: int | None,
     ) -> list[DeadJob]:
         picks: list[DeadJob] = []
         for job in jobs:
@@ -281,30 +288,11 @@ class DeadSetLibrary:
                 tally.skipped += 1
             elif job.refusal is not None or job.queue is None:
                 reason = job.refusal or "the job names no queue"
-                tally.refused[reason] = tally.refused.get(reason, 0) + 1
+                left[reason] = left.get(reason, 0) + 1
                 tally.skipped += 1
             else:
                 picks.append(job)
         return picks
-
-    def _result(self, request: MoveRequest, tally: Tally) -> MoveResult:
-        notes = [f"{n} job(s) left in the dead set: {why}" for why, n in tally.refused.items()]
-        if tally.gone:
-            notes.append(f"{tally.gone} job(s) left the dead set during the retry (not retried)")
-        if tally.missing:
-            notes.append(
-                f"{tally.missing} job(s) have no job data any more (expired): left in the dead set"
-            )
-        return MoveResult(
-            source=request.source,
-            destination=request.destination,
-            moved=tally.moved,
-            failed=tally.failed,
-            skipped=tally.skipped,
-            dry_run=request.dry_run,
-            errors=tuple(tally.errors),
-            notes=tuple(notes),
-        )
 
 
 def _raw(member: bytes | str) -> bytes:

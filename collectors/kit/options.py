@@ -99,6 +99,11 @@ def _flags(names: Iterable[str]) -> str:
     return ", ".join(flag_of(name) for name in sorted(names))
 
 
+def not_supported(what: str, broker_type: str, why: str) -> UsageError:
+    """The one wording of a refused option or flag (exit 2): ``--x: not supported by ...``."""
+    return UsageError(f"{what}: not supported by {broker_type} brokers ({why})")
+
+
 def build_move_options(
     model: type[MoveOptions], given: Mapping[str, Any], broker_type: str
 ) -> MoveOptions:
@@ -107,7 +112,7 @@ def build_move_options(
     if unknown:
         own = _flags(model.model_fields)
         supported = f"its move options: {own}" if own else "it has no move options"
-        raise UsageError(f"{_flags(unknown)}: not supported by {broker_type} brokers ({supported})")
+        raise not_supported(_flags(unknown), broker_type, supported)
     try:
         return model.model_validate(dict(given))
     except ValidationError as exc:

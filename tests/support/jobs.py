@@ -30,12 +30,12 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests import harness
 from tests.harness import BrokerUnavailable
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BULLMQ_VERSION = "6"
 BULLMQ_DIR = Path(os.environ.get("MQTOP_BULLMQ_DIR", harness.CACHE / f"bullmq-{BULLMQ_VERSION}"))
 SIDEKIQ = "/usr/bin/sidekiq"

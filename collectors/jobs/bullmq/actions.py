@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from collectors.base import Death, PeekedMessage
 from collectors.jobs.actions import DeadJob, DeadSetLibrary, error_class
 from collectors.jobs.common import epoch_seconds, integer, json_object, queue_of_failed, text
-from mqtop.kernel.errors import UsageError
 
 if TYPE_CHECKING:
     from collectors.jobs.bullmq.options import BullMQKeys, BullMQOptions
@@ -140,12 +139,11 @@ class BullMQActions(DeadSetLibrary):
     def retry_target(self, name: str) -> str | None:
         return self._queue(name)
 
-    def check_destination(self, name: str, destination: str) -> None:
-        if destination != self._queue(name):
-            raise UsageError(
-                f"BullMQ retries a failed job in its own queue ({self._queue(name)!r}); "
-                "--to another queue is not supported"
-            )
+    def refuse_destination(self, name: str, destination: str) -> str | None:
+        own = self._queue(name)
+        return (
+            None if destination == own else f"BullMQ retries a failed job in its own queue, {own!r}"
+        )
 
     async def load(self, name: str, members: list[tuple[bytes, float]]) -> list[DeadJob]:
         queue = self._queue(name) or ""

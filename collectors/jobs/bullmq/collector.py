@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from collectors.base import Collected, CollectorPlugin, MessageActions
+from collectors.jobs.actions import JobsMoveOptions
 from collectors.jobs.bullmq.options import BullMQKeys, BullMQOptions
 from collectors.jobs.collector import JobCollector
 from collectors.jobs.common import epoch_seconds, failed_name, integer, text
@@ -166,6 +167,7 @@ PLUGIN: CollectorPlugin[BullMQOptions] = CollectorPlugin(
     type="bullmq",
     options_model=BullMQOptions,
     factory=_create,
+    move_options=JobsMoveOptions,
     description="BullMQ job queues and failed sets on Redis",
 )
 

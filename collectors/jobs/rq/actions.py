@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 from collectors.base import Death, PeekedMessage
 from collectors.jobs.actions import DeadJob, DeadSetLibrary, error_class
 from collectors.jobs.common import epoch_seconds, integer, queue_of_failed, text
-from mqtop.kernel.errors import UsageError
 
 if TYPE_CHECKING:
     from collectors.jobs.rq.options import RQKeys, RQOptions
@@ -158,12 +157,13 @@ class RQActions(DeadSetLibrary):
     def retry_target(self, name: str) -> str | None:
         return self._queue(name)
 
-    def check_destination(self, name: str, destination: str) -> None:
-        if destination != self._queue(name):
-            raise UsageError(
-                f"RQ requeues a failed job into the queue it came from ({self._queue(name)!r}); "
-                "--to another queue is not supported"
-            )
+    def refuse_destination(self, name: str, destination: str) -> str | None:
+        own = self._queue(name)
+        return (
+            None
+            if destination == own
+            else f"RQ requeues a failed job into the queue it came from, {own!r}"
+        )
 
     async def load(self, name: str, members: list[tuple[bytes, float]]) -> list[DeadJob]:
         queue = self._queue(name) or ""

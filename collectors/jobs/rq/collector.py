@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from collectors.base import Collected, CollectorPlugin, MessageActions
+from collectors.jobs.actions import JobsMoveOptions
 from collectors.jobs.collector import JobCollector
 from collectors.jobs.common import epoch_seconds, failed_name, text
 from collectors.jobs.rq.options import RQKeys, RQOptions
@@ -121,6 +122,7 @@ PLUGIN: CollectorPlugin[RQOptions] = CollectorPlugin(
     type="rq",
     options_model=RQOptions,
     factory=_create,
+    move_options=JobsMoveOptions,
     description="RQ job queues and failed job registries on Redis",
 )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from collectors.base import Collected, CollectorPlugin, MessageActions
+from collectors.jobs.actions import JobsMoveOptions
 from collectors.jobs.collector import JobCollector
 from collectors.jobs.common import epoch_seconds, integer, json_object, text
 from collectors.jobs.series import JobQueueState, dead_set_sample, job_queue_sample
@@ -144,6 +145,7 @@ PLUGIN: CollectorPlugin[SidekiqOptions] = CollectorPlugin(
     type="sidekiq",
     options_model=SidekiqOptions,
     factory=_create,
+    move_options=JobsMoveOptions,
     description="Sidekiq job queues and dead set on Redis",
 )
 

@@ -119,3 +119,23 @@ def test_bullmq_failed_retry_and_purge(bullmq, job_url, rc, jobs_cli, unique):
     purge = jobs_cli("bullmq", job_url, "dlq", "purge", "jobs", f"{tag}:failed", "--yes")
     assert purge.returncode == 0, purge.stderr
     assert bullmq.counts(tag)["failed"] == 0
+
+
+def test_retry_refusals_in_the_move_kit_words(job_url, rc, jobs_cli, unique):
+    tag = unique("ref")
+    rc.zadd(f"rq:failed:{tag}", {"job-1": 1})  # refused before any job is read
+    to = jobs_cli("rq", job_url, "dlq", "replay", "jobs", f"{tag}:failed", "--to", "other", "--yes")
+    assert to.returncode == 2, to.stderr
+    assert to.stderr.strip().endswith(
+        "--to: not supported by rq brokers "
+        f"(RQ requeues a failed job into the queue it came from, {tag!r})"
+    )
+    bull = jobs_cli("bullmq", job_url, "dlq", "move", "jobs", f"{tag}:failed", "other", "--yes")
+    assert bull.returncode == 2
+    assert "dlq move to another queue: not supported by bullmq brokers" in bull.stderr
+    rate = jobs_cli("sidekiq", job_url, "dlq", "replay", "jobs", "dead", "--rate", "5", "--yes")
+    assert rate.returncode == 2
+    assert "--rate: not supported by sidekiq brokers (its move options: --batch)" in rate.stderr
+    big = jobs_cli("sidekiq", job_url, "dlq", "replay", "jobs", "dead", "--batch", "20000")
+    assert big.returncode == 2 and "--batch: " in big.stderr
+    assert rc.zcard(f"rq:failed:{tag}") == 1
