@@ -206,6 +206,29 @@ class Sidekiq:
             raise AssertionError(f"sidekiq exited:\n{worker.tail()}")
         return worker
 
+    def fail_into_dead(self, queue: str, tag: str, count: int, dead_max_jobs: int) -> None:
+        """Push ``count`` FlakyJobs to ``queue`` and fail each through Sidekiq's own failure
+        path (``JobRetry#local``, as its processor does): ``retry: 0`` sends them to the dead
+        set with ``DeadSet#kill``, under ``dead_max_jobs``. Faster than a worker process."""
+        code = f"""
+            require "sidekiq/job_retry"
+            Sidekiq.options[:dead_max_jobs] = {int(dead_max_jobs)}
+            Sidekiq.logger.level = Logger::WARN
+            q, tag = {json.dumps(queue)}, {json.dumps(tag)}
+            (0...{int(count)}).each_slice(1000) do |s|
+              Sidekiq::Client.push_bulk("class" => FlakyJob, "queue" => q,
+                                        "args" => s.map {{ |i| [tag, i] }})
+            end
+            retrier = Sidekiq::JobRetry.new
+            while (job = Sidekiq.redis {{ |r| r.rpop("queue:#{{q}}") }})
+              begin
+                retrier.local(FlakyJob.new, job, q) {{ raise ArgumentError, "flaky" }}
+              rescue Sidekiq::JobRetry::Handled
+              end
+            end
+        """
+        self.ruby(code)
+
     def stats(self, queues: Sequence[str]) -> dict[str, Any]:
         """Sidekiq's own view: Stats, Queue#size/#latency, DeadSet/RetrySet/ScheduledSet."""
         code = (
@@ -249,8 +272,8 @@ const [url, queue, command, arg] = process.argv.slice(2);
 (async () => {
   const q = new Queue(queue, { connection: new IORedis(url, { maxRetriesPerRequest: null }) });
   if (command === 'add') {
-    const jobs = JSON.parse(arg);
-    await q.addBulk(jobs);
+    const jobs = JSON.parse(require('fs').readFileSync(0, 'utf8'));
+    for (let i = 0; i < jobs.length; i += 1000) { await q.addBulk(jobs.slice(i, i + 1000)); }
   } else if (command === 'counts') {
     const counts = await q.getJobCounts();
     counts.workers = await q.getWorkersCount();
@@ -291,13 +314,13 @@ class BullMQ:
         (self.dir / "mqtop-worker.js").write_text(BULLMQ_WORKER)
         (self.dir / "mqtop-tool.js").write_text(BULLMQ_TOOL)
 
-    def _tool(self, queue: str, command: str, arg: str = "") -> str:
+    def _tool(self, queue: str, command: str, arg: str = "", stdin: str | None = None) -> str:
         return _run(["node", "mqtop-tool.js", self.url, queue, command, arg], dict(os.environ),
-                    cwd=self.dir)  # fmt: skip
+                    cwd=self.dir, stdin=stdin)  # fmt: skip
 
     def add(self, queue: str, jobs: list[dict[str, Any]]) -> None:
-        """``Queue.addBulk`` (each job: ``{"name", "data", "opts"}``)."""
-        self._tool(queue, "add", json.dumps(jobs))
+        """``Queue.addBulk``, 1,000 at a time (each job: ``{"name", "data", "opts"}``)."""
+        self._tool(queue, "add", stdin=json.dumps(jobs))
 
     def counts(self, queue: str) -> dict[str, int]:
         """``Queue.getJobCounts()`` plus ``getWorkersCount()`` as ``workers``."""
