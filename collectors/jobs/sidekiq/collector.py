@@ -17,7 +17,7 @@ from collectors.jobs.actions import JobsMoveOptions
 from collectors.jobs.collector import JobCollector
 from collectors.jobs.common import epoch_seconds, integer, json_object, text
 from collectors.jobs.series import JobQueueState, dead_set_sample, job_queue_sample
-from collectors.jobs.sidekiq.options import DEAD, SidekiqKeys, SidekiqOptions
+from collectors.jobs.sidekiq.options import DEAD, SidekiqKeys, SidekiqOptions, kept_dead
 
 
 def _enqueued_at(entry: Any) -> float | None:
@@ -118,7 +118,7 @@ class SidekiqCollector(JobCollector[SidekiqOptions]):
                 info=shared_info,
             )
             series.append(job_queue_sample(self.options.name, state, now))
-        cap = self.options.dead_max_jobs
+        cap = kept_dead(self.options.dead_max_jobs)
         series.append(
             dead_set_sample(
                 self.options.name,
@@ -127,8 +127,8 @@ class SidekiqCollector(JobCollector[SidekiqOptions]):
                 oldest_death=float(oldest[0][1]) if oldest else None,
                 now=now,
                 info={
-                    "cap (dead_max_jobs)": cap,
-                    "fill": round(int(dead) / cap, 4),
+                    "cap (dead_max_jobs - 1)": cap,
+                    "fill": round(int(dead) / cap, 4) if cap else None,
                     "dropped after": f"{self.options.dead_timeout / 86400:g} days",
                     **shared_info,
                 },

@@ -19,12 +19,19 @@ class SidekiqOptions(JobsOptions):
     dead_max_jobs: int = Field(
         10_000,
         ge=1,
-        description="Sidekiq's dead_max_jobs: the dead set silently drops its oldest beyond this.",
+        description="Sidekiq's dead_max_jobs: the dead set keeps one fewer (9,999 by default) "
+        "and silently drops its oldest beyond that.",
     )
     dead_timeout: Duration = Field(
         180 * 86400.0,
         description="Sidekiq's dead_timeout_in_seconds: dead jobs older than this are dropped.",
     )
+
+
+def kept_dead(dead_max_jobs: int) -> int:
+    """How many jobs Sidekiq's dead set really keeps: ``DeadSet#kill`` adds the job, then
+    trims with ``ZREMRANGEBYRANK dead 0 -dead_max_jobs``, which leaves ``dead_max_jobs - 1``."""
+    return max(0, dead_max_jobs - 1)
 
 
 class SidekiqKeys:
@@ -42,4 +49,4 @@ class SidekiqKeys:
         return f"{self.prefix}queue:{queue}"
 
 
-__all__ = ["DEAD", "SidekiqKeys", "SidekiqOptions"]
+__all__ = ["DEAD", "SidekiqKeys", "SidekiqOptions", "kept_dead"]

@@ -58,7 +58,7 @@ def test_queues_busy_workers_and_dead_set_match_sidekiq(sidekiq, job_url, rc, jo
             assert got[queue].info["retry (all queues)"] == own["retry"] == 0
         dead = got["dead"]
         assert dead.values["queue_length"] == 5
-        assert dead.info["cap (dead_max_jobs)"] == 10_000
+        assert dead.info["cap (dead_max_jobs - 1)"] == 9_999  # the default, as DeadSet#kill trims
     # after a clean stop Sidekiq removes its process: no consumers; the drained queue shows 0
     rc.delete(f"{tag}:fail")
     series = series_by_queue(jobs_cli("sidekiq", job_url, "metrics", "--format", "json"))
@@ -85,3 +85,23 @@ def test_single_queue_rates_from_sidekiq_counters(sidekiq, job_url, rc, unique):
     assert got.values["processed_total"] == own["processed"] - own["failed"] == 6
     assert got.values["dead_lettered_total"] == own["failed"] == 4
     assert sorted(int(x) for x in rc.lrange(f"{tag}:done", 0, -1)) == list(range(10, 16))
+
+
+def test_dead_set_cap_is_one_below_dead_max_jobs(sidekiq, job_url, unique):
+    # Sidekiq's own failure path with dead_max_jobs 40: DeadSet#kill trims to 39, not 40
+    sidekiq.fail_into_dead(unique("cap"), "cap", 45, dead_max_jobs=40)
+    own = sidekiq.stats([])
+    assert own["dead"] == 39
+
+    async def go() -> dict:
+        collector = SidekiqCollector(SidekiqOptions(name="sk", url=job_url, dead_max_jobs=40))
+        await collector.connect()
+        try:
+            return {s.key.queue: s for s in (await collector.collect()).series}
+        finally:
+            await collector.close()
+
+    dead = asyncio.run(go())["dead"]
+    assert dead.values["queue_length"] == own["dead"] == 39
+    assert dead.info["cap (dead_max_jobs - 1)"] == 39
+    assert dead.info["fill"] == 1.0  # full: the next death silently evicts the oldest
