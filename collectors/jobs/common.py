@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, field_validator
 
 from collectors.base import BrokerOptions, ClientCertificate
-from collectors.redis.collector import RedisOptions, make_client
 from mqtop.kernel.secrets import Password, SecretUrl, strip_url_credentials
 
 if TYPE_CHECKING:
@@ -57,6 +56,8 @@ class JobsOptions(ClientCertificate, BrokerOptions):
 
 def client_for(options: JobsOptions) -> Redis:
     """A redis.asyncio client for a job-library broker (the Redis broker's connection code)."""
+    from collectors.redis.collector import RedisOptions, make_client
+
     connection = RedisOptions(
         name=options.name,
         url=options.url,
