@@ -161,7 +161,7 @@ class DeadSetLibrary:
         key = self.dead_set_key(name)
         if key is None:
             raise UnsupportedAction(
-                f"{name!r} is not a {self.library} dead set: {action} works on "
+                f"{name!r} is not a dead set of {self.library}: {action} works on "
                 f"{self.dead_set_names()}"
             )
         return key

@@ -400,13 +400,16 @@ def celery_available() -> None:
         raise BrokerUnavailable(f"the celery package is not installed: {exc}") from None
 
 
-def celery_worker(redis_url: str, queues: Sequence[str]) -> Worker:
-    """A Celery worker (solo pool) on ``queues``; waits until it is ready."""
+def celery_worker(broker_url: str, queues: Sequence[str], name: str | None = None) -> Worker:
+    """A Celery worker (solo pool) on ``queues`` of ``broker_url`` (Redis or RabbitMQ); waits
+    until it is ready. Its node name is ``name`` (unique by default)."""
     tmp = Path(tempfile.mkdtemp(prefix="mqtop-celery-"))
+    node = name or f"mqtop-{os.getpid()}-{time.monotonic_ns()}@localhost"
     cmd = [sys.executable, "-m", "celery", "-A", CELERY_APP, "worker", "--pool", "solo",
            "-Q", ",".join(queues), "--without-gossip", "--without-mingle", "-l", "info",
-           "-n", f"mqtop-{os.getpid()}-{time.monotonic_ns()}@localhost"]  # fmt: skip
-    worker = _spawn(cmd, {**_redis_env(redis_url), "MQTOP_CELERY_BROKER": redis_url}, tmp, "celery")
+           "-n", node]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MQTOP_CELERY_BROKER": broker_url}
+    worker = _spawn(cmd, env, tmp, "celery")
     worker.workdir = tmp
     wait_until(lambda: not worker.alive() or "ready." in worker.tail(50), 60, "celery worker")
     if not worker.alive():

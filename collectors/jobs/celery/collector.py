@@ -15,31 +15,18 @@ a queue), no enqueue time in its messages and no worker registry in Redis: ``dlq
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field
-
-from collectors.base import Collected, CollectorPlugin
+from collectors.base import Collected
+from collectors.jobs.celery.options import CeleryOptions
 from collectors.jobs.collector import JobCollector
-from collectors.jobs.common import JobsOptions, text
+from collectors.jobs.common import text
 from collectors.jobs.series import JobQueueState, job_queue_sample
-from mqtop.kernel.durations import Duration
 
 SEP = "\x06\x16"  # kombu's separator in binding members and priority queue names
 BINDING = "_kombu.binding."
 NOT_TASK_EXCHANGES = ("celeryev",)
 UNACKED_READ_MAX = 10_000  # unacked entries parsed per poll (beyond: in_flight unknown)
-
-
-class CeleryOptions(JobsOptions):
-    """Celery with kombu's Redis transport."""
-
-    type: Literal["celery"] = "celery"
-    priority_steps: list[int] = Field(
-        default_factory=lambda: [0, 3, 6, 9],
-        description="kombu's priority_steps (broker_transport_options): one list per step.",
-    )
-    discover_every: Duration = Field(30.0, description="How often bindings are re-read.")
 
 
 class CeleryKeys:
@@ -155,15 +142,4 @@ class CeleryCollector(JobCollector[CeleryOptions]):
         return Collected(series=tuple(series), warnings=tuple(warnings))
 
 
-def _create(options: CeleryOptions) -> CeleryCollector:
-    return CeleryCollector(options)
-
-
-PLUGIN: CollectorPlugin[CeleryOptions] = CollectorPlugin(
-    type="celery",
-    options_model=CeleryOptions,
-    factory=_create,
-    description="Celery task queues on Redis (kombu)",
-)
-
-__all__ = ["PLUGIN", "CeleryCollector", "CeleryKeys", "CeleryOptions"]
+__all__ = ["CeleryCollector", "CeleryKeys"]
