@@ -8,7 +8,8 @@ its own Python process (one benchmark's garbage-collector tuning, caches or memo
 colour the next), CPU-bound ones first, then the broker ones. The brokers are found as the
 test suite finds them (``tests/harness.py``: environment variables, default local ports, else
 private ones started from installed binaries); the Kafka replay baseline needs ``kcat``;
-ActiveMQ is found as tests/support/activemq.py finds it.
+ActiveMQ is found as tests/support/activemq.py finds it; the job-library baselines need Ruby
+with ruby-sidekiq, Node with npm's bullmq and the rq package.
 
 ``--format json`` prints ONE object: every figure of the proof (null when its benchmark
 failed) followed by the extra figures the modules report. The exit code is 1 when a benchmark
@@ -36,6 +37,9 @@ REQUIRED: dict[str, tuple[str | None, float | None, str]] = {
     "kafka_replay_vs_kcat": (">=", 1.0, "kafka"),
     "sqs_move_vs_naive": (">=", 5.0, "sqs"),
     "redis_move_vs_naive": (None, None, "redis"),
+    "sidekiq_retry_vs_retry_all": (">=", 1.0, "jobs"),
+    "bullmq_retry_vs_retryjobs": (">=", 1.0, "jobs"),
+    "rq_retry_vs_requeue_loop": (">=", 1.0, "jobs"),
     "store_ingest_samples_per_s": (">=", 1e6, "store"),
     "store_bytes_per_sample": ("<=", 16.0, "store"),
     "poll_cycle_cpu_s_5k_rabbit_queues": ("<", 1.0, "rabbitmq"),
@@ -54,6 +58,7 @@ EXTRA_GOALS: dict[str, tuple[str, float]] = {
     "classic_poll_wall_vs_bare_2k_queues": ("<", 2.0),
     "classic_poll_cpu_vs_bare_2k_queues": ("<", 2.0),
     "classic_move_vs_broker_move": (">=", 0.9),
+    "jobs_retry_lost_jobs": ("<=", 0.0),
 }
 # CPU-bound benchmarks first (nothing else of ours running), broker ones after.
 ORDER = [
@@ -63,6 +68,7 @@ ORDER = [
     "serve",
     "tui",
     "redis",
+    "jobs",
     "rabbitmq",
     "kafka",
     "sqs",

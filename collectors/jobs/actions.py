@@ -12,6 +12,7 @@ and never neither; a job already gone from the set (retried by someone else) is 
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -35,12 +36,31 @@ from mqtop.kernel.secrets import redact
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-BATCH = 500
+BATCH = 500  # jobs per script call when each batch is read, filtered and decoded here
+IN_PLACE_BATCH = 2000  # jobs per call when the script reads its batch itself
 MAX_BATCH = 10_000  # jobs per script call: Redis runs nothing else while a script runs
 
-MOVED, GONE, MISSING = 1, 0, -1  # per job, what a retry script reports
-GONE_NOTE = "job(s) left the dead set during the retry (not retried)"
-MISSING_NOTE = "job(s) have no job data any more (expired): left in the dead set"
+MOVED, GONE, MISSING = 1, 0, -1  # per job, what a retry script reports (refusals: 2 and up)
+OUTCOMES: dict[int, str] = {
+    GONE: "job(s) left the dead set during the retry (not retried)",
+    MISSING: "job(s) have no job data any more (expired): left in the dead set",
+}
+
+# Lua: a list of per-job outcomes as outcome, count pairs (a range's reply stays small)
+COUNTS = """
+local function counts(out, moved)
+  if moved == #out then return {1, moved} end
+  local by, flat = {}, {}
+  for _, code in ipairs(out) do by[code] = (by[code] or 0) + 1 end
+  for code, n in pairs(by) do flat[#flat + 1] = code; flat[#flat + 1] = n end
+  return flat
+end
+"""
+
+
+def pairs(flat: list[int]) -> dict[int, int]:
+    """Outcome -> count from a script's flat ``outcome, count, ...`` reply."""
+    return {int(flat[i]): int(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
 
 
 class JobsMoveOptions(MoveOptions):
@@ -69,6 +89,8 @@ class DeadSetLibrary:
     """The library-specific half; subclasses fill in every method that raises here."""
 
     library = "job library"
+    outcomes: dict[int, str] = OUTCOMES  # outcome code -> why a job stayed (notes)
+    in_place = False  # True when ``retry_range`` is implemented
 
     def __init__(self, options: JobsOptions) -> None:
         self.options = options
@@ -98,7 +120,15 @@ class DeadSetLibrary:
         raise NotImplementedError
 
     async def retry_batch(self, name: str, jobs: list[DeadJob], destination: str) -> list[int]:
-        """Retry jobs as the library does, atomically; MOVED / GONE / MISSING per job."""
+        """Retry jobs as the library does, atomically; an outcome per job (MOVED...)."""
+        raise NotImplementedError
+
+    async def retry_range(
+        self, name: str, destination: str, offset: int, count: int
+    ) -> dict[int, int]:
+        """Retry the jobs at ranks offset..offset+count-1 in one script that reads them
+        itself; how many jobs had each outcome (none: no job left there). Libraries whose
+        retry needs the client (Sidekiq rewrites the job JSON) use the read-and-retry path."""
         raise NotImplementedError
 
     async def delete_batch(self, name: str, members: list[bytes]) -> int:
@@ -205,7 +235,9 @@ class DeadSetLibrary:
 
     async def move(self, request: MoveRequest, progress: ProgressCallback) -> MoveResult:
         """Retry dead jobs into their queue with the library's semantics, a batch at a time."""
-        batch = options_as(request.options, JobsMoveOptions, self.options.type).batch or BATCH
+        batch = options_as(request.options, JobsMoveOptions, self.options.type).batch
+        in_place = self.in_place and request.filter is None and not request.dry_run
+        batch = batch or (IN_PLACE_BATCH if in_place else BATCH)
         key = self._key(request.source, request.mode)
         why = self.refuse_destination(request.source, request.destination)
         if why is not None:
@@ -217,8 +249,7 @@ class DeadSetLibrary:
         left: dict[str, int] = {}  # why jobs stayed in the dead set -> how many
         await self._retry_pages(request, key, batch, tally, progress, left=left)
         for why_left, n in left.items():
-            tally.note(f"{n} {why_left}" if why_left in (GONE_NOTE, MISSING_NOTE)
-                       else f"{n} job(s) left in the dead set: {why_left}")  # fmt: skip
+            tally.note(f"{n} {why_left}")
         return tally.result(request.source, request.destination, request.dry_run)
 
     async def _retry_pages(
@@ -235,41 +266,76 @@ class DeadSetLibrary:
 
         offset = 0  # jobs left in place before the read position (skipped, refused)
         limit = request.limit
+        # unfiltered: the library's script reads each batch itself (no job crosses the wire)
+        in_place = self.in_place and request.filter is None and not request.dry_run
         while limit is None or tally.moved < limit:
             want = batch if limit is None else min(batch, limit - tally.moved)
             if request.filter is not None or request.dry_run:
                 want = batch
-            members = await self.guard(
-                f"read {request.source!r}",
-                self.r.zrange(key, offset, offset + want - 1, withscores=True),
-            )
-            if not members:
-                return
-            jobs = await self.guard(
-                f"read {request.source!r}",
-                self.load(request.source, [(_raw(m), float(s)) for m, s in members]),
-            )
-            picks = self._pick(jobs, request.filter, tally, left, limit)
-            if request.dry_run:
-                tally.moved += len(picks)
-                offset += len(members)
-                progress(tally.progress())
-                continue
+            results: dict[int, int] | list[int] | None
+            read: int | None = None
             try:
-                results = await self.retry_batch(request.source, picks, request.destination)
+                if in_place:
+                    results = await self.retry_range(
+                        request.source, request.destination, offset, want
+                    )
+                else:
+                    read, results = await self._read_and_retry(
+                        request, key, offset, want, tally=tally, left=left
+                    )
             except (RedisError, OSError) as exc:
-                # the script ran entirely or not at all: these jobs are all still dead
-                tally.fail(len(picks), self.error(exc, f"retry {request.source!r}").message)
+                # the script ran entirely or not at all: this batch is still dead
+                remaining = (
+                    want if tally.total is None else tally.total - tally.moved - tally.skipped
+                )
+                tally.fail(
+                    max(0, min(want, remaining)),
+                    self.error(exc, f"retry {request.source!r}").message,
+                )
                 return
-            moved = results.count(MOVED)
-            gone = results.count(GONE)
+            if results is None:
+                return  # nothing left to read
+            outcomes = results if isinstance(results, dict) else Counter(results)
+            moved, gone = outcomes.get(MOVED, 0), outcomes.get(GONE, 0)
+            seen = sum(outcomes.values())
             tally.moved += moved
-            tally.skipped += len(results) - moved
-            for outcome, why in ((GONE, GONE_NOTE), (MISSING, MISSING_NOTE)):
-                if results.count(outcome):
-                    left[why] = left.get(why, 0) + results.count(outcome)
-            offset += len(members) - moved - gone
+            tally.skipped += seen - moved
+            for code, n in outcomes.items():
+                if code != MOVED and n:
+                    why = self.outcomes.get(code, f"job(s) left in the dead set (code {code})")
+                    left[why] = left.get(why, 0) + n
+            offset += (seen if read is None else read) - moved - gone
             progress(tally.progress())
+            if in_place and not seen:
+                return
+
+    async def _read_and_retry(
+        self,
+        request: MoveRequest,
+        key: str,
+        offset: int,
+        want: int,
+        *,
+        tally: Tally,
+        left: dict[str, int],
+    ) -> tuple[int, list[int] | None]:
+        """Read a page, filter it here, retry the picks: (jobs read, per-job outcomes)."""
+        members = await self.guard(
+            f"read {request.source!r}",
+            self.r.zrange(key, offset, offset + want - 1, withscores=True),
+        )
+        if not members:
+            return 0, None
+        jobs = await self.guard(
+            f"read {request.source!r}",
+            self.load(request.source, [(_raw(m), float(s)) for m, s in members]),
+        )
+        picks = self._pick(jobs, request.filter, tally, left, request.limit)
+        if request.dry_run:
+            return len(members), [MOVED] * len(picks)
+        if not picks:
+            return len(members), []
+        return len(members), await self.retry_batch(request.source, picks, request.destination)
 
     @staticmethod
     def _pick(
@@ -287,7 +353,7 @@ class DeadSetLibrary:
             if flt is not None and not flt.matches(msg.body, msg.headers, msg.timestamp):
                 tally.skipped += 1
             elif job.refusal is not None or job.queue is None:
-                reason = job.refusal or "the job names no queue"
+                reason = f"job(s) left in the dead set: {job.refusal or 'the job names no queue'}"
                 left[reason] = left.get(reason, 0) + 1
                 tally.skipped += 1
             else:

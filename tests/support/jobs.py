@@ -369,6 +369,29 @@ def rq_slow(tag: str, seconds: float) -> None:
     job.connection.rpush(f"{tag}:done", "slow")
 
 
+def rq_failed_jobs(rc: Any, queue_name: str, count: int) -> set[str]:
+    """``count`` jobs put in the failed registry by RQ's own API (as a worker's failure does)."""
+    from rq import Queue
+    from rq.job import Job, JobStatus
+    from rq.registry import FailedJobRegistry
+
+    queue = Queue(queue_name, connection=rc)
+    registry = FailedJobRegistry(queue_name, connection=rc)
+    ids: set[str] = set()
+    for start in range(0, count, 1000):
+        with rc.pipeline() as pipe:
+            for i in range(start, min(start + 1000, count)):
+                job = Job.create("tests.support.jobs.rq_flaky", args=(queue_name, i),
+                                 connection=rc, origin=queue.name)  # fmt: skip
+                job.set_status(JobStatus.FAILED, pipeline=pipe)
+                job.save(pipeline=pipe)
+                registry.add(job, exc_string="LookupError: flaky", pipeline=pipe)
+                ids.add(job.id)
+            pipe.execute()
+    rc.sadd("rq:queues", queue.key)
+    return ids
+
+
 def rq_available() -> None:
     """Raise BrokerUnavailable unless the rq package is installed."""
     try:

@@ -16,52 +16,80 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from collectors.base import Death, PeekedMessage
-from collectors.jobs.actions import DeadJob, DeadSetLibrary, error_class
+from collectors.jobs.actions import COUNTS, OUTCOMES, DeadJob, DeadSetLibrary, error_class, pairs
 from collectors.jobs.common import epoch_seconds, integer, json_object, queue_of_failed, text
 
 if TYPE_CHECKING:
     from collectors.jobs.bullmq.options import BullMQKeys, BullMQOptions
 
+FLOW = 2  # outcome: a job of a flow, left to BullMQ
+FLOW_NOTE = "jobs of a flow (with a parent) must be retried by BullMQ itself"
+
 # KEYS: failed, wait, meta, active, marker, prioritized, pc, events.
-# ARGV: job key prefix, then pairs (id, push command).
-RETRY = """
-local attrs = redis.call('HMGET', KEYS[3], 'paused', 'concurrency')
+# ARGV: job key prefix, then either "ids" and the ids, or "range", offset and count (the
+# script reads those ranks of the failed set itself). An outcome per job (a range: outcome,
+# count pairs): 1 retried, 0 no longer failed, -1 no job hash (expired), 2 a job of a flow
+# (left to BullMQ).
+RETRY = (
+    COUNTS
+    + """
+local attrs = redis.call('HMGET', KEYS[3], 'paused', 'concurrency', 'opts.maxLenEvents')
 local paused = attrs[1] ~= false
 if not paused and attrs[2] then
   paused = redis.call('LLEN', KEYS[4]) >= tonumber(attrs[2])
 end
-local maxEvents = redis.call('HGET', KEYS[3], 'opts.maxLenEvents')
+local maxEvents = attrs[3]
 if not maxEvents then
   maxEvents = 10000
   redis.call('HSET', KEYS[3], 'opts.maxLenEvents', maxEvents)
 end
-local out = {}
-local i = 2
-while i <= #ARGV do
-  local id, push = ARGV[i], ARGV[i + 1]
-  i = i + 2
+local ids, ranged
+if ARGV[2] == 'range' then
+  local first = tonumber(ARGV[3])
+  ids = redis.call('ZRANGE', KEYS[1], first, first + tonumber(ARGV[4]) - 1)
+  ranged = true
+else
+  ids = {}
+  for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
+end
+local out, fifo, taken = {}, {}, {}
+for i, id in ipairs(ids) do
   local jk = ARGV[1] .. id
-  if redis.call('EXISTS', jk) == 0 then
-    out[#out + 1] = -1
-  elseif redis.call('ZREM', KEYS[1], id) == 0 then
-    out[#out + 1] = 0
+  local f = redis.call('HMGET', jk, 'priority', 'parentKey', 'opts')
+  if not f[1] and not f[3] and redis.call('EXISTS', jk) == 0 then
+    out[i] = -1
+  elseif f[2] then
+    out[i] = 2
+  elseif not ranged and redis.call('ZSCORE', KEYS[1], id) == false then
+    out[i] = 0
   else
     redis.call('HDEL', jk, 'finishedOn', 'processedOn', 'failedReason')
-    local priority = tonumber(redis.call('HGET', jk, 'priority')) or 0
-    if priority == 0 then
-      redis.call(push, KEYS[2], id)
-    else
+    local priority = tonumber(f[1]) or 0
+    if priority > 0 then
       local counter = redis.call('INCR', KEYS[7])
       redis.call('ZADD', KEYS[6], priority * 0x100000000 + counter % 0x100000000, id)
+    elseif f[3] and string.find(f[3], '"lifo":true', 1, true) then
+      redis.call('RPUSH', KEYS[2], id)
+    else
+      fifo[#fifo + 1] = id
     end
-    if not paused then redis.call('ZADD', KEYS[5], 0, '0') end
     redis.call('XADD', KEYS[8], 'MAXLEN', '~', maxEvents, '*', 'event', 'waiting',
                'jobId', id, 'prev', 'failed')
-    out[#out + 1] = 1
+    taken[#taken + 1] = id
+    out[i] = 1
   end
 end
+for i = 1, #taken, 5000 do
+  redis.call('ZREM', KEYS[1], unpack(taken, i, math.min(i + 4999, #taken)))
+end
+for i = 1, #fifo, 5000 do
+  redis.call('LPUSH', KEYS[2], unpack(fifo, i, math.min(i + 4999, #fifo)))
+end
+if #taken > 0 and not paused then redis.call('ZADD', KEYS[5], 0, '0') end
+if ranged then return counts(out, #taken) end
 return out
 """
+)
 
 # KEYS: failed. ARGV: job key prefix, ids... Deletes each job with its logs and bookkeeping.
 DELETE = """
@@ -121,6 +149,8 @@ class BullMQActions(DeadSetLibrary):
     """Failed-set actions of one BullMQ installation."""
 
     library = "BullMQ"
+    outcomes = {**OUTCOMES, FLOW: f"job(s) left in the dead set: {FLOW_NOTE}"}
+    in_place = True
 
     def __init__(self, options: BullMQOptions, keys: BullMQKeys) -> None:
         super().__init__(options)
@@ -156,21 +186,23 @@ class BullMQActions(DeadSetLibrary):
             job_id = member.decode("utf-8", "replace")
             refusal = None
             if fields and fields.get(b"parentKey"):
-                refusal = "jobs of a flow (with a parent) must be retried by BullMQ itself"
+                refusal = FLOW_NOTE
             out.append(DeadJob(member, decode(job_id, fields or {}, queue), queue, refusal))
         return out
 
     async def retry_batch(self, name: str, jobs: list[DeadJob], destination: str) -> list[int]:
-        if not jobs:
-            return []
-        q = destination
+        return await self._retry(destination, ["ids", *(job.member for job in jobs)])
+
+    async def retry_range(
+        self, name: str, destination: str, offset: int, count: int
+    ) -> dict[int, int]:
+        return pairs(await self._retry(destination, ["range", offset, count]))
+
+    async def _retry(self, queue: str, args: list[Any]) -> list[int]:
         parts = ("failed", "wait", "meta", "active", "marker", "prioritized", "pc", "events")
-        keys = [self.keys.key(q, part) for part in parts]
-        args: list[Any] = [self.keys.job(q, "")]
-        for job in jobs:
-            opts = job.message.properties.get("opts") or {}
-            args += [job.member, "RPUSH" if opts.get("lifo") else "LPUSH"]
-        return [int(r) for r in await self.run_script("retry", RETRY, keys, args)]
+        keys = [self.keys.key(queue, part) for part in parts]
+        got = await self.run_script("retry", RETRY, keys, [self.keys.job(queue, ""), *args])
+        return [int(r) for r in got]
 
     async def delete_batch(self, name: str, members: list[bytes]) -> int:
         queue = self._queue(name) or ""

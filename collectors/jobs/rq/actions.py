@@ -20,35 +20,62 @@ import zlib
 from typing import TYPE_CHECKING, Any
 
 from collectors.base import Death, PeekedMessage
-from collectors.jobs.actions import DeadJob, DeadSetLibrary, error_class
+from collectors.jobs.actions import COUNTS, OUTCOMES, DeadJob, DeadSetLibrary, error_class, pairs
 from collectors.jobs.common import epoch_seconds, integer, queue_of_failed, text
 
 if TYPE_CHECKING:
     from collectors.jobs.rq.options import RQKeys, RQOptions
 
-# KEYS: failed registry, queue list, rq:queues. ARGV: job key prefix, queue key, now, ids...
-REQUEUE = """
-local out = {}
-local moved = 0
-for i = 4, #ARGV do
-  local id = ARGV[i]
+RATE_LIMITED, OTHER_ORIGIN = 2, 3  # outcomes: jobs left to RQ
+RATE_LIMITED_NOTE = "rate-limited jobs must be requeued by RQ itself"
+
+# KEYS: failed registry, queue list, rq:queues. ARGV: job key prefix, queue key, queue name,
+# now, then either "ids" and the ids, or "range", offset and count (the script reads those
+# ranks of the registry itself). An outcome per job (a range: outcome, count pairs):
+# 1 requeued, 0 no longer failed, -1 no job hash (expired), 2 rate-limited (left to RQ),
+# 3 from another queue (its origin differs).
+REQUEUE = (
+    COUNTS
+    + """
+local ids, ranged
+if ARGV[5] == 'range' then
+  local first = tonumber(ARGV[6])
+  ids = redis.call('ZRANGE', KEYS[1], first, first + tonumber(ARGV[7]) - 1)
+  ranged = true
+else
+  ids = {}
+  for i = 6, #ARGV do ids[#ids + 1] = ARGV[i] end
+end
+local out, taken = {}, {}
+for _, id in ipairs(ids) do
   local jk = ARGV[1] .. id
-  if redis.call('EXISTS', jk) == 0 then
+  local f = redis.call('HMGET', jk, 'origin', 'rate_limit_key', 'status')
+  if not f[1] and not f[3] and redis.call('EXISTS', jk) == 0 then
     out[#out + 1] = -1
-  elseif redis.call('ZREM', KEYS[1], id) == 0 then
+  elseif f[2] and f[2] ~= '' then
+    out[#out + 1] = 2
+  elseif f[1] and f[1] ~= ARGV[3] then
+    out[#out + 1] = 3
+  elseif not ranged and redis.call('ZSCORE', KEYS[1], id) == false then
     out[#out + 1] = 0
   else
-    redis.call('HSET', jk, 'status', 'queued', 'enqueued_at', ARGV[3],
+    redis.call('HSET', jk, 'status', 'queued', 'enqueued_at', ARGV[4],
                'started_at', '', 'ended_at', '')
     redis.call('HDEL', jk, 'exc_info')
-    redis.call('RPUSH', KEYS[2], id)
-    moved = moved + 1
+    taken[#taken + 1] = id
     out[#out + 1] = 1
   end
 end
-if moved > 0 then redis.call('SADD', KEYS[3], ARGV[2]) end
+for i = 1, #taken, 5000 do
+  local last = math.min(i + 4999, #taken)
+  redis.call('ZREM', KEYS[1], unpack(taken, i, last))
+  redis.call('RPUSH', KEYS[2], unpack(taken, i, last))
+end
+if #taken > 0 then redis.call('SADD', KEYS[3], ARGV[2]) end
+if ranged then return counts(out, #taken) end
 return out
 """
+)
 
 # KEYS: failed registry. ARGV: job key prefix, results key prefix, ids... Deletes each job
 # with its hash and results stream (RQ's ``job.delete``); returns how many left the registry.
@@ -139,6 +166,12 @@ class RQActions(DeadSetLibrary):
     """Failed-registry actions of one RQ installation."""
 
     library = "RQ"
+    outcomes = {
+        **OUTCOMES,
+        RATE_LIMITED: f"job(s) left in the dead set: {RATE_LIMITED_NOTE}",
+        OTHER_ORIGIN: "job(s) left in the dead set: their origin is another queue",
+    }
+    in_place = True
 
     def __init__(self, options: RQOptions, keys: RQKeys) -> None:
         super().__init__(options)
@@ -180,7 +213,7 @@ class RQActions(DeadSetLibrary):
             message = decode(job_id, fields or {}, exception_text(result), queue)
             refusal = None
             if fields and fields.get(b"rate_limit_key"):
-                refusal = "rate-limited jobs must be requeued by RQ itself"
+                refusal = RATE_LIMITED_NOTE
             origin = text(fields.get(b"origin")) if fields else queue
             if origin not in (None, queue):
                 refusal = f"the job's origin is {origin!r}, not {queue!r}"
@@ -188,17 +221,19 @@ class RQActions(DeadSetLibrary):
         return out
 
     async def retry_batch(self, name: str, jobs: list[DeadJob], destination: str) -> list[int]:
-        if not jobs:
-            return []
-        queue = destination
+        return await self._requeue(destination, ["ids", *(job.member for job in jobs)])
+
+    async def retry_range(
+        self, name: str, destination: str, offset: int, count: int
+    ) -> dict[int, int]:
+        return pairs(await self._requeue(destination, ["range", offset, count]))
+
+    async def _requeue(self, queue: str, args: list[Any]) -> list[int]:
         now = dt.datetime.now(tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # RQ's utcformat
-        keys = [
-            self.keys.registry("failed", queue),
-            self.keys.queue(queue),
-            self.keys.queues,
-        ]
-        args = [self.keys.job(""), self.keys.queue(queue), now, *(j.member for j in jobs)]
-        return [int(r) for r in await self.run_script("requeue", REQUEUE, keys, args)]
+        keys = [self.keys.registry("failed", queue), self.keys.queue(queue), self.keys.queues]
+        head = [self.keys.job(""), self.keys.queue(queue), queue, now]
+        got = await self.run_script("requeue", REQUEUE, keys, [*head, *args])
+        return [int(r) for r in got]
 
     async def delete_batch(self, name: str, members: list[bytes]) -> int:
         key = self.dead_set_key(name) or ""

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.support.jobs import rq_worker, running, wait_until
+from tests.support.jobs import rq_failed_jobs, rq_worker, running, wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -139,3 +139,29 @@ def test_retry_refusals_in_the_move_kit_words(job_url, rc, jobs_cli, unique):
     big = jobs_cli("sidekiq", job_url, "dlq", "replay", "jobs", "dead", "--batch", "20000")
     assert big.returncode == 2 and "--batch: " in big.stderr
     assert rc.zcard(f"rq:failed:{tag}") == 1
+
+
+@pytest.mark.parametrize("filtered", [False, True], ids=["in-place", "read-and-filter"])
+def test_jobs_left_to_rq_stay_dead_with_a_note(
+    filtered, rq_installed, job_url, rc, jobs_cli, unique
+):
+    tag = unique("left")
+    ids = sorted(rq_failed_jobs(rc, tag, 5))
+    expired, limited, foreign = ids[:3]
+    rc.delete(f"rq:job:{expired}")  # its hash expired: RQ's own requeue fails on it too
+    rc.hset(f"rq:job:{limited}", "rate_limit_key", "rl:mail")
+    rc.hset(f"rq:job:{foreign}", "origin", "elsewhere")
+    extra = ["--filter", "header.class=tests.support.jobs.rq_flaky"] if filtered else []
+    replay = jobs_cli("rq", job_url, "dlq", "replay", "jobs", f"{tag}:failed", "--yes",
+                      "--format", "json", *extra)  # fmt: skip
+    assert replay.returncode == 0, replay.stderr
+    result = json.loads(replay.stdout)
+    assert (result["moved"], result["skipped"]) == (2, 3)
+    notes = replay.stderr
+    if not filtered:  # (filtered: the expired job has no class, so the filter skips it)
+        assert "note: 1 job(s) have no job data any more (expired)" in notes
+    assert "note: 1 job(s) left in the dead set: rate-limited jobs must be requeued by RQ" in notes
+    assert "note: 1 job(s) left in the dead set: " in notes and "origin" in notes
+    left = {x.decode() for x in rc.zrange(f"rq:failed:{tag}", 0, -1)}
+    assert left == {expired, limited, foreign}
+    assert sorted(x.decode() for x in rc.lrange(f"rq:queue:{tag}", 0, -1)) == ids[3:]
