@@ -46,14 +46,22 @@ OUTCOMES: dict[int, str] = {
     MISSING: "job(s) have no job data any more (expired): left in the dead set",
 }
 
-# Lua: a list of per-job outcomes as outcome, count pairs (a range's reply stays small)
+# Lua: what a retry script returns. ``out[i]`` is the outcome of the i-th job, absent for 1
+# (retried). A range returns outcome, count pairs (its reply stays small), ids one per job.
 COUNTS = """
-local function counts(out, moved)
-  if moved == #out then return {1, moved} end
-  local by, flat = {}, {}
-  for _, code in ipairs(out) do by[code] = (by[code] or 0) + 1 end
-  for code, n in pairs(by) do flat[#flat + 1] = code; flat[#flat + 1] = n end
-  return flat
+local function outcomes(out, n, moved, ranged)
+  if ranged then
+    if moved == n then return {1, moved} end
+    local by, flat = {[1] = moved}, {}
+    for _, code in pairs(out) do
+      if code ~= 1 then by[code] = (by[code] or 0) + 1 end
+    end
+    for code, k in pairs(by) do flat[#flat + 1] = code; flat[#flat + 1] = k end
+    return flat
+  end
+  local list = {}
+  for i = 1, n do list[i] = out[i] or 1 end
+  return list
 end
 """
 

@@ -120,6 +120,8 @@ async def serve(servers: Servers, scenario: Scenario) -> int:
 
     endpoints = servers.endpoints()
     workload = Workload(endpoints, scenario, emit=emit)
+    workdir = os.environ.get("MQTOP_DEMO_WORKDIR")
+    workload.worker_log = Path(workdir) / "rq-worker.log" if workdir else None
     try:
         await workload.setup()
     except Exception as exc:
@@ -129,6 +131,8 @@ async def serve(servers: Servers, scenario: Scenario) -> int:
     pids = {"backend": os.getpid()}
     if servers.kafka.pid is not None:
         pids["kafka"] = servers.kafka.pid
+    if workload.receipts is not None:
+        pids["rq-worker"] = workload.receipts.pid
     write_line(
         {
             "ready": True,
@@ -136,6 +140,7 @@ async def serve(servers: Servers, scenario: Scenario) -> int:
                 "sqs": endpoints.sqs_url,
                 "redis": endpoints.redis_url,
                 "kafka": endpoints.kafka_bootstrap,
+                "rq": endpoints.redis_url if workload.receipts is not None else None,
                 "region": endpoints.region,
             },
             "pids": pids,

@@ -251,6 +251,8 @@ def demo_brokers(info: BackendInfo) -> list[dict[str, Any]]:
                 "discover_every": "2s",
             }
         )
+    if e.get("rq"):  # receipts rendered by a real RQ worker (mqtop/demo/jobs.py)
+        brokers.append({"name": "demo-rq", "type": "rq", "url": e["rq"]})
     if e.get("kafka"):
         brokers.append(
             {

@@ -4,7 +4,8 @@
 
     order-service ──► Kafka  orders (3 partitions)
                         ├─► group payment-service ──► SQS   email-notifications ──► email worker
-                        │     │                      └─► Redis jobs:invoices ────► invoice worker
+                        │     │                      ├─► Redis jobs:invoices ────► invoice worker
+                        │     │                      └─► RQ receipts ───────────► rq worker
                         │     └─ retries exhausted ─► Kafka orders.DLT
                         └─► group analytics (stalls for a while every cycle)
                   ──► Redis  events:orders (stream) ──► group fulfillment (2 consumers)
@@ -16,7 +17,9 @@ backoff and then dead-lettered: ``orders.DLT`` (Spring-style ``kafka_dlt-*`` hea
 RedrivePolicy into ``email-notifications-dlq`` (visibility timeouts 1 s, 2 s, 4 s between
 receives), and the Redis list ``jobs:invoices:dead``. Each cycle has an invoice re-run that
 pushes ``jobs:invoices`` over 1000 jobs, a flash sale that does the same to the Kafka lag, a
-stall of the ``analytics`` group longer than a minute, and a short payment-gateway outage.
+stall of the ``analytics`` group longer than a minute, a short payment-gateway outage, and a
+PDF-renderer outage that fails RQ receipt jobs into RQ's failed registry (mqtop/demo/jobs.py;
+only when the ``rq`` package is installed).
 
 Kafka records are produced one per request (``send_and_wait`` in sequence, ``linger_ms=0``):
 the tansu broker reports wrong end offsets after batched produce.
@@ -106,6 +109,8 @@ class Scenario:
     stall_for: float = 80.0
     outage_at: float = 60.0
     outage_for: float = 10.0
+    renderer_down_at: float = 8.0  # RQ receipts fail into RQ's failed registry meanwhile
+    renderer_down_for: float = 12.0
     seed: int = 8
 
 
@@ -161,6 +166,7 @@ class Workload:
     ) -> None:
         self.endpoints = endpoints
         self.scenario = scenario or Scenario()
+        self.worker_log: Any = None  # where the RQ worker writes (a Path), None: nowhere
         seed = self.scenario.seed
         self.rng = random.Random(seed)  # stage decisions (transient failures, crashes)
         # orders and re-run jobs draw from their own generators: the nth order is the same
@@ -174,6 +180,7 @@ class Workload:
         self._reruns = 0
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self._redis: Any = None
+        self.receipts: Any = None  # mqtop.demo.jobs.Receipts when rq is installed
         self._sqs: Any = None
         self._email_url: str | None = None
         self._producer: Any = None
@@ -240,6 +247,7 @@ class Workload:
         steps: list[Callable[[], Awaitable[None]]] = []
         if self.endpoints.redis_url:
             steps.append(self._setup_redis)
+            steps.append(self._setup_receipts)
         if self.endpoints.sqs_url:
             steps.append(self._setup_sqs)
         if self.endpoints.kafka_bootstrap:
@@ -273,6 +281,15 @@ class Workload:
             raise
         self._redis = client
         self._closers.append(client.aclose)
+
+    async def _setup_receipts(self) -> None:
+        from mqtop.demo import jobs
+
+        if not jobs.rq_available() or self.endpoints.redis_url is None:
+            return
+        url = self.endpoints.redis_url
+        self.receipts = await asyncio.to_thread(jobs.Receipts, url, self.worker_log)
+        self._closers.append(functools.partial(asyncio.to_thread, self.receipts.close))
 
     def _sqs_client(self) -> Any:
         import boto3
@@ -470,7 +487,7 @@ class Workload:
             await asyncio.sleep(tick)
 
     async def scheduler(self) -> None:
-        """Fire the cycle's events: invoice re-run, flash sale, stall, outage."""
+        """Fire the cycle's events: invoice re-run, flash sale, stall, outages."""
         s = self.scenario
         done: Counter[str] = Counter()
         was_stalled = was_down = False
@@ -489,6 +506,10 @@ class Workload:
             if self.outage != was_down:
                 was_down = not was_down
                 self.event("payment_outage" if was_down else "payment_recovered")
+            renderer_down = _within(s, s.renderer_down_at, s.renderer_down_for, now)
+            if self.receipts is not None and renderer_down != self.receipts.down:
+                await asyncio.to_thread(self.receipts.renderer, not renderer_down)
+                self.event("renderer_down" if renderer_down else "renderer_recovered")
             await asyncio.sleep(0.2)
 
     async def flash_sale(self, size: int) -> None:
@@ -585,6 +606,10 @@ class Workload:
         await self._send_emails(paid)
         if self._redis is not None:
             await self._redis.lpush(INVOICE_LIST, *(self._invoice_job(o) for o in paid))
+        if self.receipts is not None:
+            await asyncio.to_thread(
+                self.receipts.enqueue, [(o["order_id"], o["vat_id"]) for o in paid]
+            )
 
     async def _dead_letter_order(self, record: Any, reason: str) -> None:
         """Publish a failed order to ``orders.DLT`` with Spring-style headers."""

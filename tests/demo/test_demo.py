@@ -8,6 +8,7 @@ that they were picked up exactly when their port answers.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -27,6 +28,7 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.slow
 
 DEFAULT_PORTS = {"redis": 6379, "rabbitmq": 5672, "kafka": 9092, "sqs": 4566}
+RQ = importlib.util.find_spec("rq") is not None  # the demo extra installs it
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -221,6 +223,17 @@ def demo_run(tmp_path_factory) -> DemoRun:
             ),
             30,
         )
+        # ...and RQ's failed registry (receipts failed while the renderer was down)
+        if RQ:
+            demo.wait_for(
+                lambda lines: any(
+                    (s := _series(x, "demo-rq", "receipts"))
+                    and (s["metrics"]["dlq_length"] or 0) >= 1
+                    for x in lines
+                    if "series" in x
+                ),
+                30,
+            )
         # ...and the Kafka dead-letter topic too, before replaying it below
         demo.wait_for(
             lambda lines: any(
@@ -261,7 +274,11 @@ def demo_run(tmp_path_factory) -> DemoRun:
                 "--format",
                 "json",
             )
-            for broker, dlq in (("demo-redis", "jobs:invoices:dead"), ("demo-kafka", "orders.DLT"))
+            for broker, dlq in (
+                ("demo-redis", "jobs:invoices:dead"),
+                ("demo-kafka", "orders.DLT"),
+                *((("demo-rq", "receipts:failed"),) if RQ else ()),
+            )
         }
         code = demo.finish(timeout=90)
     finally:
@@ -289,7 +306,7 @@ def demo_run(tmp_path_factory) -> DemoRun:
 
 def test_demo_exits_0_after_the_duration_and_leaves_nothing(demo_run):
     assert demo_run.code == 0, demo_run.stderr
-    assert set(demo_run.started["pids"]) == {"backend", "kafka"}
+    assert set(demo_run.started["pids"]) == {"backend", "kafka", *(["rq-worker"] if RQ else [])}
     assert len(demo_run.started["ports"]) == 3
     assert demo_run.lines[-1] == {"event": "demo_stopped", "reason": "duration", "exit_code": 0}
     assert demo_run.leftovers is None, demo_run.leftovers
@@ -299,6 +316,7 @@ def test_demo_exits_0_after_the_duration_and_leaves_nothing(demo_run):
 def test_demo_config_names_the_servers_and_local_brokers_read_only(demo_run):
     started = demo_run.started
     assert {"demo-sqs", "demo-redis", "demo-kafka"} <= set(started["brokers"])
+    assert ("demo-rq" in started["brokers"]) == RQ
     # with --with-local-brokers, brokers on default local ports are monitored too, read-only
     assert {b for b in started["brokers"] if b.startswith("local-")} == demo_run.expected_local
     assert started["config"] == str(demo_run.config_path)
@@ -336,6 +354,11 @@ def _replayed(demo_run: DemoRun, broker: str, dlq: str, destination: str) -> Non
 
 def test_redis_dead_letters_replay(demo_run):
     _replayed(demo_run, "demo-redis", "jobs:invoices:dead", "jobs:invoices")
+
+
+def test_rq_failed_receipts_replay(demo_run):
+    assert RQ, "rq is not installed: pip install -e '.[demo]'"
+    _replayed(demo_run, "demo-rq", "receipts:failed", "receipts")
 
 
 def test_kafka_dead_letters_replay(demo_run):

@@ -33,61 +33,61 @@ FLOW_NOTE = "jobs of a flow (with a parent) must be retried by BullMQ itself"
 RETRY = (
     COUNTS
     + """
-local attrs = redis.call('HMGET', KEYS[3], 'paused', 'concurrency', 'opts.maxLenEvents')
+local rcall = redis.call
+local attrs = rcall('HMGET', KEYS[3], 'paused', 'concurrency', 'opts.maxLenEvents')
 local paused = attrs[1] ~= false
 if not paused and attrs[2] then
-  paused = redis.call('LLEN', KEYS[4]) >= tonumber(attrs[2])
+  paused = rcall('LLEN', KEYS[4]) >= tonumber(attrs[2])
 end
 local maxEvents = attrs[3]
 if not maxEvents then
   maxEvents = 10000
-  redis.call('HSET', KEYS[3], 'opts.maxLenEvents', maxEvents)
+  rcall('HSET', KEYS[3], 'opts.maxLenEvents', maxEvents)
 end
 local ids, ranged
 if ARGV[2] == 'range' then
   local first = tonumber(ARGV[3])
-  ids = redis.call('ZRANGE', KEYS[1], first, first + tonumber(ARGV[4]) - 1)
+  ids = rcall('ZRANGE', KEYS[1], first, first + tonumber(ARGV[4]) - 1)
   ranged = true
 else
   ids = {}
   for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
 end
-local out, fifo, taken = {}, {}, {}
+local out, taken, fifo = {}, {}, {}  -- out[i]: the outcome of ids[i] unless retried
+local prefix, events = ARGV[1], KEYS[8]
 for i, id in ipairs(ids) do
-  local jk = ARGV[1] .. id
-  local f = redis.call('HMGET', jk, 'priority', 'parentKey', 'opts')
-  if not f[1] and not f[3] and redis.call('EXISTS', jk) == 0 then
+  local jk = prefix .. id
+  local f = rcall('HMGET', jk, 'priority', 'parentKey', 'opts')
+  if not f[1] and not f[3] and rcall('EXISTS', jk) == 0 then
     out[i] = -1
   elseif f[2] then
     out[i] = 2
-  elseif not ranged and redis.call('ZSCORE', KEYS[1], id) == false then
+  elseif not ranged and not rcall('ZSCORE', KEYS[1], id) then
     out[i] = 0
   else
-    redis.call('HDEL', jk, 'finishedOn', 'processedOn', 'failedReason')
+    rcall('HDEL', jk, 'finishedOn', 'processedOn', 'failedReason')
     local priority = tonumber(f[1]) or 0
     if priority > 0 then
-      local counter = redis.call('INCR', KEYS[7])
-      redis.call('ZADD', KEYS[6], priority * 0x100000000 + counter % 0x100000000, id)
+      local counter = rcall('INCR', KEYS[7])
+      rcall('ZADD', KEYS[6], priority * 0x100000000 + counter % 0x100000000, id)
     elseif f[3] and string.find(f[3], '"lifo":true', 1, true) then
-      redis.call('RPUSH', KEYS[2], id)
+      rcall('RPUSH', KEYS[2], id)
     else
       fifo[#fifo + 1] = id
     end
-    redis.call('XADD', KEYS[8], 'MAXLEN', '~', maxEvents, '*', 'event', 'waiting',
-               'jobId', id, 'prev', 'failed')
+    rcall('XADD', events, 'MAXLEN', '~', maxEvents, '*', 'event', 'waiting',
+          'jobId', id, 'prev', 'failed')
     taken[#taken + 1] = id
-    out[i] = 1
   end
 end
 for i = 1, #taken, 5000 do
-  redis.call('ZREM', KEYS[1], unpack(taken, i, math.min(i + 4999, #taken)))
+  rcall('ZREM', KEYS[1], unpack(taken, i, math.min(i + 4999, #taken)))
 end
 for i = 1, #fifo, 5000 do
-  redis.call('LPUSH', KEYS[2], unpack(fifo, i, math.min(i + 4999, #fifo)))
+  rcall('LPUSH', KEYS[2], unpack(fifo, i, math.min(i + 4999, #fifo)))
 end
-if #taken > 0 and not paused then redis.call('ZADD', KEYS[5], 0, '0') end
-if ranged then return counts(out, #taken) end
-return out
+if #taken > 0 and not paused then rcall('ZADD', KEYS[5], 0, '0') end
+return outcomes(out, #ids, #taken, ranged)
 """
 )
 

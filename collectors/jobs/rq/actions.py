@@ -72,8 +72,7 @@ for i = 1, #taken, 5000 do
   redis.call('RPUSH', KEYS[2], unpack(taken, i, last))
 end
 if #taken > 0 then redis.call('SADD', KEYS[3], ARGV[2]) end
-if ranged then return counts(out, #taken) end
-return out
+return outcomes(out, #ids, #taken, ranged)
 """
 )
 
