@@ -1,12 +1,13 @@
 """The demo's job-library part: receipts rendered by a real RQ worker on the demo's Redis.
 
-Paid orders enqueue ``render_receipt`` jobs on the RQ queue ``receipts``; one ``rq worker``
-process (RQ's ``SimpleWorker``) runs them. Once a cycle the PDF renderer is down for a while
-(the flag ``demo:receipts:renderer-down`` is set): every receipt fails into RQ's failed
-registry, shown by mqtop as the dead set ``receipts:failed`` (and the shipped
-DeadJobsGrowing alert fires). Once the renderer is back, ``mqtop dlq replay demo-rq
-receipts:failed`` (or ``r`` in the dashboard's DLQ browser) retries them with RQ's requeue and
-the worker renders them; the few receipts of an invalid VAT id fail again, for good.
+Paid orders that ask for a PDF receipt (one in four) enqueue ``render_receipt`` jobs on the RQ
+queue ``receipts``; one ``rq worker`` process (RQ's ``SimpleWorker``) runs them. Once a cycle
+the PDF renderer is down for a while (the flag ``demo:receipts:renderer-down`` is set): every
+receipt fails into RQ's failed registry, shown by mqtop as the dead set ``receipts:failed``
+(and the shipped DeadJobsGrowing alert fires). Once the renderer is back, ``mqtop dlq replay
+demo-rq receipts:failed`` (or ``r`` in the dashboard's DLQ browser) retries them with RQ's
+requeue and the worker renders them; the few receipts of an invalid VAT id fail again, for
+good.
 
 Only pip-installable pieces: ``rq`` on the demo's fakeredis server. The worker's connection
 class parses fakeredis' ``CLIENT INFO`` reply leniently (the server prints the client address
@@ -18,7 +19,6 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,6 @@ def render_receipt(order_id: str, vat_id: str) -> str:
         raise RendererUnavailable("PDF renderer timed out after 2s")
     if vat_id == INVALID_VAT:
         raise InvalidTemplateData(f"order {order_id}: VAT id {vat_id!r} is not valid")
-    time.sleep(0.01)
     return f"receipt-{order_id}.pdf"
 
 
