@@ -277,6 +277,12 @@ class DeadSetLibrary:
         # unfiltered: the library's script reads each batch itself (no job crosses the wire)
         in_place = self.in_place and request.filter is None and not request.dry_run
         while limit is None or tally.moved < limit:
+            if request.stop is not None and request.stop.is_set():
+                tally.note(
+                    f"interrupted: stopped between batches after {tally.moved} job(s); "
+                    "the rest are still in the dead set"
+                )
+                return
             want = batch if limit is None else min(batch, limit - tally.moved)
             if request.filter is not None or request.dry_run:
                 want = batch

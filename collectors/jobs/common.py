@@ -56,7 +56,8 @@ class JobsOptions(ClientCertificate, BrokerOptions):
 
 def client_for(options: JobsOptions) -> Redis:
     """A redis.asyncio client for a job-library broker (the Redis broker's connection code)."""
-    from collectors.redis.collector import RedisOptions, make_client
+    from collectors.redis.client import make_client
+    from collectors.redis.options import RedisOptions
 
     connection = RedisOptions(
         name=options.name,
