@@ -19,6 +19,14 @@ from mqtop.kernel.store import TimeSeriesStore
 T0 = float(int(time.time()))  # silences are checked against the wall clock when created
 
 
+@pytest.fixture(autouse=True)
+def _fresh_t0() -> None:
+    """Each test starts at "now": silences are checked against the wall clock when created,
+    so a T0 taken at import time would be minutes old by the time a long run reaches a test."""
+    global T0
+    T0 = float(int(time.time()))
+
+
 def rule(**kw) -> AlertRule:
     base = {"name": "Backlog", "metric": "queue_length", "op": ">", "threshold": 10}
     base.update(kw)
