@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
 
 import pytest
 
-from alerts.config import AlertingSettings, AlertRule
+from alerts.config import AlertingSettings
 from alerts.evaluator import AlertEvaluator, render_summary
 from alerts.model import AlertState
 from alerts.silences import SilenceStore
-from mqtop.kernel.model import BrokerSnapshot, BrokerStatus, SeriesKey, SeriesSample
-from mqtop.kernel.store import TimeSeriesStore
+from tests.support.alerts import CLOCK, World, kinds, rule
 
-T0 = float(int(time.time()))  # silences are checked against the wall clock when created
+T0 = CLOCK.t0  # the test's "now" (reset before each test by the fixture below)
 
 
 @pytest.fixture(autouse=True)
@@ -24,58 +22,7 @@ def _fresh_t0() -> None:
     """Each test starts at "now": silences are checked against the wall clock when created,
     so a T0 taken at import time would be minutes old by the time a long run reaches a test."""
     global T0
-    T0 = float(int(time.time()))
-
-
-def rule(**kw) -> AlertRule:
-    base = {"name": "Backlog", "metric": "queue_length", "op": ">", "threshold": 10}
-    base.update(kw)
-    return AlertRule.model_validate(base)
-
-
-class World:
-    """A store plus broker statuses, advanced one poll at a time."""
-
-    def __init__(self, interval: float = 1.0) -> None:
-        self.store = TimeSeriesStore(interval=interval)
-        self.interval = interval
-        self.statuses: dict[str, BrokerStatus] = {}
-
-    def poll(
-        self,
-        t: float,
-        series: Mapping[tuple[str, str | None], Mapping[str, float | None]],
-        broker: str = "b",
-        kind: str = "list",
-        up: bool = True,
-    ) -> None:
-        samples = tuple(
-            SeriesSample(key=SeriesKey(broker, q, g), kind=kind, values=dict(v))
-            for (q, g), v in series.items()
-        )
-        self.store.ingest(
-            BrokerSnapshot(broker, "redis", T0 + t, up, 0.01, samples if up else (), None),
-            interval=self.interval,
-        )
-        old = self.statuses.get(broker)
-        self.statuses[broker] = BrokerStatus(
-            name=broker,
-            type="redis",
-            address=f"redis://{broker}:6379",
-            up=up,
-            last_poll=T0 + t,
-            last_success=T0 + t if up else (old.last_success if old else None),
-            error=None if up else "ConnectionError: refused",
-            consecutive_failures=0 if up else (old.consecutive_failures + 1 if old else 1),
-            interval=self.interval,
-        )
-
-    def eval(self, ev: AlertEvaluator, t: float):
-        return ev.evaluate(self.store, self.statuses, T0 + t)
-
-
-def kinds(events) -> list[tuple[str, str, str | None]]:
-    return [(e.kind, e.alert.rule, e.alert.queue) for e in events]
+    T0 = CLOCK.reset()
 
 
 def test_pending_then_firing_then_resolved():

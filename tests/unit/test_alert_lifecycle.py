@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from alerts.config import AlertingSettings
 from alerts.evaluator import AlertEvaluator
 from alerts.model import AlertState
@@ -13,7 +15,17 @@ from collectors.base import BrokerOptions, Collected, MessageActions
 from mqtop.config import Config
 from mqtop.engine import Engine
 from mqtop.kernel.model import SeriesKey, SeriesSample
-from tests.unit.test_alert_evaluator import T0, World, kinds, rule
+from tests.support.alerts import CLOCK, World, kinds, rule
+
+T0 = CLOCK.t0
+
+
+@pytest.fixture(autouse=True)
+def _fresh_t0() -> None:
+    """Each test starts at "now" (see tests/support/alerts.py)."""
+    global T0
+    T0 = CLOCK.reset()
+
 
 REMOVE_AFTER_POLLS = 3  # the documented grace period (mqtop.kernel.store.REMOVE_AFTER_POLLS)
 
