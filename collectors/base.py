@@ -280,6 +280,38 @@ class MessageActions(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class RepublishRequest:
+    """Publish one reviewed message (as given, or edited) to ``destination``, then remove
+    the original from ``source``: the one the operator saw, found by its id."""
+
+    source: str
+    destination: str
+    original: PeekedMessage  # as peeked: its id (and body) identify it in the source
+    body: bytes  # what to publish (the original body, or the edited one)
+    headers: Mapping[str, Any]  # the headers to publish (the original ones, or edited)
+    mode: Literal["replay", "move"] = "replay"
+
+
+@dataclass(frozen=True, slots=True)
+class RepublishResult:
+    """What happened to one reviewed message."""
+
+    published: bool  # the copy was published and confirmed by the broker
+    removed: bool  # the original was removed from the source (after the confirmation)
+    note: str | None = None  # why not, in the operator's words
+
+
+@runtime_checkable
+class MessageRepublish(Protocol):
+    """Optional capability: act on one given message by its id (edit before replay, and
+    replaying exactly the reviewed messages of a selection)."""
+
+    async def republish(self, request: RepublishRequest) -> RepublishResult:
+        """Find the original by id; publish the given copy with confirmation; only then
+        remove the original. Not found: nothing published, ``note`` says so."""
+
+
+@dataclass(frozen=True, slots=True)
 class ReclaimRequest:
     """Redis streams: pending entries of ``group`` idle longer than ``idle`` seconds."""
 
@@ -312,6 +344,9 @@ class CollectorPlugin(Generic[OptionsT]):
     factory: Callable[[OptionsT], Collector]
     description: str = ""
     move_options: builtins.type[MoveOptions] = MoveOptions
+    # "move": published, confirmed, then removed from the source; "copy": the source keeps
+    # the messages (a Kafka topic is a log: a replay copies records, retention deletes them)
+    move_semantics: Literal["move", "copy"] = "move"
 
     def create(self, options: BrokerOptions) -> Collector:
         """Build a collector for validated options."""

@@ -21,5 +21,6 @@ PLUGIN: CollectorPlugin[KafkaOptions] = CollectorPlugin(
     options_model=KafkaOptions,
     factory=_create,
     move_options=KafkaMoveOptions,
+    move_semantics="copy",
     description="Apache Kafka topics and consumer groups (lag in messages and seconds)",
 )

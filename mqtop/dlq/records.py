@@ -82,14 +82,52 @@ class AuditTrail:
             request.mode, request.source, request.destination, count, result, details=details
         )
 
+    def audit_selection(
+        self, mode: str, source: str, destination: str, details: dict[str, Any], result: Any
+    ) -> None:
+        """The record of a replay / move of reviewed messages (``result``: a MoveResult, or
+        the exception it raised)."""
+        if isinstance(result, BaseException):
+            self._record(
+                mode,
+                source,
+                destination,
+                None,
+                f"error: {describe_error(result)}",
+                details=details,
+            )
+            return
+        details = {
+            **details,
+            "failed": result.failed,
+            "skipped": result.skipped,
+            "duplicates_possible": result.duplicates_possible,
+        }
+        outcome = "ok" if result.complete else "partial"
+        self._record(mode, source, destination, result.moved, outcome, details=details)
+
     def audit_error(
-        self, action: str, source: str, destination: str | None, error: BaseException
+        self,
+        action: str,
+        source: str,
+        destination: str | None,
+        error: BaseException,
+        *,
+        details: dict[str, Any] | None = None,
     ) -> None:
         """The record of a write that raised (what it did is unknown: count null)."""
-        self._record(action, source, destination, None, f"error: {describe_error(error)}")
+        result = f"error: {describe_error(error)}"
+        self._record(action, source, destination, None, result, details=details)
 
     def audit_done(
-        self, action: str, source: str, destination: str | None, count: int | None, ok: bool
+        self,
+        action: str,
+        source: str,
+        destination: str | None,
+        count: int | None,
+        *,
+        ok: bool,
+        details: dict[str, Any] | None = None,
     ) -> None:
-        """The record of a purge or reclaim that finished (``ok`` or ``partial``)."""
-        self._record(action, source, destination, count, "ok" if ok else "partial")
+        """The record of a purge, reclaim or edited replay that finished (``ok``/``partial``)."""
+        self._record(action, source, destination, count, "ok" if ok else "partial", details=details)

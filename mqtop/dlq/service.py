@@ -13,12 +13,15 @@ from collectors.base import (
     BrokerOptions,
     MessageActions,
     MessageFilter,
+    MessageRepublish,
     MoveOptions,
     MoveRequest,
     MoveResult,
     PeekedMessage,
     ProgressCallback,
     ReclaimRequest,
+    RepublishRequest,
+    RepublishResult,
     StreamReclaim,
 )
 from collectors.kit.options import OptionSpec, build_move_options, option_specs
@@ -32,6 +35,14 @@ from mqtop.dlq.preflight import (
     require_distinct,
 )
 from mqtop.dlq.records import AuditTrail
+from mqtop.dlq.reviewed import (
+    MISSING,
+    EditPlan,
+    SelectionPlan,
+    message_digest,
+    republish_each,
+    selection_fingerprint,
+)
 from mqtop.dlq.selection import SelectionFilter
 from mqtop.engine import describe_error
 from mqtop.kernel.durations import humanize_seconds
@@ -199,6 +210,107 @@ class DeadLetterService:
             raise ActionFailed(f"{request.mode} failed: {describe_error(exc)}") from None
         self.trail.audit_move(request, result)
         return result
+
+    # -- reviewed messages: a selection by id, an edited message ------------------------
+
+    @property
+    def semantics(self) -> Literal["move", "copy"]:
+        """``move`` (published, confirmed, then removed) or ``copy`` (the source keeps them)."""
+        return get_plugin(self.broker.type).move_semantics
+
+    async def plan_selection(
+        self, mode: Mode, source: str, destination: str, messages: Sequence[PeekedMessage]
+    ) -> SelectionPlan:
+        """Pre-flight of a replay / move of exactly these reviewed messages."""
+        self.check_write(mode)
+        require_distinct(source, destination)
+        chosen = tuple(messages)
+        exact = isinstance(self.actions, MessageRepublish)
+        plan = SelectionPlan(
+            mode, source, destination, chosen, selection_fingerprint(chosen), exact, ""
+        )
+        question = move_question(mode, plan.taken, source, destination, self.broker.name)
+        return replace(plan, question=question)
+
+    async def move_selection(self, plan: SelectionPlan, progress: ProgressCallback) -> MoveResult:
+        """Run it: by id where the broker can, else as a body-matching selection; audited."""
+        details: dict[str, Any] = {
+            "selection": plan.fingerprint,
+            "ids": [m.id for m in plan.messages[:100]],
+            "matched": "by id" if plan.by_id else "by body",
+        }
+        if not isinstance(self.actions, MessageRepublish):
+            fallback = await self.plan_move(
+                plan.mode, plan.source, plan.destination, selected=plan.messages
+            )
+            return await self.move(fallback, progress)
+        try:
+            result, missing = await republish_each(self.actions, plan, progress)
+        except Exception as exc:
+            self.trail.audit_selection(plan.mode, plan.source, plan.destination, details, exc)
+            raise ActionFailed(f"{plan.mode} failed: {describe_error(exc)}") from None
+        if missing:
+            details["missing"] = missing[:100]
+        self.trail.audit_selection(plan.mode, plan.source, plan.destination, details, result)
+        return result
+
+    async def plan_edit(
+        self,
+        source: str,
+        destination: str,
+        original: PeekedMessage,
+        body: bytes,
+        headers: Mapping[str, Any],
+    ) -> EditPlan:
+        """Pre-flight of replaying an edited copy of one message (the original is removed)."""
+        self.check_write("replay")
+        require_distinct(source, destination)
+        if not isinstance(self.actions, MessageRepublish):
+            raise UnsupportedAction(
+                f"editing before replay is not available for {self.broker.type} brokers in "
+                "this version: replay the message as it is, or publish a corrected copy yourself"
+            )
+        before = message_digest(original.body, original.headers)
+        after = message_digest(body, headers)
+        question = (
+            f"replay an edited copy of message {original.id!r} from {source!r} to "
+            f"{destination!r} on broker {self.broker.name!r}, then remove the original?"
+        )
+        return EditPlan(source, destination, original, body, headers, before, after, question)
+
+    async def replay_edited(self, plan: EditPlan) -> RepublishResult:
+        """Publish the edited copy (confirmed), then remove the original; audited with the
+        hashes of before and after."""
+        actions = self.actions
+        if not isinstance(actions, MessageRepublish):
+            raise UnsupportedAction(f"broker {self.broker.name!r} cannot republish one message")
+        request = RepublishRequest(
+            plan.source, plan.destination, plan.original, plan.body, plan.headers, "replay"
+        )
+        details: dict[str, Any] = {
+            "edited": True,
+            "id": plan.original.id,
+            "before_sha256": plan.before,
+            "after_sha256": plan.after,
+        }
+        try:
+            outcome = await actions.republish(request)
+        except Exception as exc:
+            self.trail.audit_error("replay", plan.source, plan.destination, exc, details=details)
+            if isinstance(exc, MqtopError):
+                raise
+            raise ActionFailed(f"replay failed: {describe_error(exc)}") from None
+        if not outcome.published:
+            details["missing"] = outcome.note or MISSING
+        self.trail.audit_done(
+            "replay",
+            plan.source,
+            plan.destination,
+            1 if outcome.published else 0,
+            ok=outcome.published == outcome.removed,
+            details=details,
+        )
+        return outcome
 
     # -- purge --------------------------------------------------------------------------
 

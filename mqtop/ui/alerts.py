@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.widgets import DataTable, Footer, Label, Static
 
 from alerts.model import Alert, AlertState
@@ -16,8 +17,11 @@ from mqtop.kernel.durations import humanize_seconds
 from mqtop.kernel.safe import safe_text
 from mqtop.ui.alerting import glob_escape
 from mqtop.ui.base import DashboardScreen
+from mqtop.ui.formats import SEVERITY_SYMBOL, metric_text, plural
+from mqtop.ui.keys import ALERTS, bindings
 from mqtop.ui.messages import DataRefreshed
 from mqtop.ui.modals import SilenceModal
+from mqtop.ui.tables import RowTable
 
 
 def state_cell(alert: Alert) -> Text:
@@ -27,9 +31,8 @@ def state_cell(alert: Alert) -> Text:
     if alert.state == AlertState.FIRING and alert.held_until is not None:
         return Text("⏸ held", "yellow")  # firing, condition false: the summary says until when
     if alert.state == AlertState.FIRING:
-        if alert.severity == "critical":
-            return Text("✖ firing", "bold red")
-        return Text("▲ firing", "bold yellow")
+        style = {"critical": "bold red", "warning": "bold yellow"}.get(alert.severity, "cyan")
+        return Text(f"{SEVERITY_SYMBOL.get(alert.severity, '▲')} firing", style)
     if alert.state == AlertState.PENDING:
         return Text("◔ pending", "yellow")
     if alert.state == AlertState.RESOLVED:
@@ -37,16 +40,24 @@ def state_cell(alert: Alert) -> Text:
     return Text(alert.state.value, "dim")
 
 
-def _value(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+def _value(value: float | None, metric: str | None = None) -> str:
+    """A value as every screen shows its metric (lag ``1m33s``, group status ``STALL``)."""
+    return metric_text(metric, value)
 
 
 def _clock(epoch: float | None) -> str:
     if epoch is None:
         return "-"
     return dt.datetime.fromtimestamp(epoch, tz=dt.UTC).strftime("%H:%M:%SZ")
+
+
+def rule_metrics(rules: Iterable[Any]) -> dict[str, str | None]:
+    """The metric whose format shows each rule's value (None: a plain number)."""
+    out: dict[str, str | None] = {"GroupStalled": "group_status"}
+    for rule in rules:
+        function = getattr(rule, "function", None)
+        out[rule.name] = rule.metric if function in (None, "avg", "max") else None
+    return out
 
 
 def silence_matchers(alert: Alert) -> dict[str, str]:
@@ -62,12 +73,9 @@ def silence_matchers(alert: Alert) -> dict[str, str]:
 class AlertsScreen(DashboardScreen):
     """Firing and pending alerts, recent resolutions and active silences."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,backspace", "back", "Back"),
-        Binding("s", "silence", "Silence"),
-        Binding("u", "unsilence", "Unsilence"),
-        Binding("enter", "open", "Open series"),
-    ]
+    KEYMAP = "alerts"
+
+    BINDINGS: ClassVar[list[BindingType]] = bindings(ALERTS)
 
     def __init__(self) -> None:
         super().__init__()
@@ -76,11 +84,11 @@ class AlertsScreen(DashboardScreen):
 
     def compose(self) -> ComposeResult:
         yield Static(id="alerts-title")
-        yield DataTable(id="alerts-table", cursor_type="row", zebra_stripes=True)
+        yield RowTable(id="alerts-table", zebra_stripes=True)
         yield Label(Text("Recent resolutions", style="bold"), classes="section")
-        yield DataTable(id="resolved-table", cursor_type="row")
-        yield Label(Text("Silences", style="bold"), classes="section")
-        yield DataTable(id="silences-table", cursor_type="row")
+        yield RowTable(id="resolved-table")
+        yield Label(Text("Silences (Tab: move here, u: remove)", style="bold"), classes="section")
+        yield RowTable(id="silences-table")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -109,13 +117,14 @@ class AlertsScreen(DashboardScreen):
         title.append(f"  {firing} firing")
         if held:
             title.append(f" ({held} held: condition false, see Summary)", "yellow")
-        title.append(f" · {pending} pending · {len(data.silences)} silences")
+        title.append(f" · {pending} pending · {plural(len(data.silences), 'silence')}")
         if not self.host.alert_source.available:
             title.append("  (alert evaluation unavailable)", "yellow")
         self.query_one("#alerts-title", Static).update(title)
 
         table = self.query_one("#alerts-table", DataTable)
         cursor = table.cursor_row
+        metrics = rule_metrics(self.host.config.alerts)
         # columns are re-added on every refresh so their widths always fit the content
         table.clear(columns=True)
         table.add_column("State", width=10)
@@ -135,8 +144,8 @@ class AlertsScreen(DashboardScreen):
                 Text(safe_text(alert.broker or "-", 30)),
                 Text(safe_text(alert.queue or "-", 50)),
                 Text(safe_text(alert.group or "-", 30)),
-                _value(alert.value),
-                _value(alert.threshold),
+                _value(alert.value, metrics.get(alert.rule)),
+                _value(alert.threshold, metrics.get(alert.rule)),
                 humanize_seconds(now - since) if since is not None else "-",
                 Text(safe_text(summary, 300)),
             )
@@ -224,13 +233,21 @@ class AlertsScreen(DashboardScreen):
         self.host.request_refresh()
 
     def action_unsilence(self) -> None:
-        """Remove the selected silence."""
+        """Remove the silence under the cursor of the silences table (when it has the focus)."""
         table = self.query_one("#silences-table", DataTable)
         if not self._silences:
             self.notify("no silences", severity="warning")
             return
-        index = max(0, min(table.cursor_row, len(self._silences) - 1))
-        silence = self._silences[index]
+        if self.focused is not table:
+            # never remove a silence the operator is not pointing at
+            self.notify(
+                "point at a silence first: Tab to the silences table, then u",
+                severity="warning",
+            )
+            return
+        if not 0 <= table.cursor_row < len(self._silences):
+            return
+        silence = self._silences[table.cursor_row]
         try:
             self.host.alert_source.unsilence(getattr(silence, "id", ""))
         except Exception as exc:

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import work
-from textual.app import App, SystemCommand
-from textual.binding import Binding, BindingType
+from textual.app import App, SuspendNotSupported, SystemCommand
+from textual.binding import BindingType
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
@@ -33,9 +33,12 @@ from mqtop.kernel.safe import safe_text
 from mqtop.ui.alerting import AlertSource, LockedAlerts, make_alert_source
 from mqtop.ui.alerts import AlertsScreen
 from mqtop.ui.base import DashboardScreen
+from mqtop.ui.command import CommandBar, Target, targets
 from mqtop.ui.data import DashboardData, compute_data
 from mqtop.ui.detail import DetailScreen
 from mqtop.ui.dlq import DlqScreen
+from mqtop.ui.dlq_edit import run_editor
+from mqtop.ui.keys import GLOBAL, SCREENS, bindings
 from mqtop.ui.messages import DataRefreshed, StoreChanged
 from mqtop.ui.modals import ConfirmModal, HelpScreen
 from mqtop.ui.overview import OverviewScreen
@@ -56,12 +59,7 @@ class MqtopApp(App[int]):
     CSS_PATH = str(CSS_FILE)
     ENABLE_COMMAND_PALETTE = True
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("q", "quit", "Quit"),
-        Binding("question_mark", "help", "Help", key_display="?"),
-        Binding("A", "alerts", "Alerts", key_display="A"),
-        Binding("ctrl+t", "change_theme", "Theme", show=False),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = bindings(GLOBAL)
 
     def __init__(
         self,
@@ -71,6 +69,7 @@ class MqtopApp(App[int]):
         clock: Callable[[], float] = time.time,
         autostart: bool = True,
         peek_count: int = 100,
+        editor: Callable[[str], str | None] | None = None,
     ) -> None:
         super().__init__()
         self.engine = engine
@@ -79,6 +78,7 @@ class MqtopApp(App[int]):
         self.clock = clock
         self.autostart = autostart
         self.peek_count = peek_count
+        self._editor = editor  # tests give one; else $EDITOR on the suspended terminal
         self.data = DashboardData(time=clock(), statuses=dict(engine.statuses))
         self._refreshing = False
         self._refresh_started = 0.0
@@ -259,6 +259,46 @@ class MqtopApp(App[int]):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.screen))
 
+    def action_command(self) -> None:
+        """The ``:`` bar: go to a queue, a broker, a DLQ, a screen or an action by name."""
+        if isinstance(self.screen, CommandBar):
+            return
+        screen = self.screen
+        keymap = SCREENS.get(str(getattr(screen, "KEYMAP", "")), ())
+        candidates = targets(
+            [b.name for b in self.config.brokers],
+            [(v.key, v.dlq) for v in self.data.views],
+            keymap,
+        )
+        self.push_screen(CommandBar(candidates), partial(self._go, screen))
+
+    def _go(self, origin: Screen[Any], target: Target | None) -> None:
+        if target is None:
+            return
+        if target.kind == "action" and target.action:
+            if self.screen is origin:
+                self.call_later(origin.run_action, target.action)
+            return
+        if target.kind == "screen":
+            {"overview": self.show_overview, "alerts": self.action_alerts}.get(
+                target.name, self.action_help
+            )()
+        elif target.kind == "broker":
+            overview = self.show_overview()
+            overview.apply_filter(f"{target.name.removeprefix('broker ')}/*")
+        elif target.kind == "queue" and target.key is not None:
+            self.open_detail(target.key)
+        elif target.kind == "dlq" and target.key is not None:
+            self.open_dlq(target.key.broker, target.key.queue)
+
+    def show_overview(self) -> OverviewScreen:
+        """Close every screen above the overview; return it."""
+        while len(self.screen_stack) > 2 and not isinstance(self.screen, OverviewScreen):
+            self.pop_screen()
+        screen = self.screen
+        assert isinstance(screen, OverviewScreen)
+        return screen
+
     def action_alerts(self) -> None:
         """Open the alerts screen."""
         if not isinstance(self.screen, AlertsScreen):
@@ -271,6 +311,17 @@ class MqtopApp(App[int]):
     def open_dlq(self, broker: str, queue: str) -> None:
         """Open the DLQ browser on a queue."""
         self.push_screen(DlqScreen(broker, queue))
+
+    def edit_text(self, text: str) -> str | None:
+        """$VISUAL / $EDITOR on ``text`` with the terminal handed over; None when cancelled."""
+        if self._editor is not None:
+            return self._editor(text)
+        try:
+            with self.suspend():
+                return run_editor(text)
+        except SuspendNotSupported:
+            self.notify("this terminal cannot hand over to an editor", severity="error")
+            return None
 
     def screen_text(self) -> str:
         """The current screen as plain text (what a terminal shows, without colours)."""

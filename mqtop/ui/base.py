@@ -58,6 +58,9 @@ class DashboardHost(Protocol):
     def open_dlq(self, broker: str, queue: str) -> None:
         """Open the DLQ browser on a queue."""
 
+    def edit_text(self, text: str) -> str | None:
+        """Let the operator edit ``text`` in their editor; None when cancelled or impossible."""
+
 
 class DashboardScreen(Screen[None]):
     """A full screen of the dashboard: the app through :attr:`host`, and typed hooks."""

@@ -25,8 +25,11 @@ class DashboardData:
     resolved: tuple[Alert, ...] = ()
     silences: tuple[Any, ...] = ()
     generation: int = 0
-    firing_count: int = 0  # firing and not silenced
+    firing_count: int = 0  # firing, not silenced, warning or critical (the header's red count)
     critical_count: int = 0  # of those, critical
+    info_count: int = 0  # firing, not silenced, severity info (counted apart)
+    held_count: int = 0  # firing, not silenced, condition false: held for flapping (apart)
+    polled: bool = False  # at least one broker has answered or failed a poll
 
     def view(self, key: SeriesKey) -> SeriesView | None:
         """The view of one series, if present."""
@@ -44,7 +47,7 @@ class DashboardData:
         ]
 
     def firing(self) -> list[Alert]:
-        """Firing alerts that are not silenced."""
+        """Firing alerts that are not silenced (every severity)."""
         return [a for a in self.alerts if a.state == AlertState.FIRING and not a.silenced]
 
 
@@ -62,11 +65,9 @@ def compute_data(
     rows = build_rows(views, statuses, current, now)
     # held alerts (firing, condition false) are counted apart, so the header never claims a
     # problem that is not there now
-    firing = [
-        a
-        for a in current
-        if a.state == AlertState.FIRING and not a.silenced and a.held_until is None
-    ]
+    firing = [a for a in current if a.state == AlertState.FIRING and not a.silenced]
+    now_true = [a for a in firing if a.held_until is None]
+    problems = [a for a in now_true if a.severity in ("warning", "critical")]
     return (
         DashboardData(
             time=now,
@@ -77,8 +78,11 @@ def compute_data(
             resolved=tuple(alerts.recent_resolved(50)),
             silences=tuple(alerts.silences()),
             generation=store.generation,
-            firing_count=len(firing),
-            critical_count=sum(1 for a in firing if a.severity == "critical"),
+            firing_count=len(problems),
+            critical_count=sum(1 for a in problems if a.severity == "critical"),
+            info_count=len(now_true) - len(problems),
+            held_count=len(firing) - len(now_true),
+            polled=any(s.up is not None for s in statuses.values()) or bool(views),
         ),
         events,
     )

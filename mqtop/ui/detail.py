@@ -11,19 +11,20 @@ from rich.table import Table
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult, SystemCommand
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Footer, Static, Tab, Tabs
 from textual_plotext import PlotextPlot
 
 from alerts.model import Alert
 from mqtop.engine import describe_error
-from mqtop.kernel.durations import humanize_seconds
-from mqtop.kernel.model import PUBLIC_METRICS, SeriesKey, SeriesView, group_status_name
+from mqtop.kernel.model import PUBLIC_METRICS, SeriesKey, SeriesView
 from mqtop.kernel.safe import safe_text
 from mqtop.ui.base import DashboardScreen
+from mqtop.ui.formats import SEVERITY_SYMBOL, count_ticks, metric_text
+from mqtop.ui.keys import DETAIL, bindings
 from mqtop.ui.messages import DataRefreshed
-from mqtop.ui.rows import build_rows, dlq_target, fmt_count, fmt_pct, fmt_rate
+from mqtop.ui.rows import build_rows, dlq_target
 
 WINDOWS: tuple[tuple[str, float], ...] = (("5m", 300.0), ("1h", 3600.0), ("24h", 86400.0))
 # series read from a Prometheus source chart over whatever retention it keeps
@@ -38,21 +39,28 @@ CHART_METRICS = (
     "in_flight",
     "consumers",
 )
-
-
-def metric_text(name: str, value: float | None) -> str:
-    """One metric value for the summary (null shown as ``-``)."""
-    if value is None:
-        return "-"
-    if name in ("publish_rate", "processing_rate"):
-        return f"{fmt_rate(value)}/s"
-    if name == "error_rate":
-        return fmt_pct(value)
-    if name in ("latency_seconds", "consumer_lag_seconds"):
-        return humanize_seconds(value)
-    if name == "group_status":
-        return group_status_name(value) or fmt_count(value)
-    return fmt_count(value)
+# (widget, title, y axis kind: a metric whose format labels the ticks, or "rate", metrics)
+CHARTS: tuple[tuple[str, str, str, tuple[tuple[str, str], ...]], ...] = (
+    ("#chart-backlog", "Backlog (messages)", "queue_length", (("queue_length", "backlog"),)),
+    (
+        "#chart-rates",
+        "Rates (messages/s)",
+        "rate",
+        (("publish_rate", "in"), ("processing_rate", "out")),
+    ),
+    (
+        "#chart-lag",
+        "Age / lag",
+        "latency_seconds",
+        (("consumer_lag_seconds", "group lag"), ("latency_seconds", "oldest")),
+    ),
+    (
+        "#chart-inflight",
+        "In flight / consumers",
+        "in_flight",
+        (("in_flight", "in flight"), ("consumers", "consumers")),
+    ),
+)
 
 
 def summary_table(view: SeriesView | None) -> Table:
@@ -127,11 +135,15 @@ def alerts_text(alerts: Iterable[Alert]) -> Text:
     """Alerts of this series, one per line, with state symbol and word."""
     text = Text()
     for alert in alerts:
-        style = "bold red" if alert.severity == "critical" else "yellow"
+        style = {"critical": "bold red", "warning": "yellow"}.get(alert.severity, "cyan")
         word = "silenced" if alert.silenced else alert.state.value
         if alert.held_until is not None and not alert.silenced:
             word = "held"  # firing while the condition is false: the summary says until when
-        text.append(f"{'✖' if alert.state.value == 'firing' else '◔'} {word} ", style)
+        if word == "firing":
+            symbol = SEVERITY_SYMBOL.get(alert.severity, "▲")
+        else:
+            symbol = "⏸" if word == "held" else "◔"
+        text.append(f"{symbol} {word} {alert.severity} ", style)
         text.append(f"{safe_text(alert.rule, 60)} ", "bold")
         text.append(safe_text(alert.summary, 200))
         text.append("\n")
@@ -143,15 +155,9 @@ def alerts_text(alerts: Iterable[Alert]) -> Text:
 class DetailScreen(DashboardScreen):
     """Charts and details of one series."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,backspace", "back", "Back"),
-        Binding("1", "window(0)", "5m"),
-        Binding("2", "window(1)", "1h"),
-        Binding("3", "window(2)", "24h"),
-        Binding("4", "window(3)", "7d"),
-        Binding("5", "window(4)", "30d"),
-        Binding("d", "dlq", "DLQ"),
-    ]
+    KEYMAP = "detail"
+
+    BINDINGS: ClassVar[list[BindingType]] = bindings(DETAIL)
 
     def __init__(self, key: SeriesKey) -> None:
         super().__init__()
@@ -362,38 +368,25 @@ class DetailScreen(DashboardScreen):
         start = end - window
         if fetch:
             self._remote_history(window, end)
-        charts: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
-            ("#chart-backlog", "Backlog (messages)", (("queue_length", "backlog"),)),
-            (
-                "#chart-rates",
-                "Rates (messages/s)",
-                (("publish_rate", "in"), ("processing_rate", "out")),
-            ),
-            (
-                "#chart-lag",
-                "Age / lag (seconds)",
-                (("consumer_lag_seconds", "group lag"), ("latency_seconds", "oldest")),
-            ),
-            (
-                "#chart-inflight",
-                "In flight / consumers",
-                (("in_flight", "in flight"), ("consumers", "consumers")),
-            ),
-        )
-        for widget_id, title, metrics in charts:
+        for widget_id, title, axis, metrics in CHARTS:
             plot = self.query_one(widget_id, PlotextPlot)
             plt = plot.plt
             plt.clear_data()
             plt.clear_figure()
             plt.title(f"{title} · last {label}")
             plt.xlabel("minutes ago")
-            plotted = False
+            values: list[float] = []
             for metric, name in metrics:
                 xs, ys = self._series(metric, start, end)
                 if xs:
                     plt.plot(xs, ys, label=name, marker="braille")
-                    plotted = True
-            if not plotted:
+                    values += ys
+            if not values:
                 plt.title(f"{title} · last {label} · no data (not exposed or not yet polled)")
+            elif axis != "rate":
+                # whole numbers on the axis: counts are never 1706.7, seconds read as durations
+                ticks = count_ticks(min(values), max(values))
+                shown = [metric_text(axis, float(t)) for t in ticks]
+                plt.yticks([float(t) for t in ticks], shown)
             plt.xlim(-window / 60.0, 0)
             plot.refresh()

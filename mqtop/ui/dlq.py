@@ -1,163 +1,78 @@
-"""DLQ browser: peek, view, select, and replay / move / purge behind a confirmation."""
+"""DLQ browser: peek, search, group, view and select dead letters; the writes are in
+:mod:`mqtop.ui.dlq_writes` (every one behind a confirmation, through the dead-letter service)."""
 
 from __future__ import annotations
 
 import time
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, VerticalScroll
-from textual.message import Message
-from textual.screen import ModalScreen
-from textual.widgets import DataTable, Footer, Label, ProgressBar, Static
+from textual.binding import BindingType
+from textual.containers import Horizontal
+from textual.widgets import Footer, Input, Label, ProgressBar, Static
 
-from collectors.base import MoveProgress, MoveResult, PeekedMessage
-from mqtop.dlq import DeadLetterService, MovePlan, PurgePlan
+from collectors.base import PeekedMessage
+from mqtop.dlq import DeadLetterService
 from mqtop.dlq.preflight import readonly_refusal
 from mqtop.engine import describe_error
 from mqtop.kernel.errors import MqtopError
-from mqtop.kernel.safe import hexdump, is_binary, json_safe, pretty_body, safe_text
-from mqtop.ui.base import DashboardScreen
-from mqtop.ui.dlq_rows import common_origin, fmt_size, message_row
-from mqtop.ui.modals import ConfirmModal, DestinationPicker, MoveConfirm
+from mqtop.kernel.safe import safe_text
+from mqtop.ui.dlq_rows import (
+    GROUPING_TITLES,
+    GROUPINGS,
+    Search,
+    common_origin,
+    group_counts,
+    message_row,
+    visible,
+)
+from mqtop.ui.dlq_viewer import VIEWER_LIMIT, MessageViewer, message_text
+from mqtop.ui.dlq_writes import DlqWrites
+from mqtop.ui.formats import plural, truncate_middle
+from mqtop.ui.keys import DLQ, bindings
+from mqtop.ui.modals import ConfirmModal
+from mqtop.ui.tables import RowTable
 
-VIEWER_LIMIT = 64 * 1024
-WRITE_ACTIONS = frozenset({"replay", "move", "purge"})
+__all__ = ["VIEWER_LIMIT", "DlqScreen", "MessageViewer", "message_text"]
 
-
-def message_text(message: PeekedMessage, now: float, hex_view: bool = False) -> Text:
-    """Everything about one message, safe to print: summary, death, headers, properties, body."""
-    text = Text()
-
-    def field(name: str, value: object) -> None:
-        text.append(f"{name:<12}", "dim")
-        text.append(safe_text(value, 2000))
-        text.append("\n")
-
-    field("id", message.id)
-    if message.note:
-        field("note", message.note)
-    if message.body_complete:
-        field("size", f"{fmt_size(len(message.body))} ({len(message.body)} bytes)")
-    else:  # the broker showed only the start of the body
-        whole = "?" if message.body_size is None else f"{message.body_size} bytes"
-        field("size", f"{whole}, of which the broker showed the first {len(message.body)}")
-    if message.timestamp is not None:
-        field("age", message_row(message, now).age)
-    if message.death is not None:
-        death = message.death
-        field("death", death.reason or "?")
-        field("deaths", "-" if death.count is None else death.count)
-        field("original", death.original_queue or "-")
-    for title, mapping in (
-        ("Headers", message.headers),
-        ("Properties", message.properties),
-        ("Broker", message.extra),
-    ):
-        if not mapping:
-            continue
-        text.append(f"\n{title}\n", "bold")
-        for key, value in json_safe(dict(mapping)).items():
-            text.append(f"  {safe_text(key, 200)}", "cyan")
-            text.append(" = ")
-            text.append(safe_text(value, 2000))
-            text.append("\n")
-    binary = is_binary(message.body)
-    shown = "hex" if hex_view or binary else "text"
-    text.append(f"\nBody ({shown}", "bold")
-    if binary:
-        text.append(", binary or invalid UTF-8", "bold yellow")
-    if len(message.body) > VIEWER_LIMIT:
-        text.append(f", first {fmt_size(VIEWER_LIMIT)} of {fmt_size(len(message.body))}", "bold")
-    text.append(")\n", "bold")
-    if hex_view or binary:
-        text.append(hexdump(message.body, VIEWER_LIMIT))
-    else:
-        text.append(pretty_body(message.body, VIEWER_LIMIT))
-    return text
+PAGE = 100  # messages per "load more"
+MAX_WINDOW = 5000  # at most this many messages peeked at once
+WRITE_ACTIONS = frozenset({"replay", "move", "purge", "edit"})
 
 
-class MessageViewer(ModalScreen[None]):
-    """One message in full: pretty JSON, headers and properties, hex for binary."""
+class DlqScreen(DlqWrites):
+    """Messages of one queue (usually a DLQ), searchable and grouped, and the actions on them."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q,enter", "close", "Close"),
-        Binding("x", "toggle_hex", "Hex/text"),
-    ]
-
-    def __init__(self, message: PeekedMessage, now: float) -> None:
-        super().__init__()
-        self.message = message
-        self.now = now
-        self.hex_view = False
-
-    def compose(self) -> ComposeResult:
-        with VerticalScroll(id="viewer"):
-            yield Static(message_text(self.message, self.now), id="viewer-body")
-        yield Footer()
-
-    def action_toggle_hex(self) -> None:
-        """Switch between the decoded body and a hex dump."""
-        self.hex_view = not self.hex_view
-        self.query_one("#viewer-body", Static).update(
-            message_text(self.message, self.now, self.hex_view)
-        )
-
-    def action_close(self) -> None:
-        """Back to the list."""
-        self.dismiss(None)
-
-
-class DlqScreen(DashboardScreen):
-    """Messages of one queue (usually a DLQ) and the actions on them."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,backspace", "back", "Back"),
-        Binding("space", "toggle_select", "Select"),
-        Binding("a", "select_all", "Select all"),
-        Binding("enter", "view", "View"),
-        Binding("r", "replay", "Replay"),
-        Binding("m", "move", "Move"),
-        Binding("P", "purge", "Purge", key_display="P"),
-        Binding("f5,ctrl+r", "reload", "Reload"),
-    ]
-
-    class Progressed(Message):
-        """A running move reported progress (posted from any thread)."""
-
-        def __init__(self, progress: MoveProgress) -> None:
-            super().__init__()
-            self.progress = progress
+    KEYMAP = "dlq"
+    BINDINGS: ClassVar[list[BindingType]] = bindings(DLQ)
 
     def __init__(self, broker: str, queue: str) -> None:
-        super().__init__()
-        self.broker_name = broker
-        self.queue = queue
-        self.messages: list[PeekedMessage] = []
-        self.selected: set[int] = set()
+        super().__init__(broker, queue)
+        self.window = 0  # how many messages to peek (peek_count, then + PAGE per load more)
         self.total: int | None = None
         self.replay_target: str | None = None
-        self.running: str | None = None
-        self.last_result: MoveResult | None = None
-        self.refusal: MqtopError | None = None  # last write refused or failed (CLI words)
+        self.search_text = ""
+        self.search = Search(())
+        self.grouping: str | None = None  # "reason", "class", "origin"
+        self.group: str | None = None  # the opened group (None: the list of groups)
+        self.shown: list[int] = []  # indices of the listed messages
+        self.loading_since: float | None = None
+        self.notice: Text | None = None
+        self._groups: list[tuple[str, int]] = []
         self._peek_ok = False
-        self._service: DeadLetterService | None = None
-        self._reason: str | None = None
-
-    @property
-    def busy(self) -> str | None:
-        """The write running here, if any (quitting asks first)."""
-        return self.running
 
     # -- layout ------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         yield Static(id="dlq-title")
         yield Static(id="dlq-notice")
-        yield DataTable(id="messages", cursor_type="row", zebra_stripes=True)
+        yield Input(
+            placeholder="search: text, or reason: class: origin: body: header.NAME: id:",
+            id="dlq-search",
+        )
+        yield RowTable(id="messages", zebra_stripes=True)
         with Horizontal(id="dlq-progress"):
             yield Label("", id="progress-label")
             yield ProgressBar(id="progress", show_eta=False)
@@ -166,15 +81,8 @@ class DlqScreen(DashboardScreen):
 
     def on_mount(self) -> None:
         """Find the broker's actions, then peek."""
-        table = self.query_one("#messages", DataTable)
-        table.add_column(" ", key="sel", width=1)
-        table.add_column("Id", key="id", width=14)
-        table.add_column("Age", key="age", width=6)
-        table.add_column("Reason", key="reason", width=10)
-        table.add_column("#", key="count", width=2)
-        table.add_column("Original", key="original", width=12)
-        table.add_column("Size", key="size", width=8)
-        table.add_column("Body", key="body", width=80)
+        self.window = self.host.peek_count
+        self.query_one("#dlq-search", Input).display = False
         self.query_one("#dlq-progress").display = False
         self.query_one("#dlq-result").display = False
         try:
@@ -191,25 +99,44 @@ class DlqScreen(DashboardScreen):
                 )
                 refusal = readonly_refusal(options, "replay, move and purge")
                 self._reason = safe_text(refusal.message, 300) if refusal else None
-        self._draw_header()
-        table.focus()
+        self._fill()
+        self.table.focus()
         if self._service is not None:
             self.load()
 
-    def _draw_header(self, notice: Text | None = None) -> None:
+    @property
+    def table(self) -> RowTable:
+        """The list (messages, or groups)."""
+        return self.query_one("#messages", RowTable)
+
+    def say(self, notice: Text | None) -> None:
+        """Show a notice under the title (kept until the next one)."""
+        self.notice = notice
+        self.draw_header()
+
+    def draw_header(self) -> None:
+        """Title (where replay goes, N of M shown, selection, search, group) and notices."""
+        notice = self.notice
         title = Text()
         title.append(" DLQ ", "bold reverse magenta")
         title.append(f" {safe_text(self.broker_name, 40)} / ", "dim")
-        title.append(safe_text(self.queue, 120), "bold")
-        target = self._target()
+        title.append(truncate_middle(safe_text(self.queue), 60), "bold")
+        target = self.target()
         title.append(" → ", "dim")
-        title.append(safe_text(target, 80) if target else "? (replay asks)", "bold green")
-        if self.total is not None:
-            title.append(f" · {self.total} msg")
-        if self.messages and len(self.messages) != self.total:
-            title.append(f" · {len(self.messages)} shown")
+        title.append(
+            truncate_middle(safe_text(target), 40) if target else "? (replay asks)", "bold green"
+        )
+        if self.messages or self.total is not None:
+            title.append(f" · {self.shown_words()}")
         if self.selected:
             title.append(f" · {len(self.selected)} selected", "bold cyan")
+        if self.grouping:
+            title.append(f" · by {GROUPING_TITLES[self.grouping]}", "magenta")
+            if self.group is not None:
+                title.append(f" = {truncate_middle(safe_text(self.group), 30)}", "bold magenta")
+        if self.search_text:
+            title.append(" · search ", "dim")
+            title.append(truncate_middle(safe_text(self.search_text), 30), "bold")
         self.query_one("#dlq-title", Static).update(title)
         box = self.query_one("#dlq-notice", Static)
         lines = Text()
@@ -222,7 +149,25 @@ class DlqScreen(DashboardScreen):
         box.update(lines)
         box.display = bool(lines)
 
-    def _target(self) -> str | None:
+    def shown_words(self) -> str:
+        """``3 of 27 shown``: what the list holds against what the queue holds."""
+        loaded = len(self.messages)
+        total = self.total
+        listed = len(self.shown) if self.grouping is None or self.group is not None else loaded
+        if total is None:
+            counted = f"{loaded} peeked (queue size unknown)"
+        elif loaded < total:
+            counted = f"{loaded} of {total} peeked (l: {min(PAGE, total - loaded)} more)"
+        else:
+            counted = plural(total, "message")
+        if listed != loaded:
+            return f"{listed} of {counted} shown"
+        if total is not None and loaded < total:
+            return f"{loaded} of {total} shown (l: load {min(PAGE, total - loaded)} more)"
+        return counted
+
+    def target(self) -> str | None:
+        """Where a replay goes: the broker's answer, else the origin shared by every message."""
         if self.replay_target:
             return self.replay_target
         return common_origin(self.messages) if self.messages else None
@@ -230,17 +175,20 @@ class DlqScreen(DashboardScreen):
     # -- enabling ----------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Writes are disabled (shown dimmed) on readonly brokers and while one runs."""
+        """Writes are disabled (shown dimmed) on readonly brokers and while one runs; Enter
+        and the letter keys belong to the search box while it has the focus."""
+        if isinstance(self.app.focused, Input) and action not in ("back",):
+            return False
         if action in WRITE_ACTIONS and (self._reason is not None or self.running is not None):
             return None
-        if action == "reload" and self.running is not None:
+        if action in ("reload", "load_more") and self.running is not None:
             return None
         return True
 
     # -- loading -----------------------------------------------------------------------
 
     @work(exclusive=True, group="dlq-peek")
-    async def load(self) -> None:
+    async def load(self, keep_selection: bool = False) -> None:
         """Peek (after warning about side effects), count and find the replay target."""
         service = self._service
         if service is None:
@@ -248,10 +196,10 @@ class DlqScreen(DashboardScreen):
         try:
             warning = await service.peek_warning(self.queue)
         except MqtopError as exc:  # e.g. the queue cannot be found: the peek would fail too
-            self._draw_header(Text(safe_text(exc.message, 300), "red"))
+            self.say(Text(safe_text(exc.message, 300), "red"))
             return
         except Exception as exc:
-            self._draw_header(Text(f"peek failed: {safe_text(describe_error(exc), 300)}", "red"))
+            self.say(Text(f"peek failed: {safe_text(describe_error(exc), 300)}", "red"))
             return
         if warning and not self._peek_ok:
             ok = await self.app.push_screen_wait(
@@ -262,25 +210,51 @@ class DlqScreen(DashboardScreen):
                 )
             )
             if not ok:
-                self._draw_header(Text("not peeked: the side effect was declined", "yellow"))
+                self.say(Text("not peeked: the side effect was declined", "yellow"))
                 return
             self._peek_ok = True
-        self._draw_header(Text("peeking…", "dim"))
+        self.loading_since = time.monotonic()
+        self._show_loading()
         try:
-            peeked = await service.peek(self.queue, self.host.peek_count)
+            peeked = await service.peek(self.queue, self.window)
             total = await service.count(self.queue)
             target = await service.replay_target(self.queue)
         except MqtopError as exc:
-            self._draw_header(Text(safe_text(exc.message, 300), "red"))
+            self.say(Text(safe_text(exc.message, 300), "red"))
             return
         except Exception as exc:
-            self._draw_header(Text(f"peek failed: {safe_text(describe_error(exc), 300)}", "red"))
+            self.say(Text(f"peek failed: {safe_text(describe_error(exc), 300)}", "red"))
             return
-        self.messages = peeked.messages
-        kept = peeked.kept
+        finally:
+            self.loading_since = None
+        self._loaded(
+            peeked.messages,
+            kept=peeked.kept,
+            total=total,
+            target=target,
+            warning=warning,
+            keep_selection=keep_selection,
+        )
+
+    def _loaded(
+        self,
+        messages: list[PeekedMessage],
+        *,
+        kept: int,
+        total: int | None,
+        target: str | None,
+        warning: str | None,
+        keep_selection: bool,
+    ) -> None:
+        before = [m.id for m in self.messages]
+        same_head = [m.id for m in messages[: len(before)]] == before
+        self.messages = messages
         self.total = total
         self.replay_target = target
-        self.selected.clear()
+        if not (keep_selection and same_head):
+            if self.selected and keep_selection:
+                self.notify("the queue changed while loading more: selection cleared")
+            self.selected.clear()
         self._fill()
         note = Text(safe_text(warning, 300), "dim") if warning else None
         if kept:
@@ -291,273 +265,233 @@ class DlqScreen(DashboardScreen):
             )
         if not self.messages:
             note = Text("(no messages)", "dim")
-        self._draw_header(note)
+        self.say(note)
 
-    def _fill(self) -> None:
-        table = self.query_one("#messages", DataTable)
-        cursor = table.cursor_row
-        table.clear()
-        now = self.host.clock()
-        for i, message in enumerate(self.messages):
-            row = message_row(message, now, 80)
-            table.add_row(
-                "●" if i in self.selected else " ",
-                Text(row.id),
-                row.age,
-                Text(row.reason),
-                row.count,
-                Text(row.original),
-                row.size,
-                Text(row.preview),
-                key=str(i),
-            )
-        if self.messages:
-            table.move_cursor(row=max(0, min(cursor, len(self.messages) - 1)))
-
-    # -- selection & viewing -------------------------------------------------------------
-
-    def _cursor_index(self) -> int | None:
-        table = self.query_one("#messages", DataTable)
-        if not self.messages or not 0 <= table.cursor_row < len(self.messages):
-            return None
-        return table.cursor_row
-
-    def _mark(self, index: int) -> None:
-        table = self.query_one("#messages", DataTable)
-        table.update_cell(str(index), "sel", "●" if index in self.selected else " ")
-
-    def action_toggle_select(self) -> None:
-        """Select or unselect the message under the cursor, then move down."""
-        index = self._cursor_index()
-        if index is None:
+    def _show_loading(self) -> None:
+        since = self.loading_since
+        if since is None:
             return
-        self.selected.symmetric_difference_update({index})
-        self._mark(index)
-        table = self.query_one("#messages", DataTable)
-        if index + 1 < len(self.messages):
-            table.move_cursor(row=index + 1)
-        self._draw_header()
+        waited = time.monotonic() - since
+        what = f"peeking {self.window} message(s)…"
+        if waited >= 1:
+            what += f" {waited:.0f}s"
+        self.say(Text(f"{what} (Esc cancels: nothing is consumed)", "dim"))
 
-    def action_select_all(self) -> None:
-        """Select every shown message (again: none)."""
-        if len(self.selected) == len(self.messages):
-            self.selected.clear()
-        else:
-            self.selected = set(range(len(self.messages)))
-        for i in range(len(self.messages)):
-            self._mark(i)
-        self._draw_header()
+    def on_tick(self) -> None:
+        """Once a second: how long a peek has been running."""
+        if self.loading_since is not None:
+            self._show_loading()
 
-    def action_view(self) -> None:
-        """Open the message viewer."""
-        index = self._cursor_index()
-        if index is not None:
-            self.app.push_screen(MessageViewer(self.messages[index], self.host.clock()))
+    def cancel_load(self) -> None:
+        """Stop waiting for a peek (the broker puts back what it was reading)."""
+        self.workers.cancel_group(self, "dlq-peek")
+        self.loading_since = None
+        self.say(Text("peek cancelled: nothing was consumed (F5 peeks again)", "yellow"))
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        """Enter or a click on the selected row opens the viewer."""
-        event.stop()
-        self.action_view()
+    def action_load_more(self) -> None:
+        """Peek the next page too (up to MAX_WINDOW messages)."""
+        if self.total is not None and len(self.messages) >= self.total:
+            self.notify(f"all {plural(self.total, 'message')} are shown")
+            return
+        if self.window >= MAX_WINDOW:
+            self.notify(f"at most {MAX_WINDOW} messages are peeked at once", severity="warning")
+            return
+        self.window = min(MAX_WINDOW, len(self.messages) + PAGE)
+        self.load(keep_selection=True)
 
     def action_reload(self) -> None:
         """Peek again."""
         self.load()
 
-    def action_back(self) -> None:
-        """Back (a running action keeps running; its result is in the audit log)."""
-        if self.running is not None:
-            self.notify(f"{self.running} is running: wait for it to finish", severity="warning")
+    # -- the list ----------------------------------------------------------------------
+
+    def _fill(self) -> None:
+        table = self.table
+        cursor = table.cursor_row
+        table.clear(columns=True)
+        self.shown = visible(self.messages, self.search, self.grouping, self.group)
+        if self.grouping and self.group is None:
+            self._fill_groups(table)
+        else:
+            self._fill_messages(table)
+        if table.row_count:
+            table.move_cursor(row=max(0, min(cursor, table.row_count - 1)))
+        self.draw_header()
+
+    def _fill_groups(self, table: RowTable) -> None:
+        grouping = self.grouping or "reason"
+        chosen = [self.messages[i] for i in self.shown]
+        width = max(20, self.size.width - 24)
+        table.add_column(GROUPING_TITLES[grouping].capitalize(), width=width)
+        table.add_column("Count", width=7)
+        table.add_column("Share", width=6)
+        self._groups = group_counts(chosen, grouping)
+        for name, count in self._groups:
+            share = f"{100 * count / max(1, len(chosen)):.0f}%"
+            table.add_row(Text(truncate_middle(safe_text(name), width)), str(count), share)
+
+    def _fill_messages(self, table: RowTable) -> None:
+        now = self.host.clock()
+        width = self.size.width or 80
+        rows = [message_row(self.messages[i], now, 200) for i in self.shown]
+        # widths from the content, names cut in the middle (a "-dlq" suffix stays visible)
+        id_w = min(24, max([2, *(len(r.id) for r in rows)]))
+        reason_w = min(16, max([6, *(len(r.reason) for r in rows)]))
+        origin_w = min(24, max([8, *(len(r.original) for r in rows)]))
+        fixed = 1 + id_w + 6 + reason_w + 2 + origin_w + 9 + 2 * 8
+        body_w = max(10, width - fixed - 2)
+        for key, title, w in (
+            ("sel", " ", 1),
+            ("id", "Id", id_w),
+            ("age", "Age", 6),
+            ("reason", "Reason", reason_w),
+            ("count", "#", 2),
+            ("original", "Original", origin_w),
+            ("size", "Size", 9),
+            ("body", "Body", body_w),
+        ):
+            table.add_column(title, key=key, width=w)
+        for i, row in zip(self.shown, rows, strict=True):
+            table.add_row(
+                "●" if i in self.selected else " ",
+                Text(truncate_middle(row.id, id_w)),
+                row.age,
+                Text(truncate_middle(row.reason, reason_w)),
+                row.count,
+                Text(truncate_middle(row.original, origin_w)),
+                row.size,
+                Text(row.preview[:body_w]),
+                key=str(i),
+            )
+
+    def on_resize(self) -> None:
+        """Widths follow the terminal."""
+        if self.is_mounted:
+            self._fill()
+
+    def cursor_index(self) -> int | None:
+        """The message under the cursor (an index into ``messages``), if any."""
+        table = self.table
+        if self.grouping and self.group is None:
+            return None
+        if not 0 <= table.cursor_row < len(self.shown):
+            return None
+        return self.shown[table.cursor_row]
+
+    # -- selection, search, groups, viewing --------------------------------------------
+
+    def action_toggle_select(self) -> None:
+        """Select or unselect the message under the cursor, then move down."""
+        index = self.cursor_index()
+        if index is None:
             return
-        self.dismiss(None)
+        self.selected.symmetric_difference_update({index})
+        row = self.table.cursor_row
+        self.table.update_cell(str(index), "sel", "●" if index in self.selected else " ")
+        if row + 1 < self.table.row_count:
+            self.table.move_cursor(row=row + 1)
+        self.draw_header()
+
+    def action_select_all(self) -> None:
+        """Select every message shown (again: none)."""
+        shown = set(self.shown)
+        if shown <= self.selected:
+            self.selected -= shown
+        else:
+            self.selected |= shown
+        self._fill()
+
+    def action_view(self) -> None:
+        """Open the group under the cursor, or the message viewer."""
+        if self.grouping and self.group is None:
+            row = self.table.cursor_row
+            if 0 <= row < len(self._groups):
+                self.group = self._groups[row][0]
+                self._fill()
+            return
+        index = self.cursor_index()
+        if index is None:
+            return
+        message = self.messages[index]
+        self.app.push_screen(
+            MessageViewer(message, self.host.clock()),
+            lambda choice: self._from_viewer(choice, message),
+        )
+
+    def _from_viewer(self, choice: str | None, message: PeekedMessage) -> None:
+        if choice == "replay":
+            self.replay_messages([message], "this message")
+        elif choice == "edit":
+            self.edit_message(message)
+
+    def action_group(self) -> None:
+        """Group by death reason, then error class, then original queue, then not."""
+        keys = [None, *(key for key, _ in GROUPINGS)]
+        self.grouping = keys[(keys.index(self.grouping) + 1) % len(keys)]
+        self.group = None
+        self._fill()
+
+    def action_search(self) -> None:
+        """Show the search box."""
+        box = self.query_one("#dlq-search", Input)
+        box.display = True
+        box.value = self.search_text
+        box.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        """Search as the operator types."""
+        if event.input.id == "dlq-search":
+            event.stop()
+            self.search_text = event.value
+            self.search = Search.parse(event.value)
+            self._fill()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter keeps the search and returns to the list."""
+        if event.input.id == "dlq-search":
+            event.stop()
+            if not event.value:
+                event.input.display = False
+            self.table.focus()
+
+    def on_data_table_row_selected(self, event: RowTable.RowSelected) -> None:
+        """A click on the selected row opens it."""
+        event.stop()
+        self.action_view()
+
+    def action_back(self) -> None:
+        """Esc: stop a peek, leave the search box, clear the search, close the group, ungroup,
+        then leave (refused while a write runs)."""
+        box = self.query_one("#dlq-search", Input)
+        if self.loading_since is not None:
+            self.cancel_load()
+        elif self.app.focused is box:
+            box.display = bool(box.value)
+            self.table.focus()
+        elif self.search_text:
+            box.value = ""
+            box.display = False
+            self.search_text, self.search = "", Search(())
+            self._fill()
+        elif self.grouping and self.group is not None:
+            self.group = None
+            self._fill()
+        elif self.grouping:
+            self.grouping = None
+            self._fill()
+        elif self.running is not None:
+            self.notify(f"{self.running} is running: wait for it to finish", severity="warning")
+        else:
+            self.dismiss(None)
 
     def selected_messages(self) -> list[PeekedMessage]:
         """The selected messages in list order."""
         return [self.messages[i] for i in sorted(self.selected) if i < len(self.messages)]
 
-    # -- writes ------------------------------------------------------------------------
+    def shown_messages(self) -> list[PeekedMessage]:
+        """The messages the list shows (the opened group, the search)."""
+        return [self.messages[i] for i in self.shown]
 
-    def action_replay(self) -> None:
-        """Replay to the original queue (selected messages, or all)."""
-        self._write("replay")
-
-    def action_move(self) -> None:
-        """Move to a chosen queue (selected messages, or all)."""
-        self._write("move")
-
-    def action_purge(self) -> None:
-        """Delete every message of the queue."""
-        self._write("purge")
-
-    def _refused(self, exc: MqtopError, what: str | None = None) -> None:
-        """Show a refusal or failure in the CLI's words (the CLI prints ``mqtop: <words>``)."""
-        self.refusal = exc
-        head = f"{what} failed: " if what else ""
-        self._show_result(Text(f"✖ {head}{safe_text(exc.message, 300)}", "red"))
-        self.notify(safe_text(exc.message, 200), severity="error")
-
-    @work(exclusive=True, group="dlq-write")
-    async def _write(self, mode: Literal["replay", "move", "purge"]) -> None:
-        service = self._service
-        if service is None:
-            self.notify(self._reason or "no message actions", severity="warning")
-            return
-        if self.running is not None:
-            return
-        self.refusal = None
-        try:
-            # refused before anything is asked, as `mqtop dlq` refuses before it asks
-            service.check_write(mode)
-            if mode == "purge":
-                await self._purge(service)
-            else:
-                await self._move(service, mode)
-        except MqtopError as exc:
-            self._refused(exc)
-        except Exception as exc:  # a broker call of the pre-flight (count, ...) failed
-            self._show_result(Text(f"✖ {mode}: {safe_text(describe_error(exc), 300)}", "red"))
-
-    async def _purge(self, service: DeadLetterService) -> None:
-        plan = await service.plan_purge(self.queue)
-        body = Text()
-        body.append(f"Purge {plan.taken}\n")
-        body.append("from   ", "dim")
-        body.append(safe_text(plan.queue, 120), "bold")
-        body.append(f"\non broker {safe_text(self.broker_name, 40)}\n\n")
-        body.append("This cannot be undone.", "bold red")
-        if self.selected:
-            body.append("\nPurge ignores the selection: it deletes the whole queue.", "yellow")
-        if not await self.app.push_screen_wait(
-            ConfirmModal("Purge queue", body, "Purge", danger=True)
-        ):
-            self.notify("purge cancelled")
-            return
-        await self._run_purge(service, plan)
-
-    async def _move(self, service: DeadLetterService, mode: Literal["replay", "move"]) -> None:
-        selected = self.selected_messages()
-        source = self.queue
-        destination = self._target() if mode == "replay" else None
-        if destination is None:
-            candidates = sorted(
-                {v.key.queue for v in self.host.data.views if v.key.broker == self.broker_name}
-            )
-            destination = await self.app.push_screen_wait(DestinationPicker(source, candidates))
-            if destination is None:
-                return
-        plan = await service.plan_move(mode, source, destination, selected=selected)
-        verb = "Replay" if mode == "replay" else "Move"
-        body = Text()
-        body.append(f"{verb} {plan.taken}\n", "bold")
-        body.append("from   ", "dim")
-        body.append(safe_text(source, 120) + "\n", "bold")
-        body.append("to     ", "dim")
-        body.append(safe_text(destination, 120) + "\n", "bold green")
-        body.append(f"on broker {safe_text(self.broker_name, 40)}\n\n", "")
-        body.append(
-            "Each message is published and confirmed before it is removed from the source.",
-            "dim",
-        )
-        dialog = MoveConfirm(
-            f"{verb} messages", body, verb, service.option_specs(), service.move_options
-        )
-        if not await self.app.push_screen_wait(dialog):
-            self.notify(f"{mode} cancelled")
-            return
-        if dialog.options is not None:
-            plan = plan.with_options(dialog.options)
-        await self._run_move(service, plan)
-
-    def _start(self, label: str, total: int | None) -> None:
-        self.running = label
-        self.refresh_bindings()
-        self.query_one("#dlq-progress").display = True
-        self.query_one("#dlq-result").display = False
-        self.query_one("#progress-label", Label).update(f"{label}… ")
-        self.query_one("#progress", ProgressBar).update(total=total, progress=0)
-
-    def _finish(self) -> None:
-        self.running = None
-        self.refresh_bindings()
-        self.query_one("#dlq-progress").display = False
-
-    async def _run_move(self, service: DeadLetterService, plan: MovePlan) -> None:
-        request = plan.request
-        total = request.limit if request.limit is not None else plan.count
-        self._start(request.mode, total)
-
-        def progress(update: MoveProgress) -> None:
-            self.post_message(self.Progressed(update))
-
-        started = time.monotonic()
-        try:
-            result = await service.move(plan, progress)
-        except MqtopError as exc:
-            self._finish()
-            self._refused(exc, request.mode)
-            self.load()
-            return
-        self._finish()
-        self.last_result = result
-        elapsed = time.monotonic() - started
-        ok = result.complete
-        summary = Text()
-        summary.append("✓ " if ok else "▲ ", "bold green" if ok else "bold yellow")
-        summary.append(
-            f"{request.mode}: moved {result.moved}, failed {result.failed}, "
-            f"skipped {result.skipped}",
-            "bold",
-        )
-        summary.append(
-            f" · {safe_text(result.source, 60)} → {safe_text(result.destination, 60)}"
-            f" in {elapsed:.1f}s"
-        )
-        if result.duplicates_possible:
-            summary.append(
-                f"\n▲ up to {result.duplicates_possible} message(s) may have been delivered twice",
-                "yellow",
-            )
-        for note in result.notes[:5]:
-            summary.append(f"\nnote: {safe_text(note, 300)}", "dim")
-        for error in result.errors[:5]:
-            summary.append(f"\nerror: {safe_text(error, 300)}", "red")
-        self._show_result(summary)
-        self.notify(
-            f"{request.mode}: moved {result.moved}, failed {result.failed}, "
-            f"skipped {result.skipped}",
-            severity="information" if ok else "warning",
-        )
-        self.load()
-
-    async def _run_purge(self, service: DeadLetterService, plan: PurgePlan) -> None:
-        self._start("purge", None)
-        try:
-            purged = await service.purge(plan)
-        except MqtopError as exc:
-            self._finish()
-            self._refused(exc, "purge")
-            self.load()
-            return
-        self._finish()
-        shown = "all" if purged is None else str(purged)
-        self._show_result(Text(f"✓ purged {shown} message(s) from {safe_text(self.queue, 80)}"))
-        self.notify(f"purged {shown} message(s)")
-        self.load()
-
-    def _show_result(self, text: Text) -> None:
-        box = self.query_one("#dlq-result", Static)
-        box.update(text)
-        box.display = True
-
-    def on_dlq_screen_progressed(self, message: Progressed) -> None:
-        """Advance the progress bar."""
-        progress = message.progress
-        bar = self.query_one("#progress", ProgressBar)
-        if progress.total is not None:
-            bar.update(total=progress.total)
-        bar.update(progress=progress.done)
-        extra = f" · failed {progress.failed}" if progress.failed else ""
-        extra += f" · skipped {progress.skipped}" if progress.skipped else ""
-        total = f"/{progress.total}" if progress.total is not None else ""
-        self.query_one("#progress-label", Label).update(
-            f"{self.running or 'working'}: {progress.done}{total}{extra} "
-        )
+    def filtered(self) -> bool:
+        """True when the list shows part of what was peeked (a group is open, or a search)."""
+        return bool(self.search) or (self.grouping is not None and self.group is not None)

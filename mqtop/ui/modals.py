@@ -21,6 +21,7 @@ from collectors.kit.options import OptionSpec
 from mqtop.kernel.durations import parse_duration
 from mqtop.kernel.errors import MqtopError
 from mqtop.kernel.safe import safe_text
+from mqtop.ui.keys import HELP, bindings, help_rows
 
 
 class ConfirmModal(ModalScreen[bool]):
@@ -146,53 +147,38 @@ class MoveConfirm(ConfirmModal):
 
 
 class HelpScreen(ModalScreen[None]):
-    """Every key of the screen it was opened from, and the global ones."""
+    """The mqtop keys of the screen it was opened from (never a text box's editing keys)."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q,question_mark", "close", "Close"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = bindings(HELP)
 
     def __init__(self, screen: Screen[Any]) -> None:
         super().__init__()
         self.target = screen
+        self.keymap = str(getattr(screen, "KEYMAP", ""))
 
     def compose(self) -> ComposeResult:
         with Vertical(id="help"):
-            yield Label(Text("Keys", style="bold"), id="help-title")
+            title = f"Keys · {self.keymap or 'this screen'}"
+            yield Label(Text(title, style="bold"), id="help-title")
             with VerticalScroll():
                 yield Static(self._table(), id="help-body")
             yield Static(
                 Text(
-                    "ctrl+p: command palette (every action, themes) · mouse: click a title to "
-                    "sort, click a row twice to open it · Esc or ? closes this",
+                    "mouse: click a title to sort, a row twice to open it · Esc closes",
                     style="dim",
                 )
             )
 
     def _table(self) -> Table:
-        table = Table(show_header=True, header_style="bold", box=None, expand=True)
-        table.add_column("key", no_wrap=True, ratio=1)
-        table.add_column("action", ratio=3)
-        table.add_column("where", style="dim", ratio=1)
-        seen: set[tuple[str, str]] = set()
-        sources: list[tuple[str, Any]] = [(type(self.target).__name__, self.target)]
-        sources.append(("global", self.app))
-        for widget in self.target.query("*"):
-            if type(widget).__dict__.get("BINDINGS"):
-                sources.append((type(widget).__name__, widget))
-        for where, node in sources:
-            if where == "global":
-                table.add_row("ctrl+p", "Command palette: every action, themes", "global")
-            for binding in getattr(type(node), "BINDINGS", []):
-                if not isinstance(binding, Binding) or not binding.description:
-                    continue
-                keys = binding.key_display or binding.key.replace(",", " / ")
-                ident = (keys, binding.description)
-                if ident in seen:
-                    continue
-                seen.add(ident)
-                label = where.replace("Screen", "").lower() or "screen"
-                table.add_row(keys, binding.description, label)
+        table = Table(show_header=False, box=None, expand=True, padding=(0, 1))
+        table.add_column("key", no_wrap=True, style="bold")
+        table.add_column("action", ratio=1)
+        heading = False
+        for keys, what, where in help_rows(self.keymap):
+            if where and not heading:
+                heading = True
+                table.add_row("", Text("on every screen", style="dim italic"))
+            table.add_row(keys, what)
         return table
 
     def action_close(self) -> None:
@@ -349,4 +335,39 @@ class DestinationPicker(ModalScreen[str | None]):
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:
         """Cancel the move."""
+        self.dismiss(None)
+
+
+class TextPrompt(ModalScreen[str | None]):
+    """Ask for one line of text (a file name, say), with a default."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, question: str, default: str = "") -> None:
+        super().__init__()
+        self.question = question
+        self.default = default
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label(Text(self.question, style="bold"), id="dialog-title")
+            yield Input(value=self.default, id="prompt")
+            with Horizontal(id="dialog-buttons"):
+                yield Button("Cancel", id="cancel")
+                yield Button("OK", id="confirm", variant="primary")
+
+    def on_mount(self) -> None:
+        """Type first."""
+        self.query_one("#prompt", Input).focus()
+
+    @on(Input.Submitted, "#prompt")
+    @on(Button.Pressed, "#confirm")
+    def action_confirm(self) -> None:
+        """Use the typed text."""
+        value = self.query_one("#prompt", Input).value.strip()
+        self.dismiss(value or None)
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        """Do nothing."""
         self.dismiss(None)

@@ -8,13 +8,15 @@ from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult, SystemCommand
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.widgets import Footer, Input, Static
 
 from mqtop.kernel.durations import humanize_seconds
 from mqtop.kernel.model import BrokerStatus
 from mqtop.kernel.safe import safe_text
 from mqtop.ui.base import DashboardScreen
+from mqtop.ui.formats import SEVERITY_SYMBOL
+from mqtop.ui.keys import OVERVIEW, bindings
 from mqtop.ui.messages import DataRefreshed
 from mqtop.ui.rows import COLUMN_BY_KEY, SORTABLE, Row, arrange, dlq_target, sparkline
 from mqtop.ui.vtable import SeriesTable
@@ -68,16 +70,9 @@ def broker_line(statuses: Iterable[BrokerStatus], now: float) -> Text:
 class OverviewScreen(DashboardScreen):
     """One table of every series across brokers."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "detail", "Detail"),
-        Binding("slash", "filter", "Filter", key_display="/"),
-        Binding("escape", "clear_filter", "Clear filter", show=False),
-        Binding("s", "sort_next", "Sort col"),
-        Binding("S", "sort_previous", "Sort col back", show=False),
-        Binding("r", "sort_reverse", "Reverse"),
-        Binding("g", "toggle_group", "Group"),
-        Binding("d", "dlq", "DLQ"),
-    ]
+    KEYMAP = "overview"
+
+    BINDINGS: ClassVar[list[BindingType]] = bindings(OVERVIEW)
 
     def __init__(self) -> None:
         super().__init__()
@@ -92,8 +87,9 @@ class OverviewScreen(DashboardScreen):
     def compose(self) -> ComposeResult:
         yield Static(id="title")
         yield Static(id="brokers")
-        yield SeriesTable(self._trend, id="series")
+        # above the table, never at the bottom where notifications pop up
         yield Input(placeholder="filter: text or glob (orders*, */dlq), Esc clears", id="filter")
+        yield SeriesTable(self._trend, id="series")
         yield Footer()
 
     @property
@@ -139,9 +135,12 @@ class OverviewScreen(DashboardScreen):
             statuses=data.statuses,
         )
         table = self.table
-        table.empty_text = (
-            f"no series match {self.filter_text!r}" if self.filter_text else "waiting for data…"
-        )
+        if self.filter_text:
+            table.empty_text = f"no series match {safe_text(self.filter_text, 60)!r}"
+        elif not data.polled:
+            table.empty_text = "waiting for the first poll…"
+        else:
+            table.empty_text = "no series: the brokers report no queues (see include / exclude)"
         table.set_rows(rows)
         self._shown = sum(1 for r in rows if not r.is_header) if self.group_by_broker else len(rows)
         self._update_header()
@@ -157,17 +156,20 @@ class OverviewScreen(DashboardScreen):
         if self.filter_text:
             title.append(f" · {self._shown} shown · filter: ")
             title.append(safe_text(self.filter_text, 40), "bold")
-        held = sum(1 for a in data.alerts if a.held_until is not None and not a.silenced)
+        held = data.held_count  # firing while the condition is false: counted apart
         if firing:
             title.append(" · ")
+            symbol = SEVERITY_SYMBOL["critical" if crit else "warning"]
             title.append(
-                f"✖ {firing} firing" + (f" ({crit} critical)" if crit else ""),
+                f"{symbol} {firing} firing" + (f" ({crit} critical)" if crit else ""),
                 "bold red" if crit else "bold yellow",
             )
         elif not held:
             title.append(" · ✓ no alerts firing", "green")
         if held:
             title.append(f" · ⏸ {held} held (condition false; A shows until when)", "yellow")
+        if data.info_count:
+            title.append(f" · {SEVERITY_SYMBOL['info']} {data.info_count} info", "cyan")
         column = COLUMN_BY_KEY[self.sort_column].title
         title.append(f" · sort {column} {'▼' if self.sort_descending else '▲'}", "dim")
         if self.group_by_broker:
@@ -222,6 +224,10 @@ class OverviewScreen(DashboardScreen):
         self.table.set_sort(column, descending)
         self.rebuild()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Enter belongs to the filter box while it has the focus."""
+        return not (action == "detail" and isinstance(self.app.focused, Input))
+
     def action_detail(self) -> None:
         """Open the detail of the selected series."""
         self.table.action_activate()
@@ -251,6 +257,15 @@ class OverviewScreen(DashboardScreen):
         box.display = True
         box.value = self.filter_text
         box.focus()
+
+    def apply_filter(self, text: str) -> None:
+        """Show only the rows matching ``text`` (the ``:`` bar's "broker NAME")."""
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.value = text
+        self.filter_text = text
+        self.table.focus()
+        self.rebuild()
 
     def action_clear_filter(self) -> None:
         """Clear the filter and hide the box."""

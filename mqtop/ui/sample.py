@@ -26,6 +26,8 @@ from collectors.base import (
     MoveResult,
     PeekedMessage,
     ProgressCallback,
+    RepublishRequest,
+    RepublishResult,
 )
 from mqtop.config import Config
 from mqtop.engine import Engine
@@ -116,6 +118,17 @@ class MemoryActions:
             skipped=skipped,
             dry_run=request.dry_run,
         )
+
+    async def republish(self, request: RepublishRequest) -> RepublishResult:
+        source = self.queues.setdefault(request.source, [])
+        original = request.original
+        found = [i for i, m in enumerate(source) if m.id == original.id and m.body == original.body]
+        if not found:
+            return RepublishResult(False, False, "not in the source any more")
+        message = source.pop(found[0])
+        copy = replace(message, body=request.body, headers=dict(request.headers))
+        self.queues.setdefault(request.destination, []).append(copy)
+        return RepublishResult(True, True)
 
     async def purge(self, queue: str) -> int | None:
         count = len(self.queues.get(queue, []))

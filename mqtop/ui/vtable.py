@@ -23,6 +23,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from mqtop.kernel.model import SeriesKey
+from mqtop.ui.keys import NAVIGATION, bindings
 from mqtop.ui.rows import (
     COLUMN_BY_KEY,
     RANK_CRITICAL,
@@ -55,13 +56,8 @@ class SeriesTable(ScrollView, can_focus=True):
     """The overview table: a fixed header line and a virtual list of rows."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("up,k", "cursor_up", "Up", show=False),
-        Binding("down,j", "cursor_down", "Down", show=False),
-        Binding("pageup", "page_up", "Page up", show=False),
-        Binding("pagedown", "page_down", "Page down", show=False),
-        Binding("home", "first", "First", show=False),
-        Binding("end", "last", "Last", show=False),
-        Binding("enter", "activate", "Detail"),
+        *bindings(NAVIGATION),
+        Binding("enter", "activate", "Detail", show=False),
     ]
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {

@@ -58,7 +58,7 @@ async def test_activemq_rows_peek_and_replay_through_the_ui(
 
             screen = await _open_dlq_through_ui(pilot, app, shown_dlq)
             await wait_until(pilot, lambda: len(screen.messages) == 5, what="peek")
-            assert screen._target() == queue
+            assert screen.target() == queue
             by_body = {m.body: m for m in screen.messages}
             assert long.encode() in by_body and by_body[long.encode()].body_complete
             assert all(m.death is not None and m.death.original_queue == queue

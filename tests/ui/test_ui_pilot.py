@@ -199,7 +199,7 @@ async def test_live_update_and_broker_going_down(tmp_path):
 async def test_alert_silence_from_alerts_screen(tmp_path):
     alerts = sample_alerts()
     app = make_app(tmp_path, alerts=alerts)
-    async with app.run_test(size=(140, 40)) as pilot:
+    async with app.run_test(size=(140, 40), notifications=True) as pilot:
         await ready(app, pilot)
         await pilot.press("A")
         await wait_until(pilot, lambda: isinstance(app.screen, AlertsScreen))
@@ -240,9 +240,19 @@ async def test_alert_silence_from_alerts_screen(tmp_path):
         await wait_until(
             pilot, lambda: "⊘ silenced" in app.screen_text(), message=lambda: app.screen_text()
         )
-        # and unsilence
+        # u removes only the silence pointed at: with the alerts table focused, none
         await pilot.press("u")
-        await wait_until(pilot, lambda: not alerts.silences())
+        await wait_until(pilot, lambda: "point at a silence first" in app.screen_text())
+        assert len(alerts.silences()) == 1
+        # a second silence; then point at it in the silences table: only it goes
+        alerts.silence("QueueBacklog", {"queue": "emails"}, NOW + 60, "second")
+        app.request_refresh()
+        await wait_until(pilot, lambda: len(app.data.silences) == 2)
+        await wait_until(pilot, lambda: screen.query_one("#silences-table").row_count == 2)
+        screen.query_one("#silences-table").focus()
+        await pilot.press("end", "u")
+        await wait_until(pilot, lambda: len(alerts.silences()) == 1)
+        assert [s.comment for s in alerts.silences()] == ["deploy"]
         await app.stop_engine()
 
 
@@ -278,7 +288,9 @@ async def test_replay_confirm_cancel_then_accept(tmp_path):
         assert [m.id for m in actions.queues["orders"]] == ["msg-0001", "msg-0002"]
         assert len(actions.queues["orders.dlq"]) == 5
         await wait_until(pilot, lambda: len(screen.messages) == 5)
-        assert "moved 2, failed 0, skipped 0" in app.screen_text()
+        text = app.screen_text()
+        assert "✓ replayed 2 to orders" in text
+        assert "published, confirmed, then removed from orders.dlq" in text
         (record,) = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
         assert record["action"] == "replay" and record["count"] == 2
         assert record["source"] == "orders.dlq" and record["destination"] == "orders"
@@ -395,8 +407,10 @@ async def test_help_palette_and_small_terminal(tmp_path):
         await pilot.press("question_mark")
         await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
         help_text = app.screen_text()
-        for word in ("Filter", "Group", "DLQ", "Reverse", "Alerts", "Quit", "palette"):
+        for word in ("filter", "group", "DLQ", "reverse", "alerts", "quit", "palette"):
             assert word in help_text, word
+        # only mqtop's keys: none of a text box's editing keys
+        assert "ctrl+shift" not in help_text and "Delete" not in help_text
         await pilot.press("escape")
         await wait_until(pilot, lambda: isinstance(app.screen, OverviewScreen))
         titles = [c.title for c in app.get_system_commands(app.screen)]
