@@ -3,8 +3,10 @@ reports *every* problem with file:line:column and the field path."""
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -285,8 +287,38 @@ _FRIENDLY = {
 }
 
 
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation can hold (through Optional, list, dict, unions)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+
+
+def _keys_at(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> set[str]:
+    """The keys a mapping at ``loc`` inside ``model`` may have (for "did you mean")."""
+    models = [model] if model is not None else []
+    for part in loc:
+        if not isinstance(part, str):
+            continue  # a list index: the same models
+        fields = [
+            f for m in models for name, f in m.model_fields.items() if part in (name, f.alias)
+        ]
+        if fields:
+            models = [m for f in fields for m in _models_in(f.annotation)]
+        # else a union's tag in the path: the models stay
+    return {f.alias or name for m in models for name, f in m.model_fields.items()}
+
+
+def _did_you_mean(key: object, known: set[str]) -> str:
+    close = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def _pydantic_problems(
-    exc: ValidationError, base: tuple[str | int, ...], located: Located
+    exc: ValidationError,
+    base: tuple[str | int, ...],
+    located: Located,
+    model: type[BaseModel] | None = None,
 ) -> list[Problem]:
     problems = []
     for err in exc.errors(include_url=False, include_input=False):
@@ -319,6 +351,8 @@ def _pydantic_problems(
         message = _FRIENDLY.get(kind, err["msg"])
         if kind == "extra_forbidden":
             message = f"unknown key {cleaned[-1]!r}" if cleaned else "unknown key"
+            if cleaned:
+                message += _did_you_mean(cleaned[-1], _keys_at(model, loc[:-1]))
         elif message.startswith("Value error, "):
             message = message[len("Value error, ") :]
         pos = located.position(tuple(cleaned), prefer_key=kind == "extra_forbidden")
@@ -344,7 +378,7 @@ def validate_data(
     try:
         raw = _RawConfig.model_validate(data)
     except ValidationError as exc:
-        problems.extend(_pydantic_problems(exc, (), located))
+        problems.extend(_pydantic_problems(exc, (), located, _RawConfig))
         raw = None
 
     brokers: list[BrokerOptions] = []
@@ -372,7 +406,7 @@ def validate_data(
         try:
             options = plugin.options_model.model_validate(entry)
         except ValidationError as exc:
-            problems.extend(_pydantic_problems(exc, path, located))
+            problems.extend(_pydantic_problems(exc, path, located, plugin.options_model))
             continue
         if options.name in names:
             problems.append(
@@ -395,7 +429,7 @@ def validate_data(
             try:
                 rule = AlertRule.model_validate(entry)
             except ValidationError as exc:
-                problems.extend(_pydantic_problems(exc, path, located))
+                problems.extend(_pydantic_problems(exc, path, located, AlertRule))
                 continue
             if rule.name in rule_names:
                 problems.append(

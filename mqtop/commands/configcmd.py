@@ -38,12 +38,17 @@ def validate(args: argparse.Namespace) -> int:
         count = len(problems)
         print(f"{path}: {count} problem{'s' if count != 1 else ''}", file=sys.stderr)
         return EXIT_USAGE
-    rules = "default rules" if config.alerts_from_defaults else f"{len(config.alerts)} rules"
+    rules = "default rules" if config.alerts_from_defaults else _count(len(config.alerts), "rule")
     print(
-        f"{safe_text(str(path))}: ok ({len(config.brokers)} brokers, {rules}, "
-        f"{len(config.notify)} notifiers)"
+        f"{safe_text(str(path))}: ok ({_count(len(config.brokers), 'broker')}, {rules}, "
+        f"{_count(len(config.notify), 'notifier')})"
     )
     return EXIT_OK
+
+
+def _count(count: int, word: str) -> str:
+    """``1 broker``, ``2 brokers``."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def show(args: argparse.Namespace) -> int:

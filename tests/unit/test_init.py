@@ -47,7 +47,8 @@ def test_init_writes_the_detected_brokers(run_cli, tmp_path):
     # loads as-is through the normal lookup (./mqtop.yaml) with the default rules
     validate = run_cli("config", "validate")
     assert validate.returncode == 0, validate.stderr
-    assert f"({len(expected)} brokers, {len(DEFAULT_RULES)} rules, 1 notifiers)" in validate.stdout
+    brokers = f"{len(expected)} broker{'' if len(expected) == 1 else 's'}"
+    assert f"({brokers}, {len(DEFAULT_RULES)} rules, 1 notifier)" in validate.stdout
     config, problems = parse_text(text, str(path), env={})
     assert config is not None, problems
     assert {b.name for b in config.brokers} == expected
