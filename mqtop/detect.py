@@ -138,4 +138,3 @@ def jolokia_path(host: str, port: int, timeout: float = 1.0) -> str | None:
         except (OSError, ValueError):
             return None
     return None
-

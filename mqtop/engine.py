@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -105,6 +106,7 @@ class Engine:
         self._history_error: str | None = None  # the last write error, logged once
         self._history_loaded = False
         self._collectors: dict[str, Collector] = dict(collectors or {})
+        self._collector_lock = threading.Lock()
         self._connected: set[str] = set()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
@@ -137,14 +139,16 @@ class Engine:
     # -- collectors ------------------------------------------------------------------
 
     def collector(self, name: str) -> Collector:
-        """The long-lived collector of a broker (created on first use)."""
-        existing = self._collectors.get(name)
-        if existing is not None:
-            return existing
-        options = self.config.broker(name)
-        created = get_plugin(options.type).create(options)
-        self._collectors[name] = created
-        return created
+        """The long-lived collector of a broker (created on first use; the dashboard asks
+        from its UI thread while the engine polls on its own)."""
+        with self._collector_lock:
+            existing = self._collectors.get(name)
+            if existing is not None:
+                return existing
+            options = self.config.broker(name)
+            created = get_plugin(options.type).create(options)
+            self._collectors[name] = created
+            return created
 
     def on_status(self, callback: Callable[[BrokerStatus], None]) -> None:
         """Call ``callback`` whenever a broker's status changes after a poll."""

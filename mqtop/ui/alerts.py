@@ -81,6 +81,7 @@ class AlertsScreen(DashboardScreen):
         super().__init__()
         self._alerts: list[Alert] = []
         self._silences: list[Any] = []
+        self._stale = False
 
     def compose(self) -> ComposeResult:
         yield Static(id="alerts-title")
@@ -97,8 +98,17 @@ class AlertsScreen(DashboardScreen):
         self.query_one("#alerts-table", DataTable).focus()
 
     def on_data_refreshed(self, message: DataRefreshed) -> None:
-        """Redraw."""
-        self.refresh_tables()
+        """Redraw when visible (three tables rebuilt: not for a screen nobody sees)."""
+        if self.is_current or self.app.screen.is_modal:
+            self.refresh_tables()
+        else:
+            self._stale = True
+
+    def on_screen_resume(self) -> None:
+        """Catch up with data that came while another screen was on top."""
+        if self._stale:
+            self._stale = False
+            self.refresh_tables()
 
     def refresh_tables(self) -> None:
         """Fill the three tables from the app's data."""

@@ -32,6 +32,7 @@ from mqtop.kernel.model import BrokerSnapshot, BrokerStatus, SeriesKey
 from mqtop.kernel.safe import safe_text
 from mqtop.ui.alerting import AlertSource, LockedAlerts, make_alert_source
 from mqtop.ui.alerts import AlertsScreen
+from mqtop.ui.backend import EngineThread
 from mqtop.ui.base import DashboardScreen
 from mqtop.ui.command import CommandBar, Target, targets
 from mqtop.ui.data import DashboardData, compute_data
@@ -85,6 +86,7 @@ class MqtopApp(App[int]):
         self._dirty = False
         self._unsubscribe: Callable[[], None] | None = None
         self._actions: dict[str, MessageActions] = {}
+        self.backend = EngineThread(engine)  # polls and broker calls, off the UI loop
         self._stopped = False
         self.refresh_count = 0  # completed data refreshes (tests and benchmarks wait on it)
         self.last_build_cpu = 0.0  # CPU seconds the worker spent on the last data build
@@ -99,6 +101,7 @@ class MqtopApp(App[int]):
     def on_mount(self) -> None:
         """Subscribe to the store, show the overview and start polling."""
         self._unsubscribe = self.engine.store.subscribe(self._on_ingest)
+        self.backend.start()
         self.push_screen(OverviewScreen())
         if self.autostart:
             self._start_engine()
@@ -107,21 +110,38 @@ class MqtopApp(App[int]):
 
     @work(exclusive=True, group="engine", exit_on_error=False)
     async def _start_engine(self) -> None:
-        try:
-            await self.engine.load_history()
-        except Exception as exc:  # a broken history file must not stop monitoring
+        failed: list[Exception] = []
+
+        async def history() -> None:
+            try:
+                await self.engine.load_history()
+            except Exception as exc:  # a broken history file must not stop monitoring
+                failed.append(exc)
+
+        await self.backend.start_polling(history)
+        for exc in failed:
             self.notify(safe_text(f"history not loaded: {exc}", 300), severity="warning")
-        history = self.engine.history
-        for warning in history.warnings if history is not None else ():
+        database = self.engine.history
+        for warning in database.warnings if database is not None else ():
             self.notify(safe_text(warning, 400), severity="warning", timeout=15)
-        self.engine.start()
 
     def broker_actions(self, broker: str) -> MessageActions | None:
-        """The message actions of a broker's long-lived collector (closed when the app stops)."""
-        actions = self.engine.collector(broker).actions()
+        """The message actions of a broker's long-lived collector, each call run on the
+        engine's loop (closed when the app stops)."""
+        actions = self._actions.get(broker)
         if actions is not None:
-            self._actions[broker] = actions
-        return actions
+            return self.backend.actions(actions)
+        actions = self.engine.collector(broker).actions()
+        if actions is None:
+            return None
+        self._actions[broker] = actions
+        return self.backend.actions(actions)
+
+    async def chart_points(
+        self, key: SeriesKey, metric: str, start: float, end: float, points: int
+    ) -> list[tuple[float, float | None]]:
+        """A chart's points, asked on the engine's loop (a source's HTTP client lives there)."""
+        return await self.backend.run(self.engine.chart_points(key, metric, start, end, points))
 
     async def stop_engine(self) -> None:
         """Stop polling, close every collector and the actions used (idempotent)."""
@@ -131,11 +151,11 @@ class MqtopApp(App[int]):
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        await self.engine.stop()
         for actions in self._actions.values():
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(actions.close(), 10)
+                await asyncio.wait_for(self.backend.actions(actions).close(), 10)
         self._actions.clear()
+        await self.backend.stop()
 
     async def action_quit(self) -> None:
         """Stop the engine, then exit (asks first while a DLQ action is running)."""

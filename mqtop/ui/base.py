@@ -49,6 +49,11 @@ class DashboardHost(Protocol):
     def broker_actions(self, broker: str) -> MessageActions | None:
         """A broker's message actions (released when the app stops)."""
 
+    async def chart_points(
+        self, key: SeriesKey, metric: str, start: float, end: float, points: int
+    ) -> list[tuple[float, float | None]]:
+        """A chart's points (from the series' Prometheus source when it is remote)."""
+
     def request_refresh(self) -> None:
         """Rebuild the data soon (after a silence, say)."""
 

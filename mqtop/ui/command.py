@@ -57,8 +57,12 @@ def targets(
         out.append(Target(label, "queue", "detail", key=key))
         if dlq:
             out.append(
-                Target(f"dlq {key.broker}/{dlq}", "dlq", f"dead letters of {label}",
-                       key=SeriesKey(key.broker, dlq))
+                Target(
+                    f"dlq {key.broker}/{dlq}",
+                    "dlq",
+                    f"dead letters of {label}",
+                    key=SeriesKey(key.broker, dlq),
+                )
             )
     out += [
         Target(k.label.lower(), "action", f"{k.help} ({k.shown_keys})", action=k.action)

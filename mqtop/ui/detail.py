@@ -338,9 +338,9 @@ class DetailScreen(DashboardScreen):
     @work(exclusive=True, group="detail-history", exit_on_error=False)
     async def _fetch_history(self, index: int, start: float, end: float) -> None:
         """Points of every charted metric from the source (query_range, server-side step)."""
-        engine = self.host.engine
+        host = self.host
         answers = await asyncio.gather(
-            *(engine.chart_points(self.key, m, start, end, CHART_POINTS) for m in CHART_METRICS),
+            *(host.chart_points(self.key, m, start, end, CHART_POINTS) for m in CHART_METRICS),
             return_exceptions=True,
         )
         if index != self.window_index:

@@ -177,8 +177,11 @@ class OverviewScreen(DashboardScreen):
         self.query_one("#title", Static).update(title)
         config = self.host.config
         names = [b.name for b in config.brokers] + [s.name for s in config.sources]
-        statuses = [data.statuses.get(n) for n in names]
-        # brokers read from a source: only those down (a fleet has too many to list)
+        # the engine's own statuses: newer than the last data build's copy
+        live = self.host.engine.statuses
+        statuses = [live.get(n) or data.statuses.get(n) for n in names]
+        # brokers read from a source: only those down (a fleet has too many to list); from the
+        # build's copy, which the engine's thread does not change while this iterates
         statuses += [s for n, s in data.statuses.items() if s.up is False and n not in names]
         self.query_one("#brokers", Static).update(
             broker_line([s for s in statuses if s is not None], now)

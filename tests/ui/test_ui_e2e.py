@@ -122,11 +122,11 @@ async def test_redis_numbers_and_replay_through_the_ui(
         assert _row(app, SeriesKey("cache", jobs)).backlog == client.llen(jobs) == 7
         assert _row(app, SeriesKey("cache", dead)).backlog == client.llen(dead) == 5
         assert _row(app, SeriesKey("cache", jobs)).dlq == dead
-        assert "● cache up" in app.screen_text()
+        assert "● cache up" in app.screen_text(), app.screen_text()
 
         screen = await _open_dlq_through_ui(pilot, app, dead)
         await wait_until(pilot, lambda: len(screen.messages) == 5, what="peek")
-        assert screen.total == 5 and screen._target() == jobs
+        assert screen.total == 5 and screen.target() == jobs
         assert client.llen(dead) == 5  # peeking consumed nothing
         await pilot.press("space", "space")
         chosen = {m.body for m in screen.selected_messages()}
@@ -219,7 +219,7 @@ async def test_rabbitmq_numbers_and_replay_through_the_ui(
         # RabbitMQ peeking marks messages redelivered: the UI says so and asks first
         await _confirm(pilot, app, "redelivered")
         await wait_until(pilot, lambda: len(screen.messages) == 6, what="peek")
-        assert screen._target() == src
+        assert screen.target() == src
         assert [m.death.original_queue for m in screen.messages] == [src] * 6
         await pilot.press("down", "space", "space", "space")  # id-1, id-2, id-3
         chosen = sorted(m.id for m in screen.selected_messages())

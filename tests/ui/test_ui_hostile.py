@@ -121,7 +121,7 @@ async def test_hostile_everything_is_inert(tmp_path):
         await pilot.pause()
         text = app.screen_text()
         _inert(text)
-        assert "Rule\\x1b[31m" in text
+        assert "Rule\\x1b[31m" in text, text
         await pilot.press("escape")
 
         # DLQ list: id, reason, origin, preview; binary and huge bodies
