@@ -203,11 +203,7 @@ async def test_pop_ups_never_cover_the_filter_box(tmp_path):
         box = app.screen.query_one("#filter").region
         toasts = [t.region for t in app.screen.query("Toast")]
         assert toasts and box.height > 0
-        assert not any(box.overlaps(t) for t in toasts), (
-            box,
-            toasts,
-            app.screen.query_one("ToastRack").region,
-        )
+        assert not any(box.overlaps(t) for t in toasts), (box, toasts)
         await app.stop_engine()
 
 
@@ -223,7 +219,7 @@ async def test_count_axes_are_whole_numbers(tmp_path):
             region = app.screen.query_one(chart).region
             rows = [line[region.x : region.right] for line in lines[region.y : region.bottom]]
             numbers = [m.group(1) for r in rows if (m := re.match(r"\s*([0-9][^ ┤]*)\s*┤", r))]
-            assert numbers, (chart, labels)
+            assert numbers, (chart, rows)
             assert not any("." in x for x in numbers), (chart, numbers)
         await app.stop_engine()
 
