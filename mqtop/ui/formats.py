@@ -85,6 +85,17 @@ def count_ticks(low: float, high: float, most: int = 5) -> list[int]:
     return list(range(first, high + 1, step)) or [low]
 
 
+def fold_group(queue: str, group: str, width: int) -> str:
+    """``queue [group]`` in ``width`` characters: the queue kept whole when it can be, the
+    group cut in the middle first."""
+    full = f"{queue} [{group}]"
+    if len(full) <= width:
+        return full
+    room = width - 3  # the brackets and the space
+    keep = min(len(queue), max(room - min(len(group), 6), room // 2))
+    return f"{truncate_middle(queue, keep)} [{truncate_middle(group, room - keep)}]"
+
+
 def truncate_middle(text: str, width: int) -> str:
     """Cut ``text`` to ``width`` characters in the middle, so both ends stay readable
     (``email-not…ns-dlq``: a queue and its ``-dlq`` stay apart)."""

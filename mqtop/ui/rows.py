@@ -18,6 +18,8 @@ from collectors.base import is_dlq_name
 from mqtop.kernel.durations import humanize_seconds
 from mqtop.kernel.model import BrokerStatus, SeriesKey, SeriesView
 from mqtop.kernel.safe import safe_text
+from mqtop.ui.formats import fmt_count, fmt_pct, fmt_rate
+from mqtop.ui.layout import Col, fit
 
 GLOB_CHARS = frozenset("*?[")
 SPARK_CHARS = "▁▂▃▄▅▆▇█"
@@ -34,7 +36,12 @@ RANK_SILENCED = -1
 
 @dataclass(frozen=True, slots=True)
 class Column:
-    """One overview column: key, title, width, alignment and how readily it is hidden."""
+    """One overview column: key, title, width, alignment and how readily it is hidden.
+
+    A value column is ``width`` wide (its widest value; never cut). A name column's width
+    comes from the names shown, cut in the middle when the terminal is narrow (never below
+    ``minimum``); ``flex`` takes what is left of the line.
+    """
 
     key: str
     title: str
@@ -43,13 +50,30 @@ class Column:
     priority: int = 5  # columns with the lowest priority are hidden first on narrow screens
     flex: bool = False  # takes the remaining width
     help: str = ""
+    name: bool = False  # its width comes from the names shown
+    minimum: int = 6
+
+    @property
+    def natural(self) -> int:
+        """The width of its values, or of its title and the sort arrow if wider."""
+        return max(self.width, len(self.title) + 1)
 
 
 COLUMNS: tuple[Column, ...] = (
-    Column("broker", "Broker", 8, "left", 9, help="broker name from the config"),
-    Column("queue", "Queue", 18, "left", 10, flex=True, help="queue, topic, key or channel"),
-    Column("group", "Group", 12, "left", 2, help="consumer group (Kafka, Redis streams)"),
-    Column("kind", "Kind", 7, "left", 1, help="queue kind"),
+    Column("broker", "Broker", 6, "left", 9, help="broker name from the config", name=True),
+    Column(
+        "queue",
+        "Queue",
+        12,
+        "left",
+        10,
+        flex=True,
+        help="queue, topic, key or channel",
+        name=True,
+        minimum=14,
+    ),
+    Column("group", "Group", 5, "left", 2, help="consumer group (Kafka, Redis streams)", name=True),
+    Column("kind", "Kind", 4, "left", 1, help="queue kind", name=True, minimum=4),
     Column("backlog", "Backlog", 8, priority=9, help="messages waiting (queue_length)"),
     Column("inflight", "InFlt", 6, priority=4, help="delivered, not yet acknowledged"),
     Column(
@@ -333,45 +357,10 @@ def arrange(
 # ---------------------------------------------------------------- formatting
 
 
-def fmt_count(value: float | None) -> str:
-    """Compact message count: ``987``, ``12.3k``, ``4.5M``; ``-`` when unknown."""
-    if value is None:
-        return "-"
-    v = abs(value)
-    if v < 10_000:
-        return f"{value:.0f}"
-    if v < 1_000_000:
-        return f"{value / 1e3:.1f}k" if v < 100_000 else f"{value / 1e3:.0f}k"
-    if v < 1_000_000_000:
-        return f"{value / 1e6:.1f}M"
-    return f"{value / 1e9:.1f}G"
-
-
-def fmt_rate(value: float | None) -> str:
-    """Messages per second: ``0.5``, ``42``, ``1.2k``; ``-`` when unknown."""
-    if value is None:
-        return "-"
-    if value >= 1_000_000:
-        return f"{value / 1e6:.1f}M"
-    if value >= 1000:
-        return f"{value / 1000:.1f}k"
-    if value >= 10:
-        return f"{value:.0f}"
-    return f"{value:.1f}"
-
-
-def fmt_pct(value: float | None) -> str:
-    """A ratio as a percentage; ``-`` when unknown."""
-    if value is None:
-        return "-"
-    pct = value * 100
-    return f"{pct:.0f}%" if pct >= 10 else f"{pct:.1f}%"
-
-
 ALERT_LABELS: Mapping[int, str] = {
     RANK_CRITICAL: "✖ crit",
     RANK_WARNING: "▲ warn",
-    RANK_INFO: "● info",
+    RANK_INFO: "ℹ info",  # noqa: RUF001 - the information sign, as on every screen
     RANK_PENDING: "◔ pend",
     RANK_SILENCED: "⊘ muted",
     RANK_NONE: "✓ ok",
@@ -445,35 +434,77 @@ def sparkline(values: Sequence[float | None], width: int) -> str:
     return "".join(chars)
 
 
-def visible_columns(width: int, has_groups: bool = True, has_stuck: bool = False) -> list[Column]:
-    """Columns that fit ``width`` cells (one space between columns); drop low priorities.
+DEFAULT_ORDER: tuple[str, ...] = tuple(c.key for c in COLUMNS)
+TREND_MAX = 40
 
-    No group column when no series has a group; the stuck column only when some series
-    (a Redis stream group) has a stuck count.
+
+def name_widths(rows: Sequence[Row]) -> dict[str, int]:
+    """How wide the names of ``rows`` are, per name column (C-speed over 10,000 rows)."""
+    real = [r for r in rows if r.header is None]
+    if not real:
+        return {}
+    out = {key: max(map(len, map(operator.attrgetter(key), real))) for key in ("broker", "kind")}
+    groups = [len(g) for g in map(operator.attrgetter("group"), real) if g is not None]
+    out["group"] = max(groups, default=1)
+    out["queue"] = max(map(len, map(operator.attrgetter("queue"), real)))
+    # the queue with its group in brackets, for when the group column is hidden
+    out["queue+group"] = max(
+        len(r.queue) + (len(r.group) + 3 if r.group is not None else 0) for r in real
+    )
+    return out
+
+
+def visible_columns(
+    width: int,
+    has_groups: bool = True,
+    has_stuck: bool = False,
+    names: Mapping[str, int] | None = None,
+    order: Sequence[str] = DEFAULT_ORDER,
+) -> list[tuple[Column, int]]:
+    """The columns that fit ``width`` cells (one space apart) with their widths.
+
+    ``order`` is the operator's choice of columns; the group column only when some series
+    has a group, the stuck column only when some series (a Redis stream group) has stuck
+    entries. Values are never cut: names shrink in the middle first, then the columns of
+    lowest priority are hidden; the queue takes what is left.
     """
+    names = names or {}
     columns = [
-        c for c in COLUMNS if (has_groups or c.key != "group") and (has_stuck or c.key != "stuck")
+        COLUMN_BY_KEY[k]
+        for k in order
+        if k in COLUMN_BY_KEY and (has_groups or k != "group") and (has_stuck or k != "stuck")
     ]
-
-    def needed(cols: Sequence[Column]) -> int:
-        return sum(c.width for c in cols) + max(0, len(cols) - 1)
-
-    while needed(columns) > width and len(columns) > 2:
-        victim = min((c for c in columns if not c.flex), key=lambda c: (c.priority, -c.width))
-        columns.remove(victim)
-    return columns
-
-
-def layout_widths(columns: Sequence[Column], width: int) -> list[int]:
-    """Widths of the columns, giving leftover space to the flexible one (the queue)."""
-    widths = [c.width for c in columns]
-    spare = width - (sum(widths) + max(0, len(columns) - 1))
+    if not columns:
+        columns = [COLUMN_BY_KEY["queue"]]
+    grouped = any(c.key == "group" for c in columns)
+    specs = []
+    for c in columns:
+        natural = c.natural
+        if c.name:
+            asked = names.get("queue" if grouped or c.key != "queue" else "queue+group", 0)
+            natural = max(natural, names.get(c.key, 0) if c.key != "queue" else asked)
+        specs.append(
+            Col(c.key, c.title, natural, c.priority, name=c.name, minimum=min(c.minimum, natural))
+        )
+    fitted = fit(specs, width)
+    if not any(spec.key == "group" for spec, _ in fitted) and grouped and has_groups:
+        # the group column was dropped for room: the queue shows "queue [group]"
+        return visible_columns(
+            width, has_groups, has_stuck, names, [k for k in order if k != "group"]
+        )
+    out = [(COLUMN_BY_KEY[spec.key], w) for spec, w in fitted]
+    spare = width - sum(w for _, w in out) - max(0, len(out) - 1)
+    # a wide terminal: a longer trend (up to TREND_MAX), the rest to the queue's names
+    for i, (column, w) in enumerate(out):
+        if column.key == "trend" and spare > 0:
+            grow = min(spare // 2, TREND_MAX - w)
+            out[i] = (column, w + max(0, grow))
+            spare -= max(0, grow)
     if spare > 0:
-        for i, c in enumerate(columns):
-            if c.flex:
-                widths[i] += min(spare, 60)
-                break
-    return widths
+        flex = next((i for i, (c, _) in enumerate(out) if c.flex), len(out) - 1)
+        column, w = out[flex]
+        out[flex] = (column, w + spare)
+    return out
 
 
 def dlq_target(row: Row, views: Iterable[SeriesView]) -> str | None:

@@ -23,9 +23,11 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from mqtop.kernel.model import SeriesKey
+from mqtop.ui.formats import fold_group, truncate_middle
 from mqtop.ui.keys import NAVIGATION, bindings
 from mqtop.ui.rows import (
     COLUMN_BY_KEY,
+    DEFAULT_ORDER,
     RANK_CRITICAL,
     RANK_INFO,
     RANK_PENDING,
@@ -34,7 +36,7 @@ from mqtop.ui.rows import (
     Column,
     Row,
     cell_text,
-    layout_widths,
+    name_widths,
     visible_columns,
 )
 
@@ -143,6 +145,8 @@ class SeriesTable(ScrollView, can_focus=True):
         self._layout_width = -1
         self._has_groups = False
         self._has_stuck = False
+        self._names: dict[str, int] = {}
+        self._order: tuple[str, ...] = DEFAULT_ORDER
         self.sort_column = "backlog"
         self.sort_descending = True
         self.empty_text = "no series"
@@ -160,6 +164,11 @@ class SeriesTable(ScrollView, can_focus=True):
         return self._columns
 
     @property
+    def column_widths(self) -> Sequence[int]:
+        """Widths of the columns shown, in cells."""
+        return self._widths
+
+    @property
     def cursor_row(self) -> Row | None:
         """The row under the cursor (None when the table is empty)."""
         if 0 <= self.cursor < len(self._rows):
@@ -173,9 +182,11 @@ class SeriesTable(ScrollView, can_focus=True):
         self._cache.clear()
         has_groups = any(map(_GROUP, rows))
         has_stuck = any(s is not None for s in map(_STUCK, rows))
-        if has_groups != self._has_groups or has_stuck != self._has_stuck:
+        names = name_widths(rows)
+        if (has_groups, has_stuck, names) != (self._has_groups, self._has_stuck, self._names):
             self._has_groups = has_groups
             self._has_stuck = has_stuck
+            self._names = names
             self._layout_width = -1
         self.virtual_size = Size(self._content_width(), len(rows) + 1)
         index = 0
@@ -194,6 +205,13 @@ class SeriesTable(ScrollView, can_focus=True):
     def _cursor_key(self) -> SeriesKey | None:
         row = self.cursor_row
         return None if row is None or row.is_header else row.key
+
+    def set_order(self, order: tuple[str, ...]) -> None:
+        """The operator's columns, in their order (hidden ones left out)."""
+        if order != self._order:
+            self._order = order
+            self._layout_width = -1
+            self.refresh()
 
     def set_sort(self, column: str, descending: bool) -> None:
         """Show the sort indicator on a column (sorting itself is done by the caller)."""
@@ -217,8 +235,9 @@ class SeriesTable(ScrollView, can_focus=True):
         if width == self._layout_width:
             return
         self._layout_width = width
-        self._columns = visible_columns(width, self._has_groups, self._has_stuck)
-        self._widths = layout_widths(self._columns, width)
+        fitted = visible_columns(width, self._has_groups, self._has_stuck, self._names, self._order)
+        self._columns = [c for c, _ in fitted]
+        self._widths = [w for _, w in fitted]
         self._cache.clear()
 
     def on_resize(self, event: events.Resize) -> None:
@@ -292,10 +311,10 @@ class SeriesTable(ScrollView, can_focus=True):
             key = column.key
             if key == "trend":
                 text = self._trend(row, w) if self._trend is not None else ""
+            elif key == "queue" and group_hidden:
+                text = fold_group(cell_text(row, key), cell_text(row, "group"), w)
             else:
                 text = cell_text(row, key)
-                if key == "queue" and group_hidden:
-                    text = f"{text} [{cell_text(row, 'group')}]"
             style = base
             if key == "alert" and not (row.stale or row.down):
                 style = base + self.get_component_rich_style(
@@ -307,6 +326,8 @@ class SeriesTable(ScrollView, can_focus=True):
                 style = base + self.get_component_rich_style(_ALERT_CLASS[row.alert_rank])
             if cursor_style is not None:
                 style = style + cursor_style
+            if column.name:
+                text = truncate_middle(text, w)  # "email-no…ns-dlq": both ends readable
             segments.append(Segment(_fit(text, w, column.align), style + meta))
             if i < last:
                 segments.append(Segment(" ", base + cursor_style if cursor_style else base))

@@ -20,7 +20,7 @@ from mqtop.ui.rows import (
     fmt_count,
     fmt_pct,
     fmt_rate,
-    layout_widths,
+    name_widths,
     row_filter,
     sort_rows,
     sparkline,
@@ -193,16 +193,40 @@ def test_sparkline():
 
 
 def test_columns_fit_80_columns_and_keep_the_essentials():
-    columns = visible_columns(78, has_groups=False)
-    keys = [c.key for c in columns]
+    fitted = visible_columns(78, has_groups=False)
+    keys = [c.key for c, _ in fitted]
     assert {"broker", "queue", "backlog", "alert", "age"} <= set(keys)
-    widths = layout_widths(columns, 78)
-    assert sum(widths) + len(widths) - 1 <= 78
+    assert sum(w for _, w in fitted) + len(fitted) - 1 == 78  # the queue fills the line
+    # values are never cut, titles keep room for the sort arrow
+    for column, width in fitted:
+        if not column.name:
+            assert width >= column.natural >= len(column.title) + 1, column.key
     wide = visible_columns(200, has_groups=True, has_stuck=True)
-    assert [c.key for c in wide] == [c.key for c in COLUMNS]
-    assert sum(layout_widths(wide, 200)) > sum(c.width for c in COLUMNS)  # queue grows
+    assert [c.key for c, _ in wide] == [c.key for c in COLUMNS]
     # the Stuck column (Redis stream groups) only when some series has a stuck count
-    assert "stuck" not in [c.key for c in visible_columns(200, has_groups=True)]
+    assert "stuck" not in [c.key for c, _ in visible_columns(200, has_groups=True)]
+
+
+def test_names_get_the_room_their_content_asks_for():
+    rows = build_rows(
+        [
+            _view("local-rabbit", "email-notifications"),
+            _view("local-redis", "email-notifications-dlq"),
+            _view("events", "clicks", "analytics"),
+        ],
+        {},
+        [],
+        100.0,
+    )
+    names = name_widths(rows)
+    assert names["broker"] == len("local-rabbit") and names["group"] == len("analytics")
+    fitted = dict((c.key, w) for c, w in visible_columns(160, True, False, names))
+    assert fitted["broker"] >= len("local-rabbit")  # never "local-r…" when there is room
+    assert fitted["queue"] >= len("email-notifications-dlq")
+    # at 80 columns a name shrinks before any value, and the group folds into the queue
+    narrow = visible_columns(80, True, False, names)
+    assert "group" not in [c.key for c, _ in narrow]
+    assert all(w >= c.natural for c, w in narrow if not c.name)
 
 
 def test_stuck_count_comes_from_the_series_info():
