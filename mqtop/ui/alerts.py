@@ -21,7 +21,7 @@ from mqtop.ui.formats import SEVERITY_SYMBOL, metric_text, plural
 from mqtop.ui.keys import ALERTS, bindings
 from mqtop.ui.messages import DataRefreshed
 from mqtop.ui.modals import SilenceModal
-from mqtop.ui.tables import RowTable
+from mqtop.ui.tables import RowTable, Spec, fill_table
 
 
 def state_cell(alert: Alert) -> Text:
@@ -49,6 +49,38 @@ def _clock(epoch: float | None) -> str:
     if epoch is None:
         return "-"
     return dt.datetime.fromtimestamp(epoch, tz=dt.UTC).strftime("%H:%M:%SZ")
+
+
+ALERT_COLUMNS = (
+    Spec("state", "State", 10),
+    Spec("sev", "Sev", 1),
+    Spec("rule", "Rule", 9, name=True, minimum=8),
+    Spec("series", "Series", 9, name=True, minimum=12),
+    Spec("value", "Value", 8),
+    Spec("threshold", "Thr", 4),
+    Spec("since", "Since", 5),
+    Spec("summary", "Summary", 3, name=True, minimum=12),
+)
+RESOLVED_COLUMNS = (
+    Spec("resolved", "Resolved", 8),
+    Spec("sev", "Sev", 1),
+    Spec("rule", "Rule", 9, name=True, minimum=8),
+    Spec("series", "Series", 9, name=True, minimum=12),
+    Spec("summary", "Summary", 3, name=True, minimum=12),
+)
+SILENCE_COLUMNS = (
+    Spec("id", "Id", 10),
+    Spec("rule", "Rule", 9, name=True, minimum=8),
+    Spec("matchers", "Matchers", 8, name=True, minimum=12),
+    Spec("until", "Until", 7),
+    Spec("comment", "Comment", 3, name=True, minimum=8),
+)
+
+
+def series_label(alert: Alert) -> str:
+    """``broker/queue [group]`` (escaped): two alerts of one queue stay apart by rule."""
+    label = "/".join(safe_text(v) for v in (alert.broker, alert.queue) if v) or "-"
+    return f"{label} [{safe_text(alert.group)}]" if alert.group else label
 
 
 def rule_metrics(rules: Iterable[Any]) -> dict[str, str | None]:
@@ -91,6 +123,11 @@ class AlertsScreen(DashboardScreen):
         yield Label(Text("Silences (Tab: move here, u: remove)", style="bold"), classes="section")
         yield RowTable(id="silences-table")
         yield Footer()
+
+    def on_resize(self) -> None:
+        """Refit the columns to the new width."""
+        if self.is_mounted:
+            self.refresh_tables()
 
     def on_mount(self) -> None:
         """Set up the tables."""
@@ -135,61 +172,60 @@ class AlertsScreen(DashboardScreen):
         table = self.query_one("#alerts-table", DataTable)
         cursor = table.cursor_row
         metrics = rule_metrics(self.host.config.alerts)
-        # columns are re-added on every refresh so their widths always fit the content
-        table.clear(columns=True)
-        table.add_column("State", width=10)
-        table.add_columns(
-            "Sev", "Rule", "Broker", "Queue", "Group", "Value", "Thr", "Since", "Summary"
-        )
+        width = self.size.width or 80
+        rows: list[list[str | Text]] = []
         for alert in self._alerts:
             since = alert.fired_at or alert.active_since
             summary = alert.summary
             if alert.held_until is not None:
                 left = humanize_seconds(max(0.0, alert.held_until - now))
                 summary = f"clears in {left} · {summary}"
-            table.add_row(
-                state_cell(alert),
-                alert.severity,
-                Text(safe_text(alert.rule, 40)),
-                Text(safe_text(alert.broker or "-", 30)),
-                Text(safe_text(alert.queue or "-", 50)),
-                Text(safe_text(alert.group or "-", 30)),
-                _value(alert.value, metrics.get(alert.rule)),
-                _value(alert.threshold, metrics.get(alert.rule)),
-                humanize_seconds(now - since) if since is not None else "-",
-                Text(safe_text(summary, 300)),
+            rows.append(
+                [
+                    state_cell(alert),
+                    alert.severity,
+                    Text(safe_text(alert.rule, 40)),
+                    Text(series_label(alert)),
+                    _value(alert.value, metrics.get(alert.rule)),
+                    _value(alert.threshold, metrics.get(alert.rule)),
+                    humanize_seconds(now - since) if since is not None else "-",
+                    Text(safe_text(summary, 300)),
+                ]
             )
+        # refitted on every refresh: values whole, names cut in the middle when narrow
+        fill_table(table, ALERT_COLUMNS, rows, width)
         if self._alerts:
             table.move_cursor(row=min(cursor, len(self._alerts) - 1))
 
         resolved = self.query_one("#resolved-table", DataTable)
-        resolved.clear(columns=True)
-        resolved.add_columns("Resolved", "Sev", "Rule", "Broker", "Queue", "Group", "Summary")
-        for alert in data.resolved[:20]:
-            resolved.add_row(
+        rows = [
+            [
                 _clock(alert.resolved_at),
                 alert.severity,
                 Text(safe_text(alert.rule, 40)),
-                Text(safe_text(alert.broker or "-", 30)),
-                Text(safe_text(alert.queue or "-", 50)),
-                Text(safe_text(alert.group or "-", 30)),
+                Text(series_label(alert)),
                 Text(safe_text(alert.summary, 200)),
-            )
+            ]
+            for alert in data.resolved[:20]
+        ]
+        fill_table(resolved, RESOLVED_COLUMNS, rows, width)
 
         silences = self.query_one("#silences-table", DataTable)
         silences_cursor = silences.cursor_row
-        silences.clear(columns=True)
-        silences.add_columns("Id", "Rule", "Matchers", "Until", "Comment")
         self._silences = list(data.silences)
+        rows = []
         for silence in self._silences:
             matchers = getattr(silence, "matchers", {}) or {}
-            silences.add_row(
-                Text(safe_text(getattr(silence, "id", "?"), 20)),
-                Text(safe_text(getattr(silence, "rule", "*") or "*", 40)),
-                Text(safe_text(", ".join(f"{k}={v}" for k, v in dict(matchers).items()), 80)),
-                _clock(getattr(silence, "until", None)),
-                Text(safe_text(getattr(silence, "comment", "") or "", 80)),
+            rows.append(
+                [
+                    Text(safe_text(getattr(silence, "id", "?"), 20)),
+                    Text(safe_text(getattr(silence, "rule", "*") or "*", 40)),
+                    Text(safe_text(", ".join(f"{k}={v}" for k, v in dict(matchers).items()), 80)),
+                    _clock(getattr(silence, "until", None)),
+                    Text(safe_text(getattr(silence, "comment", "") or "", 80)),
+                ]
             )
+        fill_table(silences, SILENCE_COLUMNS, rows, width)
         if self._silences:
             silences.move_cursor(row=min(silences_cursor, len(self._silences) - 1))
 

@@ -21,7 +21,7 @@ from mqtop.engine import describe_error
 from mqtop.kernel.model import PUBLIC_METRICS, SeriesKey, SeriesView
 from mqtop.kernel.safe import safe_text
 from mqtop.ui.base import DashboardScreen
-from mqtop.ui.formats import SEVERITY_SYMBOL, count_ticks, metric_text
+from mqtop.ui.formats import SEVERITY_SYMBOL, count_ticks, metric_text, truncate_middle
 from mqtop.ui.keys import DETAIL, bindings
 from mqtop.ui.messages import DataRefreshed
 from mqtop.ui.rows import build_rows, dlq_target
@@ -63,21 +63,26 @@ CHARTS: tuple[tuple[str, str, str, tuple[tuple[str, str], ...]], ...] = (
 )
 
 
-def summary_table(view: SeriesView | None) -> Table:
-    """Every public metric with its current value, four per line."""
-    table = Table.grid(padding=(0, 2), expand=True)
-    for _ in range(4):
-        table.add_column(no_wrap=True)
+def summary_table(view: SeriesView | None, width: int = 120) -> Table:
+    """Every public metric with its current value, as many per line as fit: a value is never
+    cut, the metric's name is (in the middle) when a cell is narrow."""
+    per_line = max(1, min(4, width // 30))
+    cell_width = max(12, (width - 2 * (per_line - 1) - 2) // per_line)
+    table = Table.grid(padding=(0, 2))
+    for _ in range(per_line):
+        table.add_column(no_wrap=True, width=cell_width)
     cells: list[Text] = []
     for metric in PUBLIC_METRICS:
         value = view.get(metric.name) if view is not None else None
+        shown = metric_text(metric.name, value)
         cell = Text()
-        cell.append(f"{metric.name} ", "dim")
-        cell.append(metric_text(metric.name, value), "bold" if value is not None else "dim")
+        cell.append(truncate_middle(metric.name, max(4, cell_width - len(shown) - 1)), "dim")
+        cell.append(" ")
+        cell.append(shown, "bold" if value is not None else "dim")
         cells.append(cell)
-    for i in range(0, len(cells), 4):
-        row = cells[i : i + 4]
-        table.add_row(*row, *([Text("")] * (4 - len(row))))
+    for i in range(0, len(cells), per_line):
+        row = cells[i : i + per_line]
+        table.add_row(*row, *([Text("")] * (per_line - len(row))))
     return table
 
 
@@ -210,6 +215,11 @@ class DetailScreen(DashboardScreen):
         if self.is_current:
             self.refresh_all()
 
+    def on_resize(self) -> None:
+        """The summary's metrics per line follow the width."""
+        if self.is_mounted:
+            self.refresh_all()
+
     def on_screen_resume(self) -> None:
         """Catch up after a screen on top closes."""
         self.refresh_all()
@@ -273,7 +283,8 @@ class DetailScreen(DashboardScreen):
         else:
             title.append("  (no data yet)", "dim")
         self.query_one("#detail-title", Static).update(title)
-        self.query_one("#detail-summary", Static).update(summary_table(view))
+        width = self.size.width or 120
+        self.query_one("#detail-summary", Static).update(summary_table(view, width))
         self.query_one("#detail-alerts", Static).update(
             alerts_text(self.host.data.alerts_for(self.key))
         )

@@ -33,13 +33,23 @@ from mqtop.ui.dlq_writes import DlqWrites
 from mqtop.ui.formats import plural, truncate_middle
 from mqtop.ui.keys import DLQ, bindings
 from mqtop.ui.modals import ConfirmModal
-from mqtop.ui.tables import RowTable
+from mqtop.ui.tables import RowTable, Spec, fill_table
 
 __all__ = ["VIEWER_LIMIT", "DlqScreen", "MessageViewer", "message_text"]
 
 PAGE = 100  # messages per "load more"
 MAX_WINDOW = 5000  # at most this many messages peeked at once
 WRITE_ACTIONS = frozenset({"replay", "move", "purge", "edit"})
+MESSAGE_COLUMNS = (
+    Spec("sel", " ", 10),
+    Spec("id", "Id", 9, name=True, minimum=10),
+    Spec("age", "Age", 6),
+    Spec("reason", "Reason", 8, name=True, minimum=8),
+    Spec("count", "#", 3),
+    Spec("original", "Original", 7, name=True, minimum=10),
+    Spec("size", "Size", 6),
+    Spec("body", "Body", 5, name=True, minimum=12, tail=True),
+)
 
 
 class DlqScreen(DlqWrites):
@@ -322,47 +332,39 @@ class DlqScreen(DlqWrites):
         grouping = self.grouping or "reason"
         chosen = [self.messages[i] for i in self.shown]
         width = max(20, self.size.width - 24)
-        table.add_column(GROUPING_TITLES[grouping].capitalize(), width=width)
-        table.add_column("Count", width=7)
-        table.add_column("Share", width=6)
         self._groups = group_counts(chosen, grouping)
-        for name, count in self._groups:
-            share = f"{100 * count / max(1, len(chosen)):.0f}%"
-            table.add_row(Text(truncate_middle(safe_text(name), width)), str(count), share)
+        rows: list[list[str | Text]] = [
+            [Text(safe_text(name)), str(count), f"{100 * count / max(1, len(chosen)):.0f}%"]
+            for name, count in self._groups
+        ]
+        specs = (
+            Spec("group", GROUPING_TITLES[grouping].capitalize(), 9, name=True, minimum=12),
+            Spec("count", "Count", 8),
+            Spec("share", "Share", 7),
+        )
+        fill_table(table, specs, rows, width)
 
     def _fill_messages(self, table: RowTable) -> None:
         now = self.host.clock()
-        width = self.size.width or 80
-        rows = [message_row(self.messages[i], now, 200) for i in self.shown]
-        # widths from the content, names cut in the middle (a "-dlq" suffix stays visible)
-        id_w = min(24, max([2, *(len(r.id) for r in rows)]))
-        reason_w = min(16, max([6, *(len(r.reason) for r in rows)]))
-        origin_w = min(24, max([8, *(len(r.original) for r in rows)]))
-        fixed = 1 + id_w + 6 + reason_w + 2 + origin_w + 9 + 2 * 8
-        body_w = max(10, width - fixed - 2)
-        for key, title, w in (
-            ("sel", " ", 1),
-            ("id", "Id", id_w),
-            ("age", "Age", 6),
-            ("reason", "Reason", reason_w),
-            ("count", "#", 2),
-            ("original", "Original", origin_w),
-            ("size", "Size", 9),
-            ("body", "Body", body_w),
-        ):
-            table.add_column(title, key=key, width=w)
-        for i, row in zip(self.shown, rows, strict=True):
-            table.add_row(
-                "●" if i in self.selected else " ",
-                Text(truncate_middle(row.id, id_w)),
-                row.age,
-                Text(truncate_middle(row.reason, reason_w)),
-                row.count,
-                Text(truncate_middle(row.original, origin_w)),
-                row.size,
-                Text(row.preview[:body_w]),
-                key=str(i),
+        rows: list[list[str | Text]] = []
+        for i in self.shown:
+            row = message_row(self.messages[i], now, 300)
+            rows.append(
+                [
+                    "●" if i in self.selected else " ",
+                    Text(row.id),
+                    row.age,
+                    Text(row.reason),
+                    row.count,
+                    Text(row.original),
+                    row.size,
+                    Text(row.preview),
+                ]
             )
+        # widths from the content: ids and queue names cut in the middle, the body at its end
+        fill_table(
+            table, MESSAGE_COLUMNS, rows, self.size.width or 80, [str(i) for i in self.shown]
+        )
 
     def on_resize(self) -> None:
         """Widths follow the terminal."""

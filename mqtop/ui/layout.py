@@ -17,34 +17,31 @@ class Col:
     priority: int = 5  # the lowest goes first when the terminal is narrow
     name: bool = False  # a name: shrinks (cut in the middle) and takes the spare width
     minimum: int = 6  # a name never shrinks below this
+    hide: bool = False  # a name that is hidden rather than cut (the overview's kind, group)
 
 
 def fit(columns: Sequence[Col], width: int, gap: int = 1) -> list[tuple[Col, int]]:
     """The columns that fit ``width`` cells with their widths.
 
-    Value columns keep their natural width (a number is never cut). While the total is too
-    wide even with every name at its minimum, the lowest-priority column is dropped; then
-    names shrink (the widest first). Spare width is left to the caller (the overview gives
-    it to the queue).
+    Value columns keep their natural width (a number is never cut). While the line is too
+    wide, the column of lowest priority gives up its room: a name shrinks to its minimum
+    (cut in the middle), a value column is hidden. If the line is still too wide, names of
+    higher priority shrink too, and at last columns are hidden by priority. Spare width is
+    left to the caller (the overview gives it to the queue).
     """
     shown = list(columns)
-
-    def needed(cols: Sequence[Col], names_at_min: bool) -> int:
-        widths = [min(c.natural, c.minimum) if c.name and names_at_min else c.natural for c in cols]
-        return sum(widths) + gap * max(0, len(cols) - 1)
-
-    while len(shown) > 1 and needed(shown, names_at_min=True) > width:
-        shown.remove(min(shown, key=lambda c: (c.priority, -c.natural)))
     widths = {c.key: c.natural for c in shown}
-    names = [c for c in shown if c.name]
-    over = needed(shown, names_at_min=False) - width
-    # shrink the widest names first, never below their minimum
-    while over > 0 and names:
-        widest = max(names, key=lambda c: widths[c.key] - c.minimum)
-        room = widths[widest.key] - widest.minimum
-        if room <= 0:
+
+    def total() -> int:
+        return sum(widths[c.key] for c in shown) + gap * max(0, len(shown) - 1)
+
+    for column in sorted(columns, key=lambda c: (c.priority, -c.natural)):
+        if total() <= width:
             break
-        step = min(room, over, max(1, room // 2))
-        widths[widest.key] -= step
-        over -= step
+        if column.name and not column.hide:
+            widths[column.key] = min(widths[column.key], column.minimum)
+        elif len(shown) > 1:
+            shown.remove(column)
+    while total() > width and len(shown) > 1:
+        shown.remove(min(shown, key=lambda c: (c.priority, -c.natural)))
     return [(c, widths[c.key]) for c in shown]

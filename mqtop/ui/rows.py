@@ -484,7 +484,15 @@ def visible_columns(
             asked = names.get("queue" if grouped or c.key != "queue" else "queue+group", 0)
             natural = max(natural, names.get(c.key, 0) if c.key != "queue" else asked)
         specs.append(
-            Col(c.key, c.title, natural, c.priority, name=c.name, minimum=min(c.minimum, natural))
+            Col(
+                c.key,
+                c.title,
+                natural,
+                c.priority,
+                name=c.name,
+                minimum=min(c.minimum, natural),
+                hide=c.key in ("group", "kind"),  # hidden before any value; group folds
+            )
         )
     fitted = fit(specs, width)
     if not any(spec.key == "group" for spec, _ in fitted) and grouped and has_groups:
