@@ -1,4 +1,5 @@
-"""Screenshots of every screen, built from the fixed sample data and a fixed clock.
+"""Screenshots of every screen at 80×24, 160×45 and 240×60, from the fixed sample data and a
+fixed clock.
 
 Update after an intended visual change with ``pytest tests/ui/test_ui_snapshots.py
 --snapshot-update`` and review the SVGs (``snapshot_report.html`` shows the differences).
@@ -8,11 +9,16 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from mqtop.ui.app import MqtopApp
-from mqtop.ui.dlq import DlqScreen
-from mqtop.ui.modals import ConfirmModal
+from mqtop.ui.detail import DetailScreen
+from mqtop.ui.dlq import DlqScreen, MessageViewer
+from mqtop.ui.modals import ConfirmModal, HelpScreen
 from mqtop.ui.overview import OverviewScreen
 from mqtop.ui.sample import NOW, sample_alerts, sample_engine
+
+SIZES = {"80x24": (80, 24), "160x45": (160, 45), "240x60": (240, 60)}
 
 
 def _app(tmp_path) -> MqtopApp:
@@ -33,46 +39,83 @@ async def _ready(pilot) -> None:
     await pilot.pause()
 
 
-def test_overview(snap_compare, tmp_path):
-    assert snap_compare(_app(tmp_path), terminal_size=(130, 30), run_before=_ready)
+async def _dlq(pilot) -> None:
+    await _ready(pilot)
+    app = pilot.app
+    app.open_dlq("rabbit", "orders.dlq")
+    await _until(pilot, lambda: isinstance(app.screen, DlqScreen) and app.screen.messages)
+    await pilot.pause()
+
+
+async def overview(pilot) -> None:
+    await _ready(pilot)
+
+
+async def detail(pilot) -> None:
+    await _ready(pilot)
+    await pilot.press("enter")  # the Kafka group: charts, partitions, consumers, an alert
+    await _until(pilot, lambda: isinstance(pilot.app.screen, DetailScreen))
+    await pilot.pause(0.3)
+
+
+async def alerts(pilot) -> None:
+    await _ready(pilot)
+    await pilot.press("A")
+    await pilot.pause(0.2)
+
+
+async def dlq(pilot) -> None:
+    await _dlq(pilot)
+    await pilot.press("down", "space")
+
+
+async def viewer(pilot) -> None:
+    await _dlq(pilot)
+    await pilot.press("enter")
+    await _until(pilot, lambda: isinstance(pilot.app.screen, MessageViewer))
+    await pilot.pause()
+
+
+async def help_keys(pilot) -> None:
+    await _ready(pilot)
+    await pilot.press("question_mark")
+    await _until(pilot, lambda: isinstance(pilot.app.screen, HelpScreen))
+    await pilot.pause()
+
+
+SCREENS = {
+    "overview": overview,
+    "detail": detail,
+    "alerts": alerts,
+    "dlq": dlq,
+    "viewer": viewer,
+    "help": help_keys,
+}
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+@pytest.mark.parametrize("screen", list(SCREENS))
+def test_screen(snap_compare, tmp_path, screen, size):
+    assert snap_compare(_app(tmp_path), terminal_size=SIZES[size], run_before=SCREENS[screen])
 
 
 def test_overview_80x24_grouped(snap_compare, tmp_path):
     assert snap_compare(_app(tmp_path), press=["g"], terminal_size=(80, 24), run_before=_ready)
 
 
-def test_detail(snap_compare, tmp_path):
-    async def open_detail(pilot) -> None:
-        await _ready(pilot)
-        # the Kafka group: charts, partition table, consumers, alert
-        await pilot.press("enter")
-        await pilot.pause(0.2)
+def test_dlq_grouped_by_reason(snap_compare, tmp_path):
+    async def grouped(pilot) -> None:
+        await _dlq(pilot)
+        await pilot.press("g")
 
-    assert snap_compare(_app(tmp_path), terminal_size=(120, 60), run_before=open_detail)
-
-
-def test_alerts(snap_compare, tmp_path):
-    assert snap_compare(_app(tmp_path), press=["A"], terminal_size=(130, 30), run_before=_ready)
+    assert snap_compare(_app(tmp_path), terminal_size=(80, 24), run_before=grouped)
 
 
 def test_dlq_browser_with_confirm(snap_compare, tmp_path):
-    async def open_dlq(pilot) -> None:
-        await _ready(pilot)
-        app = pilot.app
-        app.open_dlq("rabbit", "orders.dlq")
-        await _until(pilot, lambda: isinstance(app.screen, DlqScreen) and app.screen.messages)
+    async def confirm(pilot) -> None:
+        await _dlq(pilot)
         await pilot.press("space", "space", "r")
-        await _until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        await _until(pilot, lambda: isinstance(pilot.app.screen, ConfirmModal))
+        await pilot.pause()
 
-    assert snap_compare(_app(tmp_path), terminal_size=(120, 30), run_before=open_dlq)
-
-
-def test_dlq_browser(snap_compare, tmp_path):
-    async def open_dlq(pilot) -> None:
-        await _ready(pilot)
-        app = pilot.app
-        app.open_dlq("rabbit", "orders.dlq")
-        await _until(pilot, lambda: isinstance(app.screen, DlqScreen) and app.screen.messages)
-        await pilot.press("down", "space")
-
-    assert snap_compare(_app(tmp_path), terminal_size=(120, 24), run_before=open_dlq)
+    assert snap_compare(_app(tmp_path), terminal_size=(80, 24), run_before=confirm)
