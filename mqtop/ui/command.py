@@ -27,6 +27,7 @@ SCREENS: tuple[tuple[str, str], ...] = (
     ("help", "the keys of this screen"),
 )
 MAX_SHOWN = 12
+KIND_ORDER = {"screen": 0, "queue": 1, "dlq": 2, "broker": 3, "action": 4}
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,7 @@ def targets(
 
 
 def rank(candidates: Sequence[Target], text: str) -> list[Target]:
-    """Matches for what was typed: prefix matches first, then words, then substrings."""
+    """Matches for what was typed: the name's start first, then a word's, then anywhere."""
     needle = text.strip().lower()
     if not needle:
         return list(candidates)
@@ -89,7 +90,8 @@ def rank(candidates: Sequence[Target], text: str) -> list[Target]:
         else:
             continue
         scored.append((score, order, target))
-    scored.sort(key=lambda item: (item[0], item[1]))
+    # ties: a screen, then a queue, its DLQ, a broker, an action
+    scored.sort(key=lambda item: (item[0], KIND_ORDER[item[2].kind], item[1]))
     return [target for _, _, target in scored]
 
 
@@ -98,6 +100,7 @@ class CommandBar(ModalScreen[Target | None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel"),
+        Binding("tab", "complete", "Complete", show=False, priority=True),
         Binding("down", "next", "Next", show=False),
         Binding("up", "previous", "Previous", show=False),
     ]
@@ -143,6 +146,14 @@ class CommandBar(ModalScreen[Target | None]):
     def _typed(self, event: Input.Changed) -> None:
         self.matches = rank(self.candidates, event.value)
         self._show()
+
+    def action_complete(self) -> None:
+        """Tab: the highlighted match's name into the box."""
+        index = self.query_one("#command-matches", OptionList).highlighted
+        if self.matches and index is not None and index < len(self.matches):
+            box = self.query_one("#command", Input)
+            box.value = self.matches[index].name
+            box.cursor_position = len(box.value)
 
     def action_next(self) -> None:
         """Highlight the next match."""
