@@ -32,7 +32,7 @@ def test_ranking_prefers_prefixes_then_words():
     names = [t.name for t in rank(found, "ord")]
     assert names[0] == "rabbit/orders" or names[0].startswith("dlq")
     assert "dlq rabbit/orders.dlq" in names and "rabbit/payments" not in names
-    assert [t.name for t in rank(found, "alerts")][0] == "alerts"
+    assert rank(found, "alerts")[0].name == "alerts"
     assert any(t.kind == "action" and t.action == "toggle_group" for t in rank(found, "group"))
     assert not any(t.kind == "action" and t.action.startswith("window") for t in found)
     assert {t.action for t in targets([], [], DLQ) if t.kind == "action"} >= {"replay", "search"}

@@ -1,4 +1,4 @@
-"""Screenshots of every screen at 80×24, 160×45 and 240×60, from the fixed sample data and a
+"""Screenshots of every screen at 80x24, 160x45 and 240x60, from the fixed sample data and a
 fixed clock.
 
 Update after an intended visual change with ``pytest tests/ui/test_ui_snapshots.py
