@@ -43,6 +43,8 @@ from mqtop.ui.keys import GLOBAL, SCREENS, bindings
 from mqtop.ui.messages import DataRefreshed, StoreChanged
 from mqtop.ui.modals import ConfirmModal, HelpScreen
 from mqtop.ui.overview import OverviewScreen
+from mqtop.ui.prefs import Prefs, default_prefs_path, load_prefs, save_prefs
+from mqtop.ui.rows import DEFAULT_ORDER
 from mqtop.ui.screentext import svg_text
 
 if TYPE_CHECKING:
@@ -71,6 +73,7 @@ class MqtopApp(App[int]):
         autostart: bool = True,
         peek_count: int = 100,
         editor: Callable[[str], str | None] | None = None,
+        prefs_path: Path | None = None,
     ) -> None:
         super().__init__()
         self.engine = engine
@@ -80,6 +83,8 @@ class MqtopApp(App[int]):
         self.autostart = autostart
         self.peek_count = peek_count
         self._editor = editor  # tests give one; else $EDITOR on the suspended terminal
+        self.prefs_path = prefs_path or default_prefs_path()
+        self._prefs, self._prefs_warning = load_prefs(self.prefs_path, DEFAULT_ORDER)
         self.data = DashboardData(time=clock(), statuses=dict(engine.statuses))
         self._refreshing = False
         self._refresh_started = 0.0
@@ -103,6 +108,8 @@ class MqtopApp(App[int]):
         self._unsubscribe = self.engine.store.subscribe(self._on_ingest)
         self.backend.start()
         self.push_screen(OverviewScreen())
+        if self._prefs_warning:
+            self.notify(safe_text(self._prefs_warning, 300), severity="warning")
         if self.autostart:
             self._start_engine()
         self.request_refresh()
@@ -331,6 +338,22 @@ class MqtopApp(App[int]):
     def open_dlq(self, broker: str, queue: str) -> None:
         """Open the DLQ browser on a queue."""
         self.push_screen(DlqScreen(broker, queue))
+
+    @property
+    def prefs(self) -> Prefs:
+        """The operator's saved dashboard settings."""
+        return self._prefs
+
+    def save_prefs(self, prefs: Prefs) -> None:
+        """Use these settings and keep them in the state directory."""
+        self._prefs = prefs
+        try:
+            save_prefs(self.prefs_path, prefs)
+        except OSError as exc:
+            self.notify(
+                safe_text(f"settings not saved to {self.prefs_path}: {exc.strerror or exc}", 300),
+                severity="warning",
+            )
 
     def edit_text(self, text: str) -> str | None:
         """$VISUAL / $EDITOR on ``text`` with the terminal handed over; None when cancelled."""

@@ -18,6 +18,7 @@ from mqtop.engine import Engine
 from mqtop.kernel.model import SeriesKey
 from mqtop.ui.alerting import LockedAlerts
 from mqtop.ui.data import DashboardData
+from mqtop.ui.prefs import Prefs
 
 
 class DashboardHost(Protocol):
@@ -62,6 +63,13 @@ class DashboardHost(Protocol):
 
     def open_dlq(self, broker: str, queue: str) -> None:
         """Open the DLQ browser on a queue."""
+
+    @property
+    def prefs(self) -> Prefs:
+        """The operator's saved dashboard settings (columns)."""
+
+    def save_prefs(self, prefs: Prefs) -> None:
+        """Keep these settings (in the state directory) and use them."""
 
     def edit_text(self, text: str) -> str | None:
         """Let the operator edit ``text`` in their editor; None when cancelled or impossible."""

@@ -101,6 +101,8 @@ OVERVIEW: tuple[Key, ...] = (
     Key("r", "sort_reverse", "Reverse", "reverse the sort order"),
     Key("g", "toggle_group", "Group", "group rows by broker"),
     Key("d", "dlq", "DLQ", "DLQ browser of the queue's dead letters"),
+    Key("c", "columns", "Columns", "choose, hide and reorder columns (saved)"),
+    Key("t", "toggle_totals", "Totals", "show or hide the totals line", show=False),
 )
 
 DETAIL: tuple[Key, ...] = (

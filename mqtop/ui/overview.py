@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from functools import partial
 from typing import ClassVar
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import BindingType
 from textual.widgets import Footer, Input, Static
@@ -15,10 +17,20 @@ from mqtop.kernel.durations import humanize_seconds
 from mqtop.kernel.model import BrokerStatus
 from mqtop.kernel.safe import safe_text
 from mqtop.ui.base import DashboardScreen
+from mqtop.ui.columns import ColumnsScreen
 from mqtop.ui.formats import SEVERITY_SYMBOL
 from mqtop.ui.keys import OVERVIEW, bindings
 from mqtop.ui.messages import DataRefreshed
-from mqtop.ui.rows import COLUMN_BY_KEY, SORTABLE, Row, arrange, dlq_target, sparkline
+from mqtop.ui.rows import (
+    COLUMN_BY_KEY,
+    DEFAULT_ORDER,
+    SORTABLE,
+    Row,
+    arrange,
+    dlq_target,
+    sparkline,
+)
+from mqtop.ui.totals import totals, totals_line, totals_words
 from mqtop.ui.vtable import SeriesTable
 
 TREND_WINDOW = 300.0
@@ -87,6 +99,7 @@ class OverviewScreen(DashboardScreen):
     def compose(self) -> ComposeResult:
         yield Static(id="title")
         yield Static(id="brokers")
+        yield Static(id="totals")
         # above the table, never at the bottom where notifications pop up
         yield Input(placeholder="filter: text or glob (orders*, */dlq), Esc clears", id="filter")
         yield SeriesTable(self._trend, id="series")
@@ -100,6 +113,10 @@ class OverviewScreen(DashboardScreen):
     def on_mount(self) -> None:
         """Draw what the app has so far."""
         self.query_one("#filter", Input).display = False
+        prefs = self.host.prefs
+        if prefs.columns:
+            self.table.set_order(prefs.columns)
+        self.query_one("#totals", Static).display = prefs.totals
         self.table.set_sort(self.sort_column, self.sort_descending)
         self.table.focus()
         self.rebuild()
@@ -133,6 +150,7 @@ class OverviewScreen(DashboardScreen):
             filter_text=self.filter_text,
             group_by_broker=self.group_by_broker,
             statuses=data.statuses,
+            describe=lambda members: totals_words(totals(members)),
         )
         table = self.table
         if self.filter_text:
@@ -143,7 +161,19 @@ class OverviewScreen(DashboardScreen):
             table.empty_text = "no series: the brokers report no queues (see include / exclude)"
         table.set_rows(rows)
         self._shown = sum(1 for r in rows if not r.is_header) if self.group_by_broker else len(rows)
+        self._draw_totals(rows)
         self._update_header()
+
+    def _draw_totals(self, rows: list[Row]) -> None:
+        box = self.query_one("#totals", Static)
+        if not box.display:
+            return
+        shown = [r for r in rows if not r.is_header]
+        by_broker: dict[str, list[Row]] = {}
+        for row in shown:
+            by_broker.setdefault(row.broker, []).append(row)
+        brokers = [(safe_text(b, 20), totals(m)) for b, m in sorted(by_broker.items())]
+        box.update(totals_line(totals(shown), brokers, (self.size.width or 80) - 2))
 
     def _update_header(self) -> None:
         data = self.host.data
@@ -248,6 +278,24 @@ class OverviewScreen(DashboardScreen):
     def action_sort_reverse(self) -> None:
         """Reverse the sort order."""
         self.sort_by(self.sort_column, not self.sort_descending)
+
+    @work(exclusive=True, group="columns")
+    async def action_columns(self) -> None:
+        """Choose, hide and reorder the columns (kept in the dashboard's state file)."""
+        current = self.host.prefs.columns or DEFAULT_ORDER
+        chosen = await self.app.push_screen_wait(ColumnsScreen(current))
+        if chosen is None:
+            return
+        self.host.save_prefs(replace(self.host.prefs, columns=chosen))
+        self.table.set_order(chosen)
+        self.rebuild()
+
+    def action_toggle_totals(self) -> None:
+        """Show or hide the totals line (kept)."""
+        box = self.query_one("#totals", Static)
+        box.display = not box.display
+        self.host.save_prefs(replace(self.host.prefs, totals=box.display))
+        self.rebuild()
 
     def action_toggle_group(self) -> None:
         """Group rows under their broker, or not."""

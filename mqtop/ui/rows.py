@@ -322,8 +322,10 @@ def arrange(
     filter_text: str = "",
     group_by_broker: bool = False,
     statuses: Mapping[str, BrokerStatus] | None = None,
+    describe: Callable[[Sequence[Row]], str] | None = None,
 ) -> list[Row]:
-    """Filter, sort and optionally group rows under one separator row per broker."""
+    """Filter, sort and optionally group rows under one separator row per broker
+    (``describe`` adds to each separator, the broker's totals say)."""
     match = row_filter(filter_text)
     kept = [r for r in rows if match(r)] if match is not None else list(rows)
     ordered = sort_rows(kept, sort, descending)
@@ -341,6 +343,8 @@ def arrange(
             state = "connecting"
         worst = max((r.alert_rank for r in members), default=RANK_NONE)
         label = f"▾ {safe_text(broker, 40)} · {state} · {len(members)} series"
+        if describe is not None:
+            label += f" · {describe(members)}"
         out.append(
             Row(
                 SeriesKey(broker, "", None),
