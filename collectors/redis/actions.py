@@ -20,6 +20,8 @@ from collectors.base import (
     PeekedMessage,
     ProgressCallback,
     ReclaimRequest,
+    RepublishRequest,
+    RepublishResult,
     original_of_dlq,
 )
 from collectors.kit.options import options_as
@@ -111,6 +113,13 @@ class RedisActions:
             timestamp=None if ms is None else ms / 1000,
             extra={"fields": len(fields)},
         )
+
+    async def republish(self, request: RepublishRequest) -> RepublishResult:
+        """One reviewed message (maybe edited) to another list or stream, then the original
+        out, atomically within a slot (:mod:`collectors.redis.republish`)."""
+        from collectors.redis.republish import republish
+
+        return await republish(self.r, self.options, request)
 
     async def replay_target(self, dlq: str) -> str | None:
         """Config mapping, then the dead-letter marker of the first entry, then the name."""
