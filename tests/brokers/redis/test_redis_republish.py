@@ -90,7 +90,7 @@ async def test_a_selection_is_replayed_by_id_not_by_body(r, service, tmp_path):
     result = await svc.move_selection(plan, _progress)
     assert result.moved == 1
     assert client.lrange(dead, 0, -1) == [b"same", b"same"]
-    assert client.lrange(jobs, 0, -1) == [b"other", b"same"]
+    assert client.lrange(jobs, 0, -1)[::-1] == [b"other", b"same"]  # head first: replayed last
 
 
 async def test_an_edited_list_item_replaces_the_original(r, service, tmp_path):
