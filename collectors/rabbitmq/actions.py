@@ -39,6 +39,8 @@ from collectors.base import (
     MoveResult,
     PeekedMessage,
     ProgressCallback,
+    RepublishRequest,
+    RepublishResult,
 )
 from collectors.kit.options import options_as
 from collectors.rabbitmq.collector import (
@@ -1605,6 +1607,40 @@ class RabbitMQActions:
             with contextlib.suppress(Exception):
                 channel.cancel()
         return out
+
+    async def republish(self, request: RepublishRequest) -> RepublishResult:
+        """One reviewed message (maybe edited) to another queue, confirmed, then the original
+        acknowledged (:mod:`collectors.rabbitmq.republish`)."""
+        from collectors.rabbitmq.republish import republish_one
+
+        src = await self._resolve(request.source)
+        dst = await self._resolve(request.destination)
+        details = await self.collector.queue_details(*src)
+        if details is not None and details.type == "quorum" and details.delivery_limit:
+            raise UnsupportedAction(
+                f"{request.source!r} is a quorum queue with a delivery limit: finding one "
+                "message there uses a delivery attempt of every message read before it; "
+                "replay with a --filter instead"
+            )
+        if await asyncio.to_thread(self._declare, *dst) is None:
+            raise self._missing(request.destination, dst[0])
+
+        def connect(vhost: str) -> Any:
+            import pika
+
+            return pika.BlockingConnection(pika_parameters(self.options, vhost))
+
+        return await asyncio.to_thread(
+            republish_one,
+            connect,
+            src,
+            dst,
+            request,
+            identify=message_id,
+            strip=strip_for_republish,
+            username=self._username,
+            replay_header=REPLAY_HEADER,
+        )
 
     async def replay_target(self, dlq: str) -> str | None:
         vhost, name = await self._resolve(dlq)
