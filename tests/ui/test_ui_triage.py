@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 from collectors.base import Death, PeekedMessage
+from mqtop.ui.app import MqtopApp
 from mqtop.ui.dlq import DlqScreen
 from mqtop.ui.modals import ConfirmModal, TextPrompt
-from mqtop.ui.app import MqtopApp
 from mqtop.ui.sample import NOW, MemoryActions, sample_alerts, sample_engine
 from tests.ui.test_ui_pilot import ready, wait_until
 
