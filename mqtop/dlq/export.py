@@ -12,14 +12,15 @@ from mqtop.kernel.safe import decode_body, dumps, json_safe
 
 
 def message_json(message: PeekedMessage) -> dict[str, Any]:
-    """One message, whole (body never cut), as ``dlq peek --format json`` prints it."""
+    """One message, its body as read (never cut here), as ``dlq peek --format json`` prints it:
+    a body the broker showed only the start of is marked ``truncated`` with the broker's size."""
     text, encoding = decode_body(message.body)
     death = message.death
-    return {
+    out: dict[str, Any] = {
         "id": message.id,
         "body": text,
         "body_encoding": encoding,
-        "size": len(message.body),
+        "size": len(message.body) if message.body_complete else message.body_size,
         "headers": json_safe(dict(message.headers)),
         "properties": json_safe(dict(message.properties)),
         "death": None
@@ -30,6 +31,9 @@ def message_json(message: PeekedMessage) -> dict[str, Any]:
             "original_queue": death.original_queue,
         },
     }
+    if not message.body_complete:
+        out["truncated"] = True
+    return out
 
 
 def export_jsonl(messages: Sequence[PeekedMessage], path: Path) -> int:

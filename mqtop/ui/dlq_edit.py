@@ -23,6 +23,12 @@ Editor = Callable[[str], "str | None"]
 
 def edit_document(message: PeekedMessage) -> str:
     """The text an operator edits: a comment, the headers as JSON, the separator, the body."""
+    if not message.body_complete:
+        # the rest of the body was never read: an edited copy would replace it with nothing
+        raise ValueError(
+            "the broker showed only the start of this body: it cannot be edited "
+            "(set browse_url to read whole bodies, or replay it as it is)"
+        )
     if is_binary(message.body):
         raise ValueError(
             "this body is binary or not UTF-8: it cannot be edited as text (replay it as it is)"

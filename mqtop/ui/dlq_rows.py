@@ -36,9 +36,19 @@ def message_row(message: PeekedMessage, now: float, preview_width: int = 60) -> 
         reason=safe_text(death.reason, 30) if death and death.reason else "-",
         count=str(death.count) if death and death.count is not None else "-",
         original=safe_text(death.original_queue, 40) if death and death.original_queue else "-",
-        size=fmt_size(len(message.body)),
+        size=size_cell(message),
         preview=body_preview(message.body, preview_width),
     )
+
+
+def size_cell(message: PeekedMessage) -> str:
+    """The whole body's size; when the broker showed only its start, its reported size, else
+    at least what was shown."""
+    if message.body_complete:
+        return fmt_size(len(message.body))
+    if message.body_size is not None:
+        return fmt_size(message.body_size)
+    return "≥" + fmt_size(len(message.body))
 
 
 def fmt_size(size: int) -> str:

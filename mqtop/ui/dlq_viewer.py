@@ -61,6 +61,8 @@ def message_text(message: PeekedMessage, now: float, hex_view: bool = False) -> 
     text.append(f"\nBody ({shown}", "bold")
     if binary:
         text.append(", binary or invalid UTF-8", "bold yellow")
+    if not message.body_complete:
+        text.append(", only the start the broker showed", "bold yellow")
     if len(message.body) > VIEWER_LIMIT:
         text.append(f", first {fmt_size(VIEWER_LIMIT)} of {fmt_size(len(message.body))}", "bold")
     text.append(")\n", "bold")
