@@ -541,7 +541,7 @@ def start_classic(
         f"host=127.0.0.1,port={jolokia_port},user={USER},password={PASSWORD},"
         f"policyLocation={policy.as_uri()}"
     )
-    source = Path(__file__).resolve().parent / "java" / "ClassicBroker.java"
+    source = Path(__file__).resolve().parent.parent / "java" / "ClassicBroker.java"
     proc, log = _spawn(
         [java, "-Xms64m", "-Xmx512m", f"-javaagent:{agent}={agent_options}", "-cp", f"{libs}/*",
          str(source), CLASSIC_NAME, str(openwire_port), str(stomp_port), USER, PASSWORD],
