@@ -13,7 +13,8 @@ leaves out the job libraries' own bookkeeping (``collectors.redis.library_keys``
 deletes a list when it drains, so a key that no longer exists is an empty queue: a key named
 in the config is shown with 0 for as long as it is absent; a discovered key is shown with 0
 for ``forget_after``, then forgotten. Key names that are not valid UTF-8 are shown with the
-invalid bytes as ``\\xNN`` (typed back, they name the same key).
+invalid bytes as ``\\xNN`` (typed back, they name the same key). Celery's priority lists
+(``Q\\x06\\x16N``) found by a glob are shown as one queue ``Q``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collectors.base import Collected, MessageActions, dlq_candidates
 from collectors.group_status import StatusTracker
 from collectors.redis.client import make_client
 from collectors.redis.codecs import is_utf8, text
-from collectors.redis.library_keys import is_library_internal
+from collectors.redis.library_keys import celery_priority_groups, is_library_internal
 from collectors.redis.options import RedisOptions, is_glob
 from collectors.redis.streams import GroupDetails, fetch_group_details, stream_samples
 from mqtop.kernel.model import SeriesKey, SeriesSample
@@ -308,11 +309,11 @@ class RedisCollector:
         length_of: Any,
     ) -> list[SeriesSample]:
         out = []
-        for name in lists:
-            if name not in lengths or name in forgotten:
-                continue
+        shown = [n for n in lists if n in lengths and n not in forgotten]
+        groups = celery_priority_groups(shown, self.options.named_keys())
+        for name, members in groups.items():
             dlq = self._dlq_for(name, known)
-            llen = float(lengths[name])
+            llen = float(sum(lengths[member] for _, member in members))
             dlq_len = length_of(dlq) if dlq else None
             # a list is a queue: its consumer lag is its length (SPEC §3)
             values: dict[str, float | None] = {
@@ -320,13 +321,17 @@ class RedisCollector:
                 "consumer_lag_messages": llen,
                 "dlq_length": None if dlq_len is None else float(dlq_len),
             }
+            info: dict[str, object] = {"head": self.options.list_head}
+            if len(members) > 1 or members[0][1] != name:
+                # kombu's priority lists shown as one queue, each list's length in the detail
+                info.update({f"priority {prio}": lengths[m] for prio, m in members})
             out.append(
                 SeriesSample(
                     key=SeriesKey(self.options.name, name, None),
                     kind="list",
                     values=values,
                     dlq=dlq,
-                    info={"head": self.options.list_head},
+                    info=info,
                 )
             )
         return out

@@ -1,8 +1,10 @@
 """Redis key names as mqtop prints them, typed back; keys that are not UTF-8; missing keys.
 
-Celery names its priority sub-queues ``NAME\\x06\\x16N``: mqtop prints the control characters
-escaped, and that printed form names the same key when typed back. A key whose name is not
-valid UTF-8 is listed with its bad bytes as ``\\xNN`` (not dropped) and is usable the same way.
+A name with control characters (here Celery's priority sub-queue ``NAME\\x06\\x16N``, named
+literally so that it stays a queue of its own) is printed escaped, and that printed form names
+the same key when typed back. Found by a glob, Celery's priority lists are shown as one queue.
+A key whose name is not valid UTF-8 is listed with its bad bytes as ``\\xNN`` (not dropped)
+and is usable the same way.
 Peeking a key that does not exist exits 2, as for RabbitMQ, Kafka and SQS.
 """
 
@@ -47,8 +49,8 @@ def test_printed_names_typed_back_and_non_utf8_keys(r, redis_broker, write_confi
         f"""
         interval: 200ms
         brokers:
-          - {{name: cache, type: redis, url: "{redis_broker.url}", lists: ["{p}*"],
-              streams: []}}
+          - {{name: cache, type: redis, url: "{redis_broker.url}",
+              lists: ["{p}bin*", "{p}celery\\x06\\x163"], streams: []}}
         """
     )
 
@@ -92,6 +94,37 @@ def test_printed_names_typed_back_and_non_utf8_keys(r, redis_broker, write_confi
     assert same.returncode == 2
     assert "source and destination are the same queue" in same.stderr
     assert client.llen(celery) == 2
+
+
+def test_celery_priority_lists_found_by_a_glob_are_one_queue(
+    r, redis_broker, write_config, run_cli, unique
+):
+    client, created = r
+    p = unique("prio") + ":"
+    base, prio3, prio6 = p + "tasks", p + "tasks\x06\x163", p + "tasks\x06\x166"
+    only3 = p + "other\x06\x163"  # a queue whose priority-0 list is empty (deleted by Redis)
+    created += [base, prio3, prio6, only3, p + "plain"]
+    client.rpush(base, "a")
+    client.rpush(prio3, "b", "c")
+    client.rpush(prio6, "d", "e", "f")
+    client.rpush(only3, "g")
+    client.rpush(p + "plain", "h")
+    path = write_config(
+        f"""
+        brokers:
+          - {{name: cache, type: redis, url: "{redis_broker.url}", lists: ["{p}*"],
+              streams: []}}
+        """
+    )
+    metrics = run_cli("metrics", "--format", "json", "--config", str(path))
+    assert metrics.returncode == 0, metrics.stderr
+    lengths = {
+        s["queue"]: s["metrics"]["queue_length"] for s in json.loads(metrics.stdout)["series"]
+    }
+    assert lengths == {base: 6, p + "other": 1, p + "plain": 1}
+    assert client.llen(base) == 1 and client.llen(prio6) == 3  # only read
+    detail = run_cli("queues", "--format", "json", "--config", str(path))
+    assert {row["queue"] for row in json.loads(detail.stdout)} == set(lengths)
 
 
 def test_peek_of_a_missing_key_exits_2_unless_the_config_names_it(
