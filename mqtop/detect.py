@@ -20,6 +20,10 @@ JOLOKIA_PATHS = ("/console/jolokia", "/api/jolokia")  # Artemis console, Classic
 
 
 SCAN_LIMIT = 50_000  # keys looked at for BullMQ and Celery (init must stay quick)
+# the lists each job library keeps its waiting jobs in: the plain ``redis`` entry leaves them
+# out when the library's own entry is written (one backlog, one row)
+LIBRARY_LISTS = {"sidekiq": ["queue:*"], "rq": ["rq:*"], "bullmq": ["bull:*"]}
+KOMBU_SEP = "\x06\x16"
 
 
 def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
@@ -63,6 +67,46 @@ def detect_job_libraries(url: str = "redis://127.0.0.1:6379/0") -> list[dict[str
     return found
 
 
+def celery_queue_lists(url: str = "redis://127.0.0.1:6379/0") -> list[str]:
+    """Globs for the lists of every queue kombu has bound on a local Redis (priority lists too).
+
+    kombu keeps each exchange's bindings in the set ``_kombu.binding.<exchange>``, whose members
+    are ``<routing key>\\x06\\x16<pattern>\\x06\\x16<queue>``.
+    """
+    try:
+        import redis
+    except ImportError:
+        return []
+    client = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=0.5)
+    queues: set[str] = set()
+    try:
+        for scanned, key in enumerate(client.scan_iter(match="_kombu.binding.*", count=1000)):
+            if scanned >= SCAN_LIMIT:
+                break
+            for member in client.smembers(key):
+                raw = member.decode("utf-8", "replace") if isinstance(member, bytes) else member
+                queue = str(raw).rsplit(KOMBU_SEP, 1)[-1]
+                if queue and not any(c in queue for c in "*?[]\\"):
+                    queues.add(queue)
+    except (redis.RedisError, OSError):
+        return []
+    finally:
+        client.close()
+    return [glob for q in sorted(queues) for glob in (q, q + KOMBU_SEP + "*")]
+
+
+def library_excludes(libraries: Iterable[dict[str, Any]]) -> list[str]:
+    """Exclude globs for a plain ``redis`` entry next to these job-library entries."""
+    out: list[str] = []
+    for entry in libraries:
+        kind = str(entry.get("type"))
+        if kind == "celery":
+            out += celery_queue_lists(str(entry.get("url")))
+        else:
+            out += LIBRARY_LISTS.get(kind, [])
+    return out
+
+
 def detect_brokers(probes: Iterable[tuple[str, str, int]] = DEFAULT_PORTS) -> list[dict[str, Any]]:
     """Broker config entries for every default port that answers."""
     probes = list(probes)
@@ -76,16 +120,19 @@ def detect_brokers(probes: Iterable[tuple[str, str, int]] = DEFAULT_PORTS) -> li
         )
     brokers: list[dict[str, Any]] = []
     if found.get("redis"):
-        brokers.append(
-            {
-                "name": "redis",
-                "type": "redis",
-                "url": "redis://127.0.0.1:6379/0",
-                "lists": ["*"],
-                "streams": ["*"],
-            }
-        )
-        brokers.extend(detect_job_libraries())
+        redis_entry: dict[str, Any] = {
+            "name": "redis",
+            "type": "redis",
+            "url": "redis://127.0.0.1:6379/0",
+            "lists": ["*"],
+            "streams": ["*"],
+        }
+        libraries = detect_job_libraries()
+        excludes = library_excludes(libraries)
+        if excludes:
+            redis_entry["exclude"] = excludes
+        brokers.append(redis_entry)
+        brokers.extend(libraries)
     if found.get("rabbitmq") or found.get("rabbitmq-management"):
         entry: dict[str, Any] = {
             "name": "rabbitmq",
