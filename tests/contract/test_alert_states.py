@@ -6,6 +6,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -107,7 +110,7 @@ def test_deleted_streams_leave_serve_and_their_alerts_resolve_with_that_reason(
 
 
 def test_check_reports_a_held_alert_with_when_it_clears(
-    redis_broker: RedisBroker, write_config, run_cli, unique
+    redis_broker: RedisBroker, write_config, unique
 ):
     """A flapping alert whose condition is false is held firing: `check` says so (JSON and
     text), with the time it will clear."""
@@ -126,33 +129,56 @@ def test_check_reports_a_held_alert_with_when_it_clears(
         """
     )
 
-    def flap() -> None:
-        time.sleep(1.5)
+    def add_backlog() -> None:
+        with client.pipeline() as pipe:
+            for n in range(150):
+                pipe.xadd(stream, {"n": n})
+            pipe.execute()
+
+    def flap(lines: list[str], fired: threading.Event) -> None:
+        # the flapping starts once check has seen the first firing (its start-up may be slow)
+        if not fired.wait(20):
+            return
         for maxlen in (0, None, 0):  # resolve, fire again, then false for good
             if maxlen is None:
-                with client.pipeline() as pipe:
-                    for n in range(150):
-                        pipe.xadd(stream, {"n": n})
-                    pipe.execute()
+                add_backlog()
             else:
                 client.xtrim(stream, maxlen=maxlen, approximate=False)
             time.sleep(1.5)
 
-    with client.pipeline() as pipe:
-        for n in range(150):
-            pipe.xadd(stream, {"n": n})
-        pipe.execute()
-    flapper = threading.Thread(target=flap)
+    add_backlog()
+    lines: list[str] = []
+    fired = threading.Event()
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "XDG_STATE_HOME": str(path.parent / "state"), "PYTHONPATH": str(root)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mqtop", "check", "--config", str(path), "--for", "12s",
+         "--fail-on", "critical", "--format", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+
+    def read_stderr() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if line.startswith("mqtop: firing"):
+                fired.set()
+
+    reader = threading.Thread(target=read_stderr)
+    flapper = threading.Thread(target=flap, args=(lines, fired))
+    reader.start()
     flapper.start()
     try:
-        result = run_cli(
-            "check", "--config", str(path), "--for", "7s", "--fail-on", "critical",
-            "--format", "json",
-        )  # fmt: skip
+        assert proc.stdout is not None
+        stdout = proc.stdout.read()
+        proc.wait(timeout=120)
     finally:
+        proc.kill()
+        reader.join()
         flapper.join()
         client.delete(stream)
         client.close()
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, "".join(lines))
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     [alert] = doc["alerts"]

@@ -104,4 +104,4 @@ def test_stuck_count_and_group_status_per_group(r, redis_broker, write_config, u
     rows = {row.group: row for row in build_rows(list(last.values()), {}, [], time.time())}
     assert cell_text(rows["stuck"], "stuck") == "7"
     assert cell_text(rows["caught"], "stuck") == "0"
-    assert "stuck" in [c.key for c in visible_columns(200, has_groups=True, has_stuck=True)]
+    assert "stuck" in [c.key for c, _ in visible_columns(200, has_groups=True, has_stuck=True)]
