@@ -121,6 +121,8 @@ class SeriesKey(NamedTuple):
 
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+_METRIC_NAMES = frozenset(METRICS)
+_NUMBER = (int, float)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,12 +141,21 @@ class SeriesSample:
     info: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
 
     def __post_init__(self) -> None:
-        for name, value in self.values.items():
-            if name not in METRICS:
-                raise ValueError(f"unknown metric {name!r}")
-            if value is not None and (not isinstance(value, int | float) or math.isnan(value)):
+        values = dict(self.values)
+        if not _METRIC_NAMES.issuperset(values):
+            unknown = next(name for name in values if name not in METRICS)
+            raise ValueError(f"unknown metric {unknown!r}")
+        for name, value in values.items():
+            # exact float / int / None first: the checks run for every series of every poll
+            kind = type(value)
+            if kind is float:
+                if value != value:  # NaN
+                    raise ValueError(f"metric {name!r} must be a number or None, got {value!r}")
+            elif value is not None and kind is not int and (
+                not isinstance(value, _NUMBER) or math.isnan(value)
+            ):
                 raise ValueError(f"metric {name!r} must be a number or None, got {value!r}")
-        object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
+        object.__setattr__(self, "values", MappingProxyType(values))
         if not isinstance(self.info, MappingProxyType):
             object.__setattr__(self, "info", MappingProxyType(dict(self.info)))
 
