@@ -19,6 +19,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from collectors.topology import TopologyReader
 from mqtop.kernel.durations import OptionalDuration
 from mqtop.kernel.model import SeriesSample
 from mqtop.kernel.secrets import Password
@@ -347,6 +348,9 @@ class CollectorPlugin(Generic[OptionsT]):
     # "move": published, confirmed, then removed from the source; "copy": the source keeps
     # the messages (a Kafka topic is a log: a replay copies records, retention deletes them)
     move_semantics: Literal["move", "copy"] = "move"
+    # ``mqtop lint``: builds a reader of the broker's topology (queues, dead-letter links,
+    # bounds); None when the broker has none (collectors/topology.py)
+    topology: Callable[[Any], TopologyReader] | None = None
 
     def create(self, options: BrokerOptions) -> Collector:
         """Build a collector for validated options."""

@@ -136,6 +136,17 @@ def build_parser(move_options: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--fail-on", choices=["info", "warning", "critical"], default="warning")
     p.add_argument("--output", metavar="FILE", help="also write the report to FILE")
 
+    p = sub.add_parser("lint", help="check the brokers' topology against best practices")
+    _config_option(p)
+    p.add_argument("--broker", metavar="NAME", help="only this broker")
+    p.add_argument("--format", choices=["text", "json", "junit", "github", "sarif"], default="text")
+    p.add_argument(
+        "--fail-on",
+        choices=["warning", "critical"],
+        default="warning",
+        help="exit 1 when a finding at or above this severity is reported (default warning)",
+    )
+
     p = sub.add_parser("serve", help="daemon: poll, alert, serve Prometheus /metrics")
     _config_option(p)
     p.add_argument("--metrics-port", type=int, default=9321, metavar="N")
@@ -230,6 +241,7 @@ COMMANDS: dict[str, str] = {
     "queues": "mqtop.commands.metrics:run_queues",
     "check": "mqtop.commands.check:run",
     "serve": "mqtop.commands.serve:run",
+    "lint": "mqtop.commands.lint:run",
     "dlq": "mqtop.commands.dlq:run",
     "config": "mqtop.commands.configcmd:run",
     "rules": "mqtop.commands.rules:run",

@@ -21,6 +21,7 @@ from mqtop.kernel.durations import Duration, OptionalDuration, format_duration, 
 from mqtop.kernel.errors import ConfigError, UsageError
 from mqtop.kernel.paths import default_state_dir
 from mqtop.kernel.secrets import redact
+from mqtop.lint.config import LintConfig
 from mqtop.sources.config import SourceConfig
 from mqtop.yamlpos import Located, Pos, YamlSyntaxError, load_located
 
@@ -79,6 +80,10 @@ class _RawConfig(_Strict):
         default_factory=list,
         description="Read-only fleet data (Prometheus, Thanos, Mimir): see docs/scale.md.",
     )
+    lint: LintConfig = Field(
+        default_factory=LintConfig,
+        description="`mqtop lint` settings: suppressed findings (see docs/lint.md).",
+    )
 
     @field_validator("labels")
     @classmethod
@@ -110,6 +115,7 @@ class Config(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
     exporter: ExporterConfig = Field(default_factory=ExporterConfig)
     sources: list[SourceConfig] = Field(default_factory=list)
+    lint: LintConfig = Field(default_factory=LintConfig)
     source: str | None = None  # file it came from (None when detected/defaulted)
 
     def broker(self, name: str) -> BrokerOptions:
@@ -171,6 +177,8 @@ class Config(BaseModel):
             out["sources"] = [
                 _display_model(s, durations={"timeout", "interval"}) for s in self.sources
             ]
+        if self.lint.ignore:
+            out["lint"] = _display_model(self.lint)
         return out
 
 
@@ -470,6 +478,7 @@ def validate_data(
         labels=raw.labels,
         exporter=raw.exporter,
         sources=raw.sources,
+        lint=raw.lint,
     )
     return config, []
 

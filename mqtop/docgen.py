@@ -24,6 +24,7 @@ from alerts.config import (
 from mqtop.config import HistoryConfig, _RawConfig
 from mqtop.exposition import ExporterConfig
 from mqtop.kernel.durations import format_duration, is_duration_field
+from mqtop.lint.config import LintConfig, LintIgnore
 from mqtop.registry import available_types, get_plugin
 from mqtop.sources.config import BasicAuth, PrometheusSource
 
@@ -119,7 +120,16 @@ def render() -> str:
     parts.append(
         model_table(
             _RawConfig,
-            skip=("brokers", "alerts", "notify", "alerting", "history", "exporter", "sources"),
+            skip=(
+                "brokers",
+                "alerts",
+                "notify",
+                "alerting",
+                "history",
+                "exporter",
+                "sources",
+                "lint",
+            ),
         )
         + "\n| `history` | map | | see [history](#history) |\n"
         "| `brokers` | list | empty | see [brokers](#brokers) |\n"
@@ -128,6 +138,7 @@ def render() -> str:
         "| `notify` | list | empty | see [notifiers](#notifiers) |\n"
         "| `exporter` | map | | see [exporter](#exporter) |\n"
         "| `sources` | list | empty | see [sources](#sources) |\n"
+        "| `lint` | map | | see [lint](#lint) |\n"
     )
     parts.append("\n## history\n")
     parts.append(model_table(HistoryConfig))
@@ -165,6 +176,13 @@ def render() -> str:
     parts.append(model_table(PrometheusSource))
     parts.append("\n`basic_auth`:\n")
     parts.append(model_table(BasicAuth))
+    parts.append(
+        "\n## lint\n\n`mqtop lint` settings (rules and their ids: docs/lint.md). An entry of "
+        "`ignore` is a rule id (or a glob of ids) for every queue, or a mapping:\n"
+    )
+    parts.append(model_table(LintConfig))
+    parts.append("\nEach mapping of `ignore`:\n")
+    parts.append(model_table(LintIgnore))
     parts.append("\n## Notifiers\n\nEach entry of `notify:` has a `type`.\n")
     for model in (StdoutNotifier, WebhookNotifier, SlackNotifier, AlertmanagerNotifier):
         doc = (model.__doc__ or "").strip().splitlines()[0]

@@ -6,8 +6,11 @@ when a collector is first built.
 
 from __future__ import annotations
 
+from typing import Any
+
 from collectors.base import Collector, CollectorPlugin
 from collectors.kafka.options import KafkaMoveOptions, KafkaOptions
+from collectors.topology import TopologyReader
 
 
 def _create(options: KafkaOptions) -> Collector:
@@ -16,10 +19,17 @@ def _create(options: KafkaOptions) -> Collector:
     return collector.KafkaCollector(options)
 
 
+def _topology(options: Any) -> TopologyReader:
+    from collectors.kafka.topology import create_reader  # the client library loads when used
+
+    return create_reader(options)
+
+
 PLUGIN: CollectorPlugin[KafkaOptions] = CollectorPlugin(
     type="kafka",
     options_model=KafkaOptions,
     factory=_create,
+    topology=_topology,
     move_options=KafkaMoveOptions,
     move_semantics="copy",
     description="Apache Kafka topics and consumer groups (lag in messages and seconds)",

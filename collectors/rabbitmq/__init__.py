@@ -1,5 +1,18 @@
 """The rabbitmq broker plugin (entry point ``collectors.rabbitmq:PLUGIN``)."""
 
-from collectors.rabbitmq.collector import PLUGIN
+from dataclasses import replace
+from typing import Any
+
+from collectors.rabbitmq.collector import PLUGIN as _COLLECTOR_PLUGIN
+from collectors.topology import TopologyReader
+
+
+def _topology(options: Any) -> TopologyReader:
+    from collectors.rabbitmq.topology import create_reader
+
+    return create_reader(options)
+
+
+PLUGIN = replace(_COLLECTOR_PLUGIN, topology=_topology)
 
 __all__ = ["PLUGIN"]
