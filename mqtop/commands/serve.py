@@ -33,6 +33,7 @@ from mqtop.kernel.errors import EXIT_OK, EXIT_USAGE, MqtopError, UsageError
 from mqtop.kernel.safe import strict_json
 from mqtop.kernel.secrets import install_log_redaction, redact, redact_obj
 from mqtop.kernel.store import TimeSeriesStore
+from mqtop.lint.exporter import LintExporter
 from mqtop.runtime import config_from_args, tune_gc
 
 log = logging.getLogger("mqtop.serve")
@@ -303,6 +304,8 @@ class Daemon:
         self._unsubscribe = self.store.subscribe(lambda _s: self._wake.set())
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(DaemonCollector(self))
+        self.lint = LintExporter(config.brokers, config.alerts, config.lint)
+        self.registry.register(self.lint)
         self.exposition = Exposition(config.labels, config.exporter)
         self._http: ThreadingHTTPServer | None = None
         self._http_thread: threading.Thread | None = None
@@ -426,6 +429,7 @@ class Daemon:
             self.engine = engine
             self.engine.start()
         self.evaluator.update_rules(new.alerts, new.alerting)
+        self.lint.configure(new.brokers, new.alerts, new.lint)
         if (new.labels, new.exporter) != (old.labels, old.exporter):
             self.exposition.configure(new.labels, new.exporter)
         if (new.notify, new.labels) != (old.notify, old.labels):
@@ -470,6 +474,7 @@ class Daemon:
             tune_gc()  # after start-up and the history load: those objects are frozen
             self.engine.start()
             self.dispatcher.start()
+            self.lint.start()
             log.info(
                 "serving",
                 extra={
@@ -524,6 +529,7 @@ class Daemon:
 
     async def _shutdown(self) -> None:
         log.info("stopping", extra={"fields": {"event": "stop"}})
+        await self.lint.stop()
         with contextlib.suppress(Exception):
             await self.engine.stop()  # also flushes and closes the history database
         try:

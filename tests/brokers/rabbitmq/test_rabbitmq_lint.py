@@ -246,3 +246,32 @@ def test_alert_coverage_and_unreachable_broker(rabbit: Rabbit, write_config, run
     assert result.returncode == 3, result.stderr
     assert "gone" in json.loads(result.stdout)["errors"][0]
     assert run_cli("lint", "--config", str(down), "--broker", "nope").returncode == 2
+
+
+def test_serve_exports_lint_findings(rabbit: Rabbit, write_config, tmp_path) -> None:
+    from tests.support.serve import Serve, scrape
+    from tests.support.serve import wait_until as wait_for
+
+    p = rabbit.unique("lint-serve")
+    plain = rabbit.queue(p + ".plain")
+    dlx = rabbit.exchange(p + ".dlx", "fanout")
+    safe = rabbit.queue(p + ".safe", arguments={"x-dead-letter-exchange": dlx})
+    parking = rabbit.queue(p + ".parking", arguments={"x-max-length": 10})
+    rabbit.bind(dlx, parking)
+    path = write_config(broker_config(rabbit.broker, [p + "*"]))
+    serve = Serve(path, 0, tmp_path / "serve")
+    try:
+        port = serve.started()
+
+        def lint_samples() -> list:
+            return scrape(port).get("mqtop_lint_findings", [])
+
+        samples = wait_for(lint_samples, 60, "lint findings exported")
+        assert [(s.labels["rule"], s.labels["queue"], s.value) for s in samples] == [
+            ("rabbitmq-no-dlx", plain, 1.0)
+        ]
+        assert samples[0].labels["severity"] == "warning"
+        assert samples[0].labels["broker"] == "rabbit"
+        assert {safe, parking}.isdisjoint(s.labels["queue"] for s in samples)
+    finally:
+        assert serve.stop() == 0
