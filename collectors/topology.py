@@ -91,6 +91,9 @@ class Topology:
     exchanges: tuple[Exchange, ...] = ()
     bindings: tuple[Binding, ...] = ()
     cluster_size: int | None = None  # brokers / nodes in the cluster, when known
+    # every queue name of the broker, include/exclude not applied (RabbitMQ: the default
+    # exchange routes to any of them; a DLQ outside include still receives dead letters)
+    all_queues: frozenset[str] = frozenset()
     warnings: tuple[str, ...] = ()
 
 

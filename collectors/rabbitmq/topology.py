@@ -182,11 +182,13 @@ class RabbitMQTopologyReader:
         version = overview.get("rabbitmq_version") if isinstance(overview, Mapping) else None
         warnings: list[str] = []
         queues = []
+        every: set[str] = set()
         for item in await self._paged("queues", QUEUE_COLUMNS):
             queue = decode_queue(item, version if isinstance(version, str) else None)
             if queue is None:
                 warnings.append("a queue entry without name or vhost was skipped")
                 continue
+            every.add(queue.name)
             if self._wanted_vhost(queue.vhost) and self.options.wants(queue.name):
                 queues.append(queue)
         exchanges = [
@@ -213,6 +215,7 @@ class RabbitMQTopologyReader:
             queues=tuple(queues),
             exchanges=tuple(exchanges),
             bindings=tuple(bindings),
+            all_queues=frozenset(every),
             warnings=tuple(warnings),
         )
 

@@ -71,6 +71,15 @@ class SQSTopologyReader:
         attributes = answer.get("Attributes", {})
         return {str(k): str(v) for k, v in attributes.items()}
 
+    def _locate(self, name: str, urls: dict[str, str], warnings: list[str]) -> bool:
+        """Find a DLQ that was not listed (outside queue_name_prefix)."""
+        try:
+            urls[name] = str(self._sqs().get_queue_url(QueueName=name)["QueueUrl"])
+        except Exception as exc:
+            warnings.append(f"dead-letter queue {name!r}: {describe_aws_error(exc)}")
+            return False
+        return True
+
     def _read(self) -> Topology:
         urls = self._list()
         wanted = [name for name in urls if self.options.wants(name)]
@@ -79,7 +88,9 @@ class SQSTopologyReader:
         pending = list(wanted)
         while pending:
             name = pending.pop(0)
-            if name in queues or name not in urls:
+            if name in queues:
+                continue
+            if name not in urls and not self._locate(name, urls, warnings):
                 continue
             try:
                 attributes = self._attributes(urls[name])

@@ -102,12 +102,13 @@ class Router:
         for b in topology.bindings:
             self.bindings.setdefault((b.vhost, b.source), []).append(b)
         self.queues = {(q.vhost, q.short) for q in topology.queues}
+        self.all_queues = topology.all_queues
 
     def route(self, vhost: str, exchange: str, key: str) -> Route:
         """The queues a message with ``key`` published to ``exchange`` reaches."""
         if exchange == "":
-            found = frozenset({key}) if (vhost, key) in self.queues else frozenset()
-            return Route(found, True)
+            known = (vhost, key) in self.queues or _qualified(vhost, key) in self.all_queues
+            return Route(frozenset({key}) if known else frozenset(), True)
         if (vhost, exchange) not in self.exchanges:
             return Route(frozenset(), True, exchange_exists=False)
         found_queues: set[str] = set()
@@ -141,6 +142,10 @@ class Router:
         if not matched and exchange.alternate_exchange:
             certain = self._walk(vhost, exchange.alternate_exchange, key, found, seen) and certain
         return certain
+
+
+def _qualified(vhost: str, name: str) -> str:
+    return name if vhost == "/" else f"{vhost}/{name}"
 
 
 def _keys(

@@ -355,3 +355,20 @@ def test_sarif_structure() -> None:
         logical = result["locations"][0]["logicalLocations"][0]
         assert logical["fullyQualifiedName"].startswith("r/")
     assert run["invocations"][0]["executionSuccessful"] is False
+
+
+def test_default_exchange_dlq_outside_include_is_routed() -> None:
+    topology = Topology(
+        "r",
+        "rabbitmq",
+        (q("orders", dead_letter=DeadLetter("", "orders.dlq")),),
+        all_queues=frozenset({"orders", "orders.dlq"}),
+    )
+    assert rules_of(topology) == set()
+    vhosted = Topology(
+        "r",
+        "rabbitmq",
+        (QueueTopology("v/a", "classic", "a", "v", consumers=1, dead_letter=DeadLetter("", "d")),),
+        all_queues=frozenset({"v/a", "v/d"}),
+    )
+    assert rules_of(vhosted) == set()

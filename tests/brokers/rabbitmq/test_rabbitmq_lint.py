@@ -120,6 +120,9 @@ def test_dlx_routing_direct_fanout_topic_and_missing(rabbit: Rabbit) -> None:
         source("default-ok", "", parking): True,
         source("default-bad", "", p + ".nowhere"): False,
     }
+    # a DLQ outside include still receives what the default exchange routes to it
+    outside = rabbit.queue(rabbit.unique("lint-outside") + ".dlq", arguments={"x-max-length": 1})
+    cases[source("default-outside", "", outside)] = True
     # without a dead-letter routing key messages keep their own key: the queue's name
     own_key = source("own", direct, None)
     rabbit.bind(direct, parking, own_key)

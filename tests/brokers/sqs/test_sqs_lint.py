@@ -76,12 +76,21 @@ def test_redrive_receive_count_and_retention(sqs, sqs_broker, unique, run_cli, w
         RedrivePolicy=_redrive(client, short_dlq, 1),
     )
 
+    # a DLQ outside queue_name_prefix is still read (by name)
+    elsewhere = make(unique("lint-sqsout") + "-dlq", MessageRetentionPeriod="60")
+    make(
+        p + "-far",
+        MessageRetentionPeriod="345600",
+        RedrivePolicy=_redrive(client, elsewhere, 3),
+    )
+
     result, data = _lint(run_cli, write_config, sqs_broker, p)
     assert result.returncode == 1, result.stderr
     assert _found(data) == {
         ("sqs-no-redrive", p + "-bare"),
         ("sqs-max-receive-count-1", p + "-hasty"),
         ("sqs-dlq-retention", p + "-hasty"),
+        ("sqs-dlq-retention", p + "-far"),
     }
     assert data["brokers"] == ["aws"]
 
