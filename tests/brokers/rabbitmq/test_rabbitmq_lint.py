@@ -278,3 +278,18 @@ def test_serve_exports_lint_findings(rabbit: Rabbit, write_config, tmp_path) -> 
         assert {safe, parking}.isdisjoint(s.labels["queue"] for s in samples)
     finally:
         assert serve.stop() == 0
+
+
+def test_hostile_queue_names_are_escaped(rabbit: Rabbit, write_config, run_cli) -> None:
+    p = rabbit.unique("lint-evil")
+    evil = rabbit.queue(p + ".evil\x1b[2J\u202eboom")
+    path = write_config(broker_config(rabbit.broker, [p + "*"]))
+    for fmt in ("text", "github", "junit"):
+        result = run_cli("lint", "--config", str(path), "--format", fmt)
+        assert result.returncode == 1, result.stderr
+        assert "\x1b" not in result.stdout and "\u202e" not in result.stdout, fmt
+        assert p + ".evil\\x1b[2J\\u202eboom" in result.stdout, fmt
+    data = json.loads(run_cli("lint", "--config", str(path), "--format", "json").stdout)
+    assert [f["queue"] for f in data["findings"]] == [evil]  # the name itself, JSON-escaped
+    sarif = run_cli("lint", "--config", str(path), "--format", "sarif").stdout
+    assert "\x1b" not in sarif
