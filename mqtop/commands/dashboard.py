@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         engine = Engine(config)
-        app = MqtopApp(engine)
+        app = MqtopApp(engine, lint=True)
         try:
             await app.run_async()
         finally:

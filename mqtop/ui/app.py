@@ -28,8 +28,12 @@ from alerts.model import AlertEvent
 from collectors.base import MessageActions
 from mqtop.config import Config
 from mqtop.engine import Engine
+from mqtop.kernel.errors import UsageError
 from mqtop.kernel.model import BrokerSnapshot, BrokerStatus, SeriesKey
 from mqtop.kernel.safe import safe_text
+from mqtop.lint.exporter import LINT_EVERY
+from mqtop.lint.model import Finding
+from mqtop.lint.runner import run_lint
 from mqtop.ui.alerting import AlertSource, LockedAlerts, make_alert_source
 from mqtop.ui.alerts import AlertsScreen
 from mqtop.ui.backend import EngineThread
@@ -74,9 +78,13 @@ class MqtopApp(App[int]):
         peek_count: int = 100,
         editor: Callable[[str], str | None] | None = None,
         prefs_path: Path | None = None,
+        lint: bool = False,
     ) -> None:
         super().__init__()
         self.engine = engine
+        # the detail screen shows `mqtop lint` findings of its queue (read per broker, cached)
+        self.lint_enabled = lint
+        self._lint: dict[str, tuple[float, list[Finding]]] = {}
         self.config: Config = engine.config
         self.alert_source = LockedAlerts(alerts or make_alert_source(engine.config))
         self.clock = clock
@@ -149,6 +157,27 @@ class MqtopApp(App[int]):
     ) -> list[tuple[float, float | None]]:
         """A chart's points, asked on the engine's loop (a source's HTTP client lives there)."""
         return await self.backend.run(self.engine.chart_points(key, metric, start, end, points))
+
+    async def lint_findings(self, broker: str) -> list[Finding] | None:
+        """The lint findings of a broker (read on the engine's loop, kept for
+        :data:`LINT_EVERY`); None when lint is off, the broker has no lint rules or its
+        topology could not be read."""
+        if not self.lint_enabled:
+            return None
+        cached = self._lint.get(broker)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < LINT_EVERY:
+            return cached[1]
+        try:
+            options = self.config.broker(broker)
+        except UsageError:
+            return None  # a broker of a Prometheus source: no topology to read
+        config = self.config
+        report = await self.backend.run(run_lint([options], config.alerts, config.lint))
+        if broker not in report.brokers:
+            return None
+        self._lint[broker] = (now, report.findings)
+        return report.findings
 
     async def stop_engine(self) -> None:
         """Stop polling, close every collector and the actions used (idempotent)."""

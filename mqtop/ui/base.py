@@ -16,6 +16,7 @@ from collectors.base import MessageActions
 from mqtop.config import Config
 from mqtop.engine import Engine
 from mqtop.kernel.model import SeriesKey
+from mqtop.lint.model import Finding
 from mqtop.ui.alerting import LockedAlerts
 from mqtop.ui.data import DashboardData
 from mqtop.ui.prefs import Prefs
@@ -54,6 +55,9 @@ class DashboardHost(Protocol):
         self, key: SeriesKey, metric: str, start: float, end: float, points: int
     ) -> list[tuple[float, float | None]]:
         """A chart's points (from the series' Prometheus source when it is remote)."""
+
+    async def lint_findings(self, broker: str) -> list[Finding] | None:
+        """`mqtop lint` findings of a broker (None: lint off, no rules, or unreadable)."""
 
     def request_refresh(self) -> None:
         """Rebuild the data soon (after a silence, say)."""

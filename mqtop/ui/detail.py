@@ -20,6 +20,7 @@ from alerts.model import Alert
 from mqtop.engine import describe_error
 from mqtop.kernel.model import PUBLIC_METRICS, SeriesKey, SeriesView
 from mqtop.kernel.safe import safe_text
+from mqtop.lint.model import Finding
 from mqtop.ui.base import DashboardScreen
 from mqtop.ui.formats import SEVERITY_SYMBOL, count_ticks, metric_text, truncate_middle
 from mqtop.ui.keys import DETAIL, bindings
@@ -157,6 +158,20 @@ def alerts_text(alerts: Iterable[Alert]) -> Text:
     return text
 
 
+def lint_text(findings: Iterable[Finding]) -> Text:
+    """`mqtop lint` findings of this queue: severity, rule id, why, and the fix."""
+    text = Text()
+    text.append("Topology lint (docs/lint.md)\n", "bold")
+    for f in findings:
+        style = {"critical": "bold red", "warning": "yellow"}.get(f.severity, "cyan")
+        text.append(f"{SEVERITY_SYMBOL.get(f.severity, '▲')} {f.severity} ", style)
+        text.append(f"{f.rule} ", "bold")
+        text.append(safe_text(f.message, 300))
+        text.append("\n    fix: ", "dim")
+        text.append(f.fix + "\n", "dim")
+    return text
+
+
 class DetailScreen(DashboardScreen):
     """Charts and details of one series."""
 
@@ -171,6 +186,7 @@ class DetailScreen(DashboardScreen):
         # charts of a remote series: points read from its source, per window (server-side step)
         self._remote_points: dict[str, list[tuple[float, float | None]]] = {}
         self._remote_for: tuple[int, float] | None = None  # (window, fetched at)
+        self.lint_checked = False  # the lint findings were looked up (shown when any)
 
     @property
     def remote(self) -> bool:
@@ -201,14 +217,30 @@ class DetailScreen(DashboardScreen):
                 yield PlotextPlot(id="chart-lag")
                 yield PlotextPlot(id="chart-inflight")
             yield Static(id="detail-alerts")
+            lint = Static(id="detail-lint")
+            lint.display = False  # shown when the queue has findings
+            yield lint
             yield Static(id="detail-partitions")
             yield Static(id="detail-consumers")
             yield Static(id="detail-info")
         yield Footer()
 
     def on_mount(self) -> None:
-        """Draw with the data the app has."""
+        """Draw with the data the app has; look up the queue's lint findings."""
         self.refresh_all()
+        self._fetch_lint()
+
+    @work(exclusive=True, group="detail-lint", exit_on_error=False)
+    async def _fetch_lint(self) -> None:
+        """Findings of `mqtop lint` on this queue (the broker's topology, read off the UI)."""
+        found = await self.host.lint_findings(self.key.broker)
+        mine = [f for f in found or () if f.queue == self.key.queue]
+        if self.is_mounted:
+            widget = self.query_one("#detail-lint", Static)
+            widget.display = bool(mine)
+            if mine:
+                widget.update(lint_text(mine))
+        self.lint_checked = True
 
     def on_data_refreshed(self, message: DataRefreshed) -> None:
         """Redraw when visible."""
