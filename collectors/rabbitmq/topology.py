@@ -197,13 +197,12 @@ class RabbitMQTopologyReader:
             if e is not None and self._wanted_vhost(e.vhost)
         ]
         raw_bindings = await self._get("bindings")
-        bindings = [
-            b
-            for b in (
-                decode_binding(i) for i in (raw_bindings if isinstance(raw_bindings, list) else [])
-            )
-            if b is not None and self._wanted_vhost(b.vhost)
-        ]
+        listed = raw_bindings if isinstance(raw_bindings, list) else []
+        decoded = [decode_binding(i) if isinstance(i, Mapping) else None for i in listed]
+        bindings = [b for b in decoded if b is not None and self._wanted_vhost(b.vhost)]
+        skipped = sum(1 for b in decoded if b is None)
+        if skipped:
+            warnings.append(f"{skipped} malformed binding entries skipped")
         bound: dict[tuple[str, str], list[tuple[str, str]]] = {}
         for b in bindings:
             if b.destination_type == "queue" and b.source:

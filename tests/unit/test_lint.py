@@ -372,3 +372,36 @@ def test_default_exchange_dlq_outside_include_is_routed() -> None:
         all_queues=frozenset({"v/a", "v/d"}),
     )
     assert rules_of(vhosted) == set()
+
+
+async def test_serve_exporter_keeps_an_unreadable_brokers_last_findings(monkeypatch) -> None:
+    from prometheus_client.core import Metric
+
+    from collectors.rabbitmq.collector import RabbitMQOptions
+    from mqtop.lint import exporter
+    from mqtop.lint.model import Finding
+
+    a = RabbitMQOptions(name="a", management_url="http://127.0.0.1:1")
+    b = RabbitMQOptions(name="b", management_url="http://127.0.0.1:1")
+    first = Finding("rabbitmq-no-dlx", "warning", "a", "qa", "m", "f")
+    second = Finding("rabbitmq-no-dlx", "warning", "b", "qb", "m", "f")
+    answers = [
+        LintReport(findings=[first, second], brokers=["a", "b"]),
+        LintReport(findings=[], brokers=["a"], errors=["broker 'b' could not be read: x"]),
+    ]
+
+    async def fake_run_lint(brokers, rules, config):  # type: ignore[no-untyped-def]
+        assert [x.name for x in brokers] == ["a", "b"]
+        return answers.pop(0)
+
+    monkeypatch.setattr(exporter, "run_lint", fake_run_lint)
+    lint = exporter.LintExporter([a, b], EVERYTHING, LintConfig())
+    await lint.run_once()
+    assert lint.findings() == [first, second]
+    await lint.run_once()  # a is clean now; b could not be read: its findings stay
+    assert lint.findings() == [second]
+    (family,) = list(lint.collect())
+    assert isinstance(family, Metric) and family.name == "mqtop_lint_findings"
+    assert [(s.labels, s.value) for s in family.samples] == [
+        ({"rule": "rabbitmq-no-dlx", "severity": "warning", "broker": "b", "queue": "qb"}, 1.0)
+    ]
