@@ -92,22 +92,29 @@ class KafkaTopologyReader:
             self._admin = admin
         return self._admin
 
-    async def _groups_by_topic(self, admin: Any, warnings: list[str]) -> dict[str, list[str]]:
+    async def _groups_by_topic(
+        self, admin: Any, warnings: list[str]
+    ) -> tuple[dict[str, list[str]], bool]:
+        """Groups with committed offsets per topic, and whether every group was read (when
+        not, a topic without a known group may still have one: unknown, not "none")."""
         listed = await admin.list_consumer_groups()
         names = sorted({str(g[0]) for g in listed})
+        complete = True
         if len(names) > MAX_GROUPS:
             warnings.append(f"{len(names)} consumer groups: only the first {MAX_GROUPS} read")
             names = names[:MAX_GROUPS]
+            complete = False
         by_topic: dict[str, list[str]] = {}
         for group in names:
             try:
                 offsets = await admin.list_consumer_group_offsets(group)
             except Exception as exc:
                 warnings.append(f"group {group!r}: {short(exc)}")
+                complete = False
                 continue
             for tp in offsets:
                 by_topic.setdefault(tp.topic, []).append(group)
-        return by_topic
+        return by_topic, complete
 
     async def _read(self) -> Topology:
         from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -131,13 +138,13 @@ class KafkaTopologyReader:
                 for t in topics[start : start + CONFIGS_PER_REQUEST]
             ]
             configs.update(_config_entries(await admin.describe_configs(resources)))
-        groups = await self._groups_by_topic(admin, warnings)
+        groups, complete = await self._groups_by_topic(admin, warnings)
         queues = tuple(
             decode_topic(
                 t,
                 descriptions.get(t),
                 configs.get((int(ConfigResourceType.TOPIC), t), {}),
-                tuple(sorted(groups.get(t, []))),
+                tuple(sorted(groups[t])) if t in groups else (() if complete else None),
             )
             for t in sorted(topics)
         )

@@ -405,3 +405,19 @@ async def test_serve_exporter_keeps_an_unreadable_brokers_last_findings(monkeypa
     assert [(s.labels, s.value) for s in family.samples] == [
         ({"rule": "rabbitmq-no-dlx", "severity": "warning", "broker": "b", "queue": "qb"}, 1.0)
     ]
+
+
+def test_kafka_topic_decoding_unknown_groups_are_not_none() -> None:
+    from collectors.kafka.topology import decode_topic
+
+    configs = {"retention.ms": "-1", "retention.bytes": "-1", "min.insync.replicas": "1"}
+    described = {"partitions": [{"replicas": [1, 2]}, {"replicas": [1]}]}
+    unknown = decode_topic("t.DLT", described, configs, None)
+    assert unknown.unbounded_retention and unknown.replication_factor == 1
+    assert rules_of(Topology("k", "kafka", (unknown,), cluster_size=1)) == set()
+    none = decode_topic("t.DLT", described, configs, ())
+    assert rules_of(Topology("k", "kafka", (none,), cluster_size=1)) == {
+        ("kafka-dlt-unbounded", "t.DLT")
+    }
+    compacted = decode_topic("t.DLT", None, {**configs, "cleanup.policy": "compact"}, ())
+    assert not compacted.unbounded_retention
