@@ -115,18 +115,38 @@ def build_parser(move_options: bool = True) -> argparse.ArgumentParser:
         "5672/15672, Kafka 9092, SQS 4566), read-only, polled every 5s",
     )
 
-    p = sub.add_parser("metrics", help="one snapshot of every metric")
+    p = sub.add_parser(
+        "metrics",
+        help="one snapshot of every metric",
+        description="One snapshot of every metric: polls twice, an interval apart, so rates "
+        "exist. Ends within interval + 2 x timeout + 1s (the longest broker timeout; 1s to close "
+        "connections): a broker that does not answer by its timeout is reported unreachable "
+        "(exit 3) and the others are still shown.",
+    )
     _config_option(p)
     _prometheus_option(p)
     p.add_argument("--format", choices=["table", "json", "prometheus"], default="table")
     p.add_argument("--broker", action="append", metavar="NAME", help="only this broker")
 
-    p = sub.add_parser("queues", help="discovered queues with kind and DLQ mapping")
+    p = sub.add_parser(
+        "queues",
+        help="discovered queues with kind and DLQ mapping",
+        description="Discovered queues with their kind and DLQ mapping (one poll). Ends within "
+        "timeout + 1s (the longest broker timeout; 1s to close connections): a broker that does "
+        "not answer by its timeout is reported unreachable (exit 3).",
+    )
     _config_option(p)
     p.add_argument("--broker", metavar="NAME", help="only this broker")
     p.add_argument("--format", choices=["table", "json"], default="table")
 
-    p = sub.add_parser("check", help="evaluate alert rules headless (for CI)")
+    p = sub.add_parser(
+        "check",
+        help="evaluate alert rules headless (for CI)",
+        description="Evaluate the alert rules headless (for CI). --once ends within interval + "
+        "2 x timeout + 1s after loading history (the longest broker timeout; 1s to close "
+        "connections); --for D within D + 1s. A broker that does not answer by its timeout is "
+        "reported in errors (exit 3 unless an alert fires).",
+    )
     _config_option(p)
     _prometheus_option(p)
     mode = p.add_mutually_exclusive_group()

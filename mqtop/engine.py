@@ -14,8 +14,9 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
+from typing import Any
 
 from collectors.base import Collector
 from mqtop.config import Config
@@ -31,6 +32,9 @@ log = logging.getLogger("mqtop.engine")
 # at most this many intervals between retries of a failing broker: a broker that comes back is
 # seen within this many intervals (plus one poll), while a dead one is tried half as often
 BACKOFF_MAX_FACTOR = 2.0
+# seconds closing connections may take when a command or the daemon ends (all brokers at
+# once); a close still running then (a client stuck on a silent endpoint) is abandoned
+CLOSE_GRACE = 0.5
 
 
 def describe_error(exc: BaseException, timeout: float | None = None) -> str:
@@ -66,6 +70,13 @@ def _error_text(exc: BaseException, depth: int = 0) -> str:
             name = type(item).__name__
             return found if found.startswith(name) else f"{name}: {found}"
     return ""
+
+
+def longest_timeout(config: Config) -> float:
+    """The longest a single poll of any broker or source of ``config`` may take."""
+    timeouts = [config.poll_timeout(b) for b in config.brokers]
+    timeouts += [max(s.timeout * 3, 1.0) for s in config.sources]  # see poll_source
+    return max(timeouts, default=0.0)
 
 
 def backoff_delay(interval: float, failures: int, rng: random.Random | None = None) -> float:
@@ -109,6 +120,9 @@ class Engine:
         self._collector_lock = threading.Lock()
         self._connected: set[str] = set()
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        # closes started after a failed poll, not waited for by that poll (a client stuck on
+        # a silent endpoint may take long to close); the broker's next poll waits for its own
+        self._closing: dict[str, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
         self._status_listeners: list[Callable[[BrokerStatus], None]] = []
         self.statuses: dict[str, BrokerStatus] = {}
@@ -150,6 +164,12 @@ class Engine:
             self._collectors[name] = created
             return created
 
+    def prepare(self) -> None:
+        """Create every broker's collector now (loading its package), not at the first poll:
+        a command's deadline then counts from here."""
+        for broker in self.config.brokers:
+            self.collector(broker.name)
+
     def on_status(self, callback: Callable[[BrokerStatus], None]) -> None:
         """Call ``callback`` whenever a broker's status changes after a poll."""
         self._status_listeners.append(callback)
@@ -157,7 +177,12 @@ class Engine:
     # -- polling ---------------------------------------------------------------------
 
     async def poll(self, name: str) -> BrokerSnapshot:
-        """Poll one broker once, store the result and update its status."""
+        """Poll one broker once, store the result and update its status.
+
+        The whole poll (the end of an earlier close, connecting, collecting) has one deadline,
+        the broker's poll timeout: past it the poll is abandoned (a blocking client call left
+        in a thread is not waited for) and the broker marked down.
+        """
         options = self.config.broker(name)
         timeout = self.config.poll_timeout(options)
         interval = self.config.poll_interval(options)
@@ -165,10 +190,14 @@ class Engine:
         mono = time.monotonic()
         collector = self.collector(name)
         try:
-            if name not in self._connected:
-                await asyncio.wait_for(collector.connect(), timeout)
-                self._connected.add(name)
-            collected = await asyncio.wait_for(collector.collect(), timeout)
+            async with asyncio.timeout(timeout):
+                closing = self._closing.get(name)
+                if closing is not None:
+                    await asyncio.shield(closing)
+                if name not in self._connected:
+                    await collector.connect()
+                    self._connected.add(name)
+                collected = await collector.collect()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -176,8 +205,7 @@ class Engine:
             log.info("broker %s (%s) is unreachable: %s", name, options.address(), error)
             if name in self._connected:
                 self._connected.discard(name)
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(collector.close(), 5.0)
+                self._close_later(name, collector)
             snapshot = BrokerSnapshot(
                 broker=name,
                 type=options.type,
@@ -201,10 +229,24 @@ class Engine:
         await self.flush_history()
         return snapshot
 
+    def _close_later(self, name: str, collector: Collector) -> None:
+        """Close a failed broker's connections in the background (the poll does not wait)."""
+
+        async def close() -> None:
+            with contextlib.suppress(Exception):
+                await collector.close()
+
+        task = asyncio.create_task(close(), name=f"mqtop-close-{name}")
+        self._closing[name] = task
+        task.add_done_callback(
+            lambda done: self._closing.pop(name, None) if self._closing.get(name) is done else None
+        )
+
     async def poll_source(self, name: str) -> BrokerSnapshot:
         """Read one source once: its remote brokers' snapshots go to the store like polls."""
         reader = self.sources[name]
         deadline = max(reader.options.timeout * 3, 1.0)  # instant query + history + parsing
+        # (longest_timeout says the same)
         started = time.time()
         mono = time.monotonic()
         plan = backfill_plan(self.config.alerts, reader.interval)
@@ -394,20 +436,30 @@ class Engine:
         await self.close()
 
     async def close(self) -> None:
-        """Close every collector that was created (and flush/close the history database)."""
+        """Close every collector that was created (and flush/close the history database).
+
+        Collectors and sources close concurrently, within ``CLOSE_GRACE`` seconds in all; a
+        close still running then is cancelled (its client call, if blocking, is abandoned).
+        """
         if self.history is not None:
             await self.flush_history()
             self.history.close()
             self.history = None
-        for reader in self.sources.values():
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(reader.aclose(), 5.0)
         collectors = list(self._collectors.values())
         self._collectors.clear()
         self._connected.clear()
-        for collector in collectors:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(collector.close(), 5.0)
+        closes: list[Awaitable[Any]] = [r.aclose() for r in self.sources.values()]
+        closes += [c.close() for c in collectors]
+        tasks = [asyncio.ensure_future(c) for c in closes] + list(self._closing.values())
+        self._closing.clear()
+        if not tasks:
+            return
+        _done, pending = await asyncio.wait(tasks, timeout=CLOSE_GRACE)
+        for task in pending:
+            task.cancel()
+        for task in tasks:
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: a failed close is not an error of the command
 
     async def __aenter__(self) -> Engine:
         return self

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import gc
 import signal
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from mqtop.config import Config, load_config
@@ -39,9 +39,48 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return config.model_copy(update={"sources": [*config.sources, source]})
 
 
+# blocking calls (asyncio.to_thread, DNS) run in daemon threads; at most this many at once
+WORKERS = 32
+
+
 def run(main: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine; SIGTERM is turned into KeyboardInterrupt-like cancellation."""
-    return asyncio.run(main)
+    """Run a coroutine like ``asyncio.run``, without waiting for abandoned blocking calls.
+
+    ``asyncio.run`` joins the loop's default executor at exit: a blocking client call that
+    the engine stopped waiting for at its poll timeout (pika's 20 s AMQP handshake against an
+    endpoint that never answers) kept the process alive long after the command was done.
+    Here the default executor is a pool of daemon threads that is never waited for: a call
+    still running at exit ends with the process (collector calls only read).
+    """
+    from mqtop.kernel.threads import DaemonDefaultExecutor
+
+    pool = DaemonDefaultExecutor(WORKERS, "mqtop-io")
+    with asyncio.Runner() as runner:
+        runner.get_loop().set_default_executor(pool)
+        try:
+            return runner.run(main)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+@contextlib.asynccontextmanager
+async def deadline(seconds: float, what: str = "") -> AsyncIterator[None]:
+    """Cancel the block after ``seconds``: :class:`BrokerUnreachable` (exit 3) says that
+    ``what`` gave up at its deadline (a TimeoutError from inside the block passes through)."""
+    limit = asyncio.timeout(seconds)
+    try:
+        async with limit:
+            yield
+    except TimeoutError:
+        if not limit.expired():
+            raise
+        from mqtop.kernel.durations import format_duration
+        from mqtop.kernel.errors import BrokerUnreachable
+
+        name = what or "the command"
+        raise BrokerUnreachable(
+            f"{name} gave up at its deadline of {format_duration(seconds)}"
+        ) from None
 
 
 async def until_signalled(

@@ -26,7 +26,7 @@ from alerts.evaluator import BROKER_DOWN, AlertEvaluator
 from alerts.model import Alert, AlertState
 from alerts.report import CheckReport, describe, render
 from alerts.silences import SilenceStore
-from mqtop.commands.metrics import two_polls
+from mqtop.commands.metrics import BACKSTOP, CLOSING, two_polls, two_polls_deadline
 from mqtop.config import Config
 from mqtop.engine import Engine
 from mqtop.kernel.durations import format_duration, parse_duration
@@ -34,7 +34,8 @@ from mqtop.kernel.errors import EXIT_FIRING, EXIT_OK, EXIT_UNREACHABLE, EXIT_USA
 from mqtop.kernel.model import BrokerStatus
 from mqtop.kernel.safe import safe_text
 from mqtop.kernel.secrets import redact
-from mqtop.runtime import config_from_args
+from mqtop.runtime import config_from_args, deadline
+from mqtop.runtime import run as run_async
 
 MAX_WATCH = 7 * 86400.0
 Identity = tuple[str, str | None, str | None, str | None]
@@ -111,9 +112,11 @@ async def _evaluate(
     evaluator = AlertEvaluator(config.alerts, config.alerting, silences=SilenceStore(None))
     started = time.monotonic()
     try:
-        await engine.load_history()
+        await engine.load_history()  # local disk: before the deadline starts
+        engine.prepare()
         if watch is None:
-            await two_polls(engine, config.interval)
+            async with deadline(two_polls_deadline(config) - CLOSING + BACKSTOP, "check --once"):
+                await two_polls(engine, config.interval)
             evaluator.evaluate(engine.store, engine.statuses, time.time())
         else:
             await _watch(engine, evaluator, config, watch, fail_rank)
@@ -160,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     from alerts.config import SEVERITY_ORDER
 
     rank = SEVERITY_ORDER[fail_on]
-    evaluator, engine, duration = asyncio.run(_evaluate(config, watch, rank, fmt == "junit"))
+    evaluator, engine, duration = run_async(_evaluate(config, watch, rank, fmt == "junit"))
     alerts = evaluator.alerts()
     errors = broker_errors(engine.statuses)
     notes = []

@@ -9,14 +9,14 @@ import sys
 import time
 
 from mqtop.config import Config
-from mqtop.engine import Engine
+from mqtop.engine import Engine, longest_timeout
 from mqtop.exposition import exposition_text
 from mqtop.kernel.errors import EXIT_OK, EXIT_UNREACHABLE, UsageError
 from mqtop.kernel.model import BrokerStatus, SeriesKey, SeriesView
 from mqtop.kernel.safe import dumps, safe_text
 from mqtop.kernel.secrets import redact
 from mqtop.output import metrics_json, metrics_table, render_table
-from mqtop.runtime import config_from_args
+from mqtop.runtime import config_from_args, deadline, run
 
 
 def select_brokers(config: Config, names: list[str] | None) -> Config:
@@ -36,8 +36,30 @@ def report_down(statuses: list[BrokerStatus]) -> bool:
     return bool(down)
 
 
+# the second a stated deadline adds to its polls: the engine's CLOSE_GRACE to close
+# connections, the rest for the scheduling of a loaded machine
+CLOSING = 1.0
+# a command still running this long past its stated deadline is stopped (a bug: the engine
+# ends every poll at its timeout) with "gave up at its deadline", exit 3
+BACKSTOP = 1.0
+
+
+def two_polls_deadline(config: Config) -> float:
+    """The stated total of ``metrics`` and ``check --once``: ``interval + 2 x timeout`` for
+    the two polls (the longest broker's timeout), plus ``CLOSING``."""
+    return config.interval + 2 * longest_timeout(config) + CLOSING
+
+
+def one_poll_deadline(config: Config) -> float:
+    """The stated total of ``queues``: one poll's timeout plus ``CLOSING``."""
+    return longest_timeout(config) + CLOSING
+
+
 async def two_polls(engine: Engine, interval: float) -> None:
-    """Poll everything, wait one interval, poll the brokers that answered again (for rates)."""
+    """Poll everything, wait one interval, poll the brokers that answered again (for rates).
+
+    Each poll ends at its broker's timeout, so this takes at most ``max(interval, timeout) +
+    timeout``; a broker that does not answer is not waited for."""
     started = time.monotonic()
     first = await engine.poll_all()
     up = [s.broker for s in first if s.up]
@@ -70,13 +92,15 @@ def run_metrics(args: argparse.Namespace) -> int:
 
     async def main() -> tuple[list[BrokerStatus], Engine]:
         engine = Engine(config)
-        try:
-            await two_polls(engine, config.interval)
-        finally:
-            await engine.close()
+        engine.prepare()
+        async with deadline(two_polls_deadline(config) + BACKSTOP, "metrics"):
+            try:
+                await two_polls(engine, config.interval)
+            finally:
+                await engine.close()
         return list(engine.statuses.values()), engine
 
-    statuses, engine = asyncio.run(main())
+    statuses, engine = run(main())
     views = engine.store.views(include_stale=False)
     if args.format == "json":
         print(dumps(metrics_json(statuses, views, time.time())))
@@ -97,13 +121,15 @@ def run_queues(args: argparse.Namespace) -> int:
 
     async def main() -> Engine:
         engine = Engine(config)
-        try:
-            await engine.poll_all()
-        finally:
-            await engine.close()
+        engine.prepare()
+        async with deadline(one_poll_deadline(config) + BACKSTOP, "queues"):
+            try:
+                await engine.poll_all()
+            finally:
+                await engine.close()
         return engine
 
-    engine = asyncio.run(main())
+    engine = run(main())
     statuses = list(engine.statuses.values())
     views = engine.store.views(include_stale=False)
     if args.format == "json":
