@@ -4,7 +4,9 @@ Polls every broker, evaluates the alert rules, sends notifications and serves Pr
 ``/metrics`` (every metric as ``mqtop_<metric>``, plus alert state and the daemon's own
 health) and ``/healthz``. SIGHUP re-reads the config (rules, notifiers, brokers) keeping the
 in-memory history and alert states; SIGTERM/SIGINT stop polling, deliver queued
-notifications, flush history and exit 0. Logs are JSON lines on stderr.
+notifications, flush history and exit 0, within about a second whatever the brokers do (a
+client call stuck on a broker is abandoned, not waited for; queued notifications get up to
+5 s). Logs are JSON lines on stderr.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from mqtop.kernel.secrets import install_log_redaction, redact, redact_obj
 from mqtop.kernel.store import TimeSeriesStore
 from mqtop.lint.exporter import LintExporter
 from mqtop.runtime import config_from_args, tune_gc
+from mqtop.runtime import run as run_async
 
 log = logging.getLogger("mqtop.serve")
 
@@ -573,7 +576,7 @@ def run(args: argparse.Namespace) -> int:
         return await daemon.run(host, port)
 
     try:
-        return asyncio.run(main())
+        return run_async(main())  # a blocking call stuck on a broker is not waited for at exit
     except UsageError:
         raise
     except KeyboardInterrupt:

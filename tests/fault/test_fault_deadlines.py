@@ -10,13 +10,15 @@ for at exit. A real Redis in the same config is still reported, up, with its ser
 What is asserted: `metrics` (table, json), `queues` and `check --once` end within their stated
 deadline (metrics/check: interval + 2 x timeout + 1 s; queues: timeout + 1 s) plus interpreter
 start-up; exit 3 (SPEC §4: a broker could not be reached); the Redis broker up in the JSON
-report with its list.
+report with its list; `serve` exits 0 within 2 s of SIGTERM (plus a little scheduling slack;
+before: ~16 s, pika's handshake waited for at exit) and exported the Redis list meanwhile.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import socket
 import threading
 import time
@@ -27,6 +29,7 @@ import pytest
 import redis
 
 from tests.harness import RedisBroker, free_port
+from tests.support.serve import Serve, http_get, wait_until
 
 pytestmark = [pytest.mark.broker]
 
@@ -148,3 +151,33 @@ def test_metrics_help_states_the_deadline(run_cli):
         result = run_cli(command, "--help")
         assert result.returncode == 0
         assert words in " ".join(result.stdout.split()), result.stdout
+
+
+def test_serve_ends_within_two_seconds_of_sigterm_while_a_client_hangs(
+    silent, redis_broker, redis_list, write_config, tmp_path
+):
+    path = _config(write_config, silent, redis_broker, redis_list)
+    port = free_port()
+    serve = Serve(path, port, tmp_path / "serve")
+    try:
+        wait_until(lambda: http_get(f"http://127.0.0.1:{port}/metrics")[0] == 200, 30, "serve")
+        wait_until(lambda: len(silent.accepted) > 0, 15, "a connection to the silent broker")
+        wait_until(
+            lambda: f'queue="{redis_list}"' in http_get(f"http://127.0.0.1:{port}/metrics")[1],
+            15,
+            "the Redis list exported while the other broker hangs",
+        )
+        time.sleep(0.5)  # pika now waits for a handshake that never comes
+        serve.proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        code = serve.proc.wait(timeout=90)
+        wall = time.monotonic() - started
+    finally:
+        if serve.proc.poll() is None:
+            serve.proc.kill()
+            serve.proc.wait()
+    assert code == 0, serve.stderr_path.read_text()
+    assert wall < 2.0 + 0.5, f"serve took {wall:.1f}s to exit after SIGTERM"
+    stderr = serve.stderr_path.read_text()
+    assert '"msg": "stopped"' in stderr
+    assert "Traceback" not in stderr
