@@ -170,7 +170,13 @@ def build_parser(move_options: bool = True) -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="daemon: poll, alert, serve Prometheus /metrics")
     _config_option(p)
     p.add_argument("--metrics-port", type=int, default=9321, metavar="N")
-    p.add_argument("--metrics-host", default="127.0.0.1", metavar="ADDR")
+    p.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="address to listen on (default 127.0.0.1). /metrics has no authentication: bind "
+        "another address only on a trusted network (docs/alerts.md)",
+    )
 
     dlq = sub.add_parser("dlq", help="peek, replay, move, purge or reclaim dead letters")
     dsub = dlq.add_subparsers(dest="dlq_command", metavar="ACTION")

@@ -42,6 +42,47 @@ from mqtop.runtime import run as run_async
 log = logging.getLogger("mqtop.serve")
 
 HEALTHY_CYCLES = 3.0  # /healthz fails when no evaluation ran for this many intervals
+# the HTTP server answers at most this many connections at once (one thread each); more are
+# answered 503 at once and closed, so a flood of connections cannot hold a thread apiece
+MAX_CONNECTIONS = 64
+# a connection that sends nothing for this long (half a request, an idle keep-alive) is closed
+REQUEST_TIMEOUT = 10.0
+BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n"
+    b"Connection: close\r\n\r\n"
+)
+
+
+class BoundedHTTPServer(ThreadingHTTPServer):
+    """A threading HTTP server with a cap on concurrent connections (see MAX_CONNECTIONS)."""
+
+    daemon_threads = True
+    request_queue_size = 256  # connections waiting to be accepted (answered or refused at once)
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.refused = 0
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            self.refused += 1
+            with contextlib.suppress(OSError):
+                request.setblocking(False)
+                request.send(BUSY)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
 
 # ---------------------------------------------------------------- structured logs
@@ -227,6 +268,7 @@ class DaemonCollector:
 def _handler(daemon: Daemon) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = f"mqtop/{__version__}"
+        timeout = REQUEST_TIMEOUT  # per read and write on the connection's socket
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
@@ -310,7 +352,7 @@ class Daemon:
         self.lint = LintExporter(config.brokers, config.alerts, config.lint)
         self.registry.register(self.lint)
         self.exposition = Exposition(config.labels, config.exporter)
-        self._http: ThreadingHTTPServer | None = None
+        self._http: BoundedHTTPServer | None = None
         self._http_thread: threading.Thread | None = None
 
     # -- HTTP --------------------------------------------------------------------------
@@ -329,10 +371,9 @@ class Daemon:
     def listen(self, host: str, port: int) -> tuple[str, int]:
         """Bind the HTTP server (raises UsageError when the address is unusable)."""
         try:
-            server = ThreadingHTTPServer((host, port), _handler(self))
+            server = BoundedHTTPServer((host, port), _handler(self))
         except OSError as exc:
             raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-        server.daemon_threads = True
         self._http = server
         self._http_thread = threading.Thread(
             target=server.serve_forever, name="mqtop-http", daemon=True
