@@ -13,6 +13,15 @@ as two polls (so rates exist), and a target label ``cluster``. Measured in the s
   server after a poll (cold), ``..._warm_`` for a scrape between polls, ``..._gzip_`` with
   ``Accept-Encoding: gzip``.
 
+Under scrape load (``serve_load_*``): the real daemon polls a broker of 500 queues x 10 metrics
+(5,000 series; an in-process collector, so the broker costs nothing) every second, while
+scrapers in another process GET /metrics in a loop: first one client (the baseline), then 20
+at once, for the same time each. Figures: p50/p99 scrape latency of each phase and their ratio
+(``serve_load_p99_20_vs_1``), the longest gap between two polls (``serve_load_poll_gap_max_s``,
+the interval is 1 s: a scrape that delayed polling shows here), the scrapes answered, and
+``serve_load_false_alerts``: BrokerDown / SeriesStale alerts seen while the broker always
+answered (goal: 0).
+
 The queue-info series are left out of the ratio (prometheus_client renders only the same
 50,000 series); the HTTP figures include them (55,000 series), as ``serve`` answers.
 """
@@ -20,6 +29,7 @@ The queue-info series are left out of the ratio (prometheus_client renders only 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import http.client
 import json
@@ -28,6 +38,7 @@ import random
 import statistics
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from mqtop.exposition import ExporterConfig, Exposition
@@ -184,6 +195,155 @@ def _daemon_figures(
     return out
 
 
+LOAD_QUEUES = 500  # x 10 metrics = 5,000 series
+LOAD_CLIENTS = 20
+SCRAPER = r"""
+import http.client, json, sys, threading, time
+port, clients, seconds = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+times, errors = [], []
+def scrape():
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        started = time.perf_counter()
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
+            response = conn.getresponse()
+            response.read()
+            conn.close()
+            if response.status != 200:
+                errors.append(response.status)
+                continue
+        except OSError as exc:
+            errors.append(str(exc))
+            continue
+        times.append(time.perf_counter() - started)
+threads = [threading.Thread(target=scrape) for _ in range(clients)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(json.dumps({"times": times, "errors": len(errors)}))
+"""
+
+
+class LoadCollector:
+    """An in-process broker of ``LOAD_QUEUES`` queues whose values change at every poll."""
+
+    def __init__(self) -> None:
+        self.polls = 0
+
+    async def connect(self) -> None:
+        return None
+
+    async def collect(self) -> Any:
+        from collectors.base import Collected
+
+        self.polls += 1
+        rng = random.Random(self.polls)
+        return Collected(
+            series=tuple(
+                SeriesSample(
+                    key=SeriesKey("bench", f"orders.{i:04d}", None),
+                    kind="queue",
+                    values={m: float(rng.randint(0, 100_000)) for m in METRICS},
+                )
+                for i in range(LOAD_QUEUES)
+            )
+        )
+
+    async def close(self) -> None:
+        return None
+
+    def actions(self) -> None:
+        return None
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else 0.0
+
+
+def _load_figures(seconds: float) -> dict[str, float]:
+    """The real daemon under 1, then 20 concurrent scrapers (see the module doc)."""
+    import asyncio
+    import subprocess
+    import sys
+    import threading
+
+    from alerts.evaluator import BROKER_DOWN, SERIES_STALE
+    from mqtop.commands.serve import Daemon
+    from mqtop.config import load_config_file
+
+    path = os.path.join(tempfile.mkdtemp(prefix="mqtop-bench-load-"), "mqtop.yaml")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(
+            'interval: 1s\nbrokers:\n  - {name: bench, type: redis, url: "redis://127.0.0.1:1/0"}\n'
+        )
+    config = load_config_file(Path(path))
+    args = argparse.Namespace(config=path, verbose=0)
+    loop = asyncio.new_event_loop()
+    polls: list[float] = []
+    false_alerts: set[tuple[str, str | None]] = set()
+    holder: dict[str, Any] = {}
+
+    async def main() -> None:
+        daemon = Daemon(args, config)
+        daemon.engine._collectors["bench"] = LoadCollector()
+        daemon.store.subscribe(lambda _s: polls.append(time.monotonic()))
+        holder["daemon"] = daemon
+        holder["task"] = asyncio.current_task()
+        with contextlib.suppress(asyncio.CancelledError):
+            await daemon.run("127.0.0.1", 0)
+
+    thread = threading.Thread(target=lambda: loop.run_until_complete(main()), daemon=True)
+    thread.start()
+    while "daemon" not in holder or holder["daemon"]._http is None or len(polls) < 3:
+        time.sleep(0.05)
+    daemon = holder["daemon"]
+    port = daemon._http.server_address[1]
+    watching = True
+
+    def watch() -> None:
+        while watching:
+            for alert in daemon.evaluator.alerts():
+                if alert.rule in (BROKER_DOWN, SERIES_STALE):
+                    false_alerts.add((alert.rule, alert.queue))
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    out: dict[str, float] = {}
+    try:
+        for clients in (1, LOAD_CLIENTS):
+            first = len(polls)
+            run = subprocess.run(
+                [sys.executable, "-c", SCRAPER, str(port), str(clients), str(seconds)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            doc = json.loads(run.stdout)
+            times = doc["times"]
+            gaps = [b - a for a, b in zip(polls[first:], polls[first + 1 :], strict=False)]
+            out[f"serve_load_p50_ms_{clients}"] = _percentile(times, 0.50)
+            out[f"serve_load_p99_ms_{clients}"] = _percentile(times, 0.99)
+            out[f"serve_load_scrapes_{clients}"] = float(len(times))
+            out[f"serve_load_errors_{clients}"] = float(doc["errors"])
+            out[f"serve_load_poll_gap_max_s_{clients}"] = max(gaps, default=0.0)
+    finally:
+        watching = False
+        watcher.join()
+        loop.call_soon_threadsafe(holder["task"].cancel)
+        thread.join(10)
+    out["serve_load_p99_20_vs_1"] = out[f"serve_load_p99_ms_{LOAD_CLIENTS}"] / max(
+        out["serve_load_p99_ms_1"], 1e-9
+    )
+    out["serve_load_poll_gap_max_s"] = max(
+        out["serve_load_poll_gap_max_s_1"], out[f"serve_load_poll_gap_max_s_{LOAD_CLIENTS}"]
+    )
+    out["serve_load_false_alerts"] = float(len(false_alerts))
+    return out
+
+
 def run(quick: bool = False) -> dict[str, float]:
     from prometheus_client import CollectorRegistry, generate_latest
 
@@ -223,8 +383,16 @@ def run(quick: bool = False) -> dict[str, float]:
         "serve_metrics_gzip_ms_50k": gzip_ms,
     }
     out.update(_daemon_figures(store, statuses, runs))
+    out.update(_load_figures(8.0 if quick else 20.0))
     return out
 
 
 if __name__ == "__main__":
-    print(json.dumps(run(), indent=2))
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--load-only", action="store_true", help="only the serve_load figures")
+    options = parser.parse_args()
+    if options.load_only:
+        print(json.dumps(_load_figures(8.0 if options.quick else 20.0), indent=2))
+    else:
+        print(json.dumps(run(options.quick), indent=2))
