@@ -9,7 +9,13 @@ from pydantic import Field, field_validator, model_validator
 
 from collectors.base import BrokerOptions, MoveOptions
 from mqtop.kernel.durations import Duration, OptionalDuration
-from mqtop.kernel.secrets import REDACTOR, Password, strip_url_credentials, url_password
+from mqtop.kernel.secrets import (
+    REDACTOR,
+    Password,
+    check_url_port,
+    strip_url_credentials,
+    url_password,
+)
 
 
 class SQSOptions(BrokerOptions):
@@ -79,6 +85,7 @@ class SQSOptions(BrokerOptions):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL")
+        check_url_port(value)
         return value.rstrip("/")
 
     @field_validator("move_visibility_timeout")

@@ -51,6 +51,26 @@ def url_password(url: str) -> str | None:
     return None
 
 
+def check_url_port(url: str) -> None:
+    """Raise ValueError (never naming the credentials) when the URL's port is not a number
+    from 1 to 65535 (``redis://:pw@host:notaport/0``) or its address cannot be parsed."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise ValueError(
+            "not a valid URL (check the host and the brackets of an IPv6 address)"
+        ) from None
+    hostport = (parts.netloc or "").rpartition("@")[2]
+    try:
+        port = parts.port
+    except ValueError:
+        raw = hostport.rpartition("]")[2].rpartition(":")[2] if ":" in hostport else ""
+        shown = raw if raw.isascii() and raw.isprintable() and len(raw) <= 20 else "?"
+        raise ValueError(f"port {shown!r} is not a number from 1 to 65535") from None
+    if port == 0:
+        raise ValueError("port 0 is not a port a broker listens on (1 to 65535)")
+
+
 def strip_url_credentials(url: str) -> str:
     """Return the URL without any userinfo (for display as an address)."""
     parts = urlsplit(url)
@@ -188,7 +208,9 @@ class SecretUrl:
                 raise ValueError("URL must not be empty")
             if "://" not in value:
                 raise ValueError("expected a URL like scheme://host:port")
-            return cls(value)
+            secret = cls(value)  # the password is known to the redactor before any error
+            check_url_port(value)
+            return secret
 
         return core_schema.no_info_plain_validator_function(
             validate,
