@@ -35,6 +35,11 @@ BACKOFF_MAX_FACTOR = 2.0
 # seconds closing connections may take when a command or the daemon ends (all brokers at
 # once); a close still running then (a client stuck on a silent endpoint) is abandoned
 CLOSE_GRACE = 0.5
+# a collector's warning stays in the broker's status this long after it was last reported (at
+# least this many intervals): a warning of one poll (a discovery, one bad entry) is not
+# replaced by the next poll's before anyone could read it
+WARNING_KEEP_INTERVALS = 10.0
+WARNING_KEEP_MIN = 60.0
 
 
 def describe_error(exc: BaseException, timeout: float | None = None) -> str:
@@ -123,6 +128,7 @@ class Engine:
         # closes started after a failed poll, not waited for by that poll (a client stuck on
         # a silent endpoint may take long to close); the broker's next poll waits for its own
         self._closing: dict[str, asyncio.Task[None]] = {}
+        self._warned: dict[str, dict[str, float]] = {}  # broker -> warning -> last reported
         self._stopping = asyncio.Event()
         self._status_listeners: list[Callable[[BrokerStatus], None]] = []
         self.statuses: dict[str, BrokerStatus] = {}
@@ -222,12 +228,27 @@ class Engine:
                 up=True,
                 duration=time.monotonic() - mono,
                 series=collected.series,
-                warnings=tuple(redact(w) for w in collected.warnings),
+                warnings=self._kept_warnings(name, collected.warnings, interval),
             )
         self._update_status(snapshot, interval)
         self.store.ingest(snapshot, interval=interval)
         await self.flush_history()
         return snapshot
+
+    def _kept_warnings(self, name: str, new: Iterable[str], interval: float) -> tuple[str, ...]:
+        """This poll's warnings, then those of earlier polls reported within the keep time."""
+        now = time.monotonic()
+        keep = max(WARNING_KEEP_INTERVALS * interval, WARNING_KEEP_MIN)
+        seen = self._warned.setdefault(name, {})
+        fresh = [redact(w) for w in new]
+        for warning in fresh:
+            seen.pop(warning, None)
+            seen[warning] = now
+        for warning, last in list(seen.items()):
+            if now - last > keep:
+                del seen[warning]
+        older = [w for w in seen if w not in fresh]
+        return tuple(dict.fromkeys([*fresh, *older]))
 
     def _close_later(self, name: str, collector: Collector) -> None:
         """Close a failed broker's connections in the background (the poll does not wait)."""

@@ -26,7 +26,7 @@ from alerts.evaluator import BROKER_DOWN, AlertEvaluator
 from alerts.model import Alert, AlertState
 from alerts.report import CheckReport, describe, render
 from alerts.silences import SilenceStore
-from mqtop.commands.metrics import BACKSTOP, CLOSING, two_polls, two_polls_deadline
+from mqtop.commands.metrics import backstop, two_polls, two_polls_deadline
 from mqtop.config import Config
 from mqtop.engine import Engine
 from mqtop.kernel.durations import format_duration, parse_duration
@@ -115,7 +115,7 @@ async def _evaluate(
         await engine.load_history()  # local disk: before the deadline starts
         engine.prepare()
         if watch is None:
-            async with deadline(two_polls_deadline(config) - CLOSING + BACKSTOP, "check --once"):
+            async with deadline(backstop(two_polls_deadline(config)), "check --once"):
                 await two_polls(engine, config.interval)
             evaluator.evaluate(engine.store, engine.statuses, time.time())
         else:

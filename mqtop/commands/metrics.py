@@ -27,6 +27,14 @@ def select_brokers(config: Config, names: list[str] | None) -> Config:
     return config.model_copy(update={"brokers": chosen, "sources": []})
 
 
+def report_warnings(statuses: list[BrokerStatus]) -> None:
+    """Print each broker's warnings to stderr (formats whose stdout cannot hold them)."""
+    for status in statuses:
+        for warning in status.warnings:
+            text = redact(f"broker {status.name!r}: {warning}")
+            print(f"mqtop: warning: {safe_text(text, 500)}", file=sys.stderr)
+
+
 def report_down(statuses: list[BrokerStatus]) -> bool:
     """Print one line per unreachable broker to stderr; True when any is down."""
     down = [s for s in statuses if not s.up]
@@ -39,9 +47,14 @@ def report_down(statuses: list[BrokerStatus]) -> bool:
 # the second a stated deadline adds to its polls: the engine's CLOSE_GRACE to close
 # connections, the rest for the scheduling of a loaded machine
 CLOSING = 1.0
-# a command still running this long past its stated deadline is stopped (a bug: the engine
-# ends every poll at its timeout) with "gave up at its deadline", exit 3
-BACKSTOP = 1.0
+
+
+def backstop(stated: float) -> float:
+    """When a command still running is stopped with "gave up at its deadline" (exit 3): at
+    twice its stated deadline. The engine ends every poll at its timeout, so only a bug, or a
+    machine too loaded to run the event loop (a client library imported on it), gets there;
+    a late report is better than none until then."""
+    return 2 * stated
 
 
 def two_polls_deadline(config: Config) -> float:
@@ -93,7 +106,7 @@ def run_metrics(args: argparse.Namespace) -> int:
     async def main() -> tuple[list[BrokerStatus], Engine]:
         engine = Engine(config)
         engine.prepare()
-        async with deadline(two_polls_deadline(config) + BACKSTOP, "metrics"):
+        async with deadline(backstop(two_polls_deadline(config)), "metrics"):
             try:
                 await two_polls(engine, config.interval)
             finally:
@@ -104,11 +117,13 @@ def run_metrics(args: argparse.Namespace) -> int:
     views = engine.store.views(include_stale=False)
     if args.format == "json":
         print(dumps(metrics_json(statuses, views, time.time())))
+        report_warnings(statuses)  # SPEC §5 fixes the document's keys: warnings go to stderr
     elif args.format == "prometheus":
         # the exposition format cannot escape control characters, so label values are made
         # visible as in the table (`serve` keeps them exact: /metrics is not a terminal)
         visible = [_visible(v) for v in views]
         sys.stdout.write(exposition_text(statuses, visible, config.labels, config.exporter))
+        report_warnings(statuses)
     else:
         print(metrics_table(statuses, views))
     return EXIT_UNREACHABLE if report_down(statuses) else EXIT_OK
@@ -122,7 +137,7 @@ def run_queues(args: argparse.Namespace) -> int:
     async def main() -> Engine:
         engine = Engine(config)
         engine.prepare()
-        async with deadline(one_poll_deadline(config) + BACKSTOP, "queues"):
+        async with deadline(backstop(one_poll_deadline(config)), "queues"):
             try:
                 await engine.poll_all()
             finally:
@@ -144,6 +159,7 @@ def run_queues(args: argparse.Namespace) -> int:
             for v in views
         ]
         print(dumps(rows))
+        report_warnings(statuses)  # the list of queues has no place for them
     else:
         table = [
             [
@@ -160,4 +176,5 @@ def run_queues(args: argparse.Namespace) -> int:
             if table
             else "(no queues found)"
         )
+        report_warnings(statuses)
     return EXIT_UNREACHABLE if report_down(statuses) else EXIT_OK
