@@ -146,9 +146,18 @@ class RedactingFilter(logging.Filter):
             message = str(record.msg)
         record.msg = REDACTOR(message)
         record.args = None
+        if record.exc_info and not record.exc_text:
+            # the handler's formatter would render the traceback after this filter, unmasked
+            # (an exception's text may hold a URL with its password): render it here, masked
+            record.exc_text = _FORMATTER.formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = REDACTOR(record.exc_text)
+        if record.stack_info:
+            record.stack_info = REDACTOR(record.stack_info)
         return True
+
+
+_FORMATTER = logging.Formatter()
 
 
 def install_log_redaction(logger: logging.Logger | None = None) -> None:
