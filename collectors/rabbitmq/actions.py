@@ -47,6 +47,7 @@ from collectors.rabbitmq.collector import (
     RabbitMQMoveOptions,
     RabbitMQOptions,
     amqp_target,
+    open_connection,
     pika_parameters,
     qualify,
     split_name,
@@ -1413,9 +1414,8 @@ class RabbitMQActions:
     @contextlib.contextmanager
     def _connection(self, vhost: str) -> Iterator[Any]:
         """A short-lived blocking connection (actions are rare; idle ones would time out)."""
-        import pika
 
-        conn = pika.BlockingConnection(pika_parameters(self.options, vhost))
+        conn = open_connection(self.options, vhost)
         try:
             yield conn
         finally:
@@ -1626,9 +1626,7 @@ class RabbitMQActions:
             raise self._missing(request.destination, dst[0])
 
         def connect(vhost: str) -> Any:
-            import pika
-
-            return pika.BlockingConnection(pika_parameters(self.options, vhost))
+            return open_connection(self.options, vhost)
 
         return await asyncio.to_thread(
             republish_one,

@@ -31,13 +31,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
+import math
 import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, Literal
@@ -55,12 +55,18 @@ from collectors.base import (
     compile_globs,
     dlq_candidates,
 )
+from collectors.rabbitmq.management import (
+    DEFAULT_MAX_RESPONSE_MB,
+    ManagementHttp,
+    ManagementRefused,
+    ManagementUnavailable,
+)
 from mqtop.kernel.durations import Duration
+from mqtop.kernel.errors import BrokerUnreachable, ConfigError, MqtopError
 from mqtop.kernel.model import SeriesKey, SeriesSample
 from mqtop.kernel.secrets import SecretUrl, redact, strip_url_credentials
 
 if TYPE_CHECKING:
-    import httpx
     import pika
 
 GLOB_CHARS = frozenset("*?[")
@@ -80,6 +86,8 @@ QUEUE_COLUMNS = (
     "message_stats",
 )
 PAGE_CONCURRENCY = 4
+MAX_QUEUES = 1_000_000  # a page_count claiming more queues than this is refused
+DEFAULT_POLL_TIMEOUT = 5.0  # the engine's default timeout of a poll (interval, at least 5 s)
 TOPOLOGY_CONCURRENCY = 8
 MAX_E2E_DEPTH = 4
 
@@ -129,7 +137,22 @@ class RabbitMQOptions(ClientCertificate, BrokerOptions):
             "window shrinks to fit (at least one message)."
         ),
     )
-    http_timeout: Duration = Field(30.0, description="Timeout of one management API request.")
+    http_timeout: Duration = Field(
+        30.0,
+        description=(
+            "Total time limit of one management API request (connect, headers and body); "
+            "within a poll or before an action also bounded by the broker's timeout."
+        ),
+    )
+    max_response_mb: int = Field(
+        DEFAULT_MAX_RESPONSE_MB,
+        ge=1,
+        le=4096,
+        description=(
+            "Largest management API answer read (MB); a larger one is refused with an error "
+            "instead of being parsed."
+        ),
+    )
     auth_mechanism: Literal["plain", "external"] = Field(
         "plain",
         description=(
@@ -234,8 +257,54 @@ def ssl_context(options: RabbitMQOptions) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     if options.cert_file is not None:
-        context.load_cert_chain(options.cert_file, options.key_file, options.key_password_value())
+        try:
+            context.load_cert_chain(
+                options.cert_file, options.key_file, options.key_password_value()
+            )
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError([certificate_load_error(options, exc)]) from None
     return context
+
+
+def certificate_load_error(options: RabbitMQOptions, exc: BaseException) -> str:
+    """Why the client certificate or its key could not be loaded, naming the files."""
+    key = options.key_file or options.cert_file
+    detail = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
+    if isinstance(exc, ssl.SSLError) and options.key_password is not None:
+        hint = "wrong key_password, or the key does not match the certificate"
+    elif isinstance(exc, ssl.SSLError):
+        hint = "an encrypted key needs key_password; the key must match the certificate"
+    else:
+        hint = "cannot read the file"
+    return (
+        f"broker {options.name!r}: cannot load the client certificate {options.cert_file} "
+        f"with key {key}: {hint} ({detail})"
+    )
+
+
+def poll_budget(options: BrokerOptions) -> float:
+    """Seconds one poll may take: the broker's ``timeout``, else the engine's default for it
+    (its ``interval``, at least 5 s; a top-level ``timeout`` is not visible to a broker)."""
+    if options.timeout:
+        return float(options.timeout)
+    return max(float(options.interval or DEFAULT_POLL_TIMEOUT), DEFAULT_POLL_TIMEOUT)
+
+
+def failure_text(exc: BaseException, depth: int = 0) -> str:
+    """``Type: message`` of an error, looking inside wrappers whose own message is empty
+    (pika's AMQPConnectionError holds the connector error that holds the OSError)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    name = type(exc).__name__
+    if text or depth >= 4:
+        return f"{name}: {text}" if text else name
+    inner = [a for a in exc.args if isinstance(a, BaseException)]
+    wrapped = getattr(exc, "exception", None)
+    if isinstance(wrapped, BaseException):
+        inner.append(wrapped)
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None:
+        inner.append(cause)
+    return next((failure_text(e, depth + 1) for e in inner), name)
 
 
 def certificate_failure(exc: BaseException) -> str | None:
@@ -259,10 +328,16 @@ def pika_parameters(
     options: RabbitMQOptions,
     vhost: str | None = None,
     heartbeat: int = 60,
-    timeout: float = 10.0,
+    timeout: float | None = None,
 ) -> pika.ConnectionParameters:
-    """pika connection parameters for a vhost (the URL's by default)."""
+    """pika connection parameters for a vhost (the URL's by default). Opening the connection
+    (TCP, TLS and the AMQP handshake together) takes at most ``timeout`` seconds, the broker's
+    poll budget by default."""
     import pika
+
+    if timeout is None:
+        timeout = poll_budget(options)
+    timeout = max(timeout, 0.1)
 
     quiet_pika()
     target = amqp_target(options.url.get_secret_value())
@@ -282,17 +357,82 @@ def pika_parameters(
         heartbeat=heartbeat,
         connection_attempts=1,
         socket_timeout=timeout,
-        stack_timeout=timeout * 2,
-        blocked_connection_timeout=timeout * 6,
+        stack_timeout=timeout,
+        blocked_connection_timeout=max(timeout * 6, 30.0),
         client_properties={"connection_name": f"mqtop ({options.name})"},
     )
 
 
+def open_connection(
+    options: RabbitMQOptions, vhost: str | None = None, timeout: float | None = None
+) -> Any:
+    """A pika ``BlockingConnection``, opened within ``timeout`` (the poll budget by default);
+    one that is not opened in time is reported with its address and the deadline."""
+    import pika
+
+    params = pika_parameters(options, vhost, timeout=timeout)
+    try:
+        return pika.BlockingConnection(params)
+    except Exception as exc:
+        # pika raises (or wraps) a connection_workflow error whose class names the deadline
+        timed_out = any(
+            "timeout" in type(inner).__name__.lower()
+            for inner in (exc, *exc.args)
+            if isinstance(inner, BaseException)
+        )
+        refusal = tls_refusal(exc) if params.ssl_options is not None else None
+        if refusal is not None:
+            hint = (
+                "the listener may require a client certificate (cert_file, key_file)"
+                if options.cert_file is None
+                else f"the server may not accept the client certificate {options.cert_file}"
+            )
+            raise BrokerUnreachable(
+                f"AMQP at {params.host}:{params.port} refused the TLS connection "
+                f"({refusal}): {hint}"
+            ) from None
+        if not timed_out:
+            raise
+        raise BrokerUnreachable(
+            f"AMQP at {params.host}:{params.port}: no connection within "
+            f"{params.stack_timeout:.2g}s (TCP, TLS and the AMQP handshake)"
+        ) from None
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps (args, pika's ``exception``, cause, context)."""
+    pending, seen = [exc], set[int]()
+    while pending and len(seen) < 16:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        linked = [*current.args, getattr(current, "exception", None)]
+        linked += [current.__cause__, current.__context__]
+        pending.extend(e for e in linked if isinstance(e, BaseException))
+
+
+def tls_refusal(exc: BaseException) -> str | None:
+    """How a TLS server refused the connection, if it did. A server that requires a client
+    certificate says so with a CERTIFICATE_REQUIRED alert, or (TLS 1.3: the client's
+    handshake is over before the server checks) closes the connection: EOF or a reset."""
+    causes = list(_causes(exc))
+    text = " ".join(f"{type(e).__name__} {e}" for e in causes)
+    if "CERTIFICATE_REQUIRED" in text.upper() or "certificate required" in text.lower():
+        return "CERTIFICATE_REQUIRED alert"
+    closed = ssl.SSLEOFError | ssl.SSLZeroReturnError | ConnectionResetError | EOFError
+    if any(isinstance(e, closed) for e in causes) or "EOF" in text:
+        return "connection closed during the handshake: EOF"
+    return None
+
+
 def quiet_pika() -> None:
-    """pika logs expected events (a 404 on a passive declare) as warnings: keep them quiet."""
-    logger = logging.getLogger("pika")
-    if logger.level == logging.NOTSET:
-        logger.setLevel(logging.CRITICAL)
+    """pika logs expected events (a 404 on a passive declare) as warnings and every failed
+    connection as several ERROR lines: mqtop reports the failure itself, once. ``-vv`` (debug
+    logging) lets pika speak."""
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        logging.getLogger("pika").setLevel(logging.CRITICAL)
 
 
 def qualify(vhost: str, name: str) -> str:
@@ -312,7 +452,8 @@ def split_name(qualified: str, vhosts: Collection[str]) -> tuple[str, str]:
 def _num(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 def topic_matches(pattern: str, key: str) -> bool:
@@ -549,17 +690,6 @@ def _inflow_rate(base: _Point | None, now: _Point) -> float | None:
     return max(0.0, now.inflow_level - base.inflow_level) / span
 
 
-# ---------------------------------------------------------------- errors
-
-
-class ManagementUnavailable(Exception):
-    """The management API cannot be reached (the collector falls back to AMQP)."""
-
-
-class ManagementRefused(Exception):
-    """An answer a fallback would hide: 401/403, or a certificate that fails verification."""
-
-
 # ---------------------------------------------------------------- AMQP fallback
 
 
@@ -574,13 +704,13 @@ class PassiveProbe:
         self._lock = threading.Lock()
         self._conns: dict[str, Any] = {}
         self._channels: dict[str, Any] = {}
+        self.timeout: float | None = None  # opening a connection (None: the poll budget)
 
     def _channel(self, vhost: str) -> Any:
-        import pika
 
         conn = self._conns.get(vhost)
         if conn is None or not conn.is_open:
-            conn = pika.BlockingConnection(pika_parameters(self.options, vhost))
+            conn = open_connection(self.options, vhost, timeout=self.timeout)
             self._conns[vhost] = conn
             self._channels.pop(vhost, None)
         channel = self._channels.get(vhost)
@@ -639,8 +769,20 @@ class RabbitMQCollector:
 
     def __init__(self, options: RabbitMQOptions) -> None:
         self.options = options
-        self._http: httpx.AsyncClient | None = None
         self._endpoint = management_endpoint(options)
+        self._mgmt = (
+            None
+            if self._endpoint is None
+            else ManagementHttp(
+                self._endpoint[0],
+                self._endpoint[1],
+                lambda: ssl_context(options),
+                options.max_response_mb * 1024 * 1024,
+            )
+        )
+        self._deadline: float | None = None  # end of the management API's share of a poll
+        self._failed: tuple[float, str] | None = None  # last one-off failure: (when, why)
+        self.skipped_entries = 0  # entries of the last listing that were not queue objects
         self._probe: PassiveProbe | None = None
         self._topology = Topology()
         self._history: dict[str, _History] = {}
@@ -665,32 +807,12 @@ class RabbitMQCollector:
     # -- lifecycle -------------------------------------------------------------------
 
     async def connect(self) -> None:
-        if self._endpoint is not None and self._http is None:
-            import httpx
-
-            base, auth = self._endpoint
-            verify: ssl.SSLContext | bool = True
-            if base.lower().startswith("https://"):
-                verify = ssl_context(self.options)
-            self._http = httpx.AsyncClient(
-                base_url=base,
-                auth=auth,
-                verify=verify,
-                timeout=httpx.Timeout(
-                    self.options.http_timeout, connect=min(5.0, self.options.http_timeout)
-                ),
-                limits=httpx.Limits(max_connections=TOPOLOGY_CONCURRENCY),
-                headers={"Accept": "application/json"},
-                trust_env=False,
-            )
+        if self._mgmt is not None:
+            self._mgmt.open(TOPOLOGY_CONCURRENCY, self.options.http_timeout)
 
     async def close(self) -> None:
-        http, self._http = self._http, None
-        if http is not None:
-            try:
-                await http.aclose()
-            except Exception:  # noqa: S110 - close must not raise
-                pass
+        if self._mgmt is not None:
+            await self._mgmt.close()
         probe, self._probe = self._probe, None
         if probe is not None:
             await asyncio.to_thread(probe.close)
@@ -715,59 +837,33 @@ class RabbitMQCollector:
     async def _get(self, path: str, params: Mapping[str, str | int] | None = None) -> Any:
         """GET ``/api/{path}``: JSON, None for 404; raises ManagementUnavailable/Refused.
 
-        Polling goes through the long-lived ``httpx.AsyncClient`` opened by ``connect``;
-        one-off calls made before that (message actions on the command line) use a plain
-        urllib request in a thread rather than paying for the httpx import.
+        Each request has a total deadline: ``http_timeout``, and within a poll what is left
+        of the poll's share for the management API; before an action (no poll running) the
+        broker's timeout. An API that failed a one-off call is not asked again for
+        ``discover_every`` (an action makes several lookups, each would wait again).
         """
-        if self._http is None:
-            return await asyncio.to_thread(self._get_once, path, params)
-        import httpx
-
+        assert self._mgmt is not None
+        now = time.monotonic()
+        if self._deadline is not None:
+            timeout = min(self.options.http_timeout, self._deadline - now)
+        else:
+            if self._failed is not None and now - self._failed[0] < self.options.discover_every:
+                raise ManagementUnavailable(self._failed[1])
+            timeout = min(self.options.http_timeout, poll_budget(self.options))
         try:
-            response = await self._http.get(f"/api/{path}", params=params)
-        except httpx.TransportError as exc:
+            return await self._mgmt.get(path, params, timeout)
+        except ManagementUnavailable as exc:
+            if self._deadline is None:
+                self._failed = (time.monotonic(), str(exc))
+            raise
+        except (ManagementRefused, MqtopError):
+            raise
+        except Exception as exc:  # httpx.TransportError, OSError, ssl errors
             self._refuse_unverified(exc)
-            raise ManagementUnavailable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
-        return self._answer(path, response.status_code, response.content)
-
-    def _answer(self, path: str, status: int, content: bytes) -> Any:
-        if status in (401, 403):
-            raise ManagementRefused(
-                f"management API refused the credentials (HTTP {status}): "
-                "check the user in url/management_url and its management tag"
-            )
-        if status == 404:
-            return None
-        if status >= 400:
-            raise ManagementUnavailable(f"HTTP {status} from /api/{path}")
-        try:
-            return json.loads(content)
-        except ValueError as exc:
-            raise ManagementUnavailable(f"/api/{path} did not answer JSON") from exc
-
-    def _get_once(self, path: str, params: Mapping[str, str | int] | None) -> Any:
-        import base64
-        import urllib.error
-        import urllib.request
-        from urllib.parse import urlencode
-
-        assert self._endpoint is not None
-        base, (user, password) = self._endpoint
-        url = f"{base}/api/{path}" + (f"?{urlencode(params)}" if params else "")
-        request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
-        token = base64.b64encode(f"{user}:{password}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
-        context = ssl_context(self.options) if base.lower().startswith("https://") else None
-        try:
-            with urllib.request.urlopen(  # noqa: S310 - http(s) only (validated)
-                request, timeout=self.options.http_timeout, context=context
-            ) as response:
-                return self._answer(path, response.status, response.read())
-        except urllib.error.HTTPError as exc:
-            return self._answer(path, exc.code, exc.read() or b"")
-        except (OSError, ValueError) as exc:
-            self._refuse_unverified(exc)
-            raise ManagementUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            if self._deadline is None:
+                self._failed = (time.monotonic(), reason)
+            raise ManagementUnavailable(reason) from None
 
     def _refuse_unverified(self, exc: BaseException) -> None:
         """A certificate that fails verification is an error, never a reason to fall back."""
@@ -817,6 +913,7 @@ class RabbitMQCollector:
     async def fetch_queues(self, columns: Iterable[str] = QUEUE_COLUMNS) -> list[dict[str, Any]]:
         """Every visible queue, page by page (pages after the first concurrently)."""
         cols = ",".join(columns)
+        self.skipped_entries = 0
         paths = (
             [f"queues/{quote(v, safe='')}" for v in self.options.vhosts]
             if self.options.vhosts
@@ -836,31 +933,46 @@ class RabbitMQCollector:
             data = await self._get(path, {"columns": cols, "page": number, "page_size": size})
             if data is None:
                 return None
-            if not isinstance(data, dict) or "items" not in data:
+            if not isinstance(data, dict) or not isinstance(data.get("items"), list):
                 raise ManagementUnavailable(f"/api/{path}: unexpected answer (no pagination)")
             return data
 
         first = await page(1)
         if first is None:
             return []  # e.g. a configured vhost that does not exist
-        items: list[dict[str, Any]] = list(first.get("items") or [])
-        pages = int(first.get("page_count") or 1)
+        pages = page_count(path, first, size)
+        items: list[dict[str, Any]] = []
+        seen: set[tuple[str, str]] = set()
+        self._take(first["items"], items, seen)
         if pages > 1:
-            semaphore = asyncio.Semaphore(PAGE_CONCURRENCY)
+            numbers = iter(range(2, pages + 1))
 
-            async def limited(number: int) -> dict[str, Any] | None:
-                async with semaphore:
-                    return await page(number)
+            async def worker() -> None:
+                # pages are asked for as workers free up, never all at once
+                for number in numbers:
+                    data = await page(number)
+                    if data is not None:
+                        self._take(data["items"], items, seen)
 
-            rest = await asyncio.gather(*(limited(n) for n in range(2, pages + 1)))
-            seen = {(i.get("vhost"), i.get("name")) for i in items}
-            for data in rest:
-                for item in (data or {}).get("items") or []:
-                    ident = (item.get("vhost"), item.get("name"))
-                    if ident not in seen:  # a queue created meanwhile shifts pages
-                        seen.add(ident)
-                        items.append(item)
+            await asyncio.gather(*(worker() for _ in range(min(PAGE_CONCURRENCY, pages - 1))))
         return items
+
+    def _take(
+        self, entries: list[Any], items: list[dict[str, Any]], seen: set[tuple[str, str]]
+    ) -> None:
+        """Keep the queue objects of a page; count the entries that are not one."""
+        for item in entries:
+            if (
+                not isinstance(item, dict)
+                or not isinstance(item.get("vhost"), str)
+                or not isinstance(item.get("name"), str)
+            ):
+                self.skipped_entries += 1
+                continue
+            ident = (item["vhost"], item["name"])
+            if ident not in seen:  # a queue created meanwhile shifts pages
+                seen.add(ident)
+                items.append(item)
 
     async def dead_letter_sources_of(self, dlq: str) -> list[str] | None:
         """Queues whose dead letters reach ``dlq`` (None when the management API is unknown)."""
@@ -978,19 +1090,38 @@ class RabbitMQCollector:
     # -- collection ------------------------------------------------------------------
 
     async def collect(self) -> Collected:
+        # end a little before the engine's own timeout, so the error says what failed
+        budget = poll_budget(self.options) * 0.9
+        end = time.monotonic() + budget
         if self._endpoint is None:
-            return await self._collect_amqp("no management_url is configured")
+            return await self._collect_amqp("no management_url is configured", end)
         started = time.time()  # the engine stamps the snapshot with the poll's start too
+        # the management API may use two thirds of the budget: the AMQP fallback gets the rest
+        self._deadline = end - budget / 3
         try:
             await self._overview()
             items = await self.fetch_queues()
+            self.mode = "management"
+            self._deadline = end
+            return await self._build(items, started)
         except ManagementUnavailable as exc:
-            base = self._endpoint[0]
+            reason = redact(str(exc))
+        finally:
+            self._deadline = None
+        base = self._endpoint[0]
+        try:
             return await self._collect_amqp(
-                f"management API at {base} is unavailable ({redact(str(exc))})"
+                f"management API at {base} is unavailable ({reason})", end
             )
-        self.mode = "management"
-        return await self._build(items, started)
+        except ConfigError:
+            raise
+        except Exception as exc:
+            # both failed: say why each did (the management API's own error first)
+            raise BrokerUnreachable(
+                f"management API at {base}: {reason}; AMQP fallback at "
+                f"{strip_url_credentials(self.options.url.get_secret_value())}: "
+                f"{redact(str(exc) if isinstance(exc, MqtopError) else failure_text(exc))}"
+            ) from None
 
     async def _build(self, items: list[dict[str, Any]], started: float) -> Collected:
         options = self.options
@@ -1150,6 +1281,12 @@ class RabbitMQCollector:
             )
         for gone in [k for k in self._history if k not in wanted_names]:
             del self._history[gone]
+        if self.skipped_entries:
+            warnings.append(
+                f"{self.skipped_entries} entr{'y' if self.skipped_entries == 1 else 'ies'} of "
+                "the management API's queue list skipped: not a queue object (with a vhost "
+                "and a name)"
+            )
         if not counters_known:
             warnings.append(
                 "management statistics are off (rates_mode: none): rates and error_rate are null"
@@ -1208,7 +1345,7 @@ class RabbitMQCollector:
 
     # -- AMQP fallback -----------------------------------------------------------------
 
-    async def _collect_amqp(self, reason: str) -> Collected:
+    async def _collect_amqp(self, reason: str, end: float) -> Collected:
         self.mode = "amqp"
         options = self.options
         known = [*options.vhosts, amqp_target(options.url.get_secret_value()).vhost]
@@ -1222,6 +1359,7 @@ class RabbitMQCollector:
         if self._probe is None:
             self._probe = PassiveProbe(options)
         probe = self._probe
+        probe.timeout = max(0.1, end - time.monotonic())
         if not probe_names:
             # nothing to declare, but a broker answering neither the management API nor AMQP
             # is unreachable, not "up with no queues" (SPEC §4 exit 3, §7)
@@ -1275,6 +1413,30 @@ class RabbitMQCollector:
                 )
             )
         return Collected(series=tuple(series), warnings=tuple(warnings))
+
+
+def page_count(path: str, first: Mapping[str, Any], size: int) -> int:
+    """How many pages to read: ``page_count``, checked against ``filtered_count``."""
+    raw = first.get("page_count", 1)
+    if raw is None:
+        return 1
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
+        raise ManagementUnavailable(f"/api/{path}: page_count {raw!r} is not a page count")
+    pages = max(raw, 1)
+    counted = first.get("filtered_count")
+    if isinstance(counted, int) and not isinstance(counted, bool) and counted >= 0:
+        bound = -(-counted // size)  # ceil
+        if pages > bound + 1:
+            raise ManagementUnavailable(
+                f"/api/{path}: page_count {raw} does not fit filtered_count {counted} at "
+                f"page_size {size} (at most {bound} pages): refusing to read it"
+            )
+    elif pages * size > MAX_QUEUES:
+        raise ManagementUnavailable(
+            f"/api/{path}: page_count {raw} at page_size {size} claims more than "
+            f"{MAX_QUEUES:,} queues without a filtered_count: refusing to read it"
+        )
+    return pages
 
 
 def _prefer_conventional(queue: str, dlqs: list[str]) -> str:

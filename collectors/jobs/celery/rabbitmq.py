@@ -45,6 +45,9 @@ def rabbitmq_options(options: CeleryOptions) -> BrokerOptions:
         "exclude": [*options.exclude, *(() if options.show_internal else TRANSIENT)],
         "dlq": options.dlq,
         "discover_every": options.discover_every,
+        # the poll's budget: the collector divides it between the management API and AMQP
+        "interval": options.interval,
+        "timeout": options.timeout,
         **{name: getattr(options, name) for name in PASSED},
     }
     return RABBITMQ.options_model.model_validate(fields)
