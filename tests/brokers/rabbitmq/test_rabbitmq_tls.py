@@ -263,9 +263,13 @@ def test_amqps_without_the_client_certificate_is_refused(tls_rabbit, rabbit, wri
     assert {s["queue"]: s for s in json.loads(metrics.stdout)["series"]}[src]["metrics"][
         "queue_length"
     ] == 3
-    peek = run_cli("dlq", "peek", "secure", src, "--config", str(bare), timeout=90)
-    assert peek.returncode == 3, peek.stdout + peek.stderr
-    assert "CERTIFICATE_REQUIRED" in _one_line(peek)  # what the broker said, on one line
+    for _ in range(3):  # the refusal shows as an alert or as EOF (TLS 1.3): both are named
+        peek = run_cli("dlq", "peek", "secure", src, "--config", str(bare), timeout=90)
+        assert peek.returncode == 3, peek.stdout + peek.stderr
+        line = _one_line(peek)  # what the broker did, on one line
+        assert f"127.0.0.1:{tls_rabbit.amqps_port} refused the TLS connection (" in line, line
+        assert "CERTIFICATE_REQUIRED alert" in line or "closed during the handshake: EOF" in line
+        assert "may require a client certificate (cert_file, key_file)" in line, line
     move = run_cli("dlq", "move", "secure", src, dst, "--yes", "--config", str(bare),
                    timeout=90)  # fmt: skip
     assert move.returncode == 3, move.stdout + move.stderr
@@ -360,3 +364,35 @@ def test_external_auth_uses_the_client_certificate_as_identity(
     invalid = run_cli("config", "validate", str(bad))
     assert invalid.returncode == 2 and "amqps" in invalid.stderr + invalid.stdout
     _no_secret(plain, peek, move, invalid)
+
+
+def test_a_wrong_key_password_names_the_key_file(tls_rabbit, rabbit, write_config, run_cli):
+    """An encrypted client key with the wrong key_password: the error names the key file and
+    says what to check (not only OpenSSL's ``PEM lib (_ssl.c:...)``)."""
+    prefix = rabbit.unique("tlsk")
+    workdir = Path(tempfile.mkdtemp(prefix="mqtop-tls-key-"))
+    try:
+        key = workdir / "encrypted.key"
+        subprocess.run(
+            ["openssl", "pkey", "-in", str(tls_rabbit.ca.parent / "client.key"), "-aes256",
+             "-passout", "pass:the-right-one", "-out", str(key)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        cert = tls_rabbit.ca.parent / "client.pem"
+        extra = (
+            f'ca_file: "{tls_rabbit.ca}"\n            cert_file: "{cert}"'
+            f'\n            key_file: "{key}"\n            key_password: "not-the-password"'
+        )
+        path = _config(write_config, tls_rabbit, prefix, extra, "badkey.yaml", client=False)
+        peek = run_cli("dlq", "peek", "secure", prefix + ".q", "--config", str(path), timeout=90)
+        assert peek.returncode == 2, peek.stdout + peek.stderr
+        line = _one_line(peek)
+        assert f"cannot load the client certificate {cert}" in line
+        assert f"with key {key}: wrong key_password" in line, line
+        metrics = run_cli("metrics", "--config", str(path), "--format", "json")
+        assert metrics.returncode == 3, metrics.stderr
+        assert f"with key {key}: wrong key_password" in metrics.stdout + metrics.stderr
+        assert "not-the-password" not in metrics.stdout + metrics.stderr + peek.stderr
+        _no_secret(peek, metrics)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
