@@ -13,9 +13,9 @@ import ssl
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from collectors.rabbitmq.collector import (
+from collectors.rabbitmq.deadletters import effective_delivery_limit
+from collectors.rabbitmq.options import (
     RabbitMQOptions,
-    effective_delivery_limit,
     management_endpoint,
     qualify,
     ssl_context,

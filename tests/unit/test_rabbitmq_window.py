@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collectors.rabbitmq.actions import UNKNOWN_SIZE_PREFETCH, MoveSpec
 from collectors.rabbitmq.collector import RabbitMQOptions
+from collectors.rabbitmq.movespec import UNKNOWN_SIZE_PREFETCH, MoveSpec
 
 MIB = 1024 * 1024
 
@@ -53,7 +53,7 @@ def test_defaults_bound_memory_and_duplicates():
 
 
 def test_quorum_delivery_limit_from_arguments_policy_and_version():
-    from collectors.rabbitmq.collector import effective_delivery_limit
+    from collectors.rabbitmq.deadletters import effective_delivery_limit
 
     assert effective_delivery_limit({"x-delivery-limit": 5}, {}, "3.10.8") == 5
     assert effective_delivery_limit({}, {"delivery-limit": 3}, "3.10.8") == 3
@@ -71,8 +71,9 @@ def test_republished_properties_lose_what_the_broker_would_misuse():
 
     from pika import spec as pika_spec
 
-    from collectors.rabbitmq.actions import REPLAY_HEADER, Mover, kept_copy
     from collectors.rabbitmq.collector import RabbitMQOptions
+    from collectors.rabbitmq.messages import REPLAY_HEADER, kept_copy
+    from collectors.rabbitmq.mover import Mover
 
     def props() -> object:
         return pika_spec.BasicProperties(
@@ -90,7 +91,7 @@ def test_republished_properties_lose_what_the_broker_would_misuse():
         {"name": "r", "type": "rabbitmq", "url": "amqp://localhost"}
     )
     mover = Mover(options, _spec(10, MIB, None), lambda _p: None, threading.Event())
-    encoded = mover._edit_decoded(props())
+    encoded = mover.editor.edit_decoded(props())
     moved = pika_spec.BasicProperties()
     moved.decode(encoded)
     assert moved.user_id is None and moved.message_id == "m1"
@@ -110,7 +111,8 @@ def test_republished_properties_lose_what_the_broker_would_misuse():
 def test_delivery_count_read_from_raw_properties_like_decoded_ones():
     from pika import spec as pika_spec
 
-    from collectors.rabbitmq.actions import RawContent, _used_deliveries, delivery_count
+    from collectors.rabbitmq.messages import delivery_count
+    from collectors.rabbitmq.protocol import RawContent, _used_deliveries
 
     for headers in ({"x-delivery-count": 7, "a": "b"}, {"a": "x-delivery-count"}, None):
         props = pika_spec.BasicProperties(message_id="m", headers=headers)
