@@ -26,6 +26,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -636,6 +637,20 @@ def fetch_all() -> None:
     """Download both distributions into the cache (CI does it before starting brokers)."""
     print(fetch_artemis())
     print(*fetch_classic())
+
+
+def broker_config(write_config: Callable[..., Path], amq: ActiveMQBroker, **extra: Any) -> Path:
+    """A config with one ActiveMQ broker named amq (a file of its own per variant)."""
+    broker = {
+        "name": "amq",
+        "type": "activemq",
+        "jolokia_url": amq.jolokia_url,
+        "user": amq.user,
+        "password": amq.password,
+        **extra,
+    }
+    name = "mqtop-" + "-".join(sorted(extra)) + ".yaml"
+    return write_config("brokers:\n  - " + json.dumps(broker) + "\n", name=name)
 
 
 def wait_count(broker: ActiveMQBroker, queue: str, expected: int, timeout: float = 20) -> int:

@@ -14,7 +14,7 @@ from mqtop.kernel.model import SeriesKey
 from mqtop.ui.app import MqtopApp
 from mqtop.ui.overview import OverviewScreen
 from tests.support.activemq import ActiveMQBroker, wait_count
-from tests.ui.test_ui_e2e import _confirm, _open_dlq_through_ui, _row, _state_config, wait_until
+from tests.support.pilot import confirm, open_dlq_through_ui, row, state_config, wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -39,24 +39,24 @@ async def test_activemq_rows_peek_and_replay_through_the_ui(
                   "user": amq.user, "password": amq.password, "browse_url": amq.browse_url,
                   "include": [queue, shown_dlq]}  # fmt: skip
         path = write_config("interval: 1s\nbrokers:\n  - " + json.dumps(broker) + "\n"
-                            + _state_config(tmp_path))  # fmt: skip
+                            + state_config(tmp_path))  # fmt: skip
         app = MqtopApp(Engine(load_config(str(path))))
         async with app.run_test(size=(160, 40)) as pilot:
             await wait_until(
                 pilot,
                 lambda: (
                     isinstance(app.screen, OverviewScreen)
-                    and (r := _row(app, SeriesKey("amq", shown_dlq))) is not None
+                    and (r := row(app, SeriesKey("amq", shown_dlq))) is not None
                     and r.backlog == 5
-                    and _row(app, SeriesKey("amq", queue)) is not None
+                    and row(app, SeriesKey("amq", queue)) is not None
                 ),
                 what="the queue and its DLQ in the overview",
             )
-            assert _row(app, SeriesKey("amq", queue)).backlog == amq.count(queue) == 0
-            assert _row(app, SeriesKey("amq", queue)).dlq == shown_dlq
+            assert row(app, SeriesKey("amq", queue)).backlog == amq.count(queue) == 0
+            assert row(app, SeriesKey("amq", queue)).dlq == shown_dlq
             assert "● amq up" in app.screen_text()
 
-            screen = await _open_dlq_through_ui(pilot, app, shown_dlq)
+            screen = await open_dlq_through_ui(pilot, app, shown_dlq)
             await wait_until(pilot, lambda: len(screen.messages) == 5, what="peek")
             assert screen.target() == queue
             by_body = {m.body: m for m in screen.messages}
@@ -69,7 +69,7 @@ async def test_activemq_rows_peek_and_replay_through_the_ui(
             chosen = {m.body for m in screen.selected_messages()}
             assert len(chosen) == 2
             await pilot.press("r")
-            await _confirm(pilot, app, "2 selected message(s)", queue)
+            await confirm(pilot, app, "2 selected message(s)", queue)
             await wait_until(pilot, lambda: screen.last_result is not None, what="replay")
             assert screen.last_result.moved == 2 and screen.last_result.failed == 0
             assert wait_count(amq, queue, 2) == 2 and amq.count(dlq) == 3

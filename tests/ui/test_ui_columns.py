@@ -11,7 +11,7 @@ from mqtop.ui.overview import OverviewScreen
 from mqtop.ui.rows import DEFAULT_ORDER, Row
 from mqtop.ui.totals import totals
 from mqtop.ui.vtable import SeriesTable
-from tests.ui.test_ui_pilot import make_app, ready, wait_until
+from tests.support.pilot import make_app, ready, wait_until
 
 
 def _state() -> Path:

@@ -9,7 +9,7 @@ from mqtop.ui.detail import DetailScreen
 from mqtop.ui.dlq import DlqScreen
 from mqtop.ui.keys import DLQ, OVERVIEW, SCREENS, help_rows
 from mqtop.ui.overview import OverviewScreen
-from tests.ui.test_ui_pilot import make_app, queues, ready, wait_until
+from tests.support.pilot import make_app, queues, ready, wait_until
 
 
 def test_every_screen_key_has_one_action_and_a_help_line():

@@ -18,7 +18,7 @@ from mqtop.ui.dlq import DlqScreen, MessageViewer
 from mqtop.ui.modals import ConfirmModal, HelpScreen
 from mqtop.ui.overview import OverviewScreen
 from mqtop.ui.sample import NOW, MemoryActions, SampleAlerts, sample_alerts, sample_messages
-from tests.ui.test_ui_pilot import make_app, ready, wait_until
+from tests.support.pilot import make_app, ready, wait_until
 
 
 def _actions(count: int = 6) -> MemoryActions:

@@ -4,9 +4,6 @@ moves the messages (checked on the broker), and the overview follows."""
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
-from pathlib import Path
 
 import pika
 import pytest
@@ -16,66 +13,12 @@ from mqtop.config import load_config
 from mqtop.engine import Engine
 from mqtop.kernel.model import SeriesKey
 from mqtop.ui.app import MqtopApp
-from mqtop.ui.dlq import DlqScreen
-from mqtop.ui.modals import ConfirmModal
 from mqtop.ui.overview import OverviewScreen
-from mqtop.ui.vtable import SeriesTable
+from tests.support.pilot import confirm, open_dlq_through_ui, row, state_config, wait_until
 from tests.support.rabbit import Rabbit, broker_config, rabbit_session
 from tests.support.rabbit import wait_until as sync_wait
 
 pytestmark = pytest.mark.broker
-
-
-async def wait_until(pilot, predicate: Callable[[], object], timeout: float = 30.0, what=""):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        await pilot.pause(0.05)
-
-
-def _row(app: MqtopApp, key: SeriesKey):
-    table = app.screen.query_one(SeriesTable)
-    for row in table.rows:
-        if row.key == key:
-            return row
-    return None
-
-
-def _state_config(tmp_path: Path) -> str:
-    return (
-        f'audit_log: "{tmp_path / "audit.jsonl"}"\n'
-        f'alerting: {{silences_path: "{tmp_path / "silences.json"}"}}\n'
-    )
-
-
-async def _open_dlq_through_ui(pilot, app: MqtopApp, queue: str) -> DlqScreen:
-    """Filter the overview down to the queue, then press d (no shortcut through the API)."""
-    await pilot.press("slash")
-    await pilot.press(*queue)
-    await pilot.press("enter")
-    table = app.screen.query_one(SeriesTable)
-    await wait_until(
-        pilot, lambda: table.cursor_row is not None and table.cursor_row.queue == queue
-    )
-    await pilot.press("d")
-    # (a peek-warning modal may already be on top of it)
-    return await wait_until(
-        pilot,
-        lambda: next((s for s in app.screen_stack if isinstance(s, DlqScreen)), None),
-        what="dlq",
-    )
-
-
-async def _confirm(pilot, app: MqtopApp, *expected: str) -> None:
-    await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), what="confirm modal")
-    body = app.screen.body.plain
-    for text in expected:
-        assert text in body, (text, body)
-    await pilot.press("y")
 
 
 @pytest.fixture
@@ -105,7 +48,7 @@ async def test_redis_numbers_and_replay_through_the_ui(
         "    type: redis\n"
         f'    url: "{redis_broker.url}"\n'
         f'    lists: ["{prefix}*"]\n'
-        "    streams: []\n" + _state_config(tmp_path)
+        "    streams: []\n" + state_config(tmp_path)
     )
     app = MqtopApp(Engine(load_config(str(path))))
     async with app.run_test(size=(160, 40)) as pilot:
@@ -114,17 +57,17 @@ async def test_redis_numbers_and_replay_through_the_ui(
             pilot,
             lambda: (
                 isinstance(app.screen, OverviewScreen)
-                and _row(app, SeriesKey("cache", dead)) is not None
-                and _row(app, SeriesKey("cache", jobs)) is not None
+                and row(app, SeriesKey("cache", dead)) is not None
+                and row(app, SeriesKey("cache", jobs)) is not None
             ),
             what="both lists in the overview",
         )
-        assert _row(app, SeriesKey("cache", jobs)).backlog == client.llen(jobs) == 7
-        assert _row(app, SeriesKey("cache", dead)).backlog == client.llen(dead) == 5
-        assert _row(app, SeriesKey("cache", jobs)).dlq == dead
+        assert row(app, SeriesKey("cache", jobs)).backlog == client.llen(jobs) == 7
+        assert row(app, SeriesKey("cache", dead)).backlog == client.llen(dead) == 5
+        assert row(app, SeriesKey("cache", jobs)).dlq == dead
         assert "● cache up" in app.screen_text(), app.screen_text()
 
-        screen = await _open_dlq_through_ui(pilot, app, dead)
+        screen = await open_dlq_through_ui(pilot, app, dead)
         await wait_until(pilot, lambda: len(screen.messages) == 5, what="peek")
         assert screen.total == 5 and screen.target() == jobs
         assert client.llen(dead) == 5  # peeking consumed nothing
@@ -132,7 +75,7 @@ async def test_redis_numbers_and_replay_through_the_ui(
         chosen = {m.body for m in screen.selected_messages()}
         assert len(chosen) == 2
         await pilot.press("r")
-        await _confirm(pilot, app, "2 selected message(s)", dead, jobs)
+        await confirm(pilot, app, "2 selected message(s)", dead, jobs)
         await wait_until(pilot, lambda: screen.last_result is not None, what="replay")
         assert screen.last_result.moved == 2 and screen.last_result.failed == 0
         # checked on the broker: exactly the selected messages moved, nothing lost
@@ -146,7 +89,7 @@ async def test_redis_numbers_and_replay_through_the_ui(
         await wait_until(pilot, lambda: len(screen.messages) == 3, what="re-peek")
         screen.last_result = None
         await pilot.press("r")
-        await _confirm(pilot, app, "all 3 message(s)")
+        await confirm(pilot, app, "all 3 message(s)")
         await wait_until(pilot, lambda: screen.last_result is not None, what="replay all")
         assert client.llen(dead) == 0 and client.llen(jobs) == 12
         records = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
@@ -163,7 +106,7 @@ async def test_redis_numbers_and_replay_through_the_ui(
         await pilot.press("escape")
         await wait_until(
             pilot,
-            lambda: (r := _row(app, SeriesKey("cache", jobs))) is not None and r.backlog == 12,
+            lambda: (r := row(app, SeriesKey("cache", jobs))) is not None and r.backlog == 12,
             what="overview follows",
         )
         await app.stop_engine()
@@ -196,7 +139,7 @@ async def test_rabbitmq_numbers_and_replay_through_the_ui(
         channel.basic_reject(method.delivery_tag, requeue=False)
     sync_wait(lambda: rabbit.ready(dlq) == 6, 10, "dead letters")
 
-    path = write_config(broker_config(rabbitmq_broker, [p + "*"], _state_config(tmp_path)))
+    path = write_config(broker_config(rabbitmq_broker, [p + "*"], state_config(tmp_path)))
     app = MqtopApp(Engine(load_config(str(path))))
     async with app.run_test(size=(160, 40)) as pilot:
         # management statistics lag a few seconds: wait for the broker's own numbers
@@ -204,20 +147,20 @@ async def test_rabbitmq_numbers_and_replay_through_the_ui(
             pilot,
             lambda: (
                 isinstance(app.screen, OverviewScreen)
-                and (r := _row(app, SeriesKey("rabbit", dlq))) is not None
+                and (r := row(app, SeriesKey("rabbit", dlq))) is not None
                 and r.backlog == 6
             ),
             timeout=60,
             what="the DLQ's length in the overview",
         )
         info = rabbit.info(dlq)
-        assert _row(app, SeriesKey("rabbit", dlq)).backlog == info["messages_ready"] == 6
-        assert _row(app, SeriesKey("rabbit", src)).backlog == rabbit.info(src)["messages_ready"]
-        assert _row(app, SeriesKey("rabbit", src)).dlq == dlq  # discovered through the DLX
+        assert row(app, SeriesKey("rabbit", dlq)).backlog == info["messages_ready"] == 6
+        assert row(app, SeriesKey("rabbit", src)).backlog == rabbit.info(src)["messages_ready"]
+        assert row(app, SeriesKey("rabbit", src)).dlq == dlq  # discovered through the DLX
 
-        screen = await _open_dlq_through_ui(pilot, app, dlq)
+        screen = await open_dlq_through_ui(pilot, app, dlq)
         # RabbitMQ peeking marks messages redelivered: the UI says so and asks first
-        await _confirm(pilot, app, "redelivered")
+        await confirm(pilot, app, "redelivered")
         await wait_until(pilot, lambda: len(screen.messages) == 6, what="peek")
         assert screen.target() == src
         assert [m.death.original_queue for m in screen.messages] == [src] * 6
@@ -225,7 +168,7 @@ async def test_rabbitmq_numbers_and_replay_through_the_ui(
         chosen = sorted(m.id for m in screen.selected_messages())
         assert chosen == ["id-1", "id-2", "id-3"]
         await pilot.press("r")
-        await _confirm(pilot, app, "3 selected message(s)", dlq, src)
+        await confirm(pilot, app, "3 selected message(s)", dlq, src)
         await wait_until(pilot, lambda: screen.last_result is not None, timeout=60, what="replay")
         assert screen.last_result.moved == 3 and screen.last_result.failed == 0
         # on the broker: the three selected are back in the source, the others still parked

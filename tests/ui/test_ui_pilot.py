@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -18,37 +15,9 @@ from mqtop.ui.detail import DetailScreen
 from mqtop.ui.dlq import DlqScreen, MessageViewer
 from mqtop.ui.modals import ConfirmModal, DestinationPicker, HelpScreen, SilenceModal
 from mqtop.ui.overview import OverviewScreen
-from mqtop.ui.sample import NOW, MemoryActions, sample_alerts, sample_engine, sample_messages
+from mqtop.ui.sample import NOW, MemoryActions, sample_alerts, sample_messages
 from mqtop.ui.vtable import SeriesTable
-
-
-def make_app(tmp_path: Path, **kwargs) -> MqtopApp:
-    actions = kwargs.pop("actions", None)
-    alerts = kwargs.pop("alerts", None) or sample_alerts()
-    engine = sample_engine(actions=actions, audit_log=str(tmp_path / "audit.jsonl"), **kwargs)
-    return MqtopApp(engine, alerts, clock=lambda: NOW, autostart=False)
-
-
-async def wait_until(
-    pilot, predicate: Callable[[], object], timeout: float = 20.0, message=None
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {predicate} {message and message()}")
-        await pilot.pause(0.02)
-
-
-async def ready(app: MqtopApp, pilot) -> SeriesTable:
-    await wait_until(
-        pilot, lambda: app.refresh_count >= 1 and isinstance(app.screen, OverviewScreen)
-    )
-    await pilot.pause()
-    return app.screen.query_one(SeriesTable)
-
-
-def queues(table: SeriesTable) -> list[str]:
-    return [r.key.label() for r in table.rows if not r.is_header]
+from tests.support.pilot import make_app, queues, ready, wait_until
 
 
 async def test_overview_shows_every_series_sorted_by_backlog(tmp_path):

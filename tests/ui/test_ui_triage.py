@@ -10,7 +10,7 @@ from mqtop.ui.app import MqtopApp
 from mqtop.ui.dlq import DlqScreen
 from mqtop.ui.modals import ConfirmModal, TextPrompt
 from mqtop.ui.sample import NOW, MemoryActions, sample_alerts, sample_engine
-from tests.ui.test_ui_pilot import ready, wait_until
+from tests.support.pilot import ready, wait_until
 
 
 def _letters() -> list[PeekedMessage]:

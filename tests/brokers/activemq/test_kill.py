@@ -14,9 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.brokers.activemq.test_peek import broker_config
 from tests.conftest import ROOT
-from tests.support.activemq import ActiveMQBroker, wait_count
+from tests.support.activemq import ActiveMQBroker, broker_config, wait_count
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.activemq import ActiveMQBroker, wait_count
+from tests.support.activemq import ActiveMQBroker, broker_config, wait_count
 
 pytestmark = pytest.mark.broker
 
@@ -17,20 +17,6 @@ ARTEMIS_COUNTERS = ("MessageCount", "DeliveringCount", "MessagesAdded", "Message
                     "MessagesKilled", "ConsumerCount")  # fmt: skip
 CLASSIC_COUNTERS = ("QueueSize", "InFlightCount", "EnqueueCount", "DequeueCount",
                     "DispatchCount", "ConsumerCount")  # fmt: skip
-
-
-def broker_config(write_config: Callable[..., Path], amq: ActiveMQBroker, **extra: Any) -> Path:
-    """A config with one ActiveMQ broker named amq (a file of its own per variant)."""
-    broker = {
-        "name": "amq",
-        "type": "activemq",
-        "jolokia_url": amq.jolokia_url,
-        "user": amq.user,
-        "password": amq.password,
-        **extra,
-    }
-    name = "mqtop-" + "-".join(sorted(extra)) + ".yaml"
-    return write_config("brokers:\n  - " + json.dumps(broker) + "\n", name=name)
 
 
 def counters(amq: ActiveMQBroker, queue: str) -> dict[str, Any]:
