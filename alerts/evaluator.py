@@ -504,41 +504,62 @@ class AlertEvaluator:
         return idx
 
     def _eval_threshold_rule(self, rule: _Compiled, ctx: _Cycle, col: list[float]) -> None:
-        n = len(col)
+        true = self._holding(rule, ctx, col)
+        if ctx.stale:
+            true = [i for i in true if i not in ctx.stale]
+        states = self._states.setdefault(rule.name, {})
+        active = self._hold_true(rule, ctx, col, true, states)
+        if len(states) > len(active):
+            self._release_threshold(rule, ctx, col, states, active)
+
+    def _holding(self, rule: _Compiled, ctx: _Cycle, col: list[float]) -> list[int]:
+        """Indexes of the matching series whose value makes the rule's condition true."""
         idx = self._matching(rule, ctx.views)
         if rule.predicate is not None:
             pred = rule.predicate
             if idx is None:
-                true = list(compress(range(n), map(pred, col)))
-            else:
-                true = [i for i in idx if pred(col[i])]
-        else:
-            opfn, thr = rule.opfn, rule.threshold
-            group = (rule.metric, rule.op)
-            loosest = self._loosest.get(group)
-            if loosest is not None and loosest != thr:
-                # rules sharing a metric and direction: scan once with the loosest threshold,
-                # then each rule filters that (small) candidate list
-                base = ctx.bases.get(group)
-                if base is None:
-                    base = list(compress(range(n), map(opfn, col, repeat(loosest, n))))
-                    ctx.bases[group] = base
-                if idx is None:
-                    true = [i for i in base if opfn(col[i], thr)]
-                else:
-                    members = self._match_sets[rule.name]
-                    true = [i for i in base if i in members and opfn(col[i], thr)]
-            elif idx is None:
-                true = list(compress(range(n), map(opfn, col, repeat(thr, n))))
-                if loosest is not None:
-                    ctx.bases[group] = true
-            else:
-                true = [i for i in idx if opfn(col[i], thr)]
-            if rule.op == "!=":
-                true = [i for i in true if col[i] == col[i]]  # NaN (null) never holds
-        if ctx.stale:
-            true = [i for i in true if i not in ctx.stale]
-        states = self._states.setdefault(rule.name, {})
+                return list(compress(range(len(col)), map(pred, col)))
+            return [i for i in idx if pred(col[i])]
+        true = self._compare(rule, ctx, col, idx)
+        if rule.op == "!=":
+            true = [i for i in true if col[i] == col[i]]  # NaN (null) never holds
+        return true
+
+    def _compare(
+        self, rule: _Compiled, ctx: _Cycle, col: list[float], idx: list[int] | None
+    ) -> list[int]:
+        """The comparison of a plain threshold rule, sharing scans between related rules."""
+        n = len(col)
+        opfn, thr = rule.opfn, rule.threshold
+        group = (rule.metric, rule.op)
+        loosest = self._loosest.get(group)
+        if loosest is not None and loosest != thr:
+            # rules sharing a metric and direction: scan once with the loosest threshold,
+            # then each rule filters that (small) candidate list
+            base = ctx.bases.get(group)
+            if base is None:
+                base = list(compress(range(n), map(opfn, col, repeat(loosest, n))))
+                ctx.bases[group] = base
+            if idx is None:
+                return [i for i in base if opfn(col[i], thr)]
+            members = self._match_sets[rule.name]
+            return [i for i in base if i in members and opfn(col[i], thr)]
+        if idx is None:
+            true = list(compress(range(n), map(opfn, col, repeat(thr, n))))
+            if loosest is not None:
+                ctx.bases[group] = true
+            return true
+        return [i for i in idx if opfn(col[i], thr)]
+
+    def _hold_true(
+        self,
+        rule: _Compiled,
+        ctx: _Cycle,
+        col: list[float],
+        true: list[int],
+        states: dict[Identity, _State],
+    ) -> set[Identity]:
+        """Advance the state of every series the condition holds for; their identities."""
         keys = self._keys
         active: set[Identity] = set()
         firing = AlertState.FIRING
@@ -567,19 +588,29 @@ class AlertEvaluator:
                     st.unhold()
                 continue  # still firing, nothing to tell: the common case
             self._on_true(rule, key, st, ctx)
-        if len(states) > len(active):
-            index = self._index
-            for gone in [k for k in states if k not in active]:
-                if gone[0] in ctx.down:
-                    continue  # frozen while the broker is down
-                i_ = index.get(gone)
-                if i_ is None:
-                    self._on_false(rule, gone, states, None, ctx, reason=SERIES_REMOVED)
-                    continue
-                if i_ in ctx.stale:
-                    continue  # not in its broker's last poll: frozen until back or removed
-                value = col[i_]
-                self._on_false(rule, gone, states, None if value != value else value, ctx)
+        return active
+
+    def _release_threshold(
+        self,
+        rule: _Compiled,
+        ctx: _Cycle,
+        col: list[float],
+        states: dict[Identity, _State],
+        active: set[Identity],
+    ) -> None:
+        """The series with a state whose condition no longer holds (or that went away)."""
+        index = self._index
+        for gone in [k for k in states if k not in active]:
+            if gone[0] in ctx.down:
+                continue  # frozen while the broker is down
+            i_ = index.get(gone)
+            if i_ is None:
+                self._on_false(rule, gone, states, None, ctx, reason=SERIES_REMOVED)
+                continue
+            if i_ in ctx.stale:
+                continue  # not in its broker's last poll: frozen until back or removed
+            value = col[i_]
+            self._on_false(rule, gone, states, None if value != value else value, ctx)
 
     def _eval_function_rule(self, rule: _Compiled, ctx: _Cycle) -> None:
         views = ctx.views

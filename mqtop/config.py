@@ -368,12 +368,105 @@ def _pydantic_problems(
     return problems
 
 
+def _validate_broker(
+    entry: object, path: tuple[str | int, ...], located: Located, problems: list[Problem]
+) -> BrokerOptions | None:
+    """One entry of ``brokers:`` checked by its type's plugin (None, and problems, when bad)."""
+    from mqtop.registry import get_plugin
+
+    if not isinstance(entry, dict):
+        problems.append(Problem(located.position(path), path, "a broker must be a mapping"))
+        return None
+    broker_type = entry.get("type")
+    if not isinstance(broker_type, str):
+        problems.append(
+            Problem(located.position(path), (*path, "type"), "required key `type` is missing")
+        )
+        return None
+    try:
+        plugin = get_plugin(broker_type)
+    except UsageError as exc:
+        problems.append(Problem(located.position((*path, "type")), (*path, "type"), exc.message))
+        return None
+    try:
+        options: BrokerOptions = plugin.options_model.model_validate(entry)
+    except ValidationError as exc:
+        problems.extend(_pydantic_problems(exc, path, located, plugin.options_model))
+        return None
+    return options
+
+
+def _validate_brokers(
+    entries: object, located: Located, problems: list[Problem]
+) -> list[BrokerOptions]:
+    """The valid entries of ``brokers:``, each name once."""
+    brokers: list[BrokerOptions] = []
+    names: set[str] = set()
+    for index, entry in enumerate(entries if isinstance(entries, list) else []):
+        path: tuple[str | int, ...] = ("brokers", index)
+        options = _validate_broker(entry, path, located, problems)
+        if options is None:
+            continue
+        if options.name in names:
+            problems.append(
+                Problem(
+                    located.position((*path, "name")),
+                    (*path, "name"),
+                    f"duplicate broker name {options.name!r}",
+                )
+            )
+            continue
+        names.add(options.name)
+        brokers.append(options)
+    return brokers
+
+
+def _validate_rules(
+    alerts_data: object, located: Located, problems: list[Problem]
+) -> list[AlertRule]:
+    """The valid rules of ``alerts:`` (a duplicate name is a problem)."""
+    rules: list[AlertRule] = []
+    rule_names: set[str] = set()
+    for index, entry in enumerate(alerts_data if isinstance(alerts_data, list) else []):
+        path = ("alerts", index)
+        try:
+            rule = AlertRule.model_validate(entry)
+        except ValidationError as exc:
+            problems.extend(_pydantic_problems(exc, path, located, AlertRule))
+            continue
+        if rule.name in rule_names:
+            problems.append(
+                Problem(
+                    located.position((*path, "name")),
+                    (*path, "name"),
+                    f"duplicate rule name {rule.name!r}",
+                )
+            )
+        rule_names.add(rule.name)
+        rules.append(rule)
+    return rules
+
+
+def _check_source_names(
+    raw: _RawConfig, names: set[str], located: Located, problems: list[Problem]
+) -> None:
+    """Sources share the brokers' names: each name once across both."""
+    for index, src in enumerate(raw.sources):
+        if src.name in names or src.name in {s.name for s in raw.sources[:index]}:
+            path = ("sources", index, "name")
+            problems.append(
+                Problem(
+                    located.position(path),
+                    path,
+                    f"duplicate name {src.name!r} (brokers and sources share names)",
+                )
+            )
+
+
 def validate_data(
     located: Located, env: Mapping[str, str] | None = None
 ) -> tuple[Config | None, list[Problem]]:
     """Validate parsed YAML; return the config (None when invalid) and every problem."""
-    from mqtop.registry import get_plugin
-
     problems: list[Problem] = [Problem(pos, path, msg) for pos, path, msg in located.problems]
     env = os.environ if env is None else env
     raw_data = located.data
@@ -389,78 +482,12 @@ def validate_data(
         problems.extend(_pydantic_problems(exc, (), located, _RawConfig))
         raw = None
 
-    brokers: list[BrokerOptions] = []
-    names: set[str] = set()
-    for index, entry in enumerate(
-        data.get("brokers") or [] if isinstance(data.get("brokers"), list) else []
-    ):
-        path: tuple[str | int, ...] = ("brokers", index)
-        if not isinstance(entry, dict):
-            problems.append(Problem(located.position(path), path, "a broker must be a mapping"))
-            continue
-        broker_type = entry.get("type")
-        if not isinstance(broker_type, str):
-            problems.append(
-                Problem(located.position(path), (*path, "type"), "required key `type` is missing")
-            )
-            continue
-        try:
-            plugin = get_plugin(broker_type)
-        except UsageError as exc:
-            problems.append(
-                Problem(located.position((*path, "type")), (*path, "type"), exc.message)
-            )
-            continue
-        try:
-            options = plugin.options_model.model_validate(entry)
-        except ValidationError as exc:
-            problems.extend(_pydantic_problems(exc, path, located, plugin.options_model))
-            continue
-        if options.name in names:
-            problems.append(
-                Problem(
-                    located.position((*path, "name")),
-                    (*path, "name"),
-                    f"duplicate broker name {options.name!r}",
-                )
-            )
-            continue
-        names.add(options.name)
-        brokers.append(options)
-
-    rules: list[AlertRule] = []
-    rule_names: set[str] = set()
+    brokers = _validate_brokers(data.get("brokers"), located, problems)
+    names = {b.name for b in brokers}
     alerts_data = data.get("alerts")
-    if isinstance(alerts_data, list):
-        for index, entry in enumerate(alerts_data):
-            path = ("alerts", index)
-            try:
-                rule = AlertRule.model_validate(entry)
-            except ValidationError as exc:
-                problems.extend(_pydantic_problems(exc, path, located, AlertRule))
-                continue
-            if rule.name in rule_names:
-                problems.append(
-                    Problem(
-                        located.position((*path, "name")),
-                        (*path, "name"),
-                        f"duplicate rule name {rule.name!r}",
-                    )
-                )
-            rule_names.add(rule.name)
-            rules.append(rule)
-
+    rules = _validate_rules(alerts_data, located, problems)
     if raw is not None:
-        for index, src in enumerate(raw.sources):
-            if src.name in names or src.name in {s.name for s in raw.sources[:index]}:
-                path = ("sources", index, "name")
-                problems.append(
-                    Problem(
-                        located.position(path),
-                        path,
-                        f"duplicate name {src.name!r} (brokers and sources share names)",
-                    )
-                )
+        _check_source_names(raw, names, located, problems)
 
     problems.sort(key=lambda p: (p.pos.line, p.pos.column) if p.pos else (0, 0))
     if problems or raw is None:
