@@ -15,7 +15,7 @@ from pydantic import (
 
 from mqtop.kernel.durations import Duration, OptionalDuration
 from mqtop.kernel.model import METRICS, PUBLIC_METRIC_NAMES
-from mqtop.kernel.secrets import SecretUrl
+from mqtop.kernel.secrets import SecretHeaders, SecretUrl
 
 Op = Literal[">", ">=", "<", "<=", "==", "!="]
 Severity = Literal["info", "warning", "critical"]
@@ -172,31 +172,17 @@ class WebhookNotifier(_NotifierBase):
     url: SecretUrl = Field(description="Endpoint (the whole URL is treated as a secret).")
     timeout: Duration = Field(5.0, description="Request timeout.")
     retries: int = Field(3, ge=0, le=20, description="Retries with exponential backoff.")
-    headers: dict[str, str] = Field(default_factory=dict, description="Extra headers (masked).")
+    headers: SecretHeaders = Field(default_factory=dict, description="Extra headers (masked).")
 
     @field_validator("url")
     @classmethod
     def _secret_url(cls, value: SecretUrl) -> SecretUrl:
         return _register_url(value)
 
-    @field_validator("headers")
-    @classmethod
-    def _secret_headers(cls, value: dict[str, str]) -> dict[str, str]:
-        from mqtop.kernel.secrets import REDACTOR
-
-        for header in value.values():
-            REDACTOR.register(header)
-        return value
-
     @field_serializer("url")
     def _show_url(self, value: SecretUrl) -> str:
         return _hidden_url(value)
 
-    @field_serializer("headers")
-    def _show_headers(self, value: dict[str, str]) -> dict[str, str]:
-        from mqtop.kernel.secrets import MASK
-
-        return dict.fromkeys(value, MASK)
 
 
 class SlackNotifier(_NotifierBase):

@@ -411,36 +411,21 @@ def build_notifier(
     name = f"{config.type}[{index}]"
     if isinstance(config, StdoutNotifier):
         return StdoutSink(name, config.min_severity, stream=stream)
+    # what every HTTP sink takes, then each its own
+    http: dict[str, Any] = {
+        "timeout": config.timeout,
+        "retries": config.retries,
+        "min_severity": config.min_severity,
+        "backoff": backoff,
+    }
+    url = config.url.get_secret_value()
     if isinstance(config, WebhookNotifier):
-        return WebhookSink(
-            name,
-            config.url.get_secret_value(),
-            timeout=config.timeout,
-            retries=config.retries,
-            min_severity=config.min_severity,
-            headers=config.headers,
-            backoff=backoff,
-        )
+        return WebhookSink(name, url, headers=config.headers, **http)
     if isinstance(config, SlackNotifier):
-        return SlackSink(
-            name,
-            config.url.get_secret_value(),
-            timeout=config.timeout,
-            retries=config.retries,
-            min_severity=config.min_severity,
-            backoff=backoff,
-            channel=config.channel,
-        )
+        return SlackSink(name, url, channel=config.channel, **http)
     if isinstance(config, AlertmanagerNotifier):
         return AlertmanagerSink(
-            name,
-            config.url.get_secret_value(),
-            timeout=config.timeout,
-            retries=config.retries,
-            min_severity=config.min_severity,
-            backoff=backoff,
-            resend_interval=config.resend_interval,
-            labels=labels,
+            name, url, resend_interval=config.resend_interval, labels=labels, **http
         )
     raise ValueError(f"unknown notifier type {config.type!r}")  # pragma: no cover
 

@@ -252,3 +252,25 @@ def _password_type() -> Any:
 
 Password = _password_type()
 """A secret string (pydantic SecretStr) whose value is registered for redaction."""
+
+
+def _register_values(value: dict[str, str]) -> dict[str, str]:
+    for secret in value.values():
+        REDACTOR.register(secret)
+    return value
+
+
+def _secret_headers_type() -> Any:
+    from typing import Annotated
+
+    from pydantic import AfterValidator, PlainSerializer
+
+    return Annotated[
+        dict[str, str],
+        AfterValidator(_register_values),
+        PlainSerializer(lambda value: dict.fromkeys(value, MASK), return_type=dict[str, str]),
+    ]
+
+
+SecretHeaders = _secret_headers_type()
+"""HTTP headers whose values are secrets: registered for redaction, shown as ``****``."""

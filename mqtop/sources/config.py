@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mqtop.kernel.durations import Duration, OptionalDuration
-from mqtop.kernel.secrets import MASK, REDACTOR, Password, SecretUrl
+from mqtop.kernel.secrets import Password, SecretHeaders, SecretUrl
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 _SELECTOR = re.compile(r"^\{.*\}$", re.S)
@@ -47,7 +47,7 @@ class PrometheusSource(BaseModel):
         description="Labels whose values prefix a remote broker's name (`eu-1/rabbit`), so "
         "brokers of the same name in different clusters stay apart.",
     )
-    headers: dict[str, str] = Field(
+    headers: SecretHeaders = Field(
         default_factory=dict, description="Extra request headers (values are secrets)."
     )
     basic_auth: BasicAuth | None = Field(None, description="`{username, password}`.")
@@ -79,17 +79,6 @@ class PrometheusSource(BaseModel):
             if not re.match(r"^[a-zA-Z_][a-zA-Z0-9_]*$", label):
                 raise ValueError(f"{label!r} is not a label name")
         return value
-
-    @field_validator("headers")
-    @classmethod
-    def _secret_headers(cls, value: dict[str, str]) -> dict[str, str]:
-        for header in value.values():
-            REDACTOR.register(header)
-        return value
-
-    @field_serializer("headers")
-    def _show_headers(self, value: dict[str, str]) -> dict[str, str]:
-        return dict.fromkeys(value, MASK)
 
     def matchers(self) -> str:
         """The selector's matchers without braces (empty when none)."""
