@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from collectors.activemq.options import ActiveMQOptions
+from mqtop.kernel.tls import certificate_failure, client_context
 
 if TYPE_CHECKING:
     import httpx
@@ -63,29 +64,13 @@ def quote(value: str) -> str:
 
 def ssl_context(options: ActiveMQOptions) -> ssl.SSLContext:
     """TLS context: verification on unless ``tls_verify: false``; mutual TLS with cert_file."""
-    context = ssl.create_default_context(cafile=options.ca_file)
-    if not options.tls_verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    if options.cert_file is not None:
-        context.load_cert_chain(options.cert_file, options.key_file, options.key_password_value())
-    return context
-
-
-def _certificate_failure(exc: BaseException) -> str | None:
-    seen: set[int] = set()
-    pending: list[BaseException] = [exc]
-    while pending:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return str(current)
-        for linked in (current.__cause__, current.__context__):
-            if linked is not None:
-                pending.append(linked)
-    return None
+    return client_context(
+        ca_file=options.ca_file,
+        verify=options.tls_verify,
+        cert_file=options.cert_file,
+        key_file=options.key_file,
+        key_password=options.key_password_value(),
+    )
 
 
 class Jolokia:
@@ -137,7 +122,7 @@ class Jolokia:
         try:
             response = await self._http.post(self.endpoint, content=json.dumps(body))
         except httpx.TransportError as exc:
-            failure = _certificate_failure(exc)
+            failure = certificate_failure(exc)
             if failure is not None:
                 raise JolokiaRefused(
                     f"TLS certificate of {self.endpoint} not verified: {failure} (ca_file: the "

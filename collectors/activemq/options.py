@@ -8,6 +8,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, field_validator, model_validator
 
 from collectors.base import BrokerOptions, ClientCertificate, MoveOptions
+from collectors.kit.options import batch_field
 from mqtop.kernel.durations import Duration
 from mqtop.kernel.secrets import Password, SecretUrl, strip_url_credentials
 
@@ -151,10 +152,4 @@ class ActiveMQOptions(ClientCertificate, BrokerOptions):
 class ActiveMQMoveOptions(MoveOptions):
     """Options of an ActiveMQ replay / move (the broker moves; mqtop sets the batch)."""
 
-    batch: int | None = Field(
-        None,
-        ge=1,
-        le=100_000,
-        description="messages per batch / confirm window",  # the shared --batch help text
-        json_schema_extra={"metavar": "N"},
-    )
+    batch: int | None = batch_field(le=100_000)

@@ -17,8 +17,6 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
-
 from collectors.base import (
     MessageFilter,
     MoveOptions,
@@ -27,11 +25,10 @@ from collectors.base import (
     PeekedMessage,
     ProgressCallback,
 )
-from collectors.jobs.common import JobsOptions, client_for
-from collectors.kit.options import not_supported, options_as
+from collectors.jobs.common import JobsOptions, client_for, queue_of_failed
+from collectors.kit.options import batch_field, not_supported, options_as
 from collectors.kit.tally import Tally
-from mqtop.kernel.errors import ActionFailed, BrokerUnreachable, MqtopError, UnsupportedAction
-from mqtop.kernel.secrets import redact
+from mqtop.kernel.errors import MqtopError, UnsupportedAction
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -74,13 +71,7 @@ def pairs(flat: list[int]) -> dict[int, int]:
 class JobsMoveOptions(MoveOptions):
     """Options of a job library's retry (``dlq replay``)."""
 
-    batch: int | None = Field(
-        None,
-        ge=1,
-        le=MAX_BATCH,
-        description="messages per batch / confirm window",
-        json_schema_extra={"metavar": "N"},
-    )
+    batch: int | None = batch_field(le=MAX_BATCH)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,29 +162,16 @@ class DeadSetLibrary:
 
     def error(self, exc: Exception, what: str) -> MqtopError:
         """A redis-py error as one line with the contract's exit code, secrets masked."""
-        from redis import exceptions as rex
+        from collectors.redis.client import redis_error
 
-        line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        text = redact(line)
         where = f"broker {self.options.name!r} ({self.options.address()})"
-        if isinstance(exc, rex.AuthenticationError | rex.AuthorizationError):
-            return BrokerUnreachable(f"{where}: {what}: authentication failed: {text}")
-        if isinstance(exc, rex.ConnectionError | rex.TimeoutError | OSError):
-            return BrokerUnreachable(f"{where} unreachable: {what}: {text}")
-        if isinstance(exc, rex.ResponseError) and text.startswith("NOPERM"):
-            return ActionFailed(f"{where}: {what}: permission denied by ACL: {text}")
-        return ActionFailed(f"{where}: {what}: {type(exc).__name__}: {text}")
+        return redis_error(exc, what, where, usage=())
 
     async def guard(self, what: str, call: Awaitable[Any]) -> Any:
         """Await ``call``, mapping Redis errors to one clear line."""
-        from redis.exceptions import RedisError
+        from collectors.redis.client import guarded
 
-        try:
-            return await call
-        except MqtopError:
-            raise
-        except (RedisError, OSError) as exc:
-            raise self.error(exc, what) from None
+        return await guarded(call, what, self.error)
 
     def _key(self, name: str, action: str) -> str:
         key = self.dead_set_key(name)
@@ -377,6 +355,37 @@ class DeadSetLibrary:
 
 def _raw(member: bytes | str) -> bytes:
     return member if isinstance(member, bytes) else member.encode("utf-8")
+
+
+class FailedSetLibrary(DeadSetLibrary):
+    """A library whose dead sets are ``<queue>:failed`` (RQ, BullMQ): a failed job goes back
+    into its own queue, by one script that reads the jobs itself (``requeue``)."""
+
+    in_place = True
+    own_queue = "retries a failed job in its own queue"  # what the library does, for refusals
+
+    def _queue(self, name: str) -> str | None:
+        return queue_of_failed(name)
+
+    def retry_target(self, name: str) -> str | None:
+        return self._queue(name)
+
+    def refuse_destination(self, name: str, destination: str) -> str | None:
+        own = self._queue(name)
+        return None if destination == own else f"{self.library} {self.own_queue}, {own!r}"
+
+    async def retry_batch(self, name: str, jobs: list[DeadJob], destination: str) -> list[int]:
+        return await self.requeue(destination, ["ids", *(job.member for job in jobs)])
+
+    async def retry_range(
+        self, name: str, destination: str, offset: int, count: int
+    ) -> dict[int, int]:
+        return pairs(await self.requeue(destination, ["range", offset, count]))
+
+    async def requeue(self, queue: str, args: list[Any]) -> list[int]:
+        """Run the library's retry script into ``queue``: ``ids`` then members, or ``range``
+        then offset and count; an outcome per job (or outcome, count pairs for a range)."""
+        raise NotImplementedError
 
 
 def error_class(line: str | None) -> str | None:

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from collectors.base import BrokerOptions, MoveOptions, matches_globs
+from collectors.kit.options import batch_field
 from mqtop.kernel.durations import Duration
 from mqtop.kernel.secrets import Password
 
@@ -137,12 +138,7 @@ class KafkaOptions(BrokerOptions):
 class KafkaMoveOptions(MoveOptions):
     """Options of a Kafka replay / move (a copy: the source keeps its records)."""
 
-    batch: int | None = Field(
-        None,
-        ge=1,
-        description="messages per batch / confirm window",
-        json_schema_extra={"metavar": "N"},
-    )
+    batch: int | None = batch_field()
     keep_partition: bool = Field(False, description="Kafka: same partition number")
     keep_timestamp: bool = Field(False, description="Kafka: keep record timestamps")
     from_offset: int | None = Field(

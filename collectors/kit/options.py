@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from collectors.base import MoveOptions
 from mqtop.kernel.errors import UsageError
@@ -29,6 +29,23 @@ _KINDS: dict[Any, Kind] = {
     dt.datetime: "datetime",
 }
 OptionsT = TypeVar("OptionsT", bound=MoveOptions)
+
+
+BATCH_HELP = "messages per batch / confirm window"  # the one help text of --batch
+
+
+def batch_field(le: int | None = None) -> Any:
+    """The shared ``batch`` move option (``--batch N``); ``le`` is the broker's own limit.
+
+    Every broker declares it with this one wording, so ``--batch`` means the same for all.
+    """
+    return Field(None, ge=1, le=le, description=BATCH_HELP, json_schema_extra={"metavar": "N"})
+
+
+class BatchMoveOptions(MoveOptions):
+    """Move options that are just the shared ``--batch N`` (no limit of the broker's own)."""
+
+    batch: int | None = batch_field()
 
 
 DEST_PREFIX = "move_option_"  # argparse destination of an option's flag: DEST_PREFIX + name

@@ -7,7 +7,7 @@ plugin to validate a config does not.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 from redis import exceptions as rex
@@ -68,6 +68,43 @@ def key_slot(key: bytes) -> int:
     return int(_crc_slot(key))
 
 
+USAGE_REPLIES = ("NOGROUP", "WRONGTYPE")  # replies that mean the operator named the wrong key
+
+
+def redis_error(
+    exc: Exception, what: str, where: str, usage: tuple[str, ...] = USAGE_REPLIES
+) -> MqtopError:
+    """A redis-py error as one line with the contract's exit code, secrets masked.
+
+    ``where`` names the broker; a reply starting with one of ``usage`` is a usage error (the
+    key is not what the command needs), any other failure of the command an action failure.
+    """
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    message = redact(first)
+    if isinstance(exc, rex.AuthenticationError | rex.AuthorizationError):
+        return BrokerUnreachable(f"{where}: {what}: authentication failed: {message}")
+    if isinstance(exc, rex.ConnectionError | rex.TimeoutError | OSError):
+        return BrokerUnreachable(f"{where} unreachable: {what}: {message}")
+    if isinstance(exc, rex.ResponseError):
+        if message.startswith(usage):
+            return UsageError(f"{what}: {message}")
+        if message.startswith("NOPERM"):
+            return ActionFailed(f"{where}: {what}: permission denied by ACL: {message}")
+    return ActionFailed(f"{where}: {what}: {type(exc).__name__}: {message}")
+
+
+async def guarded(
+    call: Awaitable[Any], what: str, error: Callable[[Exception, str], MqtopError]
+) -> Any:
+    """Await ``call``; a redis-py (or socket) error becomes ``error(exc, what)``, raised."""
+    try:
+        return await call
+    except MqtopError:
+        raise
+    except (RedisError, OSError) as exc:
+        raise error(exc, what) from None
+
+
 class RedisSession:
     """One long-lived client (opened on first use), its scripts and the error mapping."""
 
@@ -105,28 +142,11 @@ class RedisSession:
 
     def error(self, exc: Exception, what: str) -> MqtopError:
         """Map a redis-py error to the contract's exit codes, secrets masked."""
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        message = redact(first)
-        where = f"broker {self.options.name!r} ({self.options.address()})"
-        if isinstance(exc, rex.AuthenticationError | rex.AuthorizationError):
-            return BrokerUnreachable(f"{where}: {what}: authentication failed: {message}")
-        if isinstance(exc, rex.ConnectionError | rex.TimeoutError | OSError):
-            return BrokerUnreachable(f"{where} unreachable: {what}: {message}")
-        if isinstance(exc, rex.ResponseError):
-            if message.startswith(("NOGROUP", "WRONGTYPE")):
-                return UsageError(f"{what}: {message}")
-            if message.startswith("NOPERM"):
-                return ActionFailed(f"{where}: {what}: permission denied by ACL: {message}")
-        return ActionFailed(f"{where}: {what}: {type(exc).__name__}: {message}")
+        return redis_error(exc, what, f"broker {self.options.name!r} ({self.options.address()})")
 
     async def guard(self, what: str, call: Awaitable[Any]) -> Any:
         """Await ``call``; a redis-py error becomes one clear MqtopError."""
-        try:
-            return await call
-        except MqtopError:
-            raise
-        except (RedisError, OSError) as exc:
-            raise self.error(exc, what) from None
+        return await guarded(call, what, self.error)
 
     async def resolve(self, name: str) -> bytes:
         """The key a typed name means.

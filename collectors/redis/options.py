@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from collectors.base import BrokerOptions, ClientCertificate, MoveOptions
+from collectors.base import BrokerOptions, ClientCertificate
+from collectors.kit.options import BatchMoveOptions
 from mqtop.kernel.durations import Duration
 from mqtop.kernel.secrets import Password, SecretUrl, strip_url_credentials
 
@@ -16,6 +17,14 @@ GLOB_CHARS = frozenset("*?[")
 def is_glob(pattern: str) -> bool:
     """True when ``pattern`` has glob characters (a plain name is always reported)."""
     return bool(GLOB_CHARS & set(pattern))
+
+
+def redis_url(value: SecretUrl) -> SecretUrl:
+    """The URL of a Redis server, checked: redis://, rediss:// (TLS) or unix:// (ValueError)."""
+    scheme = value.get_secret_value().split("://", 1)[0].lower()
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("url must start with redis://, rediss:// or unix://")
+    return value
 
 
 class RedisOptions(ClientCertificate, BrokerOptions):
@@ -76,10 +85,7 @@ class RedisOptions(ClientCertificate, BrokerOptions):
     @field_validator("url")
     @classmethod
     def _scheme(cls, value: SecretUrl) -> SecretUrl:
-        scheme = value.get_secret_value().split("://", 1)[0].lower()
-        if scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("url must start with redis://, rediss:// or unix://")
-        return value
+        return redis_url(value)
 
     def address(self) -> str:
         return strip_url_credentials(self.url.get_secret_value())
@@ -102,15 +108,8 @@ class RedisOptions(ClientCertificate, BrokerOptions):
         }
 
 
-class RedisMoveOptions(MoveOptions):
+class RedisMoveOptions(BatchMoveOptions):
     """Options of a Redis replay / move."""
 
-    batch: int | None = Field(
-        None,
-        ge=1,
-        description="messages per batch / confirm window",
-        json_schema_extra={"metavar": "N"},
-    )
 
-
-__all__ = ["GLOB_CHARS", "RedisMoveOptions", "RedisOptions", "is_glob"]
+__all__ = ["GLOB_CHARS", "RedisMoveOptions", "RedisOptions", "is_glob", "redis_url"]

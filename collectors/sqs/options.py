@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 
 from collectors.base import BrokerOptions, MoveOptions
+from collectors.kit.options import batch_field
 from mqtop.kernel.durations import Duration, OptionalDuration
 from mqtop.kernel.secrets import (
     REDACTOR,
@@ -114,13 +115,7 @@ class SQSOptions(BrokerOptions):
 class SQSMoveOptions(MoveOptions):
     """Options of an SQS replay / move."""
 
-    batch: int | None = Field(
-        None,
-        ge=1,
-        le=10,
-        description="messages per batch / confirm window",
-        json_schema_extra={"metavar": "N"},
-    )
+    batch: int | None = batch_field(le=10)
     rate: int | None = Field(
         None,
         ge=1,

@@ -32,6 +32,7 @@ from mqtop.kernel.model import (
     SeriesSample,
 )
 from mqtop.kernel.secrets import mask_url, redact, strip_url_credentials
+from mqtop.kernel.tls import client_context
 from mqtop.sources.config import PrometheusSource
 
 if TYPE_CHECKING:
@@ -139,10 +140,9 @@ class SourceReader:
             if not opts.tls_verify:
                 verify = False
             elif opts.ca_file or opts.cert_file:
-                context = ssl.create_default_context(cafile=opts.ca_file)
-                if opts.cert_file:
-                    context.load_cert_chain(opts.cert_file, opts.key_file)
-                verify = context
+                verify = client_context(
+                    ca_file=opts.ca_file, cert_file=opts.cert_file or None, key_file=opts.key_file
+                )
             self._client = httpx.AsyncClient(
                 headers=headers,
                 auth=auth,
@@ -352,17 +352,8 @@ class SourceReader:
             up = parsed.up.get(name)
             series = parsed.series.get(name, {})
             if up == 0.0:
-                snapshots.append(
-                    BrokerSnapshot(
-                        broker=name,
-                        type=remote.type,
-                        time=now,
-                        up=False,
-                        duration=0.0,
-                        error=f"down according to source {self.name!r} (mqtop_up 0: the last "
-                        "poll of its mqtop serve failed)",
-                    )
-                )
+                why = f"down according to source {self.name!r} (mqtop_up 0: the last poll of "
+                snapshots.append(_down(name, remote.type, now, why + "its mqtop serve failed)"))
                 continue
             samples = tuple(
                 SeriesSample(
@@ -381,17 +372,8 @@ class SourceReader:
             )
         for name, remote in self.remotes.items():
             if name not in parsed.remotes:
-                snapshots.append(
-                    BrokerSnapshot(
-                        broker=name,
-                        type=remote.type,
-                        time=now,
-                        up=False,
-                        duration=0.0,
-                        error=f"no longer in source {self.name!r} (is its mqtop serve running "
-                        "and scraped?)",
-                    )
-                )
+                why = f"no longer in source {self.name!r} (is its mqtop serve running and scraped?)"
+                snapshots.append(_down(name, remote.type, now, why))
         return tuple(snapshots)
 
     def _parse_history(
@@ -443,3 +425,10 @@ def backfill_plan(rules: Iterable[Any], interval: float) -> tuple[frozenset[str]
     if not metrics:
         return None
     return frozenset(metrics), span + 2 * interval
+
+
+def _down(broker: str, broker_type: str, now: float, error: str) -> BrokerSnapshot:
+    """A remote broker the source shows as down (or no longer shows), with why."""
+    return BrokerSnapshot(
+        broker=broker, type=broker_type, time=now, up=False, duration=0.0, error=error
+    )
