@@ -8,7 +8,7 @@ to use StartMessageMoveTask, so its batched fallback is what is measured; where 
 implements the native task, its throughput is reported too (``sqs_native_msgs_per_s``).
 
 The endpoint, in this order: MQTOP_TEST_SQS_ENDPOINT; ElasticMQ from Maven Central (a JVM
-SQS server, see tests/brokers/sqs/test_sqs_elasticmq.py); a private moto server with its clock
+SQS server, see tests/support/elasticmq.py); a private moto server with its clock
 helper replaced (see tests/support/sqs.py). Force one with MQTOP_BENCH_SQS=elasticmq|moto.
 ``sqs_endpoint_is_moto`` says which one ran. Three rounds on fresh queues, alternating which
 side goes first; the figures are medians (the machine's load varies between runs). On moto
@@ -144,8 +144,8 @@ def _endpoint() -> tuple[str, Any, bool]:
         return endpoint, None, False
     wanted = os.environ.get("MQTOP_BENCH_SQS", "")
     if wanted in ("", "elasticmq"):
-        from tests.brokers.sqs.test_sqs_elasticmq import start_elasticmq
         from tests.harness import BrokerUnavailable
+        from tests.support.elasticmq import start_elasticmq
 
         try:
             broker = start_elasticmq()
