@@ -12,12 +12,12 @@ A cut body is ``body_complete=False`` (bodies.py reads the whole body when it ca
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from collectors.base import Death, PeekedMessage
+from mqtop.kernel.durations import iso_epoch
 
 TYPED_MAPS = (
     "StringProperties",
@@ -160,10 +160,4 @@ def _iso_seconds(value: Any) -> float | None:
         return value / 1000 if value > 0 else None
     if not isinstance(value, str) or not value:
         return None
-    try:
-        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return when.timestamp()
+    return iso_epoch(value)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from collectors.base import Collected, MessageActions
@@ -23,6 +24,7 @@ class JobCollector(Generic[OptionsT]):
         self._actions: MessageActions | None = None
         # queues seen once stay listed: a drained queue shows 0, not nothing
         self._known: dict[str, None] = dict.fromkeys(options.queues)
+        self._last_discovery = -1e18
 
     @property
     def client(self) -> Any:
@@ -60,6 +62,17 @@ class JobCollector(Generic[OptionsT]):
                     break
                 self._known[name] = None
         return [q for q in self._known if self.options.wants(q)], warnings
+
+    async def queues_to_read(
+        self, discover: Callable[[], Awaitable[list[str]]], every: float
+    ) -> tuple[list[str], list[str]]:
+        """``remember`` what ``discover`` finds, run at most once per ``every`` seconds (the
+        first poll always); the wanted known queues and any warnings."""
+        names: list[str] = []
+        if time.monotonic() - self._last_discovery >= every:
+            names = await discover()
+            self._last_discovery = time.monotonic()
+        return self.remember(names)
 
     def forget(self, name: str) -> None:
         """Stop listing a queue the library itself deleted."""

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, field_validator
 
 from collectors.base import BrokerOptions, ClientCertificate
+from collectors.redis.options import redis_url
+from mqtop.kernel.durations import iso_epoch
 from mqtop.kernel.secrets import Password, SecretUrl, strip_url_credentials
 
 if TYPE_CHECKING:
@@ -45,10 +47,7 @@ class JobsOptions(ClientCertificate, BrokerOptions):
     @field_validator("url")
     @classmethod
     def _scheme(cls, value: SecretUrl) -> SecretUrl:
-        scheme = value.get_secret_value().split("://", 1)[0].lower()
-        if scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("url must start with redis://, rediss:// or unix://")
-        return value
+        return redis_url(value)
 
     def address(self) -> str:
         return strip_url_credentials(self.url.get_secret_value())
@@ -121,13 +120,7 @@ def epoch_seconds(value: Any) -> float | None:
     if isinstance(value, bytes):
         value = text(value)
     if isinstance(value, str) and value and not value.replace(".", "", 1).isdigit():
-        try:
-            parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=dt.UTC)
-        return parsed.timestamp()
+        return iso_epoch(value)
     seconds = number(value)
     if seconds is None or seconds <= 0:
         return None
@@ -148,3 +141,10 @@ def json_object(raw: Any) -> dict[str, Any] | None:
 def iso_now() -> str:
     """Now in UTC, ISO 8601 with milliseconds."""
     return dt.datetime.now(tz=dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def iso_seconds(seconds: float | None) -> str | None:
+    """Epoch seconds as ISO 8601 in UTC with milliseconds (None stays None)."""
+    if seconds is None:
+        return None
+    return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).isoformat(timespec="milliseconds")

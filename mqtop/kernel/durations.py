@@ -1,7 +1,9 @@
-"""Parse and format durations such as ``500ms``, ``5s``, ``1m30s``, ``1h``, ``2d``."""
+"""Parse and format durations such as ``500ms``, ``5s``, ``1m30s``, ``1h``, ``2d``; read the
+ISO 8601 timestamps brokers report."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Annotated
 
@@ -105,3 +107,15 @@ OptionalDuration = Annotated[float | None, BeforeValidator(_parse_optional), DUR
 def is_duration_field(metadata: list[object]) -> bool:
     """True when a pydantic field's metadata marks it as a duration."""
     return any(isinstance(m, DurationMarker) for m in metadata)
+
+
+def iso_epoch(value: str) -> float | None:
+    """Epoch seconds of an ISO 8601 timestamp (``Z`` allowed; no zone means UTC); None when
+    it is not one."""
+    try:
+        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.timestamp()

@@ -11,13 +11,12 @@ parent) are left to BullMQ, which re-links them to their parent.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from typing import TYPE_CHECKING, Any
 
 from collectors.base import Death, PeekedMessage
-from collectors.jobs.actions import COUNTS, OUTCOMES, DeadJob, DeadSetLibrary, error_class, pairs
-from collectors.jobs.common import epoch_seconds, integer, json_object, queue_of_failed, text
+from collectors.jobs.actions import COUNTS, OUTCOMES, DeadJob, FailedSetLibrary, error_class
+from collectors.jobs.common import epoch_seconds, integer, iso_seconds, json_object, text
 
 if TYPE_CHECKING:
     from collectors.jobs.bullmq.options import BullMQKeys, BullMQOptions
@@ -106,12 +105,6 @@ return n
 """
 
 
-def _iso(seconds: float | None) -> str | None:
-    if seconds is None:
-        return None
-    return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).isoformat(timespec="milliseconds")
-
-
 def decode(job_id: str, fields: dict[bytes, bytes], queue: str) -> PeekedMessage:
     """How peek shows a failed BullMQ job (its data as the body)."""
     try:
@@ -125,8 +118,8 @@ def decode(job_id: str, fields: dict[bytes, bytes], queue: str) -> PeekedMessage
         "queue": queue,
         "error_class": error_class(last.splitlines()[0]) if last else None,
         "error_message": text(fields.get(b"failedReason")),
-        "failed_at": _iso(failed_at),
-        "enqueued_at": _iso(epoch_seconds(fields.get(b"timestamp"))),
+        "failed_at": iso_seconds(failed_at),
+        "enqueued_at": iso_seconds(epoch_seconds(fields.get(b"timestamp"))),
         "attempts_made": integer(fields.get(b"atm")),
         "priority": integer(fields.get(b"priority")),
     }
@@ -145,19 +138,15 @@ def decode(job_id: str, fields: dict[bytes, bytes], queue: str) -> PeekedMessage
     )
 
 
-class BullMQActions(DeadSetLibrary):
+class BullMQActions(FailedSetLibrary):
     """Failed-set actions of one BullMQ installation."""
 
     library = "BullMQ"
     outcomes = {**OUTCOMES, FLOW: f"job(s) left in the dead set: {FLOW_NOTE}"}
-    in_place = True
 
     def __init__(self, options: BullMQOptions, keys: BullMQKeys) -> None:
         super().__init__(options)
         self.keys = keys
-
-    def _queue(self, name: str) -> str | None:
-        return queue_of_failed(name)
 
     def dead_set_key(self, name: str) -> str | None:
         queue = self._queue(name)
@@ -165,15 +154,6 @@ class BullMQActions(DeadSetLibrary):
 
     def dead_set_names(self) -> str:
         return "failed sets, named '<queue>:failed'"
-
-    def retry_target(self, name: str) -> str | None:
-        return self._queue(name)
-
-    def refuse_destination(self, name: str, destination: str) -> str | None:
-        own = self._queue(name)
-        return (
-            None if destination == own else f"BullMQ retries a failed job in its own queue, {own!r}"
-        )
 
     async def load(self, name: str, members: list[tuple[bytes, float]]) -> list[DeadJob]:
         queue = self._queue(name) or ""
@@ -190,15 +170,7 @@ class BullMQActions(DeadSetLibrary):
             out.append(DeadJob(member, decode(job_id, fields or {}, queue), queue, refusal))
         return out
 
-    async def retry_batch(self, name: str, jobs: list[DeadJob], destination: str) -> list[int]:
-        return await self._retry(destination, ["ids", *(job.member for job in jobs)])
-
-    async def retry_range(
-        self, name: str, destination: str, offset: int, count: int
-    ) -> dict[int, int]:
-        return pairs(await self._retry(destination, ["range", offset, count]))
-
-    async def _retry(self, queue: str, args: list[Any]) -> list[int]:
+    async def requeue(self, queue: str, args: list[Any]) -> list[int]:
         parts = ("failed", "wait", "meta", "active", "marker", "prioritized", "pc", "events")
         keys = [self.keys.key(queue, part) for part in parts]
         got = await self.run_script("retry", RETRY, keys, [self.keys.job(queue, ""), *args])

@@ -13,7 +13,6 @@ BullMQ's own ``getWorkers``.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from collectors.base import Collected, CollectorPlugin, MessageActions
@@ -46,7 +45,6 @@ class BullMQCollector(JobCollector[BullMQOptions]):
     def __init__(self, options: BullMQOptions) -> None:
         super().__init__(options)
         self.keys = BullMQKeys(options.prefix)
-        self._last_discovery = -1e18
 
     def make_actions(self) -> MessageActions | None:
         from collectors.jobs.bullmq.actions import BullMQActions
@@ -62,7 +60,6 @@ class BullMQCollector(JobCollector[BullMQOptions]):
             name = self.keys.queue_of_meta(text(raw) or "")
             if name is not None:
                 found.append(name)
-        self._last_discovery = time.monotonic()
         return sorted(found)
 
     async def _workers(self, queues: list[str], warnings: list[str]) -> dict[str, int] | None:
@@ -77,10 +74,7 @@ class BullMQCollector(JobCollector[BullMQOptions]):
 
     async def read(self, now: float) -> Collected:
         k = self.keys
-        names: list[str] = []
-        if time.monotonic() - self._last_discovery >= self.options.discover_every:
-            names = await self._discover()
-        queues, warnings = self.remember(names)
+        queues, warnings = await self.queues_to_read(self._discover, self.options.discover_every)
         pipe = self.client.pipeline(transaction=False)
         for queue in queues:
             for state in STATES:

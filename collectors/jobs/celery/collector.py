@@ -85,11 +85,8 @@ class CeleryCollector(JobCollector[CeleryOptions]):
     def __init__(self, options: CeleryOptions) -> None:
         super().__init__(options)
         self.keys = CeleryKeys(options.prefix, options.priority_steps)
-        self._last_discovery = -1e18
 
     async def _discover(self) -> list[str]:
-        import time
-
         exchanges: list[str] = []
         head = self.keys.prefix + BINDING
         async for raw in self.client.scan_iter(match=head + "*", count=1000, _type="set"):
@@ -102,16 +99,10 @@ class CeleryCollector(JobCollector[CeleryOptions]):
                 queue = queue_of_binding(text(member) or "")
                 if queue is not None:
                     found.append(queue)
-        self._last_discovery = time.monotonic()
         return sorted(set(found))
 
     async def read(self, now: float) -> Collected:
-        import time
-
-        names: list[str] = []
-        if time.monotonic() - self._last_discovery >= self.options.discover_every:
-            names = await self._discover()
-        queues, warnings = self.remember(names)
+        queues, warnings = await self.queues_to_read(self._discover, self.options.discover_every)
         pipe = self.client.pipeline(transaction=False)
         for queue in queues:
             for key in self.keys.lists(queue):

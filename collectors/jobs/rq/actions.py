@@ -20,8 +20,8 @@ import zlib
 from typing import TYPE_CHECKING, Any
 
 from collectors.base import Death, PeekedMessage
-from collectors.jobs.actions import COUNTS, OUTCOMES, DeadJob, DeadSetLibrary, error_class, pairs
-from collectors.jobs.common import epoch_seconds, integer, queue_of_failed, text
+from collectors.jobs.actions import COUNTS, OUTCOMES, DeadJob, FailedSetLibrary, error_class
+from collectors.jobs.common import epoch_seconds, integer, iso_seconds, text
 
 if TYPE_CHECKING:
     from collectors.jobs.rq.options import RQKeys, RQOptions
@@ -123,12 +123,6 @@ def exception_text(entry: Any) -> str | None:
         return text(raw)
 
 
-def _iso(seconds: float | None) -> str | None:
-    if seconds is None:
-        return None
-    return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).isoformat(timespec="milliseconds")
-
-
 def decode(job_id: str, fields: dict[bytes, bytes], trace: str | None, queue: str) -> PeekedMessage:
     """How peek shows a failed RQ job (its description as the body)."""
     last = next((ln for ln in reversed((trace or "").splitlines()) if ln.strip()), None)
@@ -139,8 +133,8 @@ def decode(job_id: str, fields: dict[bytes, bytes], trace: str | None, queue: st
         "status": text(fields.get(b"status")),
         "error_class": error_class(last),
         "error_message": last.partition(":")[2].strip() if last and ":" in last else last,
-        "failed_at": _iso(failed_at),
-        "enqueued_at": _iso(epoch_seconds(fields.get(b"enqueued_at"))),
+        "failed_at": iso_seconds(failed_at),
+        "enqueued_at": iso_seconds(epoch_seconds(fields.get(b"enqueued_at"))),
         "retries_left": integer(fields.get(b"retries_left")),
     }
     if trace:
@@ -161,7 +155,7 @@ def decode(job_id: str, fields: dict[bytes, bytes], trace: str | None, queue: st
     )
 
 
-class RQActions(DeadSetLibrary):
+class RQActions(FailedSetLibrary):
     """Failed-registry actions of one RQ installation."""
 
     library = "RQ"
@@ -170,14 +164,11 @@ class RQActions(DeadSetLibrary):
         RATE_LIMITED: f"job(s) left in the dead set: {RATE_LIMITED_NOTE}",
         OTHER_ORIGIN: "job(s) left in the dead set: their origin is another queue",
     }
-    in_place = True
+    own_queue = "requeues a failed job into the queue it came from"
 
     def __init__(self, options: RQOptions, keys: RQKeys) -> None:
         super().__init__(options)
         self.keys = keys
-
-    def _queue(self, name: str) -> str | None:
-        return queue_of_failed(name)
 
     def dead_set_key(self, name: str) -> str | None:
         queue = self._queue(name)
@@ -185,17 +176,6 @@ class RQActions(DeadSetLibrary):
 
     def dead_set_names(self) -> str:
         return "failed registries, named '<queue>:failed'"
-
-    def retry_target(self, name: str) -> str | None:
-        return self._queue(name)
-
-    def refuse_destination(self, name: str, destination: str) -> str | None:
-        own = self._queue(name)
-        return (
-            None
-            if destination == own
-            else f"RQ requeues a failed job into the queue it came from, {own!r}"
-        )
 
     async def load(self, name: str, members: list[tuple[bytes, float]]) -> list[DeadJob]:
         queue = self._queue(name) or ""
@@ -219,15 +199,7 @@ class RQActions(DeadSetLibrary):
             out.append(DeadJob(member, message, queue, refusal))
         return out
 
-    async def retry_batch(self, name: str, jobs: list[DeadJob], destination: str) -> list[int]:
-        return await self._requeue(destination, ["ids", *(job.member for job in jobs)])
-
-    async def retry_range(
-        self, name: str, destination: str, offset: int, count: int
-    ) -> dict[int, int]:
-        return pairs(await self._requeue(destination, ["range", offset, count]))
-
-    async def _requeue(self, queue: str, args: list[Any]) -> list[int]:
+    async def requeue(self, queue: str, args: list[Any]) -> list[int]:
         now = dt.datetime.now(tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # RQ's utcformat
         keys = [self.keys.registry("failed", queue), self.keys.queue(queue), self.keys.queues]
         head = [self.keys.job(""), self.keys.queue(queue), queue, now]

@@ -12,7 +12,6 @@ would round them), and one Lua script per batch does ``ZREM`` of the exact membe
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
 import time
 import zlib
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from collectors.base import Death, PeekedMessage
 from collectors.jobs.actions import DeadJob, DeadSetLibrary
-from collectors.jobs.common import epoch_seconds
+from collectors.jobs.common import epoch_seconds, iso_seconds
 
 if TYPE_CHECKING:
     from collectors.jobs.sidekiq.options import SidekiqKeys, SidekiqOptions
@@ -51,12 +50,6 @@ local n = 0
 for i = 1, #ARGV do n = n + redis.call('ZREM', KEYS[1], ARGV[i]) end
 return n
 """
-
-
-def _iso(seconds: float | None) -> str | None:
-    if seconds is None:
-        return None
-    return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).isoformat(timespec="milliseconds")
 
 
 def backtrace(job: dict[str, Any]) -> str | None:
@@ -90,8 +83,8 @@ def decode(member: bytes, score: float) -> tuple[dict[str, Any] | None, PeekedMe
     }
     if "wrapped" in job:  # ActiveJob: the real job class
         headers["wrapped"] = job["wrapped"]
-    headers["failed_at"] = _iso(failed_at)
-    headers["enqueued_at"] = _iso(epoch_seconds(job.get("enqueued_at")))
+    headers["failed_at"] = iso_seconds(failed_at)
+    headers["enqueued_at"] = iso_seconds(epoch_seconds(job.get("enqueued_at")))
     trace = backtrace(job)
     if trace:
         headers["backtrace"] = trace
@@ -105,8 +98,8 @@ def decode(member: bytes, score: float) -> tuple[dict[str, Any] | None, PeekedMe
         body=args,
         headers=headers,
         properties={
-            "dead_at": _iso(score),
-            "created_at": _iso(epoch_seconds(job.get("created_at"))),
+            "dead_at": iso_seconds(score),
+            "created_at": iso_seconds(epoch_seconds(job.get("created_at"))),
         },
         death=Death(
             reason=reason,
