@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
-    field_serializer,
+    PlainSerializer,
     field_validator,
     model_validator,
 )
@@ -159,6 +160,12 @@ def _register_url(url: SecretUrl) -> SecretUrl:
     return url
 
 
+HookUrl = Annotated[
+    SecretUrl, AfterValidator(_register_url), PlainSerializer(_hidden_url, return_type=str)
+]
+"""A webhook URL: all of it a secret (paths often are), shown as ``scheme://host/****``."""
+
+
 class StdoutNotifier(_NotifierBase):
     """Print alert events as JSON lines on standard output."""
 
@@ -169,39 +176,20 @@ class WebhookNotifier(_NotifierBase):
     """POST alert events as JSON to a URL."""
 
     type: Literal["webhook"]
-    url: SecretUrl = Field(description="Endpoint (the whole URL is treated as a secret).")
+    url: HookUrl = Field(description="Endpoint (the whole URL is treated as a secret).")
     timeout: Duration = Field(5.0, description="Request timeout.")
     retries: int = Field(3, ge=0, le=20, description="Retries with exponential backoff.")
     headers: SecretHeaders = Field(default_factory=dict, description="Extra headers (masked).")
-
-    @field_validator("url")
-    @classmethod
-    def _secret_url(cls, value: SecretUrl) -> SecretUrl:
-        return _register_url(value)
-
-    @field_serializer("url")
-    def _show_url(self, value: SecretUrl) -> str:
-        return _hidden_url(value)
-
 
 
 class SlackNotifier(_NotifierBase):
     """Send to a Slack incoming webhook."""
 
     type: Literal["slack"]
-    url: SecretUrl = Field(description="Incoming-webhook URL (a secret).")
+    url: HookUrl = Field(description="Incoming-webhook URL (a secret).")
     channel: str | None = Field(None, description="Override the webhook's default channel.")
     timeout: Duration = 5.0
     retries: int = Field(3, ge=0, le=20)
-
-    @field_validator("url")
-    @classmethod
-    def _secret_url(cls, value: SecretUrl) -> SecretUrl:
-        return _register_url(value)
-
-    @field_serializer("url")
-    def _show_url(self, value: SecretUrl) -> str:
-        return _hidden_url(value)
 
 
 class AlertmanagerNotifier(_NotifierBase):

@@ -30,7 +30,7 @@ from collectors.activemq.jolokia import JolokiaError, MBeanError
 from collectors.activemq.ops import FlavorOps, QueueRef
 from collectors.base import MessageFilter, MoveRequest, MoveResult, ProgressCallback
 from collectors.kit.tally import Tally
-from mqtop.kernel.errors import ActionFailed, UsageError
+from mqtop.kernel.errors import SAME_QUEUE, ActionFailed, UsageError
 
 ORIGINAL = "(original queue of each message)"
 FIRST_BATCH = 1000
@@ -98,7 +98,7 @@ class Mover:
     async def _destination(self, src: QueueRef, name: str) -> QueueRef | None:
         dest = await self.ops.find(name)
         if dest is not None and dest.mbean == src.mbean:
-            raise UsageError("source and destination are the same queue")
+            raise UsageError(SAME_QUEUE)
         return dest
 
     async def _targets(self, src: QueueRef, bound: int) -> list[tuple[QueueRef, str, int]]:

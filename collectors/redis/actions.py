@@ -30,7 +30,7 @@ from collectors.redis.codecs import DEAD_FIELD, entry_body, entry_headers, id_ms
 from collectors.redis.mover import LIST_BATCH, STREAM_BATCH, Mover
 from collectors.redis.options import RedisMoveOptions, RedisOptions
 from collectors.redis.reclaim import Reclaim
-from mqtop.kernel.errors import UsageError
+from mqtop.kernel.errors import SAME_QUEUE, UsageError
 
 
 class RedisActions:
@@ -196,7 +196,7 @@ class RedisActions:
             )
         if src == dst:
             # two spellings of one key (as typed, and as mqtop prints it)
-            raise UsageError("source and destination are the same queue")
+            raise UsageError(SAME_QUEUE)
         if dst_kind not in ("none", src_kind):
             raise UsageError(
                 f"destination {request.destination!r} is a {dst_kind}; a {src_kind} can only "

@@ -15,9 +15,7 @@ from collectors.base import BrokerOptions, MessageFilter
 from mqtop.audit import AuditLogRefused, refuse_unsafe
 from mqtop.config import Config
 from mqtop.dlq.selection import SelectionFilter
-from mqtop.kernel.errors import ReadOnlyBroker, UsageError
-
-SAME_QUEUE = "source and destination are the same queue"
+from mqtop.kernel.errors import SAME_QUEUE, ReadOnlyBroker, UsageError
 
 
 def readonly_refusal(broker: BrokerOptions, action: str) -> ReadOnlyBroker | None:

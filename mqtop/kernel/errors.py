@@ -29,6 +29,9 @@ class UsageError(MqtopError):
     exit_code = EXIT_USAGE
 
 
+SAME_QUEUE = "source and destination are the same queue"  # a move's UsageError, worded once
+
+
 class ConfigError(MqtopError):
     """One or more problems in a config file (exit 2)."""
 
