@@ -20,6 +20,7 @@ class DeadLetter:
     RabbitMQ: ``target`` is the dead-letter exchange ("" = the default exchange) and
     ``routing_key`` the ``x-dead-letter-routing-key`` (None: messages keep their own keys).
     SQS: ``target`` is the DLQ's name and ``max_receive_count`` the redrive policy's.
+    Artemis: ``target`` is the dead-letter address (source ``address-settings``).
     """
 
     target: str
@@ -42,9 +43,10 @@ class QueueTopology:
     messages: int | None = None
     dead_letter: DeadLetter | None = None
     message_ttl_seconds: float | None = None  # RabbitMQ x-message-ttl / policy message-ttl
-    max_length: int | None = None  # RabbitMQ x-max-length (messages)
+    max_length: int | None = None  # RabbitMQ x-max-length (messages); Sidekiq dead set cap
     max_length_bytes: int | None = None  # RabbitMQ x-max-length-bytes
-    delivery_limit: int | None = None  # quorum queues
+    delivery_limit: int | None = None  # quorum queues; Artemis max-delivery-attempts (-1: none)
+    auto_create_dlq: bool | None = None  # Artemis auto-create-dead-letter-resources
     policy: str | None = None  # the effective policy's name
     retention_seconds: float | None = None  # SQS MessageRetentionPeriod, Kafka retention.ms
     retention_bytes: int | None = None  # Kafka retention.bytes per partition

@@ -5,10 +5,17 @@ from __future__ import annotations
 from collectors.activemq.collector import ActiveMQCollector
 from collectors.activemq.options import ActiveMQMoveOptions, ActiveMQOptions
 from collectors.base import CollectorPlugin
+from collectors.topology import TopologyReader
 
 
 def _create(options: ActiveMQOptions) -> ActiveMQCollector:
     return ActiveMQCollector(options)
+
+
+def _topology(options: ActiveMQOptions) -> TopologyReader:
+    from collectors.activemq.topology import create_reader
+
+    return create_reader(options)
 
 
 PLUGIN: CollectorPlugin[ActiveMQOptions] = CollectorPlugin(
@@ -16,6 +23,7 @@ PLUGIN: CollectorPlugin[ActiveMQOptions] = CollectorPlugin(
     options_model=ActiveMQOptions,
     factory=_create,
     move_options=ActiveMQMoveOptions,
+    topology=_topology,
     description="ActiveMQ Artemis and Classic queues through Jolokia",
 )
 

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
-from mqtop.lint import coverage, kafka, rabbitmq, sqs
+from mqtop.lint import activemq, coverage, jobs, kafka, rabbitmq, sqs
 from mqtop.lint.model import Check, Rule
 
-RULES: tuple[Rule, ...] = (*rabbitmq.RULES, *sqs.RULES, *kafka.RULES, *coverage.RULES)
+RULES: tuple[Rule, ...] = (
+    *rabbitmq.RULES,
+    *sqs.RULES,
+    *kafka.RULES,
+    *activemq.RULES,
+    *jobs.RULES,
+    *coverage.RULES,
+)
 BY_ID: dict[str, Rule] = {rule.id: rule for rule in RULES}
 # broker type -> the checks over its topology (the coverage rule is run for every broker)
 CHECKS: dict[str, Check] = {
     "rabbitmq": rabbitmq.check,
     "sqs": sqs.check,
     "kafka": kafka.check,
+    "activemq": activemq.check,
+    "sidekiq": jobs.check_sidekiq,
 }
 
 
