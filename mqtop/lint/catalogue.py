@@ -23,6 +23,7 @@ CHECKS: dict[str, Check] = {
     "kafka": kafka.check,
     "activemq": activemq.check,
     "sidekiq": jobs.check_sidekiq,
+    "bullmq": jobs.check_bullmq,
 }
 
 

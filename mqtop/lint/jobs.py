@@ -1,4 +1,5 @@
-"""Job-library lint rules: a Sidekiq dead set at or near the cap it silently trims to."""
+"""Job-library lint rules: a Sidekiq dead set or a BullMQ failed set at or near the cap it is
+silently trimmed to; a BullMQ failed set nothing ever trims."""
 
 from __future__ import annotations
 
@@ -20,7 +21,29 @@ DEAD_SET_FULL = Rule(
     "and in mqtop's broker config",
     SIDEKIQ_DOCS,
 )
-RULES = (DEAD_SET_FULL,)
+BULLMQ_DOCS = "https://docs.bullmq.io/guide/queues/auto-removal-of-jobs"
+FAILED_EVICTING = Rule(
+    "bullmq-failed-evicting",
+    "warning",
+    "bullmq",
+    "BullMQ failed set at 90% or more of removeOnFail's count (or removeOnFail: true): each "
+    "new failure silently deletes the oldest failed job (true: every failed job at once)",
+    "retry or delete the failed jobs (fix their cause first), or raise removeOnFail's count "
+    "(or use {age: seconds}) in the jobs' options",
+    BULLMQ_DOCS,
+)
+FAILED_UNBOUNDED = Rule(
+    "bullmq-failed-unbounded",
+    "info",
+    "bullmq",
+    "BullMQ failed jobs kept forever (the newest failed job has no removeOnFail): the failed "
+    "set and its job hashes grow in Redis memory without bound, unless the workers set "
+    "removeOnFail in their own options (not stored in Redis, so not seen)",
+    "set removeOnFail ({count: N} or {age: seconds}) in the queue's defaultJobOptions or each "
+    "job's options, and retry or delete the failed jobs",
+    BULLMQ_DOCS,
+)
+RULES = (DEAD_SET_FULL, FAILED_EVICTING, FAILED_UNBOUNDED)
 
 
 def check_sidekiq(topology: Topology) -> Iterator[Finding]:
@@ -37,4 +60,32 @@ def check_sidekiq(topology: Topology) -> Iterator[Finding]:
                 topology.broker,
                 queue.name,
                 f"{size:,} dead jobs of a cap of {cap:,} ({size / cap:.0%}), {state}",
+            )
+
+
+def check_bullmq(topology: Topology) -> Iterator[Finding]:
+    """The BullMQ rules over one topology (each queue's failed set)."""
+    for queue in topology.queues:
+        if queue.kind != "failed-set" or queue.messages is None:
+            continue
+        size, cap = queue.messages, queue.max_length
+        if cap == 0:
+            yield FAILED_EVICTING.finding(
+                topology.broker,
+                queue.name,
+                "removeOnFail keeps none (true or count 0): failed jobs are deleted as they fail",
+            )
+        elif cap is not None and size >= NEAR_FULL * cap:
+            state = "full: every new failure deletes the oldest" if size >= cap else "near full"
+            yield FAILED_EVICTING.finding(
+                topology.broker,
+                queue.name,
+                f"{size:,} failed jobs of removeOnFail's {cap:,} ({size / cap:.0%}), {state}",
+            )
+        elif queue.unbounded_retention and size > 0:
+            yield FAILED_UNBOUNDED.finding(
+                topology.broker,
+                queue.name,
+                f"{size:,} failed jobs and no removeOnFail on the newest: none is removed unless "
+                "the workers' own options set removeOnFail",
             )

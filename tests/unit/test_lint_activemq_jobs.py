@@ -6,6 +6,7 @@ from __future__ import annotations
 from alerts.config import AlertRule
 from collectors.activemq.decode import Row
 from collectors.activemq.topology import artemis_queue, decode_settings
+from collectors.jobs.bullmq.topology import failed_set
 from collectors.topology import Binding, DeadLetter, Exchange, QueueTopology, Topology
 from mqtop.lint.config import LintConfig
 from mqtop.lint.runner import lint_topology
@@ -147,3 +148,52 @@ def test_sidekiq_dead_set_full_broken_and_satisfied() -> None:
     assert rules_of(dead_set(35, 39)) == set()  # below 90%
     assert rules_of(dead_set(None, 9_999)) == set()  # size unknown: nothing judged
     assert rules_of(dead_set(5, None)) == set()
+
+
+def bullmq(*sets: QueueTopology) -> Topology:
+    return Topology("bq", "bullmq", sets)
+
+
+def test_bullmq_failed_set_bound_decoded_from_the_newest_failed_job() -> None:
+    assert failed_set("q", 3, b'{"attempts":0}').unbounded_retention is True
+    assert failed_set("q", 3, '{"removeOnFail":false}').unbounded_retention is True
+    counted = failed_set("q", 3, '{"removeOnFail":50,"attempts":0}')
+    assert counted.max_length == 50 and not counted.unbounded_retention
+    assert counted.name == "q:failed" and counted.messages == 3
+    assert failed_set("q", 3, '{"removeOnFail":true}').max_length == 0
+    both = failed_set("q", 3, '{"removeOnFail":{"count":7,"age":3600}}')
+    assert both.max_length == 7 and both.retention_seconds == 3600.0
+    aged = failed_set("q", 3, '{"removeOnFail":{"age":60}}')
+    assert aged.max_length is None and aged.retention_seconds == 60.0
+    assert not aged.unbounded_retention
+    for unknown in (None, "not json", "[]"):  # no failed job, or unreadable: unknown
+        got = failed_set("q", 0, unknown)
+        assert got.max_length is None and not got.unbounded_retention
+
+
+def test_bullmq_rules_broken_and_satisfied() -> None:
+    topology = bullmq(
+        failed_set("full", 3, '{"removeOnFail":3}'),
+        failed_set("roomy", 3, '{"removeOnFail":100}'),
+        failed_set("gone", 0, '{"removeOnFail":true}'),
+        failed_set("none", 0, '{"removeOnFail":{"count":0}}'),
+        failed_set("forever", 12, "{}"),
+        failed_set("aged", 500, '{"removeOnFail":{"age":86400}}'),
+        failed_set("empty", 0, None),
+    )
+    found = messages_of(topology)
+    assert set(found) == {
+        ("bullmq-failed-evicting", "full:failed"),
+        ("bullmq-failed-evicting", "gone:failed"),
+        ("bullmq-failed-evicting", "none:failed"),
+        ("bullmq-failed-unbounded", "forever:failed"),
+    }
+    assert (
+        "3 failed jobs of removeOnFail's 3 (100%), full"
+        in found[("bullmq-failed-evicting", "full:failed")]
+    )
+    assert "keeps none" in found[("bullmq-failed-evicting", "gone:failed")]
+    assert "12 failed jobs" in found[("bullmq-failed-unbounded", "forever:failed")]
+    findings, _ = lint_topology(topology, EVERYTHING, LintConfig())
+    severity = {f.rule: f.severity for f in findings}
+    assert severity == {"bullmq-failed-evicting": "warning", "bullmq-failed-unbounded": "info"}
