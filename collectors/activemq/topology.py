@@ -16,7 +16,7 @@ from typing import Any
 
 from collectors.activemq.collector import ActiveMQCollector
 from collectors.activemq.decode import ARTEMIS, Row, broker_key
-from collectors.activemq.jolokia import JolokiaError, MBeanError, value_of
+from collectors.activemq.jolokia import JolokiaError, JolokiaRefused, MBeanError, value_of
 from collectors.activemq.options import ActiveMQOptions
 from collectors.topology import Binding, DeadLetter, Exchange, QueueTopology, Topology
 from mqtop.kernel.errors import BrokerUnreachable
@@ -55,8 +55,10 @@ def artemis_queue(row: Row, settings: Mapping[str, Any] | None) -> QueueTopology
     messages = None
     if row.waiting is not None and row.in_flight is not None:
         messages = row.waiting + row.in_flight
+    # a durable subscription's series is (address, group=queue): lint names it address/queue
+    name = row.name if row.group is None else f"{row.name}/{row.group}"
     return QueueTopology(
-        name=row.name,
+        name=name,
         kind=row.kind,  # queue | dlq | subscription
         local_name=row.queue,
         durable=True,
@@ -86,7 +88,10 @@ class ActiveMQTopologyReader:
             {"type": "exec", "mbean": broker, "operation": SETTINGS_OP, "arguments": [a]}
             for a in addresses
         ]
-        answers = await self.collector.jolokia.bulk(requests)
+        try:
+            answers = await self.collector.jolokia.bulk(requests)
+        except JolokiaRefused:  # the role may read queues but not call the operation
+            return dict.fromkeys(addresses)
         found: dict[str, dict[str, Any] | None] = {}
         for address, answer in zip(addresses, answers, strict=True):
             try:

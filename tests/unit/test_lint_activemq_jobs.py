@@ -197,3 +197,36 @@ def test_bullmq_rules_broken_and_satisfied() -> None:
     findings, _ = lint_topology(topology, EVERYTHING, LintConfig())
     severity = {f.rule: f.severity for f in findings}
     assert severity == {"bullmq-failed-evicting": "warning", "bullmq-failed-unbounded": "info"}
+
+
+def test_artemis_reader_skips_delivery_rules_when_address_settings_are_refused() -> None:
+    import asyncio
+
+    from collectors.activemq.jolokia import JolokiaRefused
+    from collectors.activemq.options import ActiveMQOptions
+    from collectors.activemq.topology import create_reader
+
+    reader = create_reader(ActiveMQOptions(name="amq", flavor="artemis"))
+    orders = Row(queue="orders", name="orders", mbean="m", waiting=0, in_flight=0, consumers=1)
+    orders.info = {"address": "orders", "dead_letter_address": "nowhere"}
+    sub = Row(queue="app.audit", name="events", mbean="m2", group="app.audit", kind="subscription")
+    sub.info = {"address": "events", "dead_letter_address": ""}
+
+    async def rows() -> tuple[list[Row], list[str]]:
+        return [orders, sub], []
+
+    async def search(pattern: str) -> list[str]:
+        return ['org.apache.activemq.artemis:broker="b"']
+
+    async def refuse(requests: object) -> object:
+        raise JolokiaRefused("403: the access policy refused it")
+
+    reader.collector.rows = rows  # type: ignore[method-assign]
+    reader.collector.jolokia.search = search  # type: ignore[method-assign]
+    reader.collector.jolokia.bulk = refuse  # type: ignore[method-assign]
+    topology = asyncio.run(reader.read())
+    assert [q.name for q in topology.queues] == ["orders", "events/app.audit"]
+    assert all(q.delivery_limit is None and q.auto_create_dlq is None for q in topology.queues)
+    assert any("could not be read" in w for w in topology.warnings)
+    # the dead-letter address is known, its auto-creation is not: only the missing DLA is judged
+    assert rules_of(topology) == {("activemq-no-dla", "events/app.audit")}
