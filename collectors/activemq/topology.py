@@ -117,7 +117,8 @@ class ActiveMQTopologyReader:
         if unread:
             warnings.append(
                 f"address settings of {len(unread)} address(es) could not be read "
-                f"(e.g. {unread[0]!r}): their delivery-attempt rules are not checked"
+                f"(e.g. {unread[0]!r}): activemq-dla-no-queue and "
+                "activemq-max-delivery-attempts are not checked for their queues"
             )
         queues = tuple(artemis_queue(r, settings.get(str(r.info.get("address")))) for r in wanted)
         by_address: dict[str, set[str]] = {}
