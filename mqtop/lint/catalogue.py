@@ -24,6 +24,7 @@ CHECKS: dict[str, Check] = {
     "activemq": activemq.check,
     "sidekiq": jobs.check_sidekiq,
     "bullmq": jobs.check_bullmq,
+    "rq": jobs.check_rq,
 }
 
 

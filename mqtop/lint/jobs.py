@@ -1,5 +1,5 @@
 """Job-library lint rules: a Sidekiq dead set or a BullMQ failed set at or near the cap it is
-silently trimmed to; a BullMQ failed set nothing ever trims."""
+silently trimmed to; a BullMQ failed set nothing ever trims; RQ failed jobs that never expire."""
 
 from __future__ import annotations
 
@@ -43,7 +43,17 @@ FAILED_UNBOUNDED = Rule(
     "job's options, and retry or delete the failed jobs",
     BULLMQ_DOCS,
 )
-RULES = (DEAD_SET_FULL, FAILED_EVICTING, FAILED_UNBOUNDED)
+RQ_DOCS = "https://python-rq.org/docs/exceptions/"
+RQ_NO_TTL = Rule(
+    "rq-failed-no-ttl",
+    "info",
+    "rq",
+    "RQ failed jobs that never expire (failure_ttl=-1): the failed registry's cleanup never "
+    "removes them and they stay in Redis memory until deleted",
+    "give jobs a failure_ttl (RQ's default is one year), and requeue or delete the failed jobs",
+    RQ_DOCS,
+)
+RULES = (DEAD_SET_FULL, FAILED_EVICTING, FAILED_UNBOUNDED, RQ_NO_TTL)
 
 
 def check_sidekiq(topology: Topology) -> Iterator[Finding]:
@@ -88,4 +98,15 @@ def check_bullmq(topology: Topology) -> Iterator[Finding]:
                 queue.name,
                 f"{size:,} failed jobs and no removeOnFail on the newest: none is removed unless "
                 "the workers' own options set removeOnFail",
+            )
+
+
+def check_rq(topology: Topology) -> Iterator[Finding]:
+    """The RQ rules over one topology (each queue's failed registry)."""
+    for queue in topology.queues:
+        if queue.kind == "failed-registry" and queue.unbounded_retention and queue.messages:
+            yield RQ_NO_TTL.finding(
+                topology.broker,
+                queue.name,
+                f"{queue.messages:,} failed jobs, some with no expiry (failure_ttl -1)",
             )

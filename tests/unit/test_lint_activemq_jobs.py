@@ -230,3 +230,21 @@ def test_artemis_reader_skips_delivery_rules_when_address_settings_are_refused()
     assert any("could not be read" in w for w in topology.warnings)
     # the dead-letter address is known, its auto-creation is not: only the missing DLA is judged
     assert rules_of(topology) == {("activemq-no-dla", "events/app.audit")}
+
+
+def test_rq_failed_jobs_without_expiry_broken_and_satisfied() -> None:
+    def registry(name: str, size: int, never: bool) -> QueueTopology:
+        return QueueTopology(
+            name + ":failed", "failed-registry", messages=size, unbounded_retention=never
+        )
+
+    topology = Topology(
+        "rq",
+        "rq",
+        (registry("forever", 3, True), registry("yearly", 3, False), registry("empty", 0, True)),
+    )
+    findings, _ = lint_topology(topology, EVERYTHING, LintConfig())
+    assert [(f.rule, f.queue, f.severity) for f in findings] == [
+        ("rq-failed-no-ttl", "forever:failed", "info")
+    ]
+    assert findings[0].message.startswith("3 failed jobs, some with no expiry")
