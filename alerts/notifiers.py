@@ -67,8 +67,17 @@ def _num(value: float | None) -> float | int | None:
     return value
 
 
-def event_json(event: AlertEvent) -> dict[str, Any]:
-    """One event as plain data: the contract's alert fields plus timing and labels."""
+def event_labels(alert: Alert, target_labels: Mapping[str, str] | None = None) -> dict[str, str]:
+    """An event's ``labels``: the config's target labels (e.g. ``cluster``) under the rule's
+    own (a rule label of the same name wins, as in the Alertmanager path)."""
+    return {**(target_labels or {}), **alert.labels}
+
+
+def event_json(
+    event: AlertEvent, target_labels: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """One event as plain data: the contract's alert fields plus timing and labels (the
+    rule's ``labels`` over the config's target ``labels:``)."""
     alert = event.alert
     out = alert.to_json()
     out["value"] = _num(alert.value)
@@ -78,7 +87,7 @@ def event_json(event: AlertEvent) -> dict[str, Any]:
             "status": event.kind,
             "repeat": event.repeat,
             "time": iso(event.time),
-            "labels": dict(alert.labels),
+            "labels": event_labels(alert, target_labels),
             "active_since": iso(alert.active_since),
             "fired_at": iso(alert.fired_at),
             "resolved_at": iso(alert.resolved_at),
@@ -101,9 +110,13 @@ class Notifier:
 
     kind = "notifier"
 
-    def __init__(self, name: str, min_severity: str = "info") -> None:
+    def __init__(
+        self, name: str, min_severity: str = "info", labels: Mapping[str, str] | None = None
+    ) -> None:
         self.name = name  # e.g. "webhook[0]": never contains the URL
         self.min_rank = SEVERITY_ORDER.get(min_severity, 0)
+        # the config's target labels (e.g. cluster), through the redactor like every output
+        self.labels = {k: redact(v) for k, v in (labels or {}).items()}
 
     def wants(self, alert: Alert) -> bool:
         """True when the alert is at or above this notifier's minimum severity."""
@@ -129,13 +142,19 @@ class StdoutSink(Notifier):
 
     kind = "stdout"
 
-    def __init__(self, name: str, min_severity: str = "info", stream: IO[str] | None = None):
-        super().__init__(name, min_severity)
+    def __init__(
+        self,
+        name: str,
+        min_severity: str = "info",
+        stream: IO[str] | None = None,
+        labels: Mapping[str, str] | None = None,
+    ):
+        super().__init__(name, min_severity, labels)
         self._stream = stream
 
     async def send(self, events: Sequence[AlertEvent]) -> None:
         stream = self._stream or sys.stdout
-        lines = "".join(strict_json(event_json(e)) + "\n" for e in events)
+        lines = "".join(strict_json(event_json(e, self.labels)) + "\n" for e in events)
         try:
             stream.write(lines)
             stream.flush()
@@ -157,8 +176,9 @@ class HttpNotifier(Notifier):
         headers: Mapping[str, str] | None = None,
         backoff: float = 0.5,
         client_factory: Callable[[], httpx.AsyncClient] | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(name, min_severity)
+        super().__init__(name, min_severity, labels)
         self._url = url
         self._timeout = timeout
         self._retries = retries
@@ -232,18 +252,20 @@ class WebhookSink(HttpNotifier):
     kind = "webhook"
 
     async def send(self, events: Sequence[AlertEvent]) -> None:
-        await self.post(self._url, webhook_payload(events))
+        await self.post(self._url, webhook_payload(events, self.labels))
 
 
-def webhook_payload(events: Sequence[AlertEvent]) -> dict[str, Any]:
+def webhook_payload(
+    events: Sequence[AlertEvent], target_labels: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """The webhook body: one entry per event (``status`` is firing while any is still firing,
-    held ones included)."""
+    held ones included; each event's ``labels`` carry the target labels)."""
     firing = any(e.kind in ("firing", "held") for e in events)
     return {
         "version": "1",
         "source": "mqtop",
         "status": "firing" if firing else "resolved",
-        "alerts": [event_json(e) for e in events],
+        "alerts": [event_json(e, target_labels) for e in events],
     }
 
 
@@ -257,7 +279,7 @@ class SlackSink(HttpNotifier):
         self._channel = channel
 
     async def send(self, events: Sequence[AlertEvent]) -> None:
-        await self.post(self._url, slack_payload(events, self._channel))
+        await self.post(self._url, slack_payload(events, self._channel, self.labels))
 
 
 _SLACK_COLORS = {"critical": "#d62728", "warning": "#ff9f1a", "info": "#1f77b4"}
@@ -268,8 +290,13 @@ def slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def slack_payload(events: Sequence[AlertEvent], channel: str | None = None) -> dict[str, Any]:
-    """An incoming-webhook payload: ``text`` (fallback) and ``attachments``."""
+def slack_payload(
+    events: Sequence[AlertEvent],
+    channel: str | None = None,
+    target_labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """An incoming-webhook payload: ``text`` (fallback) and ``attachments`` (fields: broker,
+    queue, group, then the target labels and the rule's, e.g. ``cluster``)."""
     lines = []
     attachments = []
     for event in events:
@@ -284,6 +311,10 @@ def slack_payload(events: Sequence[AlertEvent], channel: str | None = None) -> d
         ]
         if alert.group:
             fields.append({"title": "group", "value": slack_escape(alert.group), "short": True})
+        fields += [
+            {"title": slack_escape(name), "value": slack_escape(value), "short": True}
+            for name, value in event_labels(alert, target_labels).items()
+        ]
         attachments.append(
             {
                 "color": "#2ca02c" if event.kind == "resolved" else _SLACK_COLORS[alert.severity],
@@ -312,9 +343,8 @@ class AlertmanagerSink(HttpNotifier):
         labels: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, labels=labels, **kwargs)
         self.resend_interval = resend_interval
-        self.labels = dict(labels or {})  # the config's target labels (e.g. cluster)
         self._last_resend: float | None = None
         self._endpoint = self._url.rstrip("/") + "/api/v2/alerts"
 
@@ -410,7 +440,7 @@ def build_notifier(
     """Create the notifier for one ``notify:`` entry."""
     name = f"{config.type}[{index}]"
     if isinstance(config, StdoutNotifier):
-        return StdoutSink(name, config.min_severity, stream=stream)
+        return StdoutSink(name, config.min_severity, stream=stream, labels=labels)
     # what every HTTP sink takes, then each its own
     http: dict[str, Any] = {
         "timeout": config.timeout,
@@ -420,9 +450,9 @@ def build_notifier(
     }
     url = config.url.get_secret_value()
     if isinstance(config, WebhookNotifier):
-        return WebhookSink(name, url, headers=config.headers, **http)
+        return WebhookSink(name, url, headers=config.headers, labels=labels, **http)
     if isinstance(config, SlackNotifier):
-        return SlackSink(name, url, channel=config.channel, **http)
+        return SlackSink(name, url, channel=config.channel, labels=labels, **http)
     if isinstance(config, AlertmanagerNotifier):
         return AlertmanagerSink(
             name, url, resend_interval=config.resend_interval, labels=labels, **http
@@ -458,7 +488,8 @@ class Dispatcher:
         stream: IO[str] | None = None,
         labels: Mapping[str, str] | None = None,
     ) -> Dispatcher:
-        """Build every configured notifier (``labels``: target labels for Alertmanager)."""
+        """Build every configured notifier (``labels``: the config's target labels, added to
+        every notification)."""
         return cls(
             [build_notifier(c, i, backoff, stream, labels) for i, c in enumerate(configs)]
         )

@@ -72,8 +72,9 @@ class _RawConfig(_Strict):
     )
     labels: dict[str, str] = Field(
         default_factory=dict,
-        description="Target labels added to every series `mqtop serve` exports and to the "
-        "alerts it sends to Alertmanager (e.g. `{cluster: eu-1, env: prod}`).",
+        description="Target labels added to every series `mqtop serve` exports and to every "
+        "notification it sends (webhook, Slack, stdout, Alertmanager), e.g. "
+        "`{cluster: eu-1, env: prod}`.",
     )
     exporter: ExporterConfig = Field(default_factory=ExporterConfig)
     sources: list[SourceConfig] = Field(

@@ -12,7 +12,12 @@ import time
 import jsonschema
 import pytest
 
-from alerts.config import AlertmanagerNotifier, SlackNotifier, WebhookNotifier
+from alerts.config import (
+    AlertmanagerNotifier,
+    SlackNotifier,
+    StdoutNotifier,
+    WebhookNotifier,
+)
 from alerts.model import Alert, AlertEvent, AlertState
 from alerts.notifiers import Dispatcher, StdoutSink, build_notifier
 from tests.harness import free_port
@@ -320,3 +325,46 @@ async def test_held_events_reach_every_receiver_saying_until_when(receiver):
     assert abs(parse_time(posted["annotations"]["held_until"]) - until) < 0.01
     assert parse_time(posted["endsAt"]) > time.time()  # still active for Alertmanager
     jsonschema.validate(by_path["/api/v2/alerts"], POSTABLE_ALERTS)
+
+
+async def test_target_labels_reach_webhook_slack_and_stdout(receiver):
+    """The config's `labels:` (as `mqtop serve` passes them) are in every event's labels,
+    under the rule's own: a rule label of the same name wins."""
+    stream = io.StringIO()
+    configs = [
+        webhook(receiver.url + "/hook"),
+        SlackNotifier.model_validate({"type": "slack", "url": receiver.url + "/slack"}),
+        StdoutNotifier.model_validate({"type": "stdout"}),
+    ]
+    target = {"cluster": "eu-1", "env": "prod", "team": "platform"}
+    dispatcher = Dispatcher.from_config(configs, backoff=0.01, stream=stream, labels=target)
+    dispatcher.start()
+    firing, resolved = firing_then_resolved(queue="orders<&>")
+    dispatcher.notify([firing])
+    dispatcher.notify([resolved])
+    await dispatcher.aclose(grace=10)
+    requests = receiver.wait_for(lambda rs: len(rs) == 4)
+    expected = {"cluster": "eu-1", "env": "prod", "team": "payments"}  # the rule's team wins
+    hooks = [r.json() for r in requests if r.path == "/hook"]
+    assert [h["status"] for h in hooks] == ["firing", "resolved"]
+    assert [h["alerts"][0]["labels"] for h in hooks] == [expected, expected]
+    slack = [r.json() for r in requests if r.path == "/slack"]
+    for payload in slack:
+        fields = {f["title"]: f["value"] for f in payload["attachments"][0]["fields"]}
+        assert fields["cluster"] == "eu-1" and fields["env"] == "prod"
+        assert fields["team"] == "payments" and fields["queue"] == "orders&lt;&amp;&gt;"
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["status"] for line in lines] == ["firing", "resolved"]
+    assert all(line["labels"] == expected for line in lines)
+    # the event itself is unchanged: the rule's labels only
+    assert firing.alert.labels == {"team": "payments"}
+
+
+async def test_without_target_labels_events_carry_the_rule_labels_only(receiver):
+    dispatcher = Dispatcher.from_config([webhook(receiver.url)], backoff=0.01, labels={})
+    dispatcher.start()
+    firing, _ = firing_then_resolved(labels={})
+    dispatcher.notify([firing])
+    await dispatcher.aclose(grace=10)
+    [request] = receiver.wait_for(lambda rs: len(rs) == 1)
+    assert request.json()["alerts"][0]["labels"] == {}
