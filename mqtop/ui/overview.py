@@ -168,12 +168,18 @@ class OverviewScreen(DashboardScreen):
         box = self.query_one("#totals", Static)
         if not box.display:
             return
-        shown = [r for r in rows if not r.is_header]
-        by_broker: dict[str, list[Row]] = {}
-        for row in shown:
-            by_broker.setdefault(row.broker, []).append(row)
-        brokers = [(safe_text(b, 20), totals(m)) for b, m in sorted(by_broker.items())]
-        box.update(totals_line(totals(shown), brokers, (self.size.width or 80) - 2))
+        data = self.host.data
+        if not self.filter_text and data.totals is not None:
+            # every row is shown: the worker summed them already (no per-row work here)
+            overall, each = data.totals, data.broker_totals
+        else:
+            shown = [r for r in rows if not r.is_header]
+            by_broker: dict[str, list[Row]] = {}
+            for row in shown:
+                by_broker.setdefault(row.broker, []).append(row)
+            overall, each = totals(shown), tuple((b, totals(m)) for b, m in by_broker.items())
+        brokers = [(safe_text(b, 20), t) for b, t in sorted(each, key=lambda item: item[0])]
+        box.update(totals_line(overall, brokers, (self.size.width or 80) - 2))
 
     def _update_header(self) -> None:
         data = self.host.data
