@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 INFO = "queue_info"
 FAMILIES: tuple[str, ...] = (*PUBLIC_METRIC_NAMES, INFO, "up", "broker_up")
 MAX_POINTS = 11_000  # Prometheus refuses ranges of more points per series
+BATCH_WINDOW = 0.003  # seconds a chart's history requests wait for each other (one query)
 UNKNOWN_TYPE = "remote"
 
 
@@ -112,6 +113,9 @@ class SourceReader:
         self._client: httpx.AsyncClient | None = None
         self.remotes: dict[str, Remote] = {}
         self.backfilled = False
+        # history asked for the same series and range at the same time: one query_range
+        self._batches: dict[tuple[SeriesKey, float, float, float], _Batch] = {}
+        self.history_queries = 0  # query_range requests made for charts (tests, benchmarks)
 
     @property
     def address(self) -> str:
@@ -245,37 +249,52 @@ class SourceReader:
         self, key: SeriesKey, metric: str, start: float, end: float, points: int
     ) -> list[tuple[float, float | None]]:
         """Points of one remote series over [start, end], at most about ``points`` of them
-        (the server picks the points: ``step`` = span / points)."""
+        (the server picks the points: ``step`` = span / points). Requests for other metrics
+        of the same series and range made at the same moment (a chart view asks for each of
+        its metrics at once) share one ``query_range``."""
         remote = self.remotes.get(key.broker)
         if remote is None or metric not in PUBLIC_METRIC_NAMES:
             return []
         step = max((end - start) / max(points, 1), (end - start) / MAX_POINTS, 1.0)
+        batch_key = (key, start, end, step)
+        batch = self._batches.get(batch_key)
+        if batch is None:
+            batch = _Batch()
+            self._batches[batch_key] = batch
+            batch.task = asyncio.ensure_future(self._history_batch(batch_key, batch, remote))
+            # retrieved even when every caller gave up (no "never retrieved" warning)
+            batch.task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        batch.metrics.add(metric)
+        assert batch.task is not None
+        # shielded: one caller giving up (a closed chart) never cancels the others' answer
+        found = await asyncio.shield(batch.task)
+        return list(found.get(metric, ()))
+
+    async def _history_batch(
+        self, batch_key: tuple[SeriesKey, float, float, float], batch: _Batch, remote: Remote
+    ) -> dict[str, list[tuple[float, float | None]]]:
+        key, start, end, step = batch_key
+        try:
+            await asyncio.sleep(BATCH_WINDOW)  # the other metrics' requests join meanwhile
+        finally:
+            self._batches.pop(batch_key, None)
         matchers = [
             f"broker={promql_string(remote.broker)}",
             f"queue={promql_string(key.queue)}",
             f"group={promql_string(key.group or '')}",
             *(f"{label}={promql_string(value)}" for label, value in remote.scope),
         ]
+        self.history_queries += 1
         data = await self._api(
             "query_range",
             {
-                "query": self.selector([metric], matchers),
+                "query": self.selector(sorted(batch.metrics), matchers),
                 "start": f"{start:.3f}",
                 "end": f"{end:.3f}",
                 "step": f"{step:g}",
             },
         )
-        out: list[tuple[float, float | None]] = []
-        result = data.get("result") if isinstance(data, dict) else None
-        for entry in result if isinstance(result, list) else ():
-            values = entry.get("values") if isinstance(entry, dict) else None
-            for pair in values if isinstance(values, list) else ():
-                if isinstance(pair, list) and len(pair) == 2:
-                    t = _finite(pair[0])
-                    if t is not None:
-                        out.append((t, _finite(pair[1])))
-            break  # one series (duplicates from HA pairs carry the same values)
-        return out
+        return _range_points(data)
 
     # -- parsing ------------------------------------------------------------------------
 
@@ -404,6 +423,37 @@ class SourceReader:
             f"read-only: {broker} is read from Prometheus source {self.name!r}; add it to "
             "`brokers:` (same name and target labels as its mqtop serve) to act on it"
         )
+
+
+@dataclass(slots=True)
+class _Batch:
+    """History requests answered by one query_range (internal)."""
+
+    metrics: set[str] = field(default_factory=set)
+    task: asyncio.Future[dict[str, list[tuple[float, float | None]]]] | None = None
+
+
+def _range_points(data: Any) -> dict[str, list[tuple[float, float | None]]]:
+    """A range answer's points by metric: one series each (duplicates from HA pairs carry
+    the same values); malformed entries and points are skipped."""
+    out: dict[str, list[tuple[float, float | None]]] = {}
+    result = data.get("result") if isinstance(data, dict) else None
+    for entry in result if isinstance(result, list) else ():
+        labels = entry.get("metric") if isinstance(entry, dict) else None
+        values = entry.get("values") if isinstance(entry, dict) else None
+        if not isinstance(labels, dict) or not isinstance(values, list):
+            continue
+        metric = str(labels.get("__name__", ""))[len("mqtop_") :]
+        if metric in out or metric not in PUBLIC_METRIC_NAMES:
+            continue
+        points: list[tuple[float, float | None]] = []
+        for pair in values:
+            if isinstance(pair, list) and len(pair) == 2:
+                t = _finite(pair[0])
+                if t is not None:
+                    points.append((t, _finite(pair[1])))
+        out[metric] = points
+    return out
 
 
 def _decode(body: bytes) -> Any:

@@ -10,7 +10,7 @@ from alerts.model import Alert, AlertEvent, AlertState
 from mqtop.engine import Engine
 from mqtop.kernel.model import BrokerStatus, SeriesKey, SeriesView
 from mqtop.ui.alerting import AlertSource
-from mqtop.ui.rows import Row, build_rows
+from mqtop.ui.rows import Row, build_rows, name_widths
 from mqtop.ui.totals import Totals, totals
 
 
@@ -35,6 +35,7 @@ class DashboardData:
     # summed here in the worker: at 50,000 rows they cost the UI thread ~100 ms a refresh
     totals: Totals | None = None
     broker_totals: tuple[tuple[str, Totals], ...] = ()
+    names: Mapping[str, int] | None = None  # name column widths of every row (name_widths)
 
     def view(self, key: SeriesKey) -> SeriesView | None:
         """The view of one series, if present."""
@@ -94,6 +95,7 @@ def compute_data(
             polled=any(s.up is not None for s in statuses.values()) or bool(views),
             totals=totals(rows),
             broker_totals=tuple((b, totals(m)) for b, m in sorted(by_broker.items())),
+            names=name_widths(rows),
         ),
         events,
     )

@@ -187,6 +187,7 @@ class DetailScreen(DashboardScreen):
         self._remote_points: dict[str, list[tuple[float, float | None]]] = {}
         self._remote_for: tuple[int, float] | None = None  # (window, fetched at)
         self.lint_checked = False  # the lint findings were looked up (shown when any)
+        self._charts_drawn = False  # the charts were drawn once (the first tab activation draws)
 
     @property
     def remote(self) -> bool:
@@ -259,7 +260,10 @@ class DetailScreen(DashboardScreen):
     def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
         """Clicking (or arrowing to) a window tab changes the chart window."""
         if event.tab is not None and event.tab.id:
-            self.window_index = int(event.tab.id[1:])
+            index = int(event.tab.id[1:])
+            if index == self.window_index and self._charts_drawn:
+                return  # set by action_window, which drew already: no second draw
+            self.window_index = index
             self._draw_charts()
 
     def action_window(self, index: int) -> None:
@@ -433,3 +437,4 @@ class DetailScreen(DashboardScreen):
                 plt.yticks([float(t) for t in ticks], shown)
             plt.xlim(-window / 60.0, 0)
             plot.refresh()
+        self._charts_drawn = True

@@ -159,7 +159,8 @@ class OverviewScreen(DashboardScreen):
             table.empty_text = "waiting for the first poll…"
         else:
             table.empty_text = "no series: the brokers report no queues (see include / exclude)"
-        table.set_rows(rows)
+        # every row shown: the worker measured the names already (no per-row work here)
+        table.set_rows(rows, names=None if self.filter_text else data.names)
         self._shown = sum(1 for r in rows if not r.is_header) if self.group_by_broker else len(rows)
         self._draw_totals(rows)
         self._update_header()

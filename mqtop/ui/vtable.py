@@ -8,7 +8,7 @@ poll, where the built-in DataTable needs ~150 ms to update and ~1.6 s to first p
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import ClassVar
 
 from rich.cells import cell_len, set_cell_size
@@ -175,14 +175,20 @@ class SeriesTable(ScrollView, can_focus=True):
             return self._rows[self.cursor]
         return None
 
-    def set_rows(self, rows: list[Row], keep: SeriesKey | None = None) -> None:
-        """Replace every row; keep the cursor on the same series when it is still there."""
+    def set_rows(
+        self,
+        rows: list[Row],
+        keep: SeriesKey | None = None,
+        names: Mapping[str, int] | None = None,
+    ) -> None:
+        """Replace every row; keep the cursor on the same series when it is still there
+        (``names``: the rows' name widths when the caller has them, else measured here)."""
         current = keep if keep is not None else self._cursor_key()
         self._rows = rows
         self._cache.clear()
         has_groups = any(map(_GROUP, rows))
         has_stuck = any(s is not None for s in map(_STUCK, rows))
-        names = name_widths(rows)
+        names = name_widths(rows) if names is None else dict(names)
         if (has_groups, has_stuck, names) != (self._has_groups, self._has_stuck, self._names):
             self._has_groups = has_groups
             self._has_stuck = has_stuck

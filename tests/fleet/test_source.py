@@ -227,3 +227,34 @@ def test_basic_auth_and_tls_against_a_real_prometheus(guarded, run_cli, write_co
     )
     assert code == 0, doc
     assert "Guarded-Pass-4711" not in json.dumps(doc) + text
+
+
+async def test_a_charts_metrics_are_read_in_one_range_query(fleet: Fleet):
+    """The detail view asks for each charted metric at once: one query_range answers them
+    all, with the points each one-metric query gives (and a metric without data is empty)."""
+    import asyncio
+
+    from mqtop.kernel.model import SeriesKey
+    from mqtop.sources.config import PrometheusSource
+    from mqtop.sources.prometheus import SourceReader
+
+    reader = SourceReader(
+        PrometheusSource(type="prometheus", name="fleet", url=fleet.prometheus.url)
+    )
+    try:
+        result = await reader.poll(time.time(), None)
+        assert any(s.broker == "us-1/cache" for s in result.snapshots)
+        key = SeriesKey("us-1/cache", fleet.us)
+        end = time.time()
+        metrics = ["queue_length", "consumers", "consumer_lag_seconds", "in_flight"]
+        together = await asyncio.gather(
+            *(reader.history(key, m, end - 600, end, 120) for m in metrics)
+        )
+        assert reader.history_queries == 1
+        alone = [await reader.history(key, m, end - 600, end, 120) for m in metrics]
+        assert reader.history_queries == 1 + len(metrics)
+        assert together == alone
+        assert together[0] and {v for _, v in together[0]} == {7.0}
+        assert [] in together  # Redis lists have no consumer lag: no points, not zeros
+    finally:
+        await reader.aclose()
