@@ -1,0 +1,715 @@
+# ruff: noqa
+# Frozen copy of mqtop/kernel/store.py before compact storage: the baseline of bench_scale.py.
+"""Embedded time-series store: bounded, in-process, fed by the polling engine.
+
+Layout, per series:
+* a ring buffer at poll resolution covering ``recent`` seconds: one ``array('d')`` of
+  timestamps and one of values, row-major (``rows x metrics``), so a poll's row is written with
+  one slice assignment;
+* rollup buckets (min, max, sum, count, last per metric) covering ``retention`` at a coarser
+  resolution, computed from the ring when a bucket closes. For counters the "sum" slot holds the
+  reset-aware increase inside the bucket, so rates over long windows stay exact.
+
+A series its broker stops listing is marked stale at once and removed after
+``REMOVE_AFTER_POLLS`` successful polls of that broker in a row without it (a deleted queue does
+not stay with its last numbers); a failed poll counts for nothing. Unknown values are stored as
+NaN and always read back as None. Readers get immutable views
+(tuples and read-only mappings built on read); no caller ever holds a buffer the writer mutates.
+Derived values (rates, error ratio) are computed lazily on read and cached until the next write.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from mqtop.kernel.model import (
+    COUNTER_NAMES,
+    METRICS,
+    PUBLIC_METRIC_NAMES,
+    BrokerSnapshot,
+    SeriesKey,
+    SeriesSample,
+    SeriesView,
+)
+
+NAN = math.nan
+# Rollup slots per metric per bucket (float32: charts do not need more precision):
+# gauges: min, max, avg, last; counters: increase within the bucket (reset-aware), max, -, last.
+_ROLL = 4
+_MIN, _MAX, _AVG, _LAST = range(_ROLL)
+_INC = _MIN
+MAX_RAW_ROWS = 20_000
+# successful polls of its broker in a row without a series before the series is removed
+REMOVE_AFTER_POLLS = 3
+
+# public rate metric -> counter it is derived from
+DERIVED_RATES: Mapping[str, str] = MappingProxyType(
+    {m.name: m.derived_from for m in METRICS.values() if m.derived_from}
+)
+
+Point = tuple[float, float | None]
+
+
+def _nan_to_none(value: float) -> float | None:
+    return None if value != value else value
+
+
+@dataclass(frozen=True, slots=True)
+class RollupSpec:
+    """Resolution of the rollup tier."""
+
+    bucket: float
+    buckets: int
+
+
+def increase(values: Sequence[float]) -> float | None:
+    """Reset-aware increase of a counter over consecutive samples (NaNs skipped)."""
+    total = 0.0
+    prev: float | None = None
+    seen = 0
+    for v in values:
+        if v != v:
+            continue
+        seen += 1
+        if prev is not None:
+            total += v - prev if v >= prev else v  # a drop means the counter restarted
+        prev = v
+    return total if seen >= 2 else None
+
+
+def _rate_of(series: _Series, j: int, window: float) -> float | None:
+    """Reset-aware per-second rate of counter slot ``j`` over the trailing window.
+
+    One backward walk from the newest row, no intermediate lists (views compute this for
+    every series after every poll)."""
+    cap, w = series.cap, series.width
+    times, vals = series.times, series.vals
+    since = series.last_time - window - 1e-9
+    row = (series.head - 1) % cap
+    newer = math.nan  # value of the next newer valid sample
+    newest_t = oldest_t = math.nan
+    total = 0.0
+    seen = 0
+    for _ in range(series.count):
+        t = times[row]
+        if t < since:
+            break
+        v = vals[row * w + j]
+        if v == v:
+            if seen:
+                total += newer - v if newer >= v else newer  # a drop: the counter restarted
+            else:
+                newest_t = t
+            newer = v
+            oldest_t = t
+            seen += 1
+        row = (row - 1) % cap
+    span = newest_t - oldest_t
+    if seen < 2 or not span > 0:
+        return None
+    return total / span
+
+
+class _Series:
+    """Storage of one series (internal; never handed to readers)."""
+
+    __slots__ = (
+        "bucket_start",
+        "cached_view",
+        "cap",
+        "count",
+        "dlq",
+        "gauges",
+        "head",
+        "index",
+        "info",
+        "key",
+        "kind",
+        "last_time",
+        "metrics",
+        "missed",
+        "rates",
+        "rcap",
+        "rcount",
+        "rhead",
+        "rtimes",
+        "rvals",
+        "stale",
+        "times",
+        "vals",
+        "width",
+    )
+
+    def __init__(self, key: SeriesKey, metrics: tuple[str, ...], cap: int, rcap: int) -> None:
+        self.key = key
+        self.kind = ""
+        self.dlq: str | None = None
+        self.info: Mapping[str, Any] = MappingProxyType({})
+        self.metrics = metrics
+        self.index = {m: i for i, m in enumerate(metrics)}
+        # precomputed for views: (slot, name) of gauges, (public rate, counter slot)
+        self.gauges = tuple((i, m) for i, m in enumerate(metrics) if m not in COUNTER_NAMES)
+        self.rates = tuple(
+            (rate, self.index[counter])
+            for rate, counter in DERIVED_RATES.items()
+            if counter in self.index and rate not in self.index
+        )
+        self.width = len(metrics)
+        self.cap = cap
+        self.times = array("d", [NAN]) * cap
+        self.vals = array("d", [NAN]) * (cap * self.width)
+        self.head = 0
+        self.count = 0
+        self.rcap = rcap
+        self.rtimes = array("d", [NAN]) * rcap
+        self.rvals = array("f", [NAN]) * (rcap * self.width * _ROLL)
+        self.rhead = 0
+        self.rcount = 0
+        self.bucket_start = NAN  # start of the bucket being filled
+        self.last_time = NAN
+        self.stale = False
+        self.missed = 0  # successful polls of the broker in a row that did not list it
+        self.cached_view: SeriesView | None = None
+
+    # -- raw ring -----------------------------------------------------------------
+
+    def raw_rows(self) -> Iterator[int]:
+        """Ring indexes, oldest first."""
+        start = (self.head - self.count) % self.cap
+        for i in range(self.count):
+            yield (start + i) % self.cap
+
+    def column(self, metric: int, since: float = -math.inf) -> tuple[list[float], list[float]]:
+        """Times and values of one metric from the ring, oldest first, with t >= since.
+
+        Walks back from the newest row and stops at the first older one (timestamps are
+        monotonic), so short windows cost a few rows, not the whole ring.
+        """
+        ts: list[float] = []
+        vs: list[float] = []
+        w = self.width
+        cap = self.cap
+        times, vals = self.times, self.vals
+        row = (self.head - 1) % cap
+        for _ in range(self.count):
+            t = times[row]
+            if t < since:
+                break
+            ts.append(t)
+            vs.append(vals[row * w + metric])
+            row = (row - 1) % cap
+        ts.reverse()
+        vs.reverse()
+        return ts, vs
+
+    def oldest_raw(self) -> float:
+        if not self.count:
+            return NAN
+        return self.times[(self.head - self.count) % self.cap]
+
+
+def _view_order(view: SeriesView) -> tuple[str, str, str]:
+    return (view.key.broker, view.key.queue, view.key.group or "")
+
+
+class TimeSeriesStore:
+    """Bounded in-memory time series for every (broker, queue, group)."""
+
+    def __init__(
+        self,
+        interval: float = 5.0,
+        recent: float = 900.0,
+        retention: float = 86400.0,
+        rollup_buckets: int = 144,
+        rate_window: float | None = None,
+    ) -> None:
+        self.interval = interval
+        self.recent = recent
+        self.retention = max(retention, recent)
+        bucket = max(self.retention / rollup_buckets, interval, 1.0)
+        self.rollup = RollupSpec(bucket=bucket, buckets=math.ceil(self.retention / bucket) + 1)
+        self.rate_window = rate_window or max(3 * interval, 15.0)
+        self._series: dict[SeriesKey, _Series] = {}
+        self._by_broker: dict[str, set[SeriesKey]] = {}
+        self._lock = threading.RLock()
+        self._subscribers: list[Callable[[BrokerSnapshot], None]] = []
+        self._broker_interval: dict[str, float] = {}
+        self._closed_buckets: list[tuple[SeriesKey, tuple[str, ...], float, array[float]]] = []
+        self.collect_closed_buckets = False  # persistence turns this on
+        self.remove_after = REMOVE_AFTER_POLLS
+        self.removed = 0  # series removed because their broker stopped listing them
+        self.generation = 0  # bumps on every write; cheap change detection for readers
+        # sorted views per (broker, include_stale), valid while the generation is unchanged:
+        # the engine, the alert evaluator and the dashboard all ask after each poll
+        self._views_cache: dict[tuple[str | None, bool], tuple[int, list[SeriesView]]] = {}
+
+    # -- writing -------------------------------------------------------------------
+
+    def _capacity(self, interval: float) -> int:
+        return min(MAX_RAW_ROWS, math.ceil(self.recent / max(interval, 0.01)) + 2)
+
+    def _new_series(self, key: SeriesKey, metrics: tuple[str, ...], interval: float) -> _Series:
+        series = _Series(key, metrics, self._capacity(interval), self.rollup.buckets)
+        self._series[key] = series
+        self._by_broker.setdefault(key.broker, set()).add(key)
+        return series
+
+    def ingest(self, snapshot: BrokerSnapshot, interval: float | None = None) -> None:
+        """Store one broker poll. Series the broker no longer reports are marked stale, and
+        removed once ``remove_after`` successful polls in a row did not report them."""
+        with self._lock:
+            if interval is not None:
+                self._broker_interval[snapshot.broker] = interval
+            ivl = self._broker_interval.get(snapshot.broker, self.interval)
+            t = snapshot.time
+            seen: set[SeriesKey] = set()
+            if snapshot.up:
+                for sample in snapshot.series:
+                    seen.add(sample.key)
+                    self._write(sample, t, ivl)
+            gone: list[SeriesKey] = []
+            for key in self._by_broker.get(snapshot.broker, ()):
+                if key in seen:
+                    continue
+                series = self._series[key]
+                if not series.stale:
+                    series.stale = True
+                    series.cached_view = None
+                if snapshot.up:
+                    series.missed += 1
+                    if series.missed >= self.remove_after:
+                        gone.append(key)
+            for key in gone:
+                self._remove(key)
+            self.removed += len(gone)
+            self._evict(t)
+            self.generation += 1
+            subscribers = list(self._subscribers)
+        for callback in subscribers:
+            callback(snapshot)
+
+    def _write(self, sample: SeriesSample, t: float, interval: float) -> None:
+        values = sample.values
+        series = self._series.get(sample.key)
+        if series is None:
+            series = self._new_series(sample.key, tuple(sorted(values)), interval)
+        elif any(m not in series.index for m in values):
+            series = self._relayout(series, values, interval)
+        if t <= series.last_time:
+            return  # out of order or duplicate poll time: keep the ring monotonic
+        self._append(series, t, [values.get(m) for m in series.metrics])
+        series.kind = sample.kind
+        series.dlq = sample.dlq
+        series.info = sample.info
+        series.stale = False
+        series.missed = 0
+        series.cached_view = None
+
+    def _append(self, series: _Series, t: float, row: Sequence[float | None]) -> None:
+        bucket = self.rollup.bucket
+        start = t - (t % bucket)
+        if start != series.bucket_start:
+            if series.bucket_start == series.bucket_start:  # not NaN: close the previous one
+                self._close_bucket(series, series.bucket_start)
+            series.bucket_start = start
+        h = series.head
+        w = series.width
+        series.times[h] = t
+        series.vals[h * w : h * w + w] = array("d", [NAN if v is None else v for v in row])
+        series.head = (h + 1) % series.cap
+        if series.count < series.cap:
+            series.count += 1
+        series.last_time = t
+
+    def _relayout(
+        self, old: _Series, values: Mapping[str, float | None], interval: float
+    ) -> _Series:
+        """A series gained metrics: rebuild its buffers with the wider layout."""
+        metrics = tuple(sorted(set(old.metrics) | set(values)))
+        new = _Series(old.key, metrics, old.cap, old.rcap)
+        mapping = [metrics.index(m) for m in old.metrics]
+        for row in old.raw_rows():
+            full = [NAN] * new.width
+            for j, target in enumerate(mapping):
+                full[target] = old.vals[row * old.width + j]
+            h = new.head
+            new.times[h] = old.times[row]
+            new.vals[h * new.width : (h + 1) * new.width] = array("d", full)
+            new.head = (h + 1) % new.cap
+            new.count += 1
+        start = (old.rhead - old.rcount) % old.rcap
+        for i in range(old.rcount):
+            src = (start + i) % old.rcap
+            dst = i
+            new.rtimes[dst] = old.rtimes[src]
+            for j, target in enumerate(mapping):
+                a = (src * old.width + j) * _ROLL
+                b = (dst * new.width + target) * _ROLL
+                new.rvals[b : b + _ROLL] = old.rvals[a : a + _ROLL]
+        new.rhead = old.rcount % new.rcap
+        new.rcount = old.rcount
+        new.bucket_start = old.bucket_start
+        new.last_time = old.last_time
+        new.kind, new.dlq, new.info = old.kind, old.dlq, old.info
+        self._series[old.key] = new
+        return new
+
+    def _close_bucket(self, series: _Series, start: float) -> None:
+        """Aggregate the ring's newest rows inside [start, start+bucket) into one bucket.
+
+        The rows of the closing bucket are the most recent ones, so this walks back from the
+        head only as far as the bucket reaches (O(rows in bucket), not O(ring)).
+        """
+        end = start + self.rollup.bucket
+        w = series.width
+        cap = series.cap
+        times, vals = series.times, series.vals
+        rows: list[int] = []
+        prev: int | None = None
+        idx = (series.head - 1) % cap
+        for _ in range(series.count):
+            t = times[idx]
+            if t < start:
+                prev = idx
+                break
+            if t < end:
+                rows.append(idx)
+            idx = (idx - 1) % cap
+        if not rows:
+            return
+        rows.reverse()
+        agg = array("f", [NAN]) * (w * _ROLL)
+        for j, metric in enumerate(series.metrics):
+            col = [vals[r * w + j] for r in rows]
+            good = [v for v in col if v == v]
+            if not good:
+                continue
+            base = j * _ROLL
+            agg[base + _MAX] = max(good)
+            agg[base + _LAST] = good[-1]
+            if metric in COUNTER_NAMES:
+                seq = ([vals[prev * w + j]] if prev is not None else []) + col
+                inc = increase(seq)
+                agg[base + _INC] = NAN if inc is None else inc
+            else:
+                agg[base + _MIN] = min(good)
+                agg[base + _AVG] = math.fsum(good) / len(good)
+        self._store_bucket(series, start, agg)
+        if self.collect_closed_buckets:
+            self._closed_buckets.append((series.key, series.metrics, start, agg))
+
+    def _store_bucket(self, series: _Series, start: float, agg: array[float]) -> None:
+        if series.rcount:
+            newest = series.rtimes[(series.rhead - 1) % series.rcap]
+            if start <= newest:
+                return  # already have this bucket (e.g. restored from persistence)
+        i = series.rhead
+        size = series.width * _ROLL
+        series.rtimes[i] = start
+        series.rvals[i * size : (i + 1) * size] = agg
+        series.rhead = (i + 1) % series.rcap
+        if series.rcount < series.rcap:
+            series.rcount += 1
+
+    def _evict(self, now: float) -> None:
+        """Drop series not updated for longer than the retention (bounded memory)."""
+        horizon = now - self.retention
+        dead = [k for k, s in self._series.items() if s.last_time < horizon]
+        for key in dead:
+            self._remove(key)
+
+    def _remove(self, key: SeriesKey) -> None:
+        del self._series[key]
+        self._by_broker.get(key.broker, set()).discard(key)
+
+    def load_row(
+        self,
+        key: SeriesKey,
+        kind: str,
+        dlq: str | None,
+        t: float,
+        values: Mapping[str, float | None],
+    ) -> None:
+        """Restore one persisted raw row (used when loading history)."""
+        with self._lock:
+            sample = SeriesSample(key=key, kind=kind, values=values, dlq=dlq)
+            self._write(sample, t, self._broker_interval.get(key.broker, self.interval))
+            series = self._series[key]
+            series.stale = True  # restored data is history, not a live reading
+            self.generation += 1
+
+    def load_bucket(
+        self,
+        key: SeriesKey,
+        kind: str,
+        metrics: tuple[str, ...],
+        start: float,
+        agg: Sequence[float],
+    ) -> None:
+        """Restore one persisted rollup bucket (older than the raw window)."""
+        with self._lock:
+            series = self._series.get(key)
+            if series is None:
+                series = self._new_series(key, metrics, self.interval)
+                series.kind = kind
+                series.stale = True
+            if tuple(series.metrics) != tuple(metrics):
+                full = array("f", [NAN]) * (series.width * _ROLL)
+                for j, m in enumerate(metrics):
+                    if m in series.index:
+                        t = series.index[m] * _ROLL
+                        full[t : t + _ROLL] = array("f", agg[j * _ROLL : (j + 1) * _ROLL])
+                agg = full
+            self._store_bucket(series, start, array("f", agg))
+            series.last_time = (
+                max(series.last_time, start) if series.last_time == series.last_time else start
+            )
+            self.generation += 1
+
+    def take_closed_buckets(self) -> list[tuple[SeriesKey, tuple[str, ...], float, array[float]]]:
+        """Rollup buckets closed since the last call (for persistence)."""
+        with self._lock:
+            out, self._closed_buckets = self._closed_buckets, []
+            return out
+
+    def subscribe(self, callback: Callable[[BrokerSnapshot], None]) -> Callable[[], None]:
+        """Call ``callback(snapshot)`` after every ingest; returns an unsubscribe function."""
+        with self._lock:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    # -- reading -------------------------------------------------------------------
+
+    def keys(self) -> list[SeriesKey]:
+        """Every series key currently held."""
+        with self._lock:
+            return list(self._series)
+
+    def __len__(self) -> int:
+        return len(self._series)
+
+    def views(self, broker: str | None = None, include_stale: bool = True) -> list[SeriesView]:
+        """Current views of every series (optionally of one broker), sorted by key.
+
+        A new list each call (callers may keep or reorder it); the views are shared and
+        immutable, and the sorted list is reused until the next write.
+        """
+        with self._lock:
+            cache_key = (broker, include_stale)
+            cached = self._views_cache.get(cache_key)
+            if cached is not None and cached[0] == self.generation:
+                return list(cached[1])
+            generation = self.generation
+            keys: Iterable[SeriesKey] = (
+                self._by_broker.get(broker, set()) if broker is not None else self._series
+            )
+            out = [self._view(self._series[k]) for k in keys]
+        if not include_stale:
+            out = [v for v in out if not v.stale]
+        out.sort(key=_view_order)
+        with self._lock:
+            if len(self._views_cache) > 64:
+                self._views_cache.clear()
+            self._views_cache[cache_key] = (generation, out)
+        return list(out)
+
+    def view(self, key: SeriesKey) -> SeriesView | None:
+        """Current view of one series."""
+        with self._lock:
+            series = self._series.get(key)
+            return None if series is None else self._view(series)
+
+    def _view(self, series: _Series) -> SeriesView:
+        cached = series.cached_view
+        if cached is not None:
+            return cached
+        metrics: dict[str, float | None] = dict.fromkeys(PUBLIC_METRIC_NAMES)
+        if series.count:
+            base = ((series.head - 1) % series.cap) * series.width
+            vals = series.vals
+            for j, name in series.gauges:
+                v = vals[base + j]
+                metrics[name] = None if v != v else v
+            for rate_name, j in series.rates:
+                if metrics[rate_name] is None:
+                    metrics[rate_name] = _rate_of(series, j, self.rate_window)
+            if metrics["error_rate"] is None:
+                metrics["error_rate"] = self._error_ratio(series, self.rate_window)
+        view = SeriesView(
+            key=series.key,
+            kind=series.kind,
+            dlq=series.dlq,
+            metrics=MappingProxyType(metrics),
+            info=series.info,
+            updated=series.last_time,
+            stale=series.stale,
+        )
+        series.cached_view = view
+        return view
+
+    def _window(
+        self, series: _Series, metric: str, window: float
+    ) -> tuple[list[float], list[float]]:
+        j = series.index[metric]
+        return series.column(j, since=series.last_time - window - 1e-9)
+
+    def _rate(self, series: _Series, counter: str, window: float) -> float | None:
+        ts, vs = self._window(series, counter, window)
+        pairs = [(t, v) for t, v in zip(ts, vs, strict=True) if v == v]
+        if len(pairs) < 2:
+            return None
+        inc = increase([v for _, v in pairs])
+        span = pairs[-1][0] - pairs[0][0]
+        if inc is None or span <= 0:
+            return None
+        return inc / span
+
+    def _error_ratio(self, series: _Series, window: float) -> float | None:
+        if "dead_lettered_total" not in series.index or "processed_total" not in series.index:
+            return None
+        _, dead = self._window(series, "dead_lettered_total", window)
+        _, done = self._window(series, "processed_total", window)
+        d = increase(dead)
+        p = increase(done)
+        if d is None or p is None or d + p <= 0:
+            return None
+        return d / (d + p)
+
+    def rate(self, key: SeriesKey, counter: str, window: float | None = None) -> float | None:
+        """Per-second rate of a counter over the trailing window (reset-aware)."""
+        with self._lock:
+            series = self._series.get(key)
+            if series is None or counter not in series.index:
+                return None
+            return self._rate(series, counter, window or self.rate_window)
+
+    def window_values(self, key: SeriesKey, metric: str, window: float) -> tuple[Point, ...]:
+        """Raw points of a stored metric over the trailing window (None for unknown)."""
+        with self._lock:
+            series = self._series.get(key)
+            if series is None or metric not in series.index:
+                return ()
+            ts, vs = self._window(series, metric, window)
+            return tuple((t, _nan_to_none(v)) for t, v in zip(ts, vs, strict=True))
+
+    def range(
+        self,
+        key: SeriesKey,
+        metric: str,
+        start: float,
+        end: float | None = None,
+        points: int = 120,
+    ) -> tuple[Point, ...]:
+        """Points of ``metric`` in [start, end], downsampled to at most ``points``.
+
+        Public rate metrics are derived from their counters; older-than-raw ranges come
+        from the rollups (bucket averages; counters as bucket rates).
+        """
+        end = time.time() if end is None else end
+        with self._lock:
+            series = self._series.get(key)
+            if series is None:
+                return ()
+            raw = self._range_raw(series, metric, start, end)
+            oldest = series.oldest_raw()
+            roll: list[Point] = []
+            if oldest != oldest or start < oldest:
+                limit = oldest if oldest == oldest else math.inf
+                roll = self._range_rollup(series, metric, start, min(end, limit))
+        merged = roll + raw
+        return tuple(downsample(merged, points))
+
+    def _range_raw(self, series: _Series, metric: str, start: float, end: float) -> list[Point]:
+        counter = DERIVED_RATES.get(metric)
+        if counter and metric not in series.index and counter in series.index:
+            ts, vs = series.column(series.index[counter])
+            out: list[Point] = []
+            for i in range(1, len(ts)):
+                if not (start <= ts[i] <= end):
+                    continue
+                a, b = vs[i - 1], vs[i]
+                dt = ts[i] - ts[i - 1]
+                if a != a or b != b or dt <= 0:
+                    out.append((ts[i], None))
+                else:
+                    out.append((ts[i], (b - a if b >= a else b) / dt))
+            return out
+        if metric not in series.index:
+            return []
+        ts, vs = series.column(series.index[metric], since=start)
+        return [(t, _nan_to_none(v)) for t, v in zip(ts, vs, strict=True) if t <= end]
+
+    def _range_rollup(self, series: _Series, metric: str, start: float, end: float) -> list[Point]:
+        counter = DERIVED_RATES.get(metric)
+        use_counter = counter is not None and metric not in series.index and counter in series.index
+        name = counter if use_counter and counter else metric
+        if name not in series.index:
+            return []
+        j = series.index[name]
+        size = series.width * _ROLL
+        out: list[Point] = []
+        first = (series.rhead - series.rcount) % series.rcap
+        for i in range(series.rcount):
+            b = (first + i) % series.rcap
+            t = series.rtimes[b]
+            if not (start <= t < end):
+                continue
+            base = b * size + j * _ROLL
+            if use_counter:
+                inc = series.rvals[base + _INC]
+                out.append((t, None if inc != inc else inc / self.rollup.bucket))
+            else:
+                avg = series.rvals[base + _AVG]
+                out.append((t, None if avg != avg else avg))
+        return out
+
+    def memory_bytes(self) -> int:
+        """Bytes held by sample buffers (timestamps, values and rollups)."""
+        with self._lock:
+            total = 0
+            for s in self._series.values():
+                total += s.times.buffer_info()[1] * s.times.itemsize
+                total += s.vals.buffer_info()[1] * s.vals.itemsize
+                total += s.rtimes.buffer_info()[1] * s.rtimes.itemsize
+                total += s.rvals.buffer_info()[1] * s.rvals.itemsize
+            return total
+
+    def raw_samples(self) -> int:
+        """Number of raw (series, metric, time) samples currently retained."""
+        with self._lock:
+            return sum(s.count * s.width for s in self._series.values())
+
+
+def downsample(points: Sequence[Point], limit: int) -> list[Point]:
+    """Reduce to at most ``limit`` points by averaging equal-width time buckets."""
+    if limit <= 0 or len(points) <= limit:
+        return list(points)
+    t0, t1 = points[0][0], points[-1][0]
+    span = (t1 - t0) or 1.0
+    width = span / limit
+    sums = [0.0] * limit
+    counts = [0] * limit
+    times = [t0 + width * (i + 0.5) for i in range(limit)]
+    present = [False] * limit
+    for t, v in points:
+        i = min(limit - 1, int((t - t0) / width))
+        present[i] = True
+        if v is not None:
+            sums[i] += v
+            counts[i] += 1
+    return [
+        (times[i], sums[i] / counts[i] if counts[i] else None) for i in range(limit) if present[i]
+    ]
