@@ -19,38 +19,40 @@ Derived values (rates, error ratio) are computed lazily on read and cached until
 from __future__ import annotations
 
 import math
+import operator
 import threading
 import time
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
 from mqtop.kernel.model import (
-    COUNTER_NAMES,
-    METRICS,
     PUBLIC_METRIC_NAMES,
     BrokerSnapshot,
     SeriesKey,
     SeriesSample,
     SeriesView,
 )
+from mqtop.kernel.series import AVG as _AVG
+from mqtop.kernel.series import DERIVED_RATES as _DERIVED_RATES
+from mqtop.kernel.series import INC as _INC
+from mqtop.kernel.series import LAST as _LAST
+from mqtop.kernel.series import MAX as _MAX
+from mqtop.kernel.series import MIN as _MIN
+from mqtop.kernel.series import NAN, SeriesBuffer, layout_of
+from mqtop.kernel.series import ROLL as _ROLL
 
-NAN = math.nan
-# Rollup slots per metric per bucket (float32: charts do not need more precision):
-# gauges: min, max, avg, last; counters: increase within the bucket (reset-aware), max, -, last.
-_ROLL = 4
-_MIN, _MAX, _AVG, _LAST = range(_ROLL)
-_INC = _MIN
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
 MAX_RAW_ROWS = 20_000
 # successful polls of its broker in a row without a series before the series is removed
 REMOVE_AFTER_POLLS = 3
 
 # public rate metric -> counter it is derived from
-DERIVED_RATES: Mapping[str, str] = MappingProxyType(
-    {m.name: m.derived_from for m in METRICS.values() if m.derived_from}
-)
+DERIVED_RATES: Mapping[str, str] = MappingProxyType(_DERIVED_RATES)
 
 Point = tuple[float, float | None]
 
@@ -82,135 +84,83 @@ def increase(values: Sequence[float]) -> float | None:
     return total if seen >= 2 else None
 
 
-def _rate_of(series: _Series, j: int, window: float) -> float | None:
-    """Reset-aware per-second rate of counter slot ``j`` over the trailing window.
-
-    One backward walk from the newest row, no intermediate lists (views compute this for
-    every series after every poll)."""
-    cap, w = series.cap, series.width
-    times, vals = series.times, series.vals
-    since = series.last_time - window - 1e-9
-    row = (series.head - 1) % cap
-    newer = math.nan  # value of the next newer valid sample
-    newest_t = oldest_t = math.nan
+def _rate_in(ts: Sequence[float], col: Sequence[float]) -> float | None:
+    """Reset-aware per-second rate of a counter column (NaNs skipped)."""
     total = 0.0
+    prev = math.nan
+    first_t = last_t = math.nan
     seen = 0
-    for _ in range(series.count):
-        t = times[row]
-        if t < since:
-            break
-        v = vals[row * w + j]
-        if v == v:
-            if seen:
-                total += newer - v if newer >= v else newer  # a drop: the counter restarted
-            else:
-                newest_t = t
-            newer = v
-            oldest_t = t
-            seen += 1
-        row = (row - 1) % cap
-    span = newest_t - oldest_t
+    for t, v in zip(ts, col, strict=True):
+        if v != v:
+            continue
+        if seen:
+            total += v - prev if v >= prev else v  # a drop: the counter restarted
+        else:
+            first_t = t
+        prev = v
+        last_t = t
+        seen += 1
+    span = last_t - first_t
     if seen < 2 or not span > 0:
         return None
     return total / span
 
 
 class _Series:
-    """Storage of one series (internal; never handed to readers)."""
+    """One series: labels and state, and its compact buffers (internal; never handed out)."""
 
     __slots__ = (
         "bucket_start",
+        "buf",
         "cached_view",
-        "cap",
-        "count",
         "dlq",
-        "gauges",
-        "head",
-        "index",
         "info",
         "key",
         "kind",
         "last_time",
-        "metrics",
+        "last_values",
+        "layout",
         "missed",
-        "rates",
-        "rcap",
-        "rcount",
-        "rhead",
-        "rtimes",
-        "rvals",
         "stale",
-        "times",
-        "vals",
-        "width",
     )
 
     def __init__(self, key: SeriesKey, metrics: tuple[str, ...], cap: int, rcap: int) -> None:
         self.key = key
         self.kind = ""
         self.dlq: str | None = None
-        self.info: Mapping[str, Any] = MappingProxyType({})
-        self.metrics = metrics
-        self.index = {m: i for i, m in enumerate(metrics)}
-        # precomputed for views: (slot, name) of gauges, (public rate, counter slot)
-        self.gauges = tuple((i, m) for i, m in enumerate(metrics) if m not in COUNTER_NAMES)
-        self.rates = tuple(
-            (rate, self.index[counter])
-            for rate, counter in DERIVED_RATES.items()
-            if counter in self.index and rate not in self.index
-        )
-        self.width = len(metrics)
-        self.cap = cap
-        self.times = array("d", [NAN]) * cap
-        self.vals = array("d", [NAN]) * (cap * self.width)
-        self.head = 0
-        self.count = 0
-        self.rcap = rcap
-        self.rtimes = array("d", [NAN]) * rcap
-        self.rvals = array("f", [NAN]) * (rcap * self.width * _ROLL)
-        self.rhead = 0
-        self.rcount = 0
+        self.info: Mapping[str, Any] = _EMPTY
+        self.layout = layout_of(metrics)
+        self.buf = SeriesBuffer(self.layout, cap, rcap)
         self.bucket_start = NAN  # start of the bucket being filled
         self.last_time = NAN
+        self.last_values: Mapping[str, float | None] | None = None  # of the newest row
         self.stale = False
         self.missed = 0  # successful polls of the broker in a row that did not list it
         self.cached_view: SeriesView | None = None
 
-    # -- raw ring -----------------------------------------------------------------
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return self.layout.metrics
 
-    def raw_rows(self) -> Iterator[int]:
-        """Ring indexes, oldest first."""
-        start = (self.head - self.count) % self.cap
-        for i in range(self.count):
-            yield (start + i) % self.cap
+    @property
+    def index(self) -> dict[str, int]:
+        return self.layout.index
 
     def column(self, metric: int, since: float = -math.inf) -> tuple[list[float], list[float]]:
-        """Times and values of one metric from the ring, oldest first, with t >= since.
+        """Times and values of one metric, oldest first, with t >= since."""
+        ts, vs, lo = self.buf.rows(since)
+        w = self.layout.width
+        return ts[lo:].tolist(), vs[lo * w + metric :: w].tolist()
 
-        Walks back from the newest row and stops at the first older one (timestamps are
-        monotonic), so short windows cost a few rows, not the whole ring.
-        """
-        ts: list[float] = []
-        vs: list[float] = []
-        w = self.width
-        cap = self.cap
-        times, vals = self.times, self.vals
-        row = (self.head - 1) % cap
-        for _ in range(self.count):
-            t = times[row]
-            if t < since:
-                break
-            ts.append(t)
-            vs.append(vals[row * w + metric])
-            row = (row - 1) % cap
-        ts.reverse()
-        vs.reverse()
-        return ts, vs
 
-    def oldest_raw(self) -> float:
-        if not self.count:
-            return NAN
-        return self.times[(self.head - self.count) % self.cap]
+def _increase_fast(seq: Sequence[float]) -> float | None:
+    """``increase`` of a counter column; one C-level pass when it has no gap and no reset."""
+    if len(seq) >= 2:
+        steps = list(map(operator.sub, seq[1:], seq[:-1]))
+        total = math.fsum(steps)
+        if total == total and min(steps) >= 0:  # no gap, no restart
+            return total
+    return increase(seq)
 
 
 def _view_order(view: SeriesView) -> tuple[str, str, str]:
@@ -269,13 +219,12 @@ class TimeSeriesStore:
             t = snapshot.time
             seen: set[SeriesKey] = set()
             if snapshot.up:
+                write = self._write
                 for sample in snapshot.series:
                     seen.add(sample.key)
-                    self._write(sample, t, ivl)
+                    write(sample, t, ivl)
             gone: list[SeriesKey] = []
-            for key in self._by_broker.get(snapshot.broker, ()):
-                if key in seen:
-                    continue
+            for key in self._by_broker.get(snapshot.broker, set()) - seen:
                 series = self._series[key]
                 if not series.stale:
                     series.stale = True
@@ -298,11 +247,24 @@ class TimeSeriesStore:
         series = self._series.get(sample.key)
         if series is None:
             series = self._new_series(sample.key, tuple(sorted(values)), interval)
-        elif any(m not in series.index for m in values):
+        elif not values.keys() <= series.layout.index.keys():
             series = self._relayout(series, values, interval)
         if t <= series.last_time:
             return  # out of order or duplicate poll time: keep the ring monotonic
-        self._append(series, t, [values.get(m) for m in series.metrics])
+        bucket = self.rollup.bucket
+        start = t - (t % bucket)
+        if start != series.bucket_start:
+            if series.bucket_start == series.bucket_start:  # not NaN: close the previous one
+                self._close_bucket(series, series.bucket_start)
+            series.bucket_start = start
+        last = series.last_values
+        if last is not None and (last is values or last == values):
+            series.buf.repeat(t)  # a quiet queue: the newest row again
+        else:
+            get = values.get
+            series.buf.push(t, [NAN if (v := get(m)) is None else v for m in series.metrics])
+            series.last_values = values
+        series.last_time = t
         series.kind = sample.kind
         series.dlq = sample.dlq
         series.info = sample.info
@@ -310,49 +272,28 @@ class TimeSeriesStore:
         series.missed = 0
         series.cached_view = None
 
-    def _append(self, series: _Series, t: float, row: Sequence[float | None]) -> None:
-        bucket = self.rollup.bucket
-        start = t - (t % bucket)
-        if start != series.bucket_start:
-            if series.bucket_start == series.bucket_start:  # not NaN: close the previous one
-                self._close_bucket(series, series.bucket_start)
-            series.bucket_start = start
-        h = series.head
-        w = series.width
-        series.times[h] = t
-        series.vals[h * w : h * w + w] = array("d", [NAN if v is None else v for v in row])
-        series.head = (h + 1) % series.cap
-        if series.count < series.cap:
-            series.count += 1
-        series.last_time = t
-
     def _relayout(
         self, old: _Series, values: Mapping[str, float | None], interval: float
     ) -> _Series:
         """A series gained metrics: rebuild its buffers with the wider layout."""
         metrics = tuple(sorted(set(old.metrics) | set(values)))
-        new = _Series(old.key, metrics, old.cap, old.rcap)
+        ob = old.buf
+        new = _Series(old.key, metrics, ob.cap, ob.rcap)
+        nb = new.buf
         mapping = [metrics.index(m) for m in old.metrics]
-        for row in old.raw_rows():
-            full = [NAN] * new.width
+        ow, nw = old.layout.width, new.layout.width
+        ts, vs, _ = ob.rows()
+        for r, t in enumerate(ts):
+            full = [NAN] * nw
             for j, target in enumerate(mapping):
-                full[target] = old.vals[row * old.width + j]
-            h = new.head
-            new.times[h] = old.times[row]
-            new.vals[h * new.width : (h + 1) * new.width] = array("d", full)
-            new.head = (h + 1) % new.cap
-            new.count += 1
-        start = (old.rhead - old.rcount) % old.rcap
-        for i in range(old.rcount):
-            src = (start + i) % old.rcap
-            dst = i
-            new.rtimes[dst] = old.rtimes[src]
+                full[target] = vs[r * ow + j]
+            nb.push(t, full)
+        starts, slots = ob.buckets()
+        for i, start in enumerate(starts):
+            row = array("f", [NAN]) * nw
             for j, target in enumerate(mapping):
-                a = (src * old.width + j) * _ROLL
-                b = (dst * new.width + target) * _ROLL
-                new.rvals[b : b + _ROLL] = old.rvals[a : a + _ROLL]
-        new.rhead = old.rcount % new.rcap
-        new.rcount = old.rcount
+                row[target] = slots[i * ow + j]
+            nb.add_bucket(start, row)
         new.bucket_start = old.bucket_start
         new.last_time = old.last_time
         new.kind, new.dlq, new.info = old.kind, old.dlq, old.info
@@ -360,61 +301,50 @@ class TimeSeriesStore:
         return new
 
     def _close_bucket(self, series: _Series, start: float) -> None:
-        """Aggregate the ring's newest rows inside [start, start+bucket) into one bucket.
+        """Aggregate the raw rows inside [start, start+bucket) into one bucket.
 
-        The rows of the closing bucket are the most recent ones, so this walks back from the
-        head only as far as the bucket reaches (O(rows in bucket), not O(ring)).
+        The rows of the closing bucket are the newest ones, so only they are expanded from
+        their runs; each metric's column is a strided slice, aggregated by C-level builtins
+        unless it holds unknown values.
         """
         end = start + self.rollup.bucket
-        w = series.width
-        cap = series.cap
-        times, vals = series.times, series.vals
-        rows: list[int] = []
-        prev: int | None = None
-        idx = (series.head - 1) % cap
-        for _ in range(series.count):
-            t = times[idx]
-            if t < start:
-                prev = idx
-                break
-            if t < end:
-                rows.append(idx)
-            idx = (idx - 1) % cap
-        if not rows:
+        ts, vs, lo = series.buf.rows(start)
+        hi = bisect_left(ts, end, lo)
+        if hi <= lo:
             return
-        rows.reverse()
+        w = series.layout.width
         agg = array("f", [NAN]) * (w * _ROLL)
-        for j, metric in enumerate(series.metrics):
-            col = [vals[r * w + j] for r in rows]
-            good = [v for v in col if v == v]
-            if not good:
-                continue
+        counters = series.layout.counters
+        for j in range(w):
+            col = vs[lo * w + j : hi * w : w]
+            total = math.fsum(col)
+            if total == total:  # no unknown value (and no inf - inf)
+                good: Sequence[float] = col
+            else:
+                good = [v for v in col if v == v]
+                if not good:
+                    continue
+                total = math.fsum(good)
             base = j * _ROLL
             agg[base + _MAX] = max(good)
             agg[base + _LAST] = good[-1]
-            if metric in COUNTER_NAMES:
-                seq = ([vals[prev * w + j]] if prev is not None else []) + col
-                inc = increase(seq)
+            if counters[j]:
+                seq = vs[(lo - 1) * w + j : hi * w : w] if lo > 0 else col
+                inc = _increase_fast(seq)
                 agg[base + _INC] = NAN if inc is None else inc
             else:
                 agg[base + _MIN] = min(good)
-                agg[base + _AVG] = math.fsum(good) / len(good)
+                agg[base + _AVG] = total / len(good)
         self._store_bucket(series, start, agg)
         if self.collect_closed_buckets:
             self._closed_buckets.append((series.key, series.metrics, start, agg))
 
     def _store_bucket(self, series: _Series, start: float, agg: array[float]) -> None:
-        if series.rcount:
-            newest = series.rtimes[(series.rhead - 1) % series.rcap]
-            if start <= newest:
-                return  # already have this bucket (e.g. restored from persistence)
-        i = series.rhead
-        size = series.width * _ROLL
-        series.rtimes[i] = start
-        series.rvals[i * size : (i + 1) * size] = agg
-        series.rhead = (i + 1) % series.rcap
-        if series.rcount < series.rcap:
-            series.rcount += 1
+        """Keep the slot readers use of a closed bucket's aggregate (``width * ROLL``)."""
+        if start <= series.buf.newest_bucket():
+            return  # already have this bucket (e.g. restored from persistence)
+        slot = series.layout.rollup_slot
+        series.buf.add_bucket(start, array("f", [agg[k] for k in slot]))
 
     def _evict(self, now: float) -> None:
         """Drop series not updated for longer than the retention (bounded memory)."""
@@ -459,7 +389,7 @@ class TimeSeriesStore:
                 series.kind = kind
                 series.stale = True
             if tuple(series.metrics) != tuple(metrics):
-                full = array("f", [NAN]) * (series.width * _ROLL)
+                full = array("f", [NAN]) * (series.layout.width * _ROLL)
                 for j, m in enumerate(metrics):
                     if m in series.index:
                         t = series.index[m] * _ROLL
@@ -535,17 +465,21 @@ class TimeSeriesStore:
         if cached is not None:
             return cached
         metrics: dict[str, float | None] = dict.fromkeys(PUBLIC_METRIC_NAMES)
-        if series.count:
-            base = ((series.head - 1) % series.cap) * series.width
-            vals = series.vals
-            for j, name in series.gauges:
-                v = vals[base + j]
+        buf = series.buf
+        if buf.count:
+            layout = series.layout
+            newest = buf.newest()
+            for j, name in layout.gauges:
+                v = newest[j]
                 metrics[name] = None if v != v else v
-            for rate_name, j in series.rates:
+            recent: tuple[array[float], array[float]] | None = None
+            for rate_name, j in layout.rates:
                 if metrics[rate_name] is None:
-                    metrics[rate_name] = _rate_of(series, j, self.rate_window)
+                    recent = recent or self._recent_rows(series, self.rate_window)
+                    ts, vs = recent
+                    metrics[rate_name] = _rate_in(ts, vs[j :: layout.width])
             if metrics["error_rate"] is None:
-                metrics["error_rate"] = self._error_ratio(series, self.rate_window)
+                metrics["error_rate"] = self._error_ratio(series, self.rate_window, recent)
         view = SeriesView(
             key=series.key,
             kind=series.kind,
@@ -558,6 +492,12 @@ class TimeSeriesStore:
         series.cached_view = view
         return view
 
+    @staticmethod
+    def _recent_rows(series: _Series, window: float) -> tuple[array[float], array[float]]:
+        """Times and row-major values of the rows inside the trailing window."""
+        ts, vs, lo = series.buf.rows(series.last_time - window - 1e-9)
+        return ts[lo:], vs[lo * series.layout.width :]
+
     def _window(
         self, series: _Series, metric: str, window: float
     ) -> tuple[list[float], list[float]]:
@@ -566,22 +506,21 @@ class TimeSeriesStore:
 
     def _rate(self, series: _Series, counter: str, window: float) -> float | None:
         ts, vs = self._window(series, counter, window)
-        pairs = [(t, v) for t, v in zip(ts, vs, strict=True) if v == v]
-        if len(pairs) < 2:
-            return None
-        inc = increase([v for _, v in pairs])
-        span = pairs[-1][0] - pairs[0][0]
-        if inc is None or span <= 0:
-            return None
-        return inc / span
+        return _rate_in(ts, vs)
 
-    def _error_ratio(self, series: _Series, window: float) -> float | None:
-        if "dead_lettered_total" not in series.index or "processed_total" not in series.index:
+    def _error_ratio(
+        self,
+        series: _Series,
+        window: float,
+        recent: tuple[array[float], array[float]] | None = None,
+    ) -> float | None:
+        index = series.index
+        if "dead_lettered_total" not in index or "processed_total" not in index:
             return None
-        _, dead = self._window(series, "dead_lettered_total", window)
-        _, done = self._window(series, "processed_total", window)
-        d = increase(dead)
-        p = increase(done)
+        _, vs = recent or self._recent_rows(series, window)
+        w = series.layout.width
+        d = increase(vs[index["dead_lettered_total"] :: w])
+        p = increase(vs[index["processed_total"] :: w])
         if d is None or p is None or d + p <= 0:
             return None
         return d / (d + p)
@@ -622,7 +561,7 @@ class TimeSeriesStore:
             if series is None:
                 return ()
             raw = self._range_raw(series, metric, start, end)
-            oldest = series.oldest_raw()
+            oldest = series.buf.oldest_time()
             roll: list[Point] = []
             if oldest != oldest or start < oldest:
                 limit = oldest if oldest == oldest else math.inf
@@ -657,38 +596,27 @@ class TimeSeriesStore:
         if name not in series.index:
             return []
         j = series.index[name]
-        size = series.width * _ROLL
+        w = series.layout.width
         out: list[Point] = []
-        first = (series.rhead - series.rcount) % series.rcap
-        for i in range(series.rcount):
-            b = (first + i) % series.rcap
-            t = series.rtimes[b]
-            if not (start <= t < end):
-                continue
-            base = b * size + j * _ROLL
-            if use_counter:
-                inc = series.rvals[base + _INC]
-                out.append((t, None if inc != inc else inc / self.rollup.bucket))
-            else:
-                avg = series.rvals[base + _AVG]
-                out.append((t, None if avg != avg else avg))
+        starts, slots = series.buf.buckets()
+        # a counter's slot is its increase: a rate when asked for one, else unknown (a
+        # counter has no average)
+        scale = 1 / self.rollup.bucket if use_counter else NAN if series.layout.counters[j] else 1
+        for i, t in enumerate(starts):
+            if start <= t < end:
+                v = slots[i * w + j] * scale
+                out.append((t, None if v != v else v))
         return out
 
     def memory_bytes(self) -> int:
-        """Bytes held by sample buffers (timestamps, values and rollups)."""
+        """Bytes held by sample buffers (timestamps, values and rollups, compressed or not)."""
         with self._lock:
-            total = 0
-            for s in self._series.values():
-                total += s.times.buffer_info()[1] * s.times.itemsize
-                total += s.vals.buffer_info()[1] * s.vals.itemsize
-                total += s.rtimes.buffer_info()[1] * s.rtimes.itemsize
-                total += s.rvals.buffer_info()[1] * s.rvals.itemsize
-            return total
+            return sum(s.buf.nbytes() for s in self._series.values())
 
     def raw_samples(self) -> int:
         """Number of raw (series, metric, time) samples currently retained."""
         with self._lock:
-            return sum(s.count * s.width for s in self._series.values())
+            return sum(s.buf.count * s.layout.width for s in self._series.values())
 
 
 def downsample(points: Sequence[Point], limit: int) -> list[Point]:

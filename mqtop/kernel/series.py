@@ -1,0 +1,208 @@
+"""Compact storage of one series (internal to the store; never handed to readers).
+
+Raw rows at poll resolution, run-length encoded: one timestamp per row (``array('d')``), and
+one row of values per run of equal rows (``array('d')``, row-major) with the run's length
+(``array('L')``). A quiet queue reports the same values poll after poll: its poll costs one
+timestamp and one increment, so memory and work follow what changes. The ring keeps the newest
+``cap`` rows; the oldest are dropped ``TRIM_ROWS`` at a time (hidden until then).
+
+Rollup buckets: one float32 per metric, the slot the readers use (a gauge's average, a
+counter's reset-aware increase), in arrays that grow to ``rcap`` buckets and then wrap. (A
+closing bucket's full aggregate, min, max, avg or increase, last, goes to persistence.)
+
+Nothing is allocated before it is written: a series seen once holds one row.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from bisect import bisect_left
+from collections.abc import Sequence
+from functools import cache
+
+from mqtop.kernel.model import COUNTER_NAMES, METRICS, PUBLIC_METRIC_NAMES
+
+NAN = math.nan
+# Slots per metric of a closing bucket's aggregate (float32: charts need no more precision):
+# gauges: min, max, avg, last; counters: increase within the bucket (reset-aware), max, -, last.
+ROLL = 4
+MIN, MAX, AVG, LAST = range(ROLL)
+INC = MIN
+TRIM_ROWS = 16  # rows past the ring's capacity before the oldest are dropped together
+
+# public rate metric -> counter it is derived from
+DERIVED_RATES: dict[str, str] = {m.name: m.derived_from for m in METRICS.values() if m.derived_from}
+
+
+class Layout:
+    """What every series with the same metrics shares: slot numbers and the view recipe."""
+
+    __slots__ = ("counters", "gauges", "index", "metrics", "rates", "rollup_slot", "width")
+
+    def __init__(self, metrics: tuple[str, ...]) -> None:
+        self.metrics = metrics
+        self.width = len(metrics)
+        self.index = {m: i for i, m in enumerate(metrics)}
+        # precomputed for views: (slot, name) of public gauges, (public rate, counter slot)
+        self.gauges = tuple(
+            (i, m) for i, m in enumerate(metrics) if m not in COUNTER_NAMES and m in METRICS
+        )
+        self.rates = tuple(
+            (rate, self.index[counter])
+            for rate, counter in DERIVED_RATES.items()
+            if counter in self.index and rate not in self.index
+        )
+        self.counters = tuple(m in COUNTER_NAMES for m in metrics)
+        # which slot of a closing bucket's aggregate the rollup keeps, per metric
+        self.rollup_slot = tuple(
+            i * ROLL + (INC if counter else AVG) for i, counter in enumerate(self.counters)
+        )
+
+
+@cache
+def layout_of(metrics: tuple[str, ...]) -> Layout:
+    """The shared layout of a metric tuple (metric names are a fixed vocabulary)."""
+    return Layout(metrics)
+
+
+EMPTY_VIEW_METRICS = dict.fromkeys(PUBLIC_METRIC_NAMES)
+
+
+class SeriesBuffer:
+    """Raw rows and rollup buckets of one series."""
+
+    __slots__ = (
+        "cap",
+        "count",
+        "layout",
+        "rcap",
+        "rhead",
+        "rtimes",
+        "runs",
+        "rvals",
+        "times",
+        "vals",
+    )
+
+    def __init__(self, layout: Layout, cap: int, rcap: int) -> None:
+        self.layout = layout
+        self.cap = cap
+        self.times = array("d")  # one per row, oldest first (a few hidden ones may lead)
+        self.runs = array("L")  # rows per run of equal rows, oldest first
+        self.vals = array("d")  # one row-major row of values per run
+        self.count = 0  # visible raw rows (at most cap)
+        self.rcap = rcap
+        self.rtimes = array("d")  # bucket starts: grows to rcap, then a ring
+        self.rvals = array("f")
+        self.rhead = 0  # oldest bucket once the ring is full
+
+    # -- raw rows -------------------------------------------------------------------
+
+    def push(self, t: float, row: Sequence[float]) -> None:
+        """Append one row (``width`` values, NaN for unknown)."""
+        self.times.append(t)
+        self.runs.append(1)
+        self.vals.extend(row)
+        self._grown()
+
+    def repeat(self, t: float) -> None:
+        """Append a row equal to the newest one: only its time is stored."""
+        self.times.append(t)
+        self.runs[-1] += 1
+        self._grown()
+
+    def _grown(self) -> None:
+        if self.count < self.cap:
+            self.count += 1
+        elif len(self.times) >= self.cap + TRIM_ROWS:
+            self._trim(len(self.times) - self.cap)
+
+    def _trim(self, rows: int) -> None:
+        """Forget the ``rows`` oldest rows (a few at a time: moving arrays costs)."""
+        del self.times[:rows]
+        runs, w = self.runs, self.layout.width
+        drop = 0
+        while rows and runs[drop] <= rows:
+            rows -= runs[drop]
+            drop += 1
+        if drop:
+            del runs[:drop]
+            del self.vals[: drop * w]
+        if rows:
+            runs[0] -= rows
+
+    def rows(self, since: float = -math.inf) -> tuple[array[float], array[float], int]:
+        """Visible rows from the newest one older than ``since`` on, oldest first:
+        (times, row-major values, index of the first row with t >= since)."""
+        times = self.times
+        n = len(times)
+        if not self.count:
+            return array("d"), array("d"), 0
+        first = bisect_left(times, since, n - self.count)
+        start = max(n - self.count, first - 1)
+        return times[start:], self._expand(n - start), first - start
+
+    def _expand(self, need: int) -> array[float]:
+        """The newest ``need`` rows, row-major."""
+        runs, vals, w = self.runs, self.vals, self.layout.width
+        parts: list[array[float]] = []
+        r = len(runs) - 1
+        while need > 0:
+            take = min(runs[r], need)
+            parts.append(vals[r * w : (r + 1) * w] * take)
+            need -= take
+            r -= 1
+        if len(parts) == 1:
+            return parts[0]
+        out = array("d")
+        for part in reversed(parts):
+            out.extend(part)
+        return out
+
+    def newest(self) -> array[float]:
+        """The newest row (the series must have one)."""
+        w = self.layout.width
+        return self.vals[-w:]
+
+    def oldest_time(self) -> float:
+        """Time of the oldest visible row (NaN when there is none)."""
+        if not self.count:
+            return NAN
+        return self.times[len(self.times) - self.count]
+
+    # -- rollups --------------------------------------------------------------------
+
+    def newest_bucket(self) -> float:
+        times = self.rtimes
+        return times[(self.rhead - 1) % len(times)] if times else NAN
+
+    def add_bucket(self, start: float, slots: array[float]) -> None:
+        """Append one closed bucket: its value slot per metric (``width`` float32)."""
+        times = self.rtimes
+        if len(times) < self.rcap:
+            times.append(start)
+            self.rvals.extend(slots)
+            return
+        h, w = self.rhead, self.layout.width
+        times[h] = start
+        self.rvals[h * w : (h + 1) * w] = slots
+        self.rhead = (h + 1) % self.rcap
+
+    def buckets(self) -> tuple[array[float], array[float]]:
+        """Buckets, oldest first: (starts, value slot per metric, ``width`` each)."""
+        h = self.rhead
+        if not h:
+            return self.rtimes, self.rvals
+        w = self.layout.width
+        times = self.rtimes[h:] + self.rtimes[:h]
+        return times, self.rvals[h * w :] + self.rvals[: h * w]
+
+    # -- accounting -----------------------------------------------------------------
+
+    def nbytes(self) -> int:
+        """Bytes of sample data held (the arrays' buffers)."""
+        total = 0
+        for arr in (self.times, self.runs, self.vals, self.rtimes, self.rvals):
+            total += arr.buffer_info()[1] * arr.itemsize
+        return total
