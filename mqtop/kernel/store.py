@@ -121,6 +121,7 @@ class _Series:
         "last_values",
         "layout",
         "missed",
+        "stable",
         "stale",
     )
 
@@ -137,6 +138,9 @@ class _Series:
         self.stale = False
         self.missed = 0  # successful polls of the broker in a row that did not list it
         self.cached_view: SeriesView | None = None
+        # the view's metrics while the newest run of equal rows covers the rate window:
+        # further equal rows leave them as they are, so a quiet series' view is not recomputed
+        self.stable: Mapping[str, float | None] | None = None
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -163,8 +167,8 @@ def _increase_fast(seq: Sequence[float]) -> float | None:
     return increase(seq)
 
 
-def _view_order(view: SeriesView) -> tuple[str, str, str]:
-    return (view.key.broker, view.key.queue, view.key.group or "")
+def _key_order(key: SeriesKey) -> tuple[str, str, str]:
+    return (key.broker, key.queue, key.group or "")
 
 
 class TimeSeriesStore:
@@ -197,6 +201,8 @@ class TimeSeriesStore:
         # sorted views per (broker, include_stale), valid while the generation is unchanged:
         # the engine, the alert evaluator and the dashboard all ask after each poll
         self._views_cache: dict[tuple[str | None, bool], tuple[int, list[SeriesView]]] = {}
+        # the series of every broker (None: all) in view order, until a series comes or goes
+        self._order: dict[str | None, list[_Series]] = {}
 
     # -- writing -------------------------------------------------------------------
 
@@ -207,6 +213,7 @@ class TimeSeriesStore:
         series = _Series(key, metrics, self._capacity(interval), self.rollup.buckets)
         self._series[key] = series
         self._by_broker.setdefault(key.broker, set()).add(key)
+        self._order.clear()
         return series
 
     def ingest(self, snapshot: BrokerSnapshot, interval: float | None = None) -> None:
@@ -260,10 +267,13 @@ class TimeSeriesStore:
         last = series.last_values
         if last is not None and (last is values or last == values):
             series.buf.repeat(t)  # a quiet queue: the newest row again
+            if t - series.last_time > self.rate_window:
+                series.stable = None  # the window would hold this row alone
         else:
             get = values.get
             series.buf.push(t, [NAN if (v := get(m)) is None else v for m in series.metrics])
             series.last_values = values
+            series.stable = None
         series.last_time = t
         series.kind = sample.kind
         series.dlq = sample.dlq
@@ -298,6 +308,7 @@ class TimeSeriesStore:
         new.last_time = old.last_time
         new.kind, new.dlq, new.info = old.kind, old.dlq, old.info
         self._series[old.key] = new
+        self._order.clear()
         return new
 
     def _close_bucket(self, series: _Series, start: float) -> None:
@@ -355,6 +366,7 @@ class TimeSeriesStore:
 
     def _remove(self, key: SeriesKey) -> None:
         del self._series[key]
+        self._order.clear()
         self._by_broker.get(key.broker, set()).discard(key)
 
     def load_row(
@@ -396,6 +408,7 @@ class TimeSeriesStore:
                         full[t : t + _ROLL] = array("f", agg[j * _ROLL : (j + 1) * _ROLL])
                 agg = full
             self._store_bucket(series, start, array("f", agg))
+            series.stable = None
             series.last_time = (
                 max(series.last_time, start) if series.last_time == series.last_time else start
             )
@@ -441,13 +454,17 @@ class TimeSeriesStore:
             if cached is not None and cached[0] == self.generation:
                 return list(cached[1])
             generation = self.generation
-            keys: Iterable[SeriesKey] = (
-                self._by_broker.get(broker, set()) if broker is not None else self._series
-            )
-            out = [self._view(self._series[k]) for k in keys]
+            order = self._order.get(broker)
+            if order is None:
+                keys: Iterable[SeriesKey] = (
+                    self._by_broker.get(broker, set()) if broker is not None else self._series
+                )
+                order = [self._series[k] for k in sorted(keys, key=_key_order)]
+                self._order[broker] = order
+            view = self._view
+            out = [view(series) for series in order]
         if not include_stale:
             out = [v for v in out if not v.stale]
-        out.sort(key=_view_order)
         with self._lock:
             if len(self._views_cache) > 64:
                 self._views_cache.clear()
@@ -464,8 +481,21 @@ class TimeSeriesStore:
         cached = series.cached_view
         if cached is not None:
             return cached
+        if series.stable is not None:
+            view = SeriesView(
+                key=series.key,
+                kind=series.kind,
+                dlq=series.dlq,
+                metrics=series.stable,
+                info=series.info,
+                updated=series.last_time,
+                stale=series.stale,
+            )
+            series.cached_view = view
+            return view
         metrics: dict[str, float | None] = dict.fromkeys(PUBLIC_METRIC_NAMES)
         buf = series.buf
+        stable = False
         if buf.count:
             layout = series.layout
             newest = buf.newest()
@@ -479,7 +509,15 @@ class TimeSeriesStore:
                     ts, vs = recent
                     metrics[rate_name] = _rate_in(ts, vs[j :: layout.width])
             if metrics["error_rate"] is None:
+                windowed = "dead_lettered_total" in layout.index and "processed_total" in (
+                    layout.index
+                )
+                if windowed:
+                    recent = recent or self._recent_rows(series, self.rate_window)
                 metrics["error_rate"] = self._error_ratio(series, self.rate_window, recent)
+            stable = recent is None or (
+                len(recent[0]) >= 2 and recent[0][0] >= buf.times[len(buf.times) - buf.runs[-1]]
+            )
         view = SeriesView(
             key=series.key,
             kind=series.kind,
@@ -490,6 +528,8 @@ class TimeSeriesStore:
             stale=series.stale,
         )
         series.cached_view = view
+        if stable:
+            series.stable = view.metrics
         return view
 
     @staticmethod
