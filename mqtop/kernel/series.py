@@ -2,7 +2,7 @@
 
 Raw rows at poll resolution, run-length encoded: one timestamp per row (``array('d')``), and
 one row of values per run of equal rows (``array('d')``, row-major) with the run's length
-(``array('L')``). A quiet queue reports the same values poll after poll: its poll costs one
+(``array('I')``). A quiet queue reports the same values poll after poll: its poll costs one
 timestamp and one increment, so memory and work follow what changes. The ring keeps the newest
 ``cap`` rows; the oldest are dropped ``TRIM_ROWS`` at a time (hidden until then).
 
@@ -89,7 +89,7 @@ class SeriesBuffer:
         self.layout = layout
         self.cap = cap
         self.times = array("d")  # one per row, oldest first (a few hidden ones may lead)
-        self.runs = array("L")  # rows per run of equal rows, oldest first
+        self.runs = array("I")  # rows per run of equal rows, oldest first
         self.vals = array("d")  # one row-major row of values per run
         self.count = 0  # visible raw rows (at most cap)
         self.rcap = rcap

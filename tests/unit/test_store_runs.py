@@ -1,0 +1,121 @@
+"""The store's compact layout (runs of equal rows, one rollup slot, lazy arrays) answers
+exactly as the previous ring-buffer store did, and memory follows what changes."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from benchmarks.baseline_store import TimeSeriesStore as PreviousStore
+from mqtop.kernel.model import BrokerSnapshot, SeriesKey, SeriesSample
+from mqtop.kernel.store import TimeSeriesStore
+
+METRICS = ["queue_length", "consumers", "published_total", "processed_total", "dead_lettered_total"]
+
+
+def _same(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+
+
+def _same_points(a: tuple[tuple[float, float | None], ...], b: tuple) -> bool:
+    return len(a) == len(b) and all(
+        x[0] == y[0] and _same(x[1], y[1]) for x, y in zip(a, b, strict=True)
+    )
+
+
+@pytest.mark.parametrize(
+    ("seed", "interval", "recent", "retention", "buckets"),
+    [(1, 5.0, 900, 7200, 144), (2, 1.0, 60, 600, 60), (3, 0.5, 120, 1200, 20)],
+)
+def test_answers_as_the_previous_store(seed, interval, recent, retention, buckets):
+    """Random polls (quiet and changing series, unknown values, counter restarts, missing
+    series, failed polls, a series gaining metrics): every view after every poll, and the
+    windows, rates and ranges now and then, are the previous store's."""
+    rng = random.Random(seed)
+    kw = {
+        "interval": interval,
+        "recent": recent,
+        "retention": retention,
+        "rollup_buckets": buckets,
+    }
+    old, new = PreviousStore(**kw), TimeSeriesStore(**kw)
+    keys = [SeriesKey("b", f"q{i}") for i in range(5)]
+    totals = dict.fromkeys(keys, 0.0)
+    last: dict[SeriesKey, SeriesSample] = {}
+    t = 1_700_000_000.0
+    for p in range(400):
+        t += interval * rng.choice([1, 1, 1, 1, 0.7, 1.3, 3])
+        samples = []
+        for k in keys:
+            if rng.random() < 0.05:
+                continue
+            if k in last and rng.random() < 0.6:
+                samples.append(last[k])  # a quiet poll: the same values again
+                continue
+            totals[k] = 0.0 if rng.random() < 0.01 else totals[k] + rng.randint(0, 50)
+            names = METRICS[:3] if (p < 100 and k.queue == "q0") else METRICS
+            values = {
+                m: None
+                if rng.random() < 0.05
+                else totals[k]
+                if m.endswith("_total")
+                else float(rng.randint(0, 5))
+                for m in names
+            }
+            last[k] = SeriesSample(key=k, kind="queue", values=values)
+            samples.append(last[k])
+        snapshot = BrokerSnapshot("b", "redis", t, rng.random() > 0.03, 0.01, tuple(samples))
+        old.ingest(snapshot, interval=interval)
+        new.ingest(snapshot, interval=interval)
+        for a, b in zip(old.views(), new.views(), strict=True):
+            assert (a.key, a.stale, a.updated) == (b.key, b.stale, b.updated)
+            assert all(_same(a.metrics[m], b.metrics[m]) for m in a.metrics), (p, a, b)
+        if p % 37:
+            continue
+        for k in keys:
+            for m in METRICS:
+                for window in (interval * 3, recent / 2, recent * 2):
+                    assert _same_points(
+                        old.window_values(k, m, window), new.window_values(k, m, window)
+                    )
+                    assert _same(old.rate(k, m, window), new.rate(k, m, window))
+            for m in ("queue_length", "publish_rate", "published_total"):
+                for start in (t - recent / 3, t - retention / 2, t - retention * 2):
+                    assert _same_points(
+                        old.range(k, m, start, t, 500), new.range(k, m, start, t, 500)
+                    )
+
+
+def _sample(i: int, value: float) -> SeriesSample:
+    return SeriesSample(
+        key=SeriesKey("b", f"q{i}"),
+        kind="queue",
+        values={"queue_length": value, "consumers": 1.0, "published_total": value},
+    )
+
+
+def test_one_poll_allocates_one_row_per_series():
+    store = TimeSeriesStore(interval=5.0, recent=900.0, retention=86400.0)
+    samples = tuple(_sample(i, float(i)) for i in range(100))
+    store.ingest(BrokerSnapshot("b", "redis", 1_700_000_000.0, True, 0.01, samples))
+    # a timestamp, a run length and one row of 3 values: not 15 minutes and 24 h preallocated
+    assert store.memory_bytes() / 100 < 100
+
+
+def test_quiet_series_costs_a_timestamp_per_poll():
+    quiet = TimeSeriesStore(interval=5.0, recent=900.0, retention=86400.0)
+    busy = TimeSeriesStore(interval=5.0, recent=900.0, retention=86400.0)
+    same = _sample(0, 7.0)
+    for p in range(150):
+        t = 1_700_000_000.0 + p * 5.0
+        quiet.ingest(BrokerSnapshot("b", "redis", t, True, 0.01, (same,)))
+        busy.ingest(BrokerSnapshot("b", "redis", t, True, 0.01, (_sample(0, float(p)),)))
+    points = quiet.window_values(SeriesKey("b", "q0"), "queue_length", 10_000)
+    assert len(points) == 150 and {v for _, v in points} == {7.0}
+    view = quiet.view(SeriesKey("b", "q0"))
+    assert view is not None and view.get("publish_rate") == 0.0
+    assert quiet.memory_bytes() < busy.memory_bytes() / 2
