@@ -44,8 +44,10 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def _fill(engine: Any, collectors: list[Any]) -> None:
-    """Steady state: 24 h of rollups (two rows per bucket), then 15 min at poll resolution."""
+def _fill(engine: Any, collectors: list[Any], rollups: bool = True) -> None:
+    """Steady state: 24 h of rollups (one row per bucket), then 15 min at poll resolution
+    (without ``rollups``, the 15 min only: the per-poll figures are the same, and the memory
+    of full rollups is a fixed 8 + 4 x metrics bytes per bucket, see ``store_bytes_...``)."""
     from mqtop.kernel.model import BrokerSnapshot
 
     store = engine.store
@@ -54,7 +56,7 @@ def _fill(engine: Any, collectors: list[Any]) -> None:
     fine = int(RECENT / INTERVAL) + 2
     fine_start = end - (fine - 1) * INTERVAL
     coarse_start = fine_start - (store.rollup.buckets - 1) * bucket
-    coarse = store.rollup.buckets - 1
+    coarse = store.rollup.buckets - 1 if rollups else 0
     times = [coarse_start + k * bucket for k in range(coarse)]
     times += [fine_start + k * INTERVAL for k in range(fine)]
     for n, t in enumerate(times):
@@ -66,7 +68,9 @@ def _fill(engine: Any, collectors: list[Any]) -> None:
             )
 
 
-async def _measure(impl: str, series: int, changing: float, cycles: int) -> dict[str, float]:
+async def _measure(
+    impl: str, series: int, changing: float, cycles: int, rollups: bool = True
+) -> dict[str, float]:
     from alerts.config import AlertingSettings
     from alerts.evaluator import AlertEvaluator
     from benchmarks import synthetic
@@ -95,7 +99,7 @@ async def _measure(impl: str, series: int, changing: float, cycles: int) -> dict
     engine = Engine(config, store=store)  # type: ignore[arg-type]
     collectors = [engine.collector(b) for b in BROKERS]
     t0 = time.perf_counter()
-    _fill(engine, collectors)
+    _fill(engine, collectors, rollups)
     fill_s = time.perf_counter() - t0
     tune_gc()  # as `mqtop serve` and the dashboard run
 

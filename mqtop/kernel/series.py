@@ -146,6 +146,9 @@ class SeriesBuffer:
     def _expand(self, need: int) -> array[float]:
         """The newest ``need`` rows, row-major."""
         runs, vals, w = self.runs, self.vals, self.layout.width
+        n = len(runs)
+        if need <= n and sum(runs[n - need :]) == need:  # one row per run: contiguous
+            return vals[len(vals) - need * w :]
         parts: list[array[float]] = []
         r = len(runs) - 1
         while need > 0:
