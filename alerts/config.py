@@ -111,6 +111,17 @@ DEFAULT_RULES: tuple[dict[str, Any], ...] = (
         "match": {"kind": "jobs"},
         "severity": "warning",
     },
+    {
+        # dead letters entered a queue's DLQ, even when a consumer keeps the DLQ empty
+        # (docs/alerts.md); warning only: some dead-lettering may be part of normal operation
+        "name": "DeadLettersArriving",
+        "metric": "dlq_inflow_rate",
+        "op": ">",
+        "threshold": 0,
+        "function": "max",
+        "window": "5m",
+        "severity": "warning",
+    },
 )
 
 

@@ -84,7 +84,7 @@ DEFAULT_SUMMARY = "{series}: {metric} {value} {op} {threshold}"
 _FUNCTION_SUMMARY = "{series}: {function}({metric}[{window}]) {value} {op} {threshold}"
 _BUILTIN_SUMMARY = {
     BROKER_DOWN: "broker {broker} is unreachable: {error}",
-    GROUP_STALLED: "{series}: consumer group {group} is {status}",
+    GROUP_STALLED: "{series}: {consumer} is {status}",
     SERIES_STALE: "broker {broker}: no poll has stored data for {value}s (stale after "
     "{threshold}s); its numbers are that old",
 }
@@ -165,6 +165,11 @@ def render_summary(template: str, fields: Mapping[str, Any]) -> str:
             _TEMPLATES.clear()
         compiled = _TEMPLATES[template] = Template(template)
     return compiled.render(fields)
+
+
+def _consumer_of(key: tuple[str | None, str | None, str | None]) -> str:
+    """What a health status judges: a consumer group, or a queue's consumers."""
+    return "queue" if key[2] is None else f"consumer group {key[2]}"
 
 
 def series_label(broker: str | None, queue: str | None, group: str | None) -> str:
@@ -925,6 +930,7 @@ class AlertEvaluator:
                 threshold = None
             elif rule.name == GROUP_STALLED:
                 fields["status"] = group_status_name(st.value) or format_number(st.value)
+                fields["consumer"] = _consumer_of(key)
             elif rule.name == SERIES_STALE and st.extra:
                 threshold = float(st.extra["threshold"])
                 fields["threshold"] = threshold
@@ -967,9 +973,10 @@ class AlertEvaluator:
         series = series_label(*key)
         if rule.builtin and rule.name == GROUP_STALLED:
             status = group_status_name(st.value)
+            consumer = _consumer_of(key)
             if status is None:
-                return f"{series}: consumer group {key[2]} has no status"
-            return f"{series}: consumer group {key[2]} is {status}"
+                return f"{series}: {consumer} has no status"
+            return f"{series}: {consumer} is {status}"
         value = None if st.value is None else format_number(st.value)
         expr = expression(rule.metric, rule.function, rule.window_text)
         return below(series, expr, value, rule.op, format_number(rule.threshold))

@@ -303,7 +303,8 @@ def builtin_rules(configured: set[str]) -> list[dict[str, Any]]:
                 "expr": "mqtop_group_status == 2 or mqtop_group_status == 3",
                 "labels": {"severity": "critical"},
                 "annotations": {
-                    "summary": _SERIES + ": consumer group {{ $labels.group }} is "
+                    "summary": _SERIES + ": {{ if $labels.group }}consumer group "
+                    "{{ $labels.group }}{{ else }}queue{{ end }} is "
                     "{{ if eq $value 2.0 }}STALL{{ else }}STOP{{ end }}"
                 },
             }

@@ -20,7 +20,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from collectors.topology import TopologyReader
-from mqtop.kernel.durations import OptionalDuration
+from mqtop.kernel.durations import Duration, OptionalDuration
 from mqtop.kernel.model import SeriesSample
 from mqtop.kernel.secrets import Password
 
@@ -48,6 +48,13 @@ class BrokerOptions(BaseModel):
     )
     timeout: OptionalDuration = Field(
         None, description="Timeout of one poll (defaults to the top-level timeout)."
+    )
+    group_status_window: Duration = Field(
+        300.0,
+        description=(
+            "Sliding window of the health status (group_status): a queue is STALL or STOP "
+            "only when nothing was consumed for this long."
+        ),
     )
 
     def wants(self, queue: str) -> bool:

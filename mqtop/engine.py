@@ -18,7 +18,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
-from collectors.base import Collector
+from collectors.base import BrokerOptions, Collector
+from collectors.queue_status import QueueHealth
 from mqtop.config import Config
 from mqtop.kernel.model import BrokerSnapshot, BrokerStatus, SeriesKey
 from mqtop.kernel.secrets import redact
@@ -131,6 +132,7 @@ class Engine:
         self._warned: dict[str, dict[str, float]] = {}  # broker -> warning -> last reported
         self._stopping = asyncio.Event()
         self._status_listeners: list[Callable[[BrokerStatus], None]] = []
+        self._health: dict[str, QueueHealth] = {}
         self.statuses: dict[str, BrokerStatus] = {}
         for broker in config.brokers:
             self.statuses[broker.name] = BrokerStatus(
@@ -227,7 +229,7 @@ class Engine:
                 time=started,
                 up=True,
                 duration=time.monotonic() - mono,
-                series=collected.series,
+                series=self._health_of(name, options, interval).annotate(collected.series, started),
                 warnings=self._kept_warnings(name, collected.warnings, interval),
             )
         self._update_status(snapshot, interval)
@@ -262,6 +264,15 @@ class Engine:
         task.add_done_callback(
             lambda done: self._closing.pop(name, None) if self._closing.get(name) is done else None
         )
+
+    def _health_of(self, name: str, options: BrokerOptions, interval: float) -> QueueHealth:
+        """The queue health windows of one broker (group_status, dlq_inflow_rate)."""
+        health = self._health.get(name)
+        if health is None:
+            health = self._health[name] = QueueHealth(
+                window=options.group_status_window, inflow_span=max(3 * interval, 15.0)
+            )
+        return health
 
     async def poll_source(self, name: str) -> BrokerSnapshot:
         """Read one source once: its remote brokers' snapshots go to the store like polls."""

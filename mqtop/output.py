@@ -39,10 +39,9 @@ def series_json(view: SeriesView) -> dict[str, Any]:
         "dlq": view.dlq,
         "metrics": {m.name: _num(view.metrics.get(m.name)) for m in PUBLIC_METRICS},
     }
-    status = group_status_name(view.metrics.get("group_status"))
-    if status is not None or view.key.group is not None:
-        # consumer-group series always carry "status" (null while undecided, never guessed)
-        out["status"] = status
+    # every series carries "status": the group's or the queue's health (null while undecided
+    # or when the broker does not tell enough, never guessed)
+    out["status"] = group_status_name(view.metrics.get("group_status"))
     return out
 
 

@@ -76,8 +76,14 @@ PUBLIC_METRICS: tuple[MetricDef, ...] = (
     MetricDef(
         "group_status",
         MetricKind.GAUGE,
-        "Consumer group status: 0 OK, 1 WARN, 2 STALL, 3 STOP, 4 ERROR.",
+        "Health status of a consumer group or queue: 0 OK, 1 WARN, 2 STALL, 3 STOP, 4 ERROR.",
         "",
+    ),
+    MetricDef(
+        "dlq_inflow_rate",
+        MetricKind.GAUGE,
+        "Messages per second entering this queue's dead-letter queue.",
+        "messages/s",
     ),
 )
 

@@ -799,20 +799,15 @@ def test_metrics_json_and_prometheus(static: Static) -> None:
         "redis", "rabbitmq", "kafka", "sqs", "activemq", "activemq"
     ]  # fmt: skip
 
-    # every series: the six keys (+ "status" on consumer-group series), every metric present
+    # every series: the six keys + "status", every metric present
     for x in doc["series"]:
-        extra = set(x) - SERIES_KEYS
-        assert set(x) >= SERIES_KEYS and extra <= {"status"}, x
+        assert set(x) == SERIES_KEYS | {"status"}, x
         assert set(x["metrics"]) == METRICS, sorted(x["metrics"])
         for name, value in x["metrics"].items():
             assert value is None or is_number(value), (name, value)
-        if x["group"] is not None:
-            # SPEC §3: Kafka (and stream) group series carry "status" (null while undecided)
-            assert "status" in x, x
-            gs = x["metrics"]["group_status"]
-            assert x["status"] == (None if gs is None else STATUS_NAMES[int(gs)]), x
-        else:
-            assert "status" not in x, x
+        # SPEC §3: groups and (extended) every queue carry "status" (null while undecided)
+        gs = x["metrics"]["group_status"]
+        assert x["status"] == (None if gs is None else STATUS_NAMES[int(gs)]), x
 
     # Redis list: LLEN, DLQ by naming convention, consumer_lag_messages = queue_length
     r = w.r()

@@ -74,6 +74,7 @@ def test_defaults_when_no_alerts_section():
         "HighErrorRate",
         "ConsumerLag",
         "DeadJobsGrowing",
+        "DeadLettersArriving",
     }
     backlog = next(r for r in config.alerts if r.name == "QueueBacklog")
     assert (backlog.metric, backlog.op, backlog.threshold, backlog.for_) == (

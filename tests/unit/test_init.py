@@ -57,6 +57,7 @@ def test_init_writes_the_detected_brokers(run_cli, tmp_path):
         ("HighErrorRate", 0.05, 0.0),
         ("ConsumerLag", 60, 0.0),
         ("DeadJobsGrowing", 0, 0.0),
+        ("DeadLettersArriving", 0, 0.0),
     ]
     summary = result.stdout.splitlines()[0]
     assert summary.startswith("wrote mqtop.yaml: brokers: ")
