@@ -14,7 +14,10 @@ poller can see: polls show *where* a group's position is, not each commit it mad
 3. WARN   the position moved backwards inside the window (an offset reset / rewind).
 4. STOP   the position has not moved for at least the whole window while lag > 0, and the
           group has no active member (nobody is consuming: the consumer stopped).
-   STALL  same, but the group has active members (consumers are alive and stuck).
+   STALL  same, but the group has had active members for the whole window (consumers are
+          alive and stuck).
+   None   same, but the members joined less than a window ago (a restart catching up: its
+          first commit can take a while; judged once they were there for a whole window).
 5. None   the position has not moved yet and the partition has been watched for less than the
           window: too early to tell (never guessed).
 6. WARN   the position moves but the lag grew between every pair of points in the window
@@ -73,6 +76,7 @@ class PartitionWindow:
     """
 
     __slots__ = (
+        "active_since",
         "error",
         "first_seen",
         "last_change",
@@ -94,6 +98,7 @@ class PartitionWindow:
         self.last_rewind: float | None = None  # when the position last went backwards
         self.last_seen: float = 0.0
         self.error: str | None = None
+        self.active_since: float | None = None  # members active at every evaluation since
 
     def observe(self, time: float, position: int, lag: int, error: str | None = None) -> None:
         """Record one poll (``time`` in seconds, ascending)."""
@@ -128,7 +133,16 @@ class PartitionWindow:
                 del points[:drop]
 
     def evaluate(self, now: float, active: bool | None) -> Verdict:
-        """Judge the partition; ``active`` tells whether the group has live members."""
+        """Judge the partition; ``active`` tells whether the group has live members.
+
+        Collectors call this at every poll: members count as present for the whole window
+        only when every evaluation inside it saw them.
+        """
+        if active:
+            if self.active_since is None:
+                self.active_since = now
+        else:
+            self.active_since = None
         if self.error:
             return Verdict(GroupStatus.ERROR, self.error)
         first_seen = self.first_seen
@@ -142,7 +156,10 @@ class PartitionWindow:
             return REWOUND
         unmoved_for = now - self.last_change
         if unmoved_for >= window:
-            if active:
+            if active and self.active_since is not None:
+                present_for = now - self.active_since
+                if present_for < window:
+                    return Verdict(None, f"members joined {present_for:.0f}s ago; no progress yet")
                 position = self.points[-1].position
                 return Verdict(
                     GroupStatus.STALL, f"position stuck at {position} with members present"

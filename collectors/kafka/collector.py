@@ -264,6 +264,7 @@ class KafkaCollector:
         """Sum one group's partitions on a topic; time and judge each lagging partition."""
         active = self._active(gd.info)
         lag = _Lag()
+        uncommitted: list[Verdict] = []
         for row in rows:
             p, behind = row["partition"], row["lag"]
             position = row["committed"] if row["committed"] is not None else row["log_start"]
@@ -272,12 +273,19 @@ class KafkaCollector:
             lag.processed += position
             if behind > 0:
                 self._time_row(row, (topic, p, max(position, row["log_start"])), now, lag)
-            window = self._status.observe(
-                (gd.name, topic, p), now, position, behind, row.pop("_error")
-            )
+            error = row.pop("_error")
+            if row["committed"] is None and behind > 0:
+                # no commit on this partition yet (a group that assigns partitions itself
+                # commits only where it consumed): its position is unknown, not stopped
+                row["status"] = None
+                uncommitted.append(Verdict(None, f"partition {p}: no committed offset yet"))
+                continue
+            window = self._status.observe((gd.name, topic, p), now, position, behind, error)
             verdict = window.evaluate(now, active)
             row["status"] = None if verdict.status is None else verdict.status.name
             lag.verdicts.append(verdict)
+        if not lag.verdicts:
+            lag.verdicts.extend(uncommitted)  # judged only when no partition has a commit
         if lag.total == 0:
             lag.seconds = 0.0
         return lag

@@ -2,7 +2,9 @@
 
 What Redis exposes and how it maps (see docs/metrics.md and docs/redis.md):
 * list: ``LLEN`` -> queue_length (= consumer_lag_messages, as for any queue). Lists keep no
-  counters or timestamps: rates, latency, in_flight and consumers are null.
+  counters or timestamps: rates, latency, in_flight and consumers are null. A fingerprint
+  of the head message (``info["head_id"]``, one small script per list; not in cluster mode)
+  lets the queue health see messages consumed while producers keep the length growing.
 * stream with consumer groups, one series per group: see :mod:`collectors.redis.streams`.
 * stream without groups: every entry waits, so queue_length = XLEN and latency_seconds is the
   age of the first entry.
@@ -28,6 +30,7 @@ from collectors.redis.client import make_client
 from collectors.redis.codecs import is_utf8, text
 from collectors.redis.library_keys import celery_priority_groups, is_library_internal
 from collectors.redis.options import RedisOptions, is_glob
+from collectors.redis.scripts import HEAD_ID
 from collectors.redis.streams import GroupDetails, fetch_group_details, stream_samples
 from mqtop.kernel.model import SeriesKey, SeriesSample
 
@@ -51,6 +54,7 @@ class RedisCollector:
         self._last_discovery = -1e18
         self._actions: MessageActions | None = None
         self._status = StatusTracker(options.group_status_window)
+        self._heads: dict[str, str] = {}  # list -> fingerprint of its head message, last poll
 
     @property
     def client(self) -> Redis:
@@ -243,6 +247,10 @@ class RedisCollector:
             pipe.time()
         for name in lists:
             pipe.llen(self.key(name))
+        heads = [] if cluster else lists  # a cluster pipeline routes no scripts
+        head_index = -1 if self.options.list_head == "right" else 0
+        for name in heads:
+            pipe.eval(HEAD_ID, 1, self.key(name), head_index)
         for name in streams:
             pipe.xinfo_stream(self.key(name))
             pipe.xinfo_groups(self.key(name))
@@ -259,9 +267,14 @@ class RedisCollector:
                 lengths[name] = value  # 0: Redis deleted the list (it drained), or never had it
             else:
                 warnings.append(f"{name}: {type(value).__name__}: {value}")
+        pos = 1 + len(lists)
+        self._heads = {}
+        for name, value in zip(heads, results[pos : pos + len(heads)], strict=True):
+            if isinstance(value, bytes | str):
+                self._heads[name] = text(value)  # else: empty, or scripts refused: unknown
+        pos += len(heads)
         infos: dict[str, tuple[dict[str, Any], list[Any]]] = {}
         absent: list[str] = []
-        pos = 1 + len(lists)
         for name in streams:
             info, groups = results[pos], results[pos + 1]
             pos += 2
@@ -321,7 +334,7 @@ class RedisCollector:
                 "consumer_lag_messages": llen,
                 "dlq_length": None if dlq_len is None else float(dlq_len),
             }
-            info: dict[str, object] = {"head": self.options.list_head}
+            info = self._list_info(name)
             if len(members) > 1 or members[0][1] != name:
                 # kombu's priority lists shown as one queue, each list's length in the detail
                 info.update({f"priority {prio}": lengths[m] for prio, m in members})
@@ -335,6 +348,15 @@ class RedisCollector:
                 )
             )
         return out
+
+    def _list_info(self, name: str) -> dict[str, Any]:
+        """The list's head end, and a fingerprint of the message there (the queue health
+        reads a change of it as a message consumed: lists keep no counters)."""
+        info: dict[str, Any] = {"head": self.options.list_head}
+        head_id = self._heads.get(name)
+        if head_id is not None:
+            info["head_id"] = head_id
+        return info
 
     def _absent_stream(self, name: str, known: dict[str, None], length_of: Any) -> SeriesSample:
         """A known stream that no longer exists: empty, like a stream without entries."""

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+# KEYS: list. ARGV: index of its head. A fingerprint of the head message (its first 256
+# bytes and its length), so a poll sees a message consumed without reading whole bodies.
+HEAD_ID = """
+local v = redis.call('LINDEX', KEYS[1], ARGV[1])
+if not v then return false end
+return redis.sha1hex(string.sub(v, 1, 256) .. ':' .. #v)
+"""
+
 # KEYS: src, dst. ARGV: n, source end, destination end. Moves up to n items; returns count.
 LIST_MOVE = """
 local moved = 0
@@ -182,4 +190,4 @@ SCRIPTS = {
     "list_purge": LIST_PURGE,
 }
 
-__all__ = ["SCRIPTS"]
+__all__ = ["HEAD_ID", "SCRIPTS"]

@@ -44,10 +44,35 @@ def test_stop_when_no_progress_for_the_whole_window_and_no_member():
 
 
 def test_stall_when_members_are_present_but_position_is_stuck():
-    w = feed([(t, 100, 7) for t in range(0, 71, 5)])
+    w = PartitionWindow(WINDOW)
+    for t in range(0, 71, 5):  # collectors evaluate at every poll
+        w.observe(t, 100, 7)
+        w.evaluate(t, active=True)
     verdict = w.evaluate(70, active=True)
     assert verdict.status is GroupStatus.STALL
     assert "100" in verdict.reason
+
+
+def test_catch_up_after_a_restart_is_not_stall_for_one_sample():
+    """Stopped for longer than the window; members join and their first commit takes a
+    while (rebalance, auto-commit interval): not STALL until they were there a whole window."""
+    w = PartitionWindow(WINDOW)
+    for t in range(0, 91, 5):
+        w.observe(t, 100, 10 + t)
+        assert w.evaluate(t, active=False).status in (None, GroupStatus.STOP)
+    assert w.evaluate(90, active=False).status is GroupStatus.STOP
+    for t in range(95, 116, 5):  # members present, nothing committed yet
+        w.observe(t, 100, 10 + t)
+        verdict = w.evaluate(t, active=True)
+        assert verdict.status is None and "joined" in verdict.reason
+    w.observe(120, 180, 50)  # the first commit
+    assert w.evaluate(120, active=True).status is GroupStatus.OK
+    # members that never commit are STALL once they were there a whole window
+    w2 = PartitionWindow(WINDOW)
+    for t in range(0, 200, 5):
+        w2.observe(t, 100, 10)
+        last = w2.evaluate(t, active=t >= 95)
+    assert last.status is GroupStatus.STALL
 
 
 def test_running_consumer_that_stops_goes_ok_then_stop():
