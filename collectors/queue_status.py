@@ -166,7 +166,8 @@ class QueueWindow:
         window = self.window
         horizon = now - window
         if self.last_empty is not None and self.last_empty >= horizon:
-            return Verdict(GroupStatus.OK, "idle" if work <= 0 else "caught up")
+            moving = self.last_progress is not None and self.last_progress >= horizon
+            return Verdict(GroupStatus.OK, "empty" if work <= 0 and not moving else "caught up")
         since = self.last_progress if self.last_progress is not None else self.first_seen
         still_for = now - since
         attached = self.attached_since is not None and self.attached_since <= horizon
@@ -318,8 +319,10 @@ class QueueHealth:
         if target is None:
             return None
         reported = target.values.get("publish_rate")
-        if reported is not None:
-            return reported  # the collector measured the DLQ's inflow itself
+        if reported is not None and target.info.get("dead_letter_sources"):
+            # the collector measured this DLQ's inflow itself (RabbitMQ: dead-lettering is no
+            # publish); elsewhere a reported publish rate may miss dead letters (SQS redrive)
+            return reported
         return windows[target.key].inflow(now, self.inflow_span)
 
 

@@ -50,7 +50,7 @@ def test_unknown_backlog_is_null_never_guessed():
 def test_idle_empty_queue_without_any_traffic_is_ok_not_stop():
     points = [rabbit(t, 0, 0, 0) for t in range(0, 121, 5)]
     w = run(points)
-    assert w.evaluate(120).status is OK and w.evaluate(120).reason == "idle"
+    assert w.evaluate(120).status is OK and w.evaluate(120).reason == "empty"
     assert status([llen(t, 0) for t in range(0, 121, 5)]) is OK
 
 
@@ -223,7 +223,11 @@ def test_dlq_inflow_prefers_the_rate_the_collector_measured_and_is_null_when_unk
     out = health.annotate(
         [
             sample("a", {"queue_length": 1.0}, dlq="a.dlq"),
-            sample("a.dlq", {"queue_length": 4.0, "publish_rate": 0.5}),
+            sample(
+                "a.dlq",
+                {"queue_length": 4.0, "publish_rate": 0.5},
+                info={"dead_letter_sources": ["a"]},
+            ),
             sample("b", {"queue_length": 1.0}, dlq="b.dlq"),
             sample("b.dlq", {"queue_length": 4.0}),  # a Redis list: no counters
             sample("c", {"queue_length": 1.0}, dlq="not-collected"),
@@ -240,6 +244,15 @@ def test_dlq_inflow_prefers_the_rate_the_collector_measured_and_is_null_when_unk
             t,
         )
     assert out[0].values["dlq_inflow_rate"] is None  # length alone says nothing of the outflow
+    # SQS with CloudWatch: NumberOfMessagesSent misses redrives, so it is not the inflow
+    out = health.annotate(
+        [
+            sample("s", {"queue_length": 1.0}, dlq="s-dlq"),
+            sample("s-dlq", {"queue_length": 4.0, "publish_rate": 0.0, "processing_rate": 1.0}),
+        ],
+        20.0,
+    )
+    assert out[0].values["dlq_inflow_rate"] is None
 
 
 def test_dlq_inflow_from_a_published_counter_handles_resets():

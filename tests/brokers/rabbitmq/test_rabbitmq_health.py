@@ -15,7 +15,7 @@ import pytest
 
 from tests.support.rabbit import Rabbit, broker_config, rabbit_session
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.broker, pytest.mark.timeout(60)]
 
 STATUS = ("OK", "WARN", "STALL", "STOP", "ERROR")
 
