@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from alerts.model import Alert, AlertState
 from collectors.base import is_dlq_name
 from mqtop.kernel.durations import humanize_seconds
-from mqtop.kernel.model import BrokerStatus, SeriesKey, SeriesView
+from mqtop.kernel.model import BrokerStatus, SeriesKey, SeriesView, group_status_name
 from mqtop.kernel.safe import safe_text
 from mqtop.ui.formats import fmt_count, fmt_pct, fmt_rate
 from mqtop.ui.layout import Col, fit
@@ -88,6 +88,14 @@ COLUMNS: tuple[Column, ...] = (
     Column("error", "Err%", 6, priority=6, help="dead-lettered share of processed"),
     Column("age", "Age/Lag", 7, priority=8, help="oldest waiting message or group lag"),
     Column("consumers", "Cons", 4, priority=5, help="active consumers or group members"),
+    Column(
+        "health",
+        "Health",
+        5,
+        "left",
+        6,
+        help="group or queue status (group_status): OK WARN STALL STOP ERROR, - undecided",
+    ),
     Column("trend", "Trend", 10, "left", 3, help="backlog over the last 5 minutes"),
     Column("alert", "Alert", 7, "left", 9, help="worst alert on this series"),
 )
@@ -111,6 +119,7 @@ class Row:
         "error",
         "group",
         "header",
+        "health",
         "inflight",
         "key",
         "kind",
@@ -133,6 +142,7 @@ class Row:
         error: float | None = None,
         age: float | None = None,
         consumers: float | None = None,
+        health: float | None = None,
         stuck: float | None = None,
         dlq: str | None = None,
         stale: bool = False,
@@ -154,6 +164,7 @@ class Row:
         self.error = error
         self.age = age
         self.consumers = consumers
+        self.health = health  # group_status: 0 OK .. 4 ERROR (None: undecided or unknown)
         self.stuck = stuck  # stream entries pending past stuck_idle (None: not a stream group)
         self.dlq = dlq
         self.stale = stale
@@ -238,6 +249,7 @@ def build_rows(
                 error=metrics.get("error_rate"),
                 age=lag if lag is not None else metrics.get("latency_seconds"),
                 consumers=metrics.get("consumers"),
+                health=metrics.get("group_status"),
                 stuck=_stuck(view),
                 dlq=view.dlq,
                 stale=view.stale or key.broker in stale_brokers,
@@ -409,6 +421,8 @@ def cell_text(row: Row, column: str) -> str:
         return humanize_seconds(row.age) if row.age is not None else "-"
     if column == "consumers":
         return fmt_count(row.consumers)
+    if column == "health":
+        return group_status_name(row.health) or "-"
     if column == "stuck":
         return fmt_count(row.stuck)
     if column == "alert":

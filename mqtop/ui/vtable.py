@@ -53,6 +53,15 @@ _ALERT_CLASS = {
     RANK_SILENCED: "vtable--muted",
 }
 
+# the health column: STALL / STOP / ERROR as a critical alert, WARN as a warning
+_HEALTH_CLASS = {
+    "OK": "vtable--ok",
+    "WARN": "vtable--warning",
+    "STALL": "vtable--critical",
+    "STOP": "vtable--critical",
+    "ERROR": "vtable--critical",
+}
+
 
 class SeriesTable(ScrollView, can_focus=True):
     """The overview table: a fixed header line and a virtual list of rows."""
@@ -326,6 +335,8 @@ class SeriesTable(ScrollView, can_focus=True):
                 style = base + self.get_component_rich_style(
                     _ALERT_CLASS.get(row.alert_rank, "vtable--ok")
                 )
+            elif key == "health" and text in _HEALTH_CLASS and not (row.stale or row.down):
+                style = base + self.get_component_rich_style(_HEALTH_CLASS[text])
             elif text == "-" and not (row.stale or row.down):
                 style = base + unknown
             elif key == "queue" and row.alert_rank >= RANK_WARNING and not row.stale:
