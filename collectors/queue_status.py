@@ -12,7 +12,7 @@ fingerprint of the message at the head (``info["head_id"]``, Redis lists).
 
 *Work* is backlog + in_flight (backlog alone when in_flight is unknown). *Progress* between
 two polls is: the consumed counter grew, or a reported processing rate was above 0; when the
-broker gives neither, the backlog shrank, the head message changed, or the oldest age fell.
+broker gives neither, the work shrank, the head message changed, or the oldest age fell.
 
 Rules, in order (W = the window, ``group_status_window``):
 
@@ -90,7 +90,9 @@ def progressed(before: QueuePoint, after: QueuePoint) -> bool:
         if after.processed == before.processed:
             return False
         # the counter went backwards (a broker restart): judge from the other inputs
-    if before.backlog is not None and after.backlog is not None and after.backlog < before.backlog:
+    # the work (not the backlog alone: a delivery moves a message to in-flight, unconsumed)
+    before_work, after_work = before.work, after.work
+    if before_work is not None and after_work is not None and after_work < before_work:
         return True
     if before.head is not None and after.head is not None and before.head != after.head:
         return True
