@@ -33,7 +33,8 @@ class Worker(threading.Thread):
     def run(self) -> None:
         try:
             while not self.stop.is_set():
-                if self.rate <= 0:
+                rate = self.rate  # read once: the test changes it from another thread
+                if rate <= 0:
                     time.sleep(0.05)  # connected, takes nothing: stalled
                     continue
                 if self.role == "producer":
@@ -41,7 +42,7 @@ class Worker(threading.Thread):
                     self.done += 1
                 elif self.client.brpop([self.key], timeout=0.2) is not None:
                     self.done += 1
-                time.sleep(1.0 / self.rate)
+                time.sleep(1.0 / rate)
         except BaseException as exc:  # reported by the test
             self.error = exc
         finally:
