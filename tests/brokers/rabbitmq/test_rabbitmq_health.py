@@ -1,6 +1,7 @@
 """Queue health (group_status / JSON status) and dead-letter inflow on real RabbitMQ, driven by
-real pika consumers that work, stall, stop and catch up; the engine polls every second with a
-short status window. RabbitMQ refreshes its counters every 5 s (FACTS), so the window is 8 s."""
+real pika consumers that work, stall, stop and catch up; the engine polls every half second
+with a short status window. RabbitMQ refreshes its counters and consumer counts every 5 s, so
+the window is 6 s."""
 
 from __future__ import annotations
 
@@ -83,7 +84,7 @@ def engine_for(rabbit: Rabbit, write_config: Callable[..., Any], queues: list[st
 
 
 async def watch(engine: Any, queue: str, until: Callable[[str | None, Any], bool], limit: float):
-    """Poll every second until ``until(status, view)``; returns the statuses seen."""
+    """Poll every half second until ``until(status, view)``; returns the statuses seen."""
     from mqtop.kernel.model import SeriesKey
     from mqtop.output import series_json
 
@@ -96,7 +97,7 @@ async def watch(engine: Any, queue: str, until: Callable[[str | None, Any], bool
         seen.append(status)
         if view is not None and until(status, view):
             return seen
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(0.5)
     raise AssertionError(f"{queue}: condition not met in {limit}s; statuses seen: {seen}")
 
 
@@ -104,7 +105,7 @@ def test_consumer_works_stalls_then_catches_up(rabbit, write_config):
     queue = rabbit.queue(rabbit.unique("hq"))
     producer = Worker(rabbit, queue, "publish", rate=10.0)
     consumer = Worker(rabbit, queue, "ack")
-    extra = "    group_status_window: 7s\n"
+    extra = "    group_status_window: 6s\n"
     engine = engine_for(rabbit, write_config, [queue], extra)
     producer.start()
     consumer.start()
@@ -112,9 +113,7 @@ def test_consumer_works_stalls_then_catches_up(rabbit, write_config):
     async def scenario() -> dict[str, list[str | None]]:
         phases: dict[str, list[str | None]] = {}
         try:
-            phases["working"] = await watch(
-                engine, queue, lambda s, v: s == "OK" and v.metrics["consumers"] == 1, 10
-            )
+            phases["working"] = await watch(engine, queue, lambda s, v: s == "OK", 10)
             consumer.mode = "stall"  # keeps its channel and its one unacked message
             phases["stalled"] = await watch(engine, queue, lambda s, v: s == "STALL", 20)
             stalled_view = engine.store.view(phases_key(queue))
@@ -135,7 +134,7 @@ def test_consumer_works_stalls_then_catches_up(rabbit, write_config):
     assert producer.error is None and consumer.error is None
     assert "STALL" not in phases["working"] and "STOP" not in phases["working"], phases
     # no verdict from one sample: the stall shows only after a whole window
-    assert phases["stalled"].count("STALL") == 1 and len(phases["stalled"]) >= 7, phases
+    assert phases["stalled"].count("STALL") == 1 and len(phases["stalled"]) >= 10, phases
     assert "STOP" not in phases["stalled"], phases  # the consumer stayed attached
     assert "1 consumer(s) attached" in phases["reason"][0]
     assert phases["catch-up"][-1] == "OK" and "STOP" not in phases["catch-up"], phases
