@@ -54,6 +54,7 @@ METRICS = {
     "consumers",
     "dlq_length",
     "group_status",
+    "dlq_inflow_rate",
 }
 BROKER_KEYS = {"name", "type", "up", "error"}
 SERIES_KEYS = {"broker", "queue", "group", "kind", "dlq", "metrics"}

@@ -49,7 +49,7 @@ def test_shipped_defaults_pass_promtool(promtool, run_cli, write_config, tmp_pat
     path.write_text(out)
     checked = check_rules(path)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 5 rules found" in checked.stdout
+    assert "SUCCESS: 7 rules found" in checked.stdout  # 5 shipped + 2 built-in
     doc = yaml.safe_load(out)
     rules = {r["alert"]: r for r in doc["groups"][0]["rules"]}
     assert rules["QueueBacklog"]["expr"] == "mqtop_queue_length > 1000"
@@ -57,6 +57,8 @@ def test_shipped_defaults_pass_promtool(promtool, run_cli, write_config, tmp_pat
     assert rules["HighErrorRate"]["labels"] == {"severity": "critical"}
     assert rules["BrokerDown"]["expr"] == "mqtop_up == 0"
     assert "mqtop_group_status == 2" in rules["GroupStalled"]["expr"]
+    assert rules["DeadLettersArriving"]["expr"] == "max_over_time(mqtop_dlq_inflow_rate[5m]) > 0"
+    assert rules["DeadLettersArriving"]["labels"] == {"severity": "warning"}
 
 
 def test_rich_config_passes_promtool_and_written_file(promtool, run_cli, write_config, tmp_path):

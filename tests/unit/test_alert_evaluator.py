@@ -292,6 +292,30 @@ def test_group_stalled_builtin():
     ]
 
 
+def test_group_stalled_builtin_on_queues_speaks_of_the_queue():
+    w = World()
+    ev = AlertEvaluator([], AlertingSettings())
+    w.poll(
+        0,
+        {
+            ("orders", None): {"queue_length": 9, "group_status": 3},
+            ("emails", None): {"queue_length": 9, "group_status": 2},
+            ("idle", None): {"queue_length": 0, "group_status": 0},
+            ("unknown", None): {"queue_length": 4, "group_status": None},
+        },
+    )
+    events = w.eval(ev, 0)
+    assert sorted(e.alert.summary for e in events) == [
+        "b/emails: queue is STALL",
+        "b/orders: queue is STOP",
+    ]
+    w.poll(1, {("orders", None): {"queue_length": 0, "group_status": 0}})
+    resolved = [e for e in w.eval(ev, 1) if e.kind == "resolved"]
+    assert [e.alert.summary for e in resolved if e.alert.queue == "orders"] == [
+        "b/orders: queue is OK"
+    ]
+
+
 def test_series_stale_builtin_is_one_alert_per_broker_whose_polls_stopped_storing_data():
     w = World()
     ev = AlertEvaluator([], AlertingSettings())
