@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from collectors.group_status import GroupStatus, Verdict
@@ -293,23 +293,21 @@ class QueueHealth:
         for key in [k for k in self._windows if k not in windows]:
             del self._windows[key]  # the queue went away
         out: list[SeriesSample] = []
+        inflows: dict[str, float | None] = {}  # per DLQ: a shared DLQ is measured once
         for sample in samples:
             added: dict[str, float | None] = {}
             info: dict[str, Any] = {}
             if judged(sample):
-                dlq = sample.key.queue in dead_letter_queues or is_dead_set(sample.info)
-                verdict = windows[sample.key].evaluate(now, dlq)
+                parked = sample.key.queue in dead_letter_queues or is_dead_set(sample.info)
+                verdict = windows[sample.key].evaluate(now, parked)
                 added["group_status"] = None if verdict.status is None else float(verdict.status)
                 info["status_reason"] = verdict.reason
-            if sample.dlq and "dlq_inflow_rate" not in sample.values:
-                target = by_queue.get(sample.dlq)
-                added["dlq_inflow_rate"] = self._dlq_inflow(target, windows, now)
-            if not added:
-                out.append(sample)
-                continue
-            values = {**sample.values, **added}
-            merged = {**info, **sample.info} if info else sample.info
-            out.append(replace(sample, values=values, info=merged))
+            dlq = sample.dlq
+            if dlq and "dlq_inflow_rate" not in sample.values:
+                if dlq not in inflows:
+                    inflows[dlq] = self._dlq_inflow(by_queue.get(dlq), windows, now)
+                added["dlq_inflow_rate"] = inflows[dlq]
+            out.append(sample.with_values(added, info) if added else sample)
         return tuple(out)
 
     def _dlq_inflow(

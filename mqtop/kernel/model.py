@@ -165,6 +165,25 @@ class SeriesSample:
         if not isinstance(self.info, MappingProxyType):
             object.__setattr__(self, "info", MappingProxyType(dict(self.info)))
 
+    def with_values(
+        self, added: Mapping[str, float | None], info: Mapping[str, Any] | None = None
+    ) -> SeriesSample:
+        """A copy with metrics added (``info`` merged under the sample's own), validating only
+        what is added: the engine enriches every sample of every poll this way."""
+        for name, value in added.items():
+            if name not in METRICS:
+                raise ValueError(f"unknown metric {name!r}")
+            if value is not None and (not isinstance(value, int | float) or math.isnan(value)):
+                raise ValueError(f"metric {name!r} must be a number or None, got {value!r}")
+        new = object.__new__(SeriesSample)
+        object.__setattr__(new, "key", self.key)
+        object.__setattr__(new, "kind", self.kind)
+        object.__setattr__(new, "values", MappingProxyType({**self.values, **added}))
+        object.__setattr__(new, "dlq", self.dlq)
+        merged = MappingProxyType({**info, **self.info}) if info else self.info
+        object.__setattr__(new, "info", merged)
+        return new
+
 
 @dataclass(frozen=True, slots=True)
 class BrokerSnapshot:

@@ -268,3 +268,18 @@ def test_dlq_inflow_from_a_published_counter_handles_resets():
             t,
         )
     assert out[0].values["dlq_inflow_rate"] == pytest.approx(20.0 / 30.0)
+
+
+def test_with_values_adds_metrics_validated_and_keeps_the_sample_immutable():
+    base = sample("q", {"queue_length": 3.0}, dlq="q.dlq", info={"state": "running"})
+    out = base.with_values({"group_status": 0.0}, {"status_reason": "empty", "state": "x"})
+    assert dict(out.values) == {"queue_length": 3.0, "group_status": 0.0}
+    assert dict(out.info) == {"status_reason": "empty", "state": "running"}  # own info wins
+    assert (out.key, out.kind, out.dlq) == (base.key, base.kind, base.dlq)
+    assert "group_status" not in base.values
+    with pytest.raises(TypeError):
+        out.values["x"] = 1.0  # type: ignore[index]
+    with pytest.raises(ValueError, match="unknown metric"):
+        base.with_values({"nope": 1.0})
+    with pytest.raises(ValueError, match="number or None"):
+        base.with_values({"group_status": float("nan")})
