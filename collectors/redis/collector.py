@@ -55,6 +55,7 @@ class RedisCollector:
         self._actions: MessageActions | None = None
         self._status = StatusTracker(options.group_status_window)
         self._heads: dict[str, str] = {}  # list -> fingerprint of its head message, last poll
+        self._scripts: bool | None = None  # the server runs Lua scripts (None: not asked yet)
 
     @property
     def client(self) -> Redis:
@@ -237,6 +238,15 @@ class RedisCollector:
         series.extend(await self._channels())
         return Collected(series=tuple(series), warnings=tuple(warnings))
 
+    async def _runs_scripts(self) -> bool:
+        """Whether the server runs Lua (some Redis-protocol servers close the connection on
+        EVAL): asked once, outside the poll's pipeline, so a refusal costs no poll."""
+        try:
+            answer = await self.r.eval("return redis.sha1hex('mqtop')", 0)  # what HEAD_ID uses
+            return bool(answer)
+        except Exception:  # refused, unknown command, or the connection closed on it
+            return False
+
     async def _poll(
         self, lists: list[str], streams: list[str], warnings: list[str]
     ) -> tuple[float, dict[str, int], dict[str, tuple[dict[str, Any], list[Any]]], list[str]]:
@@ -247,7 +257,10 @@ class RedisCollector:
             pipe.time()
         for name in lists:
             pipe.llen(self.key(name))
-        heads = [] if cluster else lists  # a cluster pipeline routes no scripts
+        if self._scripts is None and lists and not cluster:
+            self._scripts = await self._runs_scripts()
+        # a cluster pipeline routes no scripts; a server without scripting fingerprints nothing
+        heads = lists if self._scripts and not cluster else []
         head_index = -1 if self.options.list_head == "right" else 0
         for name in heads:
             pipe.eval(HEAD_ID, 1, self.key(name), head_index)
