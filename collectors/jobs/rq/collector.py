@@ -41,17 +41,19 @@ class RQCollector(JobCollector[RQOptions]):
         members = await self.client.smembers(k.queues)
         names = sorted(n for n in (k.queue_name(text(m) or "") for m in members) if n is not None)
         queues, warnings = self.remember(names)
-        live = f"({now}"  # registry scores are expiry times: later than now = still counted
+        # registry scores are expiry times; RQ's own count (cleanup, then ZCARD) drops those
+        # in [0, now] and keeps the rest, -1 (failure_ttl=-1: never expires) included
         pipe = self.client.pipeline(transaction=False)
         for queue in queues:
             pipe.llen(k.queue(queue))
             pipe.llen(k.intermediate(queue))
             pipe.lindex(k.queue(queue), 0)  # the oldest waiting job id
             for kind in REGISTRIES:
-                pipe.zcount(k.registry(kind, queue), live, "+inf")
+                pipe.zcard(k.registry(kind, queue))
+                pipe.zcount(k.registry(kind, queue), 0, now)  # expired, not yet cleaned up
             pipe.smembers(k.workers(queue))
             pipe.zrange(k.registry("failed", queue), 0, 0)
-        width = 5 + len(REGISTRIES)
+        width = 5 + 2 * len(REGISTRIES)
         replies = await pipe.execute()
 
         pipe = self.client.pipeline(transaction=False)
@@ -84,7 +86,10 @@ class RQCollector(JobCollector[RQOptions]):
         for i, queue in enumerate(queues):
             row = replies[i * width : (i + 1) * width]
             waiting, taken = int(row[0]), int(row[1])
-            counts: dict[str, Any] = dict(zip(REGISTRIES, (int(v) for v in row[3:-2]), strict=True))
+            pairs = row[3:-2]
+            counts: dict[str, Any] = {
+                kind: int(pairs[2 * n]) - int(pairs[2 * n + 1]) for n, kind in enumerate(REGISTRIES)
+            }
             state = JobQueueState(
                 queue=queue,
                 waiting=waiting,

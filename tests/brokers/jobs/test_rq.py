@@ -69,3 +69,27 @@ def test_queue_registries_and_workers_match_rq(rq_installed, job_url, rc, jobs_c
         assert got.values["in_flight"] == started.count == 1
         assert got.values["consumers"] == Worker.count(queue=queue) == 1
         assert got.values["queue_length"] == 0
+
+
+def test_failed_jobs_that_never_expire_are_counted_as_rq_counts_them(
+    rq_installed, job_url, rc, jobs_cli, unique
+):
+    """``failure_ttl=-1`` scores a failed job -1 (never expires): RQ's count keeps it."""
+    from rq import Queue
+    from rq.registry import FailedJobRegistry
+
+    tag = unique("rqttl")
+    queue = Queue(tag, connection=rc)
+    rc.set(f"{tag}:fail", 1)
+    for i in range(2):
+        queue.enqueue("tests.support.jobs.rq_flaky", tag, i, failure_ttl=-1)
+    queue.enqueue("tests.support.jobs.rq_flaky", tag, 2)  # the default TTL (a year)
+    worker = rq_worker(job_url, [tag])
+    assert worker.proc.wait(60) == 0, worker.tail()
+    worker.stop()
+    failed = FailedJobRegistry(tag, connection=rc)
+    scores = sorted(s for _, s in rc.zrange(f"rq:failed:{tag}", 0, -1, withscores=True))
+    assert scores[:2] == [-1.0, -1.0] and scores[2] > 0
+    series = series_by_queue(jobs_cli("rq", job_url, "metrics", "--format", "json"))
+    assert series[tag]["metrics"]["dlq_length"] == failed.count == 3
+    assert series[f"{tag}:failed"]["metrics"]["queue_length"] == 3
