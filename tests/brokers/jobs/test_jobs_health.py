@@ -1,0 +1,95 @@
+"""Queue health (group_status / JSON status) of job queues with the libraries' real workers,
+driven by the real Engine: RQ jobs waiting with no worker are STOP; a real ``rq worker`` that
+takes them brings OK (its processed jobs are the consumption), and the emptied queue stays OK."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.support.jobs import rq_worker, running, wait_until
+
+pytestmark = [pytest.mark.broker, pytest.mark.timeout(90)]
+
+
+async def watch(engine: Any, broker: str, queue: str, until: Callable[[str | None, Any], bool],
+                limit: float) -> list[str | None]:  # fmt: skip
+    """Poll every 0.5 s until ``until(status, view)``; the statuses seen."""
+    from mqtop.kernel.model import SeriesKey
+    from mqtop.output import series_json
+
+    seen: list[str | None] = []
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        await engine.poll_all()
+        view = engine.store.view(SeriesKey(broker, queue, None))
+        status = None if view is None else series_json(view)["status"]
+        seen.append(status)
+        if view is not None and until(status, view):
+            return seen
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"{queue}: condition not met in {limit}s; statuses seen: {seen}")
+
+
+def test_rq_backlog_without_worker_stops_and_a_worker_brings_ok(
+    rq_installed, job_url, rc, write_config, unique
+) -> None:
+    from rq import Queue
+
+    from mqtop.config import load_config_file
+    from mqtop.engine import Engine
+
+    tag = unique("rqhealth")
+    queue = Queue(tag, connection=rc)
+    for _ in range(6):
+        queue.enqueue("tests.support.jobs.rq_slow", tag, 0.2)
+    path = write_config(
+        f"""
+        interval: 0.5s
+        brokers:
+          - name: jobs
+            type: rq
+            url: "{job_url}"
+            group_status_window: 2s
+        """
+    )
+    engine = Engine(load_config_file(path))
+    reasons: dict[str, str] = {}
+    phases: dict[str, list[str | None]] = {}
+
+    def status_is(wanted: str, empty: bool = False) -> Callable[[str | None, Any], bool]:
+        def check(status: str | None, view: Any) -> bool:
+            ok = status == wanted and (not empty or view.metrics["queue_length"] == 0)
+            if ok:
+                reasons[wanted] = view.info["status_reason"]
+            return ok
+
+        return check
+
+    try:
+
+        async def no_worker() -> None:
+            phases["no worker"] = await watch(engine, "jobs", tag, status_is("STOP"), 12)
+
+        asyncio.run(no_worker())
+        with running(rq_worker(job_url, [tag], burst=False)) as worker:
+
+            async def working() -> None:
+                phases["worker"] = await watch(engine, "jobs", tag, status_is("OK"), 20)
+                phases["done"] = await watch(engine, "jobs", tag, status_is("OK", True), 20)
+
+            asyncio.run(working())
+            wait_until(lambda: rc.llen(f"{tag}:done") == 6, 20, "six jobs done")
+            assert worker.alive(), worker.tail()
+    finally:
+        asyncio.run(engine.close())
+    assert phases["no worker"][0] is None, phases
+    assert len(phases["no worker"]) >= 4, phases
+    assert "STALL" not in phases["no worker"] and "ERROR" not in phases["no worker"], phases
+    assert "no consumer" in reasons["STOP"], reasons
+    assert "ERROR" not in phases["worker"] + phases["done"], phases
+    assert phases["done"][-1] == "OK", phases
