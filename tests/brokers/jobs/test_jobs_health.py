@@ -1,6 +1,7 @@
 """Queue health (group_status / JSON status) of job queues with the libraries' real workers,
 driven by the real Engine: RQ jobs waiting with no worker are STOP; a real ``rq worker`` that
-takes them brings OK (its processed jobs are the consumption), and the emptied queue stays OK."""
+takes them brings OK (its processed jobs are the consumption), and the emptied queue stays OK;
+the same with Sidekiq and its real worker."""
 
 from __future__ import annotations
 
@@ -93,3 +94,46 @@ def test_rq_backlog_without_worker_stops_and_a_worker_brings_ok(
     assert "no consumer" in reasons["STOP"], reasons
     assert "ERROR" not in phases["worker"] + phases["done"], phases
     assert phases["done"][-1] == "OK", phases
+
+
+def test_sidekiq_backlog_without_worker_stops_and_a_worker_brings_ok(
+    sidekiq, job_url, rc, write_config, unique
+) -> None:
+    from mqtop.config import load_config_file
+    from mqtop.engine import Engine
+
+    tag = unique("skhealth")
+    sidekiq.push(tag, "FlakyJob", [[tag, i] for i in range(6)])
+    path = write_config(
+        f"""
+        interval: 0.5s
+        brokers:
+          - name: jobs
+            type: sidekiq
+            url: "{job_url}"
+            group_status_window: 2s
+        """
+    )
+    engine = Engine(load_config_file(path))
+    phases: dict[str, list[str | None]] = {}
+    try:
+
+        async def no_worker() -> None:
+            phases["no worker"] = await watch(engine, "jobs", tag, lambda s, v: s == "STOP", 12)
+
+        asyncio.run(no_worker())
+        with running(sidekiq.worker([tag])):
+
+            async def working() -> None:
+                phases["done"] = await watch(
+                    engine, "jobs", tag,
+                    lambda s, v: s == "OK" and v.metrics["queue_length"] == 0, 20,
+                )  # fmt: skip
+
+            asyncio.run(working())
+            wait_until(lambda: rc.llen(f"{tag}:done") == 6, 20, "six jobs done")
+    finally:
+        asyncio.run(engine.close())
+    assert phases["no worker"][0] is None and len(phases["no worker"]) >= 4, phases
+    assert "STALL" not in phases["no worker"] and "ERROR" not in phases["no worker"], phases
+    assert "ERROR" not in phases["done"] and phases["done"][-1] == "OK", phases
