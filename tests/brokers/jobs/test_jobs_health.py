@@ -137,3 +137,42 @@ def test_sidekiq_backlog_without_worker_stops_and_a_worker_brings_ok(
     assert phases["no worker"][0] is None and len(phases["no worker"]) >= 4, phases
     assert "STALL" not in phases["no worker"] and "ERROR" not in phases["no worker"], phases
     assert "ERROR" not in phases["done"] and phases["done"][-1] == "OK", phases
+
+
+def test_rq_worker_stuck_on_a_long_job_is_stall(
+    rq_installed, job_url, rc, write_config, unique
+) -> None:
+    from rq import Queue
+
+    from mqtop.config import load_config_file
+    from mqtop.engine import Engine
+
+    tag = unique("rqstall")
+    queue = Queue(tag, connection=rc)
+    queue.enqueue("tests.support.jobs.rq_slow", tag, 8, job_timeout=60)
+    for _ in range(3):
+        queue.enqueue("tests.support.jobs.rq_slow", tag, 0.1)
+    path = write_config(
+        f"""
+        interval: 0.5s
+        brokers:
+          - name: jobs
+            type: rq
+            url: "{job_url}"
+            group_status_window: 2s
+        """
+    )
+    engine = Engine(load_config_file(path))
+    phases: dict[str, list[str | None]] = {}
+    try:
+        with running(rq_worker(job_url, [tag], burst=False)):
+            wait_until(lambda: queue.count == 3, 20, "the long job started")
+
+            async def stuck() -> None:
+                phases["stuck"] = await watch(engine, "jobs", tag, lambda s, v: s == "STALL", 12)
+
+            asyncio.run(stuck())
+    finally:
+        asyncio.run(engine.close())
+    assert len(phases["stuck"]) >= 4, phases
+    assert "STOP" not in phases["stuck"] and "ERROR" not in phases["stuck"], phases
