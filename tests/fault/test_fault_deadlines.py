@@ -121,7 +121,12 @@ def test_a_blocking_client_on_a_silent_broker_does_not_outlive_the_deadline(
     assert wall < deadline + STARTUP, f"{' '.join(command)} took {wall:.1f}s"
     assert silent.accepted, "the AMQP port was never called"
     assert "Traceback" not in result.stdout + result.stderr
-    assert f"unreachable: timed out after {TIMEOUT:g}s" in result.stderr, result.stderr
+    # the engine's deadline, or the collector's own budget within it, names the failure
+    assert "hole" in result.stderr and "unreachable: " in result.stderr, result.stderr
+    assert (
+        f"unreachable: timed out after {TIMEOUT:g}s" in result.stderr
+        or "no connection within" in result.stderr
+    ), result.stderr
     if command[0] == "metrics":
         doc = json.loads(result.stdout) if "json" in command else None
         if doc is not None:
