@@ -130,8 +130,9 @@ class RabbitMQCollector:
     # -- collection ------------------------------------------------------------------
 
     async def collect(self) -> Collected:
-        # end a little before the engine's own timeout, so the error says what failed
-        budget = poll_budget(self.options) * 0.9
+        # end well before the engine's own timeout (which also covers connect and the thread
+        # hand-offs, late on a loaded machine), so the error says what failed
+        budget = poll_budget(self.options) * 0.75
         end = time.monotonic() + budget
         if self.api.base is None:
             return await self._collect_amqp("no management_url is configured", end)
