@@ -15,25 +15,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from collectors.base import RepublishRequest, RepublishResult
+from collectors.rabbitmq.messages import PROPERTY_NAMES
 from mqtop.kernel.errors import ActionFailed
 
 SEARCH_LIMIT = 5100  # messages read at most to find one (the DLQ browser peeks up to 5,000)
 MISSING = "not in the source any more: already replayed, consumed or expired"
-PROPERTY_NAMES = (
-    "content_type",
-    "content_encoding",
-    "delivery_mode",
-    "priority",
-    "correlation_id",
-    "reply_to",
-    "expiration",
-    "message_id",
-    "timestamp",
-    "type",
-    "user_id",
-    "app_id",
-    "cluster_id",
-)
 
 Identify = Callable[[Any, bytes], str]  # (properties, body) -> the id peek gave the message
 Strip = Callable[[dict[str, Any], "str | None", "str | None"], tuple["str | None", dict[str, Any]]]
