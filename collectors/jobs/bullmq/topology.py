@@ -14,8 +14,8 @@ from typing import Any
 from collectors.jobs.bullmq.collector import BullMQCollector
 from collectors.jobs.bullmq.options import BullMQOptions
 from collectors.jobs.common import failed_name, text
+from collectors.jobs.topology import JobTopologyReader
 from collectors.topology import QueueTopology, Topology
-from mqtop.kernel.errors import BrokerUnreachable, MqtopError
 
 
 def failed_set(queue: str, size: int, opts_raw: Any) -> QueueTopology:
@@ -49,16 +49,15 @@ def failed_set(queue: str, size: int, opts_raw: Any) -> QueueTopology:
     )
 
 
-class BullMQTopologyReader:
+class BullMQTopologyReader(JobTopologyReader[BullMQCollector]):
     """Finds the queues as the collector does, then reads each failed set's size and newest
     job's options (two pipelines)."""
 
     def __init__(self, options: BullMQOptions) -> None:
+        super().__init__(BullMQCollector(options))
         self.options = options
-        self.collector = BullMQCollector(options)
 
     async def _read(self) -> Topology:
-        await self.collector.connect()
         client, keys = self.collector.client, self.collector.keys
         found = await self.collector._discover()  # the collector's own SCAN for queues
         names = sorted({*found, *self.options.queues})
@@ -79,19 +78,6 @@ class BullMQTopologyReader:
             for name, size, job, raw in zip(names, sizes, newest, opts, strict=True)
         )
         return Topology(self.options.name, "bullmq", queues)
-
-    async def read(self) -> Topology:
-        try:
-            return await self._read()
-        except MqtopError:
-            raise
-        except Exception as exc:  # redis-py connection and protocol errors
-            raise BrokerUnreachable(
-                f"Redis of {self.options.name!r}: {type(exc).__name__}: {exc}"
-            ) from None
-
-    async def close(self) -> None:
-        await self.collector.close()
 
 
 def create_reader(options: BullMQOptions) -> BullMQTopologyReader:

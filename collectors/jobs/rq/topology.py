@@ -8,19 +8,18 @@ from __future__ import annotations
 from collectors.jobs.common import failed_name, text
 from collectors.jobs.rq.collector import RQCollector
 from collectors.jobs.rq.options import RQOptions
+from collectors.jobs.topology import JobTopologyReader
 from collectors.topology import QueueTopology, Topology
-from mqtop.kernel.errors import BrokerUnreachable, MqtopError
 
 
-class RQTopologyReader:
+class RQTopologyReader(JobTopologyReader[RQCollector]):
     """Reads the queue set, then each failed registry's size and never-expiring entries."""
 
     def __init__(self, options: RQOptions) -> None:
+        super().__init__(RQCollector(options))
         self.options = options
-        self.collector = RQCollector(options)
 
     async def _read(self) -> Topology:
-        await self.collector.connect()
         client, keys = self.collector.client, self.collector.keys
         members = await client.smembers(keys.queues)
         found = (keys.queue_name(text(m) or "") for m in members)
@@ -43,19 +42,6 @@ class RQTopologyReader:
             for i, name in enumerate(names)
         )
         return Topology(self.options.name, "rq", queues)
-
-    async def read(self) -> Topology:
-        try:
-            return await self._read()
-        except MqtopError:
-            raise
-        except Exception as exc:  # redis-py connection and protocol errors
-            raise BrokerUnreachable(
-                f"Redis of {self.options.name!r}: {type(exc).__name__}: {exc}"
-            ) from None
-
-    async def close(self) -> None:
-        await self.collector.close()
 
 
 def create_reader(options: RQOptions) -> RQTopologyReader:

@@ -7,21 +7,20 @@ from __future__ import annotations
 from collectors.jobs.common import text
 from collectors.jobs.sidekiq.collector import SidekiqCollector
 from collectors.jobs.sidekiq.options import DEAD, SidekiqOptions, kept_dead
+from collectors.jobs.topology import JobTopologyReader
 from collectors.topology import QueueTopology, Topology
-from mqtop.kernel.errors import BrokerUnreachable, MqtopError
 
 MAX_QUEUES = 10_000
 
 
-class SidekiqTopologyReader:
+class SidekiqTopologyReader(JobTopologyReader[SidekiqCollector]):
     """Reads the queue set, each queue's length and the dead set's size (two pipelines)."""
 
     def __init__(self, options: SidekiqOptions) -> None:
+        super().__init__(SidekiqCollector(options))
         self.options = options
-        self.collector = SidekiqCollector(options)
 
     async def _read(self) -> Topology:
-        await self.collector.connect()
         client, keys = self.collector.client, self.collector.keys
         pipe = client.pipeline(transaction=False)
         pipe.smembers(keys.key("queues"))
@@ -41,19 +40,6 @@ class SidekiqTopologyReader:
             cap = kept_dead(self.options.dead_max_jobs)
             queues.append(QueueTopology(DEAD, "dead-set", messages=int(dead), max_length=cap))
         return Topology(self.options.name, "sidekiq", tuple(queues))
-
-    async def read(self) -> Topology:
-        try:
-            return await self._read()
-        except MqtopError:
-            raise
-        except Exception as exc:  # redis-py connection and protocol errors
-            raise BrokerUnreachable(
-                f"Redis of {self.options.name!r}: {type(exc).__name__}: {exc}"
-            ) from None
-
-    async def close(self) -> None:
-        await self.collector.close()
 
 
 def create_reader(options: SidekiqOptions) -> SidekiqTopologyReader:
