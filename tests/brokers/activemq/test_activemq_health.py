@@ -15,26 +15,12 @@ from typing import Any
 import pytest
 
 from tests.support.activemq import ActiveMQBroker, wait_count
+from tests.support.health import watcher
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(90)]
 
 
-async def watch(engine: Any, queue: str, until: Callable[[str | None, Any], bool], limit: float):
-    """Poll every 0.5 s until ``until(status, view)``; the statuses seen."""
-    from mqtop.kernel.model import SeriesKey
-    from mqtop.output import series_json
-
-    seen: list[str | None] = []
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        await engine.poll_all()
-        view = engine.store.view(SeriesKey("amq", queue, None))
-        status = None if view is None else series_json(view)["status"]
-        seen.append(status)
-        if view is not None and until(status, view):
-            return seen
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"{queue}: condition not met in {limit}s; statuses seen: {seen}")
+watch = watcher("amq")
 
 
 def test_queue_stops_stalls_drains_and_idles(amq: ActiveMQBroker, write_config, unique) -> None:

@@ -6,34 +6,15 @@ the same with Sidekiq and its real worker."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from tests.support.health import watch
 from tests.support.jobs import rq_worker, running, wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(90)]
-
-
-async def watch(engine: Any, broker: str, queue: str, until: Callable[[str | None, Any], bool],
-                limit: float) -> list[str | None]:  # fmt: skip
-    """Poll every 0.5 s until ``until(status, view)``; the statuses seen."""
-    from mqtop.kernel.model import SeriesKey
-    from mqtop.output import series_json
-
-    seen: list[str | None] = []
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        await engine.poll_all()
-        view = engine.store.view(SeriesKey(broker, queue, None))
-        status = None if view is None else series_json(view)["status"]
-        seen.append(status)
-        if view is not None and until(status, view):
-            return seen
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"{queue}: condition not met in {limit}s; statuses seen: {seen}")
 
 
 def test_rq_backlog_without_worker_stops_and_a_worker_brings_ok(

@@ -14,6 +14,7 @@ from typing import Any
 import pika
 import pytest
 
+from tests.support.health import watcher
 from tests.support.rabbit import Rabbit, broker_config, rabbit_session
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(60)]
@@ -83,22 +84,7 @@ def engine_for(rabbit: Rabbit, write_config: Callable[..., Any], queues: list[st
     return Engine(load_config_file(write_config(text)))
 
 
-async def watch(engine: Any, queue: str, until: Callable[[str | None, Any], bool], limit: float):
-    """Poll every half second until ``until(status, view)``; returns the statuses seen."""
-    from mqtop.kernel.model import SeriesKey
-    from mqtop.output import series_json
-
-    seen: list[str | None] = []
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        await engine.poll_all()
-        view = engine.store.view(SeriesKey("rabbit", queue, None))
-        status = None if view is None else series_json(view)["status"]
-        seen.append(status)
-        if view is not None and until(status, view):
-            return seen
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"{queue}: condition not met in {limit}s; statuses seen: {seen}")
+watch = watcher("rabbit")
 
 
 def test_consumer_works_stalls_then_catches_up(rabbit, write_config):

@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from tests.harness import RedisBroker
+from tests.support.health import watcher
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(60)]
 
@@ -49,22 +50,7 @@ class Worker(threading.Thread):
             self.client.close()
 
 
-async def watch(engine: Any, key: str, until: Callable[[str | None, Any], bool], limit: float):
-    """Poll every 0.5 s until ``until(status, view)``; returns the statuses seen."""
-    from mqtop.kernel.model import SeriesKey
-    from mqtop.output import series_json
-
-    seen: list[str | None] = []
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        await engine.poll_all()
-        view = engine.store.view(SeriesKey("cache", key, None))
-        status = None if view is None else series_json(view)["status"]
-        seen.append(status)
-        if view is not None and until(status, view):
-            return seen
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"{key}: condition not met in {limit}s; statuses seen: {seen}")
+watch = watcher("cache")
 
 
 def test_list_consumer_works_stalls_falls_behind_and_catches_up(

@@ -5,32 +5,20 @@ shrinking shows consumption: receiving without deleting is not progress."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from tests.harness import SqsBroker
+from tests.support.health import Until, watch_view
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(60)]
 
 
-async def watch(engine: Any, queue: str, until: Callable[[str | None, Any], bool], limit: float):
-    from mqtop.kernel.model import SeriesKey
-    from mqtop.output import series_json
-
-    seen: list[str | None] = []
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        await engine.poll_all()
-        view = engine.store.view(SeriesKey("aws", queue, None))
-        status = None if view is None else series_json(view)["status"]
-        seen.append(status)
-        if view is not None and until(status, view):
-            return seen, view
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"{queue}: condition not met in {limit}s; statuses seen: {seen}")
+async def watch(
+    engine: Any, queue: str, until: Until, limit: float
+) -> tuple[list[str | None], Any]:
+    return await watch_view(engine, "aws", queue, until, limit)
 
 
 def test_sqs_stop_receive_without_delete_and_draining(sqs_broker: SqsBroker, write_config, unique):
