@@ -3,6 +3,7 @@ cluster can show it; topic configs from DescribeConfigs, groups from committed o
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -18,7 +19,13 @@ async def _create(kafka: KafkaTool, name: str, **configs: str) -> str:
 
     await kafka.admin.create_topics([NewTopic(name, 1, 1, topic_configs=configs)])
     kafka.topics.append(name)
-    return name
+    # a new topic's partitions reach the metadata a moment after CreateTopics returns
+    for _ in range(100):
+        described = await kafka.admin.describe_topics([name])
+        if described and described[0]["partitions"]:
+            return name
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{name}: no partition in the metadata 10 s after it was created")
 
 
 async def _lint(run_cli, write_config, broker: KafkaBroker, prefix: str):
