@@ -9,7 +9,6 @@ command line, asks on the terminal, shows progress and prints the contract's sha
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import sys
 import time
@@ -26,6 +25,7 @@ from mqtop.kernel.errors import EXIT_OK, EXIT_UNREACHABLE, UsageError
 from mqtop.kernel.filters import parse_filters
 from mqtop.kernel.safe import body_preview, decode_body, dumps, json_safe, safe_text
 from mqtop.runtime import config_from_args
+from mqtop.runtime import run as run_async
 
 Handler = Callable[[argparse.Namespace, DeadLetterService], Coroutine[Any, Any, int]]
 
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         async with open_service(config, broker) as service:
             return await handler(args, service)
 
-    return asyncio.run(main())
+    return run_async(main())
 
 
 def confirm(question: str, assume_yes: bool) -> None:

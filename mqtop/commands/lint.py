@@ -8,7 +8,6 @@ read; 2 for usage and config errors; else 0.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 
 from mqtop.kernel.errors import EXIT_FIRING, EXIT_OK, EXIT_UNREACHABLE, UsageError
@@ -16,6 +15,7 @@ from mqtop.kernel.safe import safe_text
 from mqtop.lint.report import render
 from mqtop.lint.runner import run_lint
 from mqtop.runtime import config_from_args
+from mqtop.runtime import run as run_async
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     if not brokers:
         where = config.source or "no config file; no broker detected on default local ports"
         raise UsageError(f"no brokers to lint ({where}); see `mqtop init` or config.example.yaml")
-    report = asyncio.run(run_lint(brokers, config.alerts, config.lint))
+    report = run_async(run_lint(brokers, config.alerts, config.lint))
     print(render(report, fmt, fail_on))
     if fmt != "text":
         for error in report.errors:
