@@ -176,7 +176,7 @@ def _cli(tmp_path: Path, *args: str, timeout: float = 60) -> subprocess.Complete
 
 @dataclass
 class DemoRun:
-    """What one 20 s headless demo run printed and what was checked while it ran."""
+    """What one 30 s headless demo run printed and what was checked while it ran."""
 
     lines: list[dict[str, Any]]
     code: int
@@ -198,14 +198,14 @@ class DemoRun:
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory) -> DemoRun:
-    """`mqtop demo --headless --duration 20s --config PATH --with-local-brokers`, run once for
+    """`mqtop demo --headless --duration 30s --config PATH --with-local-brokers`, run once for
     this module."""
     import redis
 
     tmp_path = tmp_path_factory.mktemp("demo")
     config_path = tmp_path / "demo.yaml"
     expected_local = {f"local-{name}" for name, port in DEFAULT_PORTS.items() if _listening(port)}
-    demo = Demo(tmp_path, "--duration", "20s", "--config", str(config_path), "--with-local-brokers")
+    demo = Demo(tmp_path, "--duration", "30s", "--config", str(config_path), "--with-local-brokers")
     try:
         started = demo.wait_for(
             lambda lines: next((x for x in lines if x.get("event") == "demo_started"), None), 60

@@ -25,8 +25,9 @@ def test_readme_and_docs_links_resolve():
 def test_readme_names_the_commands_ci_runs():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "python -m pytest -q -ra" in readme
-    assert "python3 -m pytest -q -ra" in ci
+    command = "-m pytest -q -ra -n 3 --dist loadfile"
+    assert f"MQTOP_REQUIRE_BROKERS=1 python {command}\n" in readme
+    assert f"python3 {command}\n" in ci and "MQTOP_REQUIRE_BROKERS=1" in ci
     assert "mqtop demo" in readme and ".ci/run" in readme
 
 
