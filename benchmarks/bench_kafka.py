@@ -12,6 +12,7 @@ public-API approach (aiokafka admin: list, describe, one offsets call per group;
 end_offsets), which computes lag in messages only.
 
     python benchmarks/bench_kafka.py [--quick]
+    python benchmarks/bench_kafka.py --scale   # poll only: 2,000 partitions x 50 groups
 """
 
 from __future__ import annotations
@@ -293,8 +294,9 @@ async def _baseline_poll(bootstrap: str, prefix: str, cycles: int) -> tuple[floa
         await admin.close()
 
 
-def poll_benchmark(bootstrap: str, quick: bool) -> dict[str, float]:
+def poll_benchmark(bootstrap: str, quick: bool, groups_each: int | None = None) -> dict[str, float]:
     n_topics, parts, n_groups = (10, 20, 5) if quick else (20, 100, 20)
+    n_groups = groups_each or n_groups
     records = 20
     prefix = f"mqtop-bench-{uuid.uuid4().hex[:8]}-poll-"
     topics = [f"{prefix}{i:02d}" for i in range(n_topics)]
@@ -338,5 +340,19 @@ def run(quick: bool = False) -> dict[str, float]:
         broker.stop()
 
 
+def run_scale() -> dict[str, float]:
+    """The poll cycle alone at 2,000 partitions x 50 groups (100,000 group-partitions)."""
+    from tests.harness import find_kafka
+
+    broker = find_kafka()
+    try:
+        return poll_benchmark(broker.bootstrap, quick=False, groups_each=50)
+    finally:
+        broker.stop()
+
+
 if __name__ == "__main__":
-    print(json.dumps(run(quick="--quick" in sys.argv), indent=2))
+    if "--scale" in sys.argv:
+        print(json.dumps(run_scale(), indent=2))
+    else:
+        print(json.dumps(run(quick="--quick" in sys.argv), indent=2))

@@ -12,6 +12,7 @@ Poll: 5,000 queues (quick: 1,000) in a private vhost; the collector's ``collect(
 httpx requests, JSON decoded, nothing else).
 
     python benchmarks/bench_rabbitmq.py [--quick]
+    python benchmarks/bench_rabbitmq.py --scale   # poll only: 20,000 queues
 """
 
 from __future__ import annotations
@@ -234,8 +235,9 @@ def _create_queues(broker, vhost: str, count: int) -> None:  # type: ignore[no-u
         conn.close()
 
 
-def poll_benchmark(broker, count: int, cycles: int = 7) -> tuple[float, float]:  # type: ignore[no-untyped-def]
-    """(mqtop CPU seconds per poll, mqtop poll wall / bare paged fetch wall)."""
+def poll_benchmark(broker, count: int, cycles: int = 7) -> tuple[float, float, float]:  # type: ignore[no-untyped-def]
+    """(mqtop CPU seconds per poll, mqtop poll wall / bare paged fetch wall, mqtop poll CPU /
+    bare paged fetch CPU)."""
     import httpx
 
     from collectors.rabbitmq.collector import QUEUE_COLUMNS, RabbitMQCollector, RabbitMQOptions
@@ -281,7 +283,7 @@ def poll_benchmark(broker, count: int, cycles: int = 7) -> tuple[float, float]: 
             vhosts=[vhost],
         )
 
-        async def measure() -> tuple[list[float], list[float], list[float], int]:
+        async def measure() -> tuple[list[float], list[float], list[float], list[float], int]:
             """Alternate one bare fetch and one mqtop poll, so both see the same load."""
             collector = RabbitMQCollector(options)
             await collector.connect()
@@ -289,27 +291,29 @@ def poll_benchmark(broker, count: int, cycles: int = 7) -> tuple[float, float]: 
                 with httpx.Client(base_url=base, auth=auth, timeout=120) as client:
                     bare_fetch(client)  # warm-up (connection, broker caches)
                     collected = await collector.collect()  # warm-up: topology, overview
-                    bare, walls, cpus = [], [], []
+                    bare, bare_cpus, walls, cpus = [], [], [], []
                     for _ in range(cycles):
-                        start = time.perf_counter()
+                        cpu0, start = time.process_time(), time.perf_counter()
                         await asyncio.to_thread(bare_fetch, client)
                         bare.append(time.perf_counter() - start)
+                        bare_cpus.append(time.process_time() - cpu0)
                         cpu0, start = time.process_time(), time.perf_counter()
                         collected = await collector.collect()
                         walls.append(time.perf_counter() - start)
                         cpus.append(time.process_time() - cpu0)
-                return bare, walls, cpus, len(collected.series)
+                return bare, bare_cpus, walls, cpus, len(collected.series)
             finally:
                 await collector.close()
 
-        bare, walls, cpus, series = asyncio.run(measure())
+        bare, bare_cpus, walls, cpus, series = asyncio.run(measure())
         if series < count:
             raise RuntimeError(f"collector saw {series} queues, expected >= {count}")
         walls.sort()
         bare.sort()
         cpus.sort()
+        bare_cpus.sort()
         median = cycles // 2
-        return cpus[median], walls[median] / bare[median]
+        return cpus[median], walls[median] / bare[median], cpus[median] / bare_cpus[median]
     finally:
         try:
             broker.api("DELETE", f"vhosts/{_q(vhost)}")
@@ -326,7 +330,7 @@ def run(quick: bool = False) -> dict[str, float]:
         count = 20_000 if quick else 100_000
         shovel = shovel_move(broker, count)
         mqtop = mqtop_move(broker, count)
-        cpu, ratio = poll_benchmark(broker, 1_000 if quick else 5_000)
+        cpu, ratio, cpu_ratio = poll_benchmark(broker, 1_000 if quick else 5_000)
     finally:
         broker.stop()
     return {
@@ -335,8 +339,28 @@ def run(quick: bool = False) -> dict[str, float]:
         "rabbitmq_shovel_msgs_per_s": round(shovel, 1),
         "poll_cycle_cpu_s_5k_rabbit_queues": round(cpu, 4),
         "rabbitmq_poll_vs_bare_fetch": round(ratio, 3),
+        "rabbitmq_poll_cpu_vs_bare_fetch": round(cpu_ratio, 3),
+    }
+
+
+def run_scale(count: int = 20_000) -> dict[str, float]:
+    """The poll alone at 20,000 queues (plus their 2,000 DLQs), created and removed here."""
+    from tests.harness import find_rabbitmq
+
+    broker = find_rabbitmq()
+    try:
+        cpu, ratio, cpu_ratio = poll_benchmark(broker, count, cycles=5)
+    finally:
+        broker.stop()
+    return {
+        "poll_cycle_cpu_s_20k_rabbit_queues": round(cpu, 4),
+        "rabbitmq_poll_vs_bare_fetch_20k": round(ratio, 3),
+        "rabbitmq_poll_cpu_vs_bare_fetch_20k": round(cpu_ratio, 3),
     }
 
 
 if __name__ == "__main__":
-    print(json.dumps(run(quick="--quick" in sys.argv), indent=2))
+    if "--scale" in sys.argv:
+        print(json.dumps(run_scale(), indent=2))
+    else:
+        print(json.dumps(run(quick="--quick" in sys.argv), indent=2))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from rich.text import Text
 
@@ -28,6 +29,10 @@ def _sum(values: Iterable[float | None]) -> float | None:
     return sum(known) if known else None
 
 
+# the same names come back every refresh: the naming-convention test runs once per name
+_dlq_named = lru_cache(maxsize=1 << 18)(is_dlq_name)
+
+
 def totals(rows: Sequence[Row]) -> Totals:
     """Totals of ``rows`` (group separator rows skipped). A DLQ is a queue named like one,
     of a dead-letter kind, or named as the DLQ of another series."""
@@ -38,7 +43,7 @@ def totals(rows: Sequence[Row]) -> Totals:
         for r in real
         if (r.broker, r.queue) in referenced
         or r.kind in ("dlq", "dead-letter")
-        or is_dlq_name(r.queue)
+        or _dlq_named(r.queue)
     ]
     # a topic read by two groups is published to once: its in/s counts once
     inflow: dict[tuple[str, str], float | None] = {}
@@ -52,6 +57,59 @@ def totals(rows: Sequence[Row]) -> Totals:
         rate_out=_sum(r.rate_out for r in real),
         dlq=_sum(dead),
     )
+
+
+class _Sums:
+    """Running sums of one broker's rows (None while no row knows the value)."""
+
+    __slots__ = ("backlog", "dlq", "inflow", "rate_out", "series")
+
+    def __init__(self) -> None:
+        self.series = 0
+        self.backlog: float | None = None
+        self.rate_out: float | None = None
+        self.dlq: float | None = None
+        self.inflow: dict[str, float | None] = {}
+
+    def totals(self) -> Totals:
+        return Totals(
+            self.series, self.backlog, _sum(self.inflow.values()), self.rate_out, self.dlq
+        )
+
+
+def _add(a: float | None, b: float | None) -> float | None:
+    return a if b is None else b if a is None else a + b
+
+
+def totals_by_broker(rows: Sequence[Row]) -> tuple[Totals, tuple[tuple[str, Totals], ...]]:
+    """:func:`totals` of every row and of each broker's rows (sorted by broker), in one pass."""
+    real = [r for r in rows if r.header is None]
+    referenced = {(r.broker, r.dlq) for r in real if r.dlq}
+    sums: dict[str, _Sums] = {}
+    for r in real:
+        each = sums.get(r.broker)
+        if each is None:
+            each = sums[r.broker] = _Sums()
+        each.series += 1
+        each.backlog = _add(each.backlog, r.backlog)
+        each.rate_out = _add(each.rate_out, r.rate_out)
+        if (
+            (r.broker, r.queue) in referenced
+            or r.kind in ("dlq", "dead-letter")
+            or _dlq_named(r.queue)
+        ):
+            each.dlq = _add(each.dlq, r.backlog)
+        if each.inflow.get(r.queue) is None:
+            each.inflow[r.queue] = r.rate_in
+    per = tuple((name, sums[name].totals()) for name in sorted(sums))
+    overall = Totals(
+        series=len(real),
+        backlog=_sum(t.backlog for _, t in per),
+        rate_in=_sum(t.rate_in for _, t in per),
+        rate_out=_sum(t.rate_out for _, t in per),
+        dlq=_sum(t.dlq for _, t in per),
+    )
+    return overall, per
 
 
 def totals_words(t: Totals) -> str:
