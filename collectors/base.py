@@ -102,6 +102,22 @@ def dlq_candidates(queue: str) -> list[str]:
     return [queue + suffix for suffix in DLQ_SUFFIXES]
 
 
+def dlq_index(names: Iterable[str]) -> dict[str, str]:
+    """Queue -> its DLQ by naming convention among ``names``, built once for many look-ups:
+    ``index.get(q)`` is the first of ``dlq_candidates(q)`` that is in ``names``."""
+    found: dict[str, tuple[int, str]] = {}
+    for name in names:
+        if not name.endswith(DLQ_SUFFIXES):
+            continue
+        for rank, suffix in enumerate(DLQ_SUFFIXES):
+            if name.endswith(suffix):
+                source = name[: -len(suffix)]
+                best = found.get(source)
+                if best is None or rank < best[0]:
+                    found[source] = (rank, name)
+    return {source: name for source, (_, name) in found.items()}
+
+
 def original_of_dlq(dlq: str) -> str | None:
     """The source queue a DLQ name points back to by convention (``jobs:dead`` -> ``jobs``)."""
     for suffix in DLQ_SUFFIXES:

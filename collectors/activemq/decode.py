@@ -21,14 +21,13 @@ Formulas and their limits: docs/activemq.md.
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from collectors.activemq.jolokia import MBeanError, quote, value_of
 from collectors.activemq.options import ActiveMQOptions, Flavor
-from collectors.base import dlq_candidates
+from collectors.base import dlq_index
 from mqtop.kernel.model import SeriesKey, SeriesSample
 
 ARTEMIS = "org.apache.activemq.artemis"
@@ -73,6 +72,7 @@ CLASSIC_SUBSCRIPTION_ATTRIBUTES = (
 CLASSIC_SHARED_DLQ = "ActiveMQ.DLQ"
 DLQ_ADVISORY = "ActiveMQ.Advisory.MessageDLQd.Queue."
 INTERNAL = ("$sys.*", "activemq.management*", "activemq.notifications*", "ActiveMQ.Advisory.*")
+INTERNAL_PREFIXES = tuple(pattern.rstrip("*") for pattern in INTERNAL)  # each is "prefix*"
 
 
 @dataclass(slots=True)
@@ -111,16 +111,9 @@ def number(value: Any) -> int | None:
     return None
 
 
-def difference(total: int | None, part: int | None) -> int | None:
-    """``total - part`` (never below 0), None when either is unknown."""
-    if total is None or part is None:
-        return None
-    return max(0, total - part)
-
-
 def is_internal(name: str) -> bool:
     """True for the brokers' own addresses and queues (hidden unless show_internal)."""
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in INTERNAL)
+    return name.startswith(INTERNAL_PREFIXES)
 
 
 def artemis_name(address: str, queue: str) -> str:
@@ -192,100 +185,130 @@ def _mbeans(value: Any) -> dict[str, dict[str, Any]]:
 
 def decode_artemis(value: Any, options: ActiveMQOptions) -> tuple[list[Row], list[str]]:
     """Rows of every Artemis queue and subscription (before include/exclude)."""
-    raw = _mbeans(value)
     warnings: list[str] = []
-    by_address: dict[str, list[dict[str, Any]]] = {}
     entries: list[tuple[str, dict[str, Any]]] = []
-    for mbean, attrs in raw.items():
-        name, address = attrs.get("Name"), attrs.get("Address")
-        if not isinstance(name, str) or not isinstance(address, str):
+    dead_letter_addresses: set[str] = set()
+    for mbean, attrs in _mbeans(value).items():
+        address = attrs.get("Address")
+        if not isinstance(attrs.get("Name"), str) or not isinstance(address, str):
             warnings.append(f"skipped a queue MBean without a name: {mbean[:200]}")
             continue
-        by_address.setdefault(address, []).append(attrs)
         entries.append((mbean, attrs))
-    dead_letter_addresses = {
-        a["DeadLetterAddress"]
-        for _, a in entries
-        if isinstance(a.get("DeadLetterAddress"), str) and a["DeadLetterAddress"] != a["Address"]
-    }
+        dla = attrs.get("DeadLetterAddress")
+        if isinstance(dla, str) and dla != address:
+            dead_letter_addresses.add(dla)
+    show_internal = options.show_internal
     rows: list[Row] = []
     for mbean, attrs in entries:
+        if attrs.get("InternalQueue") is True and not show_internal:
+            continue
         row = artemis_row(mbean, attrs, dead_letter_addresses)
-        if row is None:
-            continue
-        if attrs.get("InternalQueue") is True and not options.show_internal:
-            continue
-        rows.append(row)
-    names = {r.queue: r.name for r in rows if r.group is None}
+        if row is not None:
+            rows.append(row)
+    dlqs = ArtemisDlqs(entries, dead_letter_addresses, rows)
     for row in rows:
         if row.group is None and row.kind != "dlq":
-            row.dlq, how = artemis_dlq(row, by_address, names, options)
+            row.dlq, how = dlqs.find(row, options)
             row.info["dlq_source"] = how
     return rows, warnings
 
 
+def _int(value: Any) -> int | None:
+    return value if type(value) is int else number(value)
+
+
 def artemis_row(mbean: str, attrs: Mapping[str, Any], dlas: set[str]) -> Row | None:
     """One Artemis queue (None for temporary queues and non-durable subscriptions)."""
-    name, address = str(attrs["Name"]), str(attrs["Address"])
     if attrs.get("Temporary") is True:
         return None
-    multicast = str(attrs.get("RoutingType", "")).upper() == "MULTICAST"
-    count, delivering = number(attrs.get("MessageCount")), number(attrs.get("DeliveringCount"))
-    waiting = difference(count, delivering)
-    age = number(attrs.get("FirstMessageAge"))
-    latency = age / 1000 if age is not None else (0.0 if count == 0 else None)
+    name, address = str(attrs["Name"]), str(attrs["Address"])
+    routing = str(attrs.get("RoutingType", ""))
+    get = attrs.get
+    count, delivering = _int(get("MessageCount")), _int(get("DeliveringCount"))
+    age = _int(get("FirstMessageAge"))
     row = Row(
-        queue=name,
-        name=artemis_name(address, name),
-        mbean=mbean,
-        waiting=waiting,
-        in_flight=delivering,
-        consumers=number(attrs.get("ConsumerCount")),
-        published=number(attrs.get("MessagesAdded")),
-        processed=number(attrs.get("MessagesAcknowledged")),
-        dead=number(attrs.get("MessagesKilled")),
-        latency=latency,
-        info={
+        name,
+        name if address == name else f"{address}/{name}",
+        mbean,
+        None,
+        "queue",
+        None if count is None or delivering is None else max(0, count - delivering),
+        delivering,
+        _int(get("ConsumerCount")),
+        _int(get("MessagesAdded")),
+        _int(get("MessagesAcknowledged")),
+        _int(get("MessagesKilled")),
+        age / 1000 if age is not None else (0.0 if count == 0 else None),
+        None,
+        {
             "flavor": "artemis",
             "address": address,
-            "routing_type": str(attrs.get("RoutingType", "")).lower() or None,
-            "dead_letter_address": attrs.get("DeadLetterAddress"),
+            "routing_type": routing.lower() or None,
+            "dead_letter_address": get("DeadLetterAddress"),
         },
     )
     if address in dlas:
         row.kind = "dlq"
-    elif multicast:
-        if attrs.get("Durable") is not True:
+    elif routing.upper() == "MULTICAST":
+        if get("Durable") is not True:
             return None
         row.name, row.group, row.kind = address, name, "subscription"
     return row
 
 
-def artemis_dlq(
-    row: Row,
-    by_address: Mapping[str, list[dict[str, Any]]],
-    names: Mapping[str, str],
-    options: ActiveMQOptions,
-) -> tuple[str | None, str | None]:
-    """(DLQ series name, how it was found) of an Artemis queue."""
-    explicit = options.dlq.get(row.name) or options.dlq.get(row.queue)
-    if explicit:
-        return explicit, "config"
-    address = str(row.info.get("address"))
-    dla = row.info.get("dead_letter_address")
-    if isinstance(dla, str) and dla and dla != address:
-        queues = by_address.get(dla, [])
-        wanted = {f"_AMQ_ORIG_ADDRESS = '{address}'", f"_AMQ_ORIG_ADDRESS = '{_sql(address)}'"}
-        for attrs in queues:
-            if attrs.get("Filter") in wanted:
-                return artemis_name(dla, str(attrs["Name"])), "address_settings"
-        plain = [a for a in queues if not a.get("Filter")]
-        if len(plain) == 1:
-            return artemis_name(dla, str(plain[0]["Name"])), "address_settings"
-    for candidate in dlq_candidates(row.queue):
-        if candidate in names:
-            return names[candidate], "name"
-    return None, None
+class ArtemisDlqs:
+    """Where the DLQ of each Artemis queue is, indexed once per poll: the queues of each
+    dead-letter address (by filter, and its only unfiltered queue) and the conventional
+    names (``dlq_index``)."""
+
+    def __init__(
+        self, entries: Iterable[tuple[str, Mapping[str, Any]]], dlas: set[str], rows: list[Row]
+    ) -> None:
+        # per dead-letter address: (first queue per filter, the queue if it is the only
+        # unfiltered one)
+        filtered: dict[str, dict[str, tuple[int, str]]] = {}
+        plain: dict[str, list[str]] = {}
+        for at, (_, attrs) in enumerate(entries):
+            address = attrs["Address"]
+            if address not in dlas:
+                continue
+            name = artemis_name(address, str(attrs["Name"]))
+            queue_filter = attrs.get("Filter")
+            by_filter = filtered.setdefault(address, {})
+            if queue_filter:
+                if isinstance(queue_filter, str):
+                    by_filter.setdefault(queue_filter, (at, name))
+            else:
+                plain.setdefault(address, []).append(name)
+        self.filtered = filtered
+        self.only = {a: names[0] for a, names in plain.items() if len(names) == 1}
+        names = {r.queue: r.name for r in rows if r.group is None}
+        self.conventional = {q: names[d] for q, d in dlq_index(names).items()}
+
+    def find(self, row: Row, options: ActiveMQOptions) -> tuple[str | None, str | None]:
+        """(DLQ series name, how it was found) of an Artemis queue."""
+        if options.dlq:
+            explicit = options.dlq.get(row.name) or options.dlq.get(row.queue)
+            if explicit:
+                return explicit, "config"
+        address = row.info["address"]
+        dla = row.info["dead_letter_address"]
+        if isinstance(dla, str) and dla and dla != address:
+            by_filter = self.filtered.get(dla)
+            if by_filter:
+                found = [
+                    by_filter[f]
+                    for f in (f"_AMQ_ORIG_ADDRESS = '{address}'",
+                              f"_AMQ_ORIG_ADDRESS = '{_sql(address)}'")
+                    if f in by_filter
+                ]  # fmt: skip
+                if found:
+                    return min(found)[1], "address_settings"
+            only = self.only.get(dla)
+            if only is not None:
+                return only, "address_settings"
+        conventional = self.conventional.get(row.queue)
+        return (conventional, "name") if conventional is not None else (None, None)
 
 
 def _sql(text: str) -> str:
@@ -311,57 +334,73 @@ def decode_classic(
             dead_by_queue[destination[len(DLQ_ADVISORY) :]] = number(attrs.get("EnqueueCount"))
     warnings: list[str] = []
     rows: list[Row] = []
+    names: set[str] = set()
+    show_internal = options.show_internal
+    no_dead = 0 if advisory_on else None
     for mbean, attrs in queues.items():
-        name = attrs.get("Name")
+        get = attrs.get
+        name = get("Name")
         if not isinstance(name, str):
             warnings.append(f"skipped a queue MBean without a name: {mbean[:200]}")
             continue
-        if is_internal(name) and not options.show_internal:
+        names.add(name)
+        if not show_internal and name.startswith(INTERNAL_PREFIXES):
             continue
-        dead = dead_by_queue.get(name, 0 if advisory_on else None)
-        dequeued = difference(number(attrs.get("DequeueCount")), number(attrs.get("ExpiredCount")))
-        size, flight = number(attrs.get("QueueSize")), number(attrs.get("InFlightCount"))
+        dead = dead_by_queue.get(name, no_dead)
+        dequeued, expired = _int(get("DequeueCount")), _int(get("ExpiredCount"))
+        if dequeued is not None and expired is not None:
+            dequeued = max(0, dequeued - expired)
+            if dead is not None:
+                dequeued = max(0, dequeued - dead)
+        else:
+            dequeued = None
+        size, flight = _int(get("QueueSize")), _int(get("InFlightCount"))
         rows.append(
             Row(
-                queue=name,
-                name=name,
-                mbean=mbean,
-                kind="dlq" if attrs.get("DLQ") is True else "queue",
-                waiting=difference(size, flight),
-                in_flight=flight,
-                consumers=number(attrs.get("ConsumerCount")),
-                published=number(attrs.get("EnqueueCount")),
-                processed=dequeued if dead is None else difference(dequeued, dead),
-                dead=dead,
-                latency=None,
-                info={"flavor": "classic"},
+                name,
+                name,
+                mbean,
+                None,
+                "dlq" if get("DLQ") is True else "queue",
+                None if size is None or flight is None else max(0, size - flight),
+                flight,
+                _int(get("ConsumerCount")),
+                _int(get("EnqueueCount")),
+                dequeued,
+                dead,
+                None,  # Classic does not expose a message age
+                None,
+                {"flavor": "classic"},
             )
         )
-    names = {r.queue for r in rows} | {
-        str(a.get("Name")) for a in queues.values() if isinstance(a.get("Name"), str)
-    }
+    dlqs = ClassicDlqs(names)
     for row in rows:
         if row.kind != "dlq":
-            row.dlq, row.info["dlq_source"] = classic_dlq(row.queue, names, options)
+            row.dlq, row.info["dlq_source"] = dlqs.find(row.queue, options)
     rows.extend(classic_subscriptions(subscriptions))
     return rows, warnings
 
 
-def classic_dlq(
-    queue: str, names: set[str], options: ActiveMQOptions
-) -> tuple[str | None, str | None]:
-    """(DLQ, how found): config, ``DLQ.<queue>``, a conventional name, the shared DLQ."""
-    explicit = options.dlq.get(queue)
-    if explicit:
-        return explicit, "config"
-    if f"DLQ.{queue}" in names:
-        return f"DLQ.{queue}", "individual"
-    for candidate in dlq_candidates(queue):
-        if candidate in names:
-            return candidate, "name"
-    if CLASSIC_SHARED_DLQ in names:
-        return CLASSIC_SHARED_DLQ, "shared"
-    return None, None
+class ClassicDlqs:
+    """Where the DLQ of each Classic queue is, indexed once per poll from every queue name."""
+
+    def __init__(self, names: set[str]) -> None:
+        self.individual = {n[4:]: n for n in names if n.startswith("DLQ.")}
+        self.conventional = dlq_index(names)
+        self.shared = CLASSIC_SHARED_DLQ if CLASSIC_SHARED_DLQ in names else None
+
+    def find(self, queue: str, options: ActiveMQOptions) -> tuple[str | None, str | None]:
+        """(DLQ, how found): config, ``DLQ.<queue>``, a conventional name, the shared DLQ."""
+        explicit = options.dlq.get(queue) if options.dlq else None
+        if explicit:
+            return explicit, "config"
+        found = self.individual.get(queue)
+        if found is not None:
+            return found, "individual"
+        found = self.conventional.get(queue)
+        if found is not None:
+            return found, "name"
+        return (self.shared, "shared") if self.shared is not None else (None, None)
 
 
 def classic_subscriptions(subscriptions: Mapping[str, dict[str, Any]]) -> list[Row]:
@@ -406,37 +445,31 @@ def _key(mbean: str, key: str) -> str | None:
 
 
 def samples(wanted: Iterable[Row], everything: Iterable[Row], broker: str) -> list[SeriesSample]:
-    """SeriesSamples of the wanted rows; dlq_length from the DLQ's own row (wanted or not)."""
-    lengths = {r.name: r for r in everything if r.group is None}
+    """SeriesSamples of the wanted rows; dlq_length from the DLQ's own row (wanted or not).
+    Every value is a float or None made here, so the samples are built as trusted."""
+    lengths: dict[str, float | None] = {}
+    for r in everything:
+        if r.group is None:
+            length = r.waiting
+            lengths[r.name] = None if length is None else float(length + (r.in_flight or 0))
+    trusted, key = SeriesSample.trusted, SeriesKey._make
     out: list[SeriesSample] = []
     for row in wanted:
-        dlq_row = lengths.get(row.dlq) if row.dlq else None
-        dlq_len = None
-        if dlq_row is not None and dlq_row.waiting is not None:
-            dlq_len = float(dlq_row.waiting + (dlq_row.in_flight or 0))
+        dlq = row.dlq
+        waiting = None if row.waiting is None else float(row.waiting)
+        latency = row.latency
         values: dict[str, float | None] = {
-            "queue_length": _f(row.waiting),
-            "consumer_lag_messages": _f(row.waiting),
-            "in_flight": _f(row.in_flight),
-            "consumers": _f(row.consumers),
-            "latency_seconds": row.latency,
-            "consumer_lag_seconds": row.latency,
-            "dlq_length": dlq_len,
-            "published_total": _f(row.published),
-            "processed_total": _f(row.processed),
-            "dead_lettered_total": _f(row.dead),
+            "queue_length": waiting,
+            "consumer_lag_messages": waiting,
+            "in_flight": None if row.in_flight is None else float(row.in_flight),
+            "consumers": None if row.consumers is None else float(row.consumers),
+            "latency_seconds": latency,
+            "consumer_lag_seconds": latency,
+            "dlq_length": lengths.get(dlq) if dlq else None,
+            "published_total": None if row.published is None else float(row.published),
+            "processed_total": None if row.processed is None else float(row.processed),
+            "dead_lettered_total": None if row.dead is None else float(row.dead),
         }
-        out.append(
-            SeriesSample(
-                key=SeriesKey(broker, row.name, row.group),
-                kind=row.kind,
-                values=values,
-                dlq=row.dlq,
-                info={k: v for k, v in row.info.items() if v is not None},
-            )
-        )
+        info = {k: v for k, v in row.info.items() if v is not None}
+        out.append(trusted(key((broker, row.name, row.group)), row.kind, values, dlq, info))
     return out
-
-
-def _f(value: int | None) -> float | None:
-    return None if value is None else float(value)

@@ -165,6 +165,29 @@ class SeriesSample:
         if not isinstance(self.info, MappingProxyType):
             object.__setattr__(self, "info", MappingProxyType(dict(self.info)))
 
+    @classmethod
+    def trusted(
+        cls,
+        key: SeriesKey,
+        kind: str,
+        values: dict[str, float | None],
+        dlq: str | None = None,
+        info: dict[str, Any] | None = None,
+    ) -> SeriesSample:
+        """A sample built without the checks of the constructor, for a collector whose values
+        are typed by its own code: every name in ``values`` is a metric of :data:`METRICS` and
+        every value a float, an int or None, never NaN. The result is the same read-only sample
+        the constructor makes; ``values`` and ``info`` are wrapped, not copied, so the caller
+        hands them over and keeps no reference. Anything decoded from untrusted input as it
+        is (plugins, configuration) goes through the constructor."""
+        new = object.__new__(cls)
+        _set_key(new, key)
+        _set_kind(new, kind)
+        _set_values(new, MappingProxyType(values))
+        _set_dlq(new, dlq)
+        _set_info(new, MappingProxyType(info) if info else _EMPTY)
+        return new
+
     def with_values(
         self, added: Mapping[str, float | None], info: Mapping[str, Any] | None = None
     ) -> SeriesSample:
@@ -183,6 +206,15 @@ class SeriesSample:
         merged = MappingProxyType({**info, **self.info}) if info else self.info
         object.__setattr__(new, "info", merged)
         return new
+
+
+# the slots' own setters: what SeriesSample.trusted fills a new sample through
+_SLOTS: Mapping[str, Any] = vars(SeriesSample)
+_set_key = _SLOTS["key"].__set__
+_set_kind = _SLOTS["kind"].__set__
+_set_values = _SLOTS["values"].__set__
+_set_dlq = _SLOTS["dlq"].__set__
+_set_info = _SLOTS["info"].__set__
 
 
 @dataclass(frozen=True, slots=True)
