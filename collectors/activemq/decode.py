@@ -452,7 +452,7 @@ def samples(wanted: Iterable[Row], everything: Iterable[Row], broker: str) -> li
         if r.group is None:
             length = r.waiting
             lengths[r.name] = None if length is None else float(length + (r.in_flight or 0))
-    trusted, key = SeriesSample.trusted, SeriesKey._make
+    trusted, new_tuple = SeriesSample.trusted, tuple.__new__
     out: list[SeriesSample] = []
     for row in wanted:
         dlq = row.dlq
@@ -471,5 +471,6 @@ def samples(wanted: Iterable[Row], everything: Iterable[Row], broker: str) -> li
             "dead_lettered_total": None if row.dead is None else float(row.dead),
         }
         info = {k: v for k, v in row.info.items() if v is not None}
-        out.append(trusted(key((broker, row.name, row.group)), row.kind, values, dlq, info))
+        key = new_tuple(SeriesKey, (broker, row.name, row.group))  # SeriesKey, unchecked
+        out.append(trusted(key, row.kind, values, dlq, info))
     return out

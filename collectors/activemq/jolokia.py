@@ -88,7 +88,9 @@ class Jolokia:
             return
         import httpx
 
-        verify: ssl.SSLContext | bool = True
+        # a plain-HTTP endpoint never uses TLS (and redirects are not followed): no CA bundle
+        # to load, which costs 0.1-0.4 s of CPU per client on a busy machine
+        verify: ssl.SSLContext | bool = False
         if self.endpoint.lower().startswith("https://"):
             verify = ssl_context(self.options)
         timeout = self.options.http_timeout

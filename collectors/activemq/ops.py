@@ -9,12 +9,20 @@ happens to mqtop meanwhile. Generic counting lives in actions.py.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from collectors.activemq.broker import Broker
-from collectors.activemq.decode import ARTEMIS, CLASSIC, artemis_name, broker_key, number
+from collectors.activemq.decode import (
+    ARTEMIS,
+    CLASSIC,
+    artemis_name,
+    broker_key,
+    matched,
+    number,
+)
 from collectors.activemq.jolokia import Jolokia, JolokiaRefused, MBeanError, quote, value_of
 from collectors.activemq.messages import (
     ARTEMIS_PREVIEW_LIMIT,
@@ -30,6 +38,8 @@ ARTEMIS_ORIGIN = "_AMQ_ORIG_QUEUE"
 BROWSE_PAGE = 200
 NO_LIMIT = 1 << 62
 FLUSH_LIMIT = 1000  # Artemis moveMessages: messages per commit inside one call
+# Classic queue names its MBean name holds as they are (others are found by a scan)
+PLAIN_NAME = re.compile(r"[A-Za-z0-9._\-$#@+~/]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +50,21 @@ class QueueRef:
     queue: str  # the broker's queue name (what its move operations take)
     name: str  # the series name (Artemis ``address/queue`` when they differ)
     address: str = ""  # Artemis: the queue's address
+
+
+@dataclass(frozen=True, slots=True)
+class Preflight:
+    """What a move reads before its first write."""
+
+    source: QueueRef
+    count: int | None
+    average_bytes: float | None  # the source's average message size (None: not exposed)
+    destination: QueueRef | None
+
+
+def _average(size: Any, count: int | None) -> float | None:
+    total = number(size)
+    return total / count if total is not None and total > 0 and count else None
 
 
 def sql_string(text: str) -> str:
@@ -69,6 +94,27 @@ class FlavorOps:
 
     async def count(self, ref: QueueRef) -> int | None:
         raise NotImplementedError
+
+    async def preflight(self, source: str, destination: str | None) -> Preflight:
+        """The source (or a UsageError), its count and average message size, and the
+        destination (None: no such queue), read in one bulk POST where the names allow."""
+        src = await self.resolve(source)
+        dest = await self.find(destination) if destination is not None else None
+        return Preflight(src, await self.count(src), None, dest)
+
+    async def _looked_up(
+        self, requests: list[dict[str, Any]]
+    ) -> list[dict[str, dict[str, Any]]]:
+        """The MBeans each pattern read of one bulk POST matched (empty: none)."""
+        out: list[dict[str, dict[str, Any]]] = []
+        for request, answer in zip(requests, await self.jolokia.bulk(requests), strict=True):
+            value = matched(answer)
+            found = value if isinstance(value, dict) else {}
+            mbean = str(request["mbean"])
+            if value and "*" not in mbean and "?" not in mbean:
+                found = {mbean: found}  # one MBean named in full: its attributes
+            out.append({str(k): v for k, v in found.items() if isinstance(v, dict)})
+        return out
 
     async def browse(self, ref: QueueRef, limit: int, selector: str = "") -> list[dict[str, Any]]:
         raise NotImplementedError
@@ -122,11 +168,7 @@ class ArtemisOps(FlavorOps):
         )
 
     async def find(self, queue: str) -> QueueRef | None:
-        tries = [(queue, "*")]
-        if "/" in queue:
-            address, _, name = queue.rpartition("/")
-            tries.append((name, quote(address)))
-        for name, address in tries:
+        for name, address in self._tries(queue):
             found = await self.jolokia.search(self._pattern(name, address))
             if found:
                 attrs = await self.jolokia.read(found[0], ["Address"])
@@ -138,6 +180,41 @@ class ArtemisOps(FlavorOps):
 
     async def count(self, ref: QueueRef) -> int | None:
         return number(await self._attr(ref, "MessageCount"))
+
+    def _tries(self, queue: str) -> list[tuple[str, str]]:
+        """(queue name, address pattern) to look a series or queue name up by, in order."""
+        tries = [(queue, "*")]
+        if "/" in queue:
+            address, _, name = queue.rpartition("/")
+            tries.append((name, quote(address)))
+        return tries
+
+    async def preflight(self, source: str, destination: str | None) -> Preflight:
+        names = [source] if destination is None else [source, destination]
+        tries = [(n, t) for n in names for t in self._tries(n)]
+        attributes = ["Address", "MessageCount", "PersistentSize"]
+        found = await self._looked_up(
+            [{"type": "read", "mbean": self._pattern(name, address), "attribute": attributes,
+              "config": {"ignoreErrors": True}} for _, (name, address) in tries]
+        )  # fmt: skip
+        refs: dict[str, tuple[QueueRef, dict[str, Any]]] = {}
+        for (wanted, (name, _)), mbeans in zip(tries, found, strict=True):
+            if wanted in refs or not mbeans:
+                continue
+            mbean, attrs = next(iter(mbeans.items()))
+            addr = attrs.get("Address")
+            ref = (
+                QueueRef(mbean, name, artemis_name(addr, name), addr)
+                if isinstance(addr, str)
+                else QueueRef(mbean, name, name)
+            )
+            refs[wanted] = (ref, attrs)
+        if source not in refs:
+            raise UsageError(f"broker {self.options.name!r}: no queue {source!r}")
+        src, attrs = refs[source]
+        count = number(attrs.get("MessageCount"))
+        dest = refs[destination][0] if destination in refs else None
+        return Preflight(src, count, _average(attrs.get("PersistentSize"), count), dest)
 
     async def browse(self, ref: QueueRef, limit: int, selector: str = "") -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -214,11 +291,50 @@ class ClassicOps(FlavorOps):
 
     flavor = "classic"
 
-    async def find(self, queue: str) -> QueueRef | None:
-        pattern = (
+    def _queues(self, name: str) -> str:
+        return (
             f"{CLASSIC}:{broker_key('classic', self.options.broker_name)},"
-            "destinationType=Queue,destinationName=*"
+            f"destinationType=Queue,destinationName={name}"
         )
+
+    async def preflight(self, source: str, destination: str | None) -> Preflight:
+        """Queues whose names are plain are read by their own MBean name (Classic does not
+        quote them) in one POST; any other name, or one not found so, by reading every
+        queue's name (``find``)."""
+        names = [source] if destination is None else [source, destination]
+        attributes = ["Name", "QueueSize", "AverageMessageSize"]
+        plain = [n for n in names if PLAIN_NAME.fullmatch(n)]
+        found = await self._looked_up(
+            [{"type": "read", "mbean": self._queues(n), "attribute": attributes,
+              "config": {"ignoreErrors": True}} for n in plain]
+        )  # fmt: skip
+        refs: dict[str, tuple[QueueRef, dict[str, Any] | None]] = {}
+        for name, mbeans in zip(plain, found, strict=True):
+            for mbean, attrs in mbeans.items():
+                if attrs.get("Name") == name:
+                    refs[name] = (QueueRef(mbean, name, name), attrs)
+                    break
+        for name in names:
+            if name not in refs:
+                ref = await self.find(name)
+                if ref is not None:
+                    refs[name] = (ref, None)
+        if source not in refs:
+            raise UsageError(f"broker {self.options.name!r}: no queue {source!r}")
+        src, read = refs[source]
+        if read is None:
+            return Preflight(src, await self.count(src), None, self._ref(refs, destination))
+        count = number(read.get("QueueSize"))
+        average = number(read.get("AverageMessageSize"))
+        size = float(average) if average is not None and average > 0 else None
+        return Preflight(src, count, size, self._ref(refs, destination))
+
+    @staticmethod
+    def _ref(refs: dict[str, tuple[QueueRef, Any]], name: str | None) -> QueueRef | None:
+        return refs[name][0] if name is not None and name in refs else None
+
+    async def find(self, queue: str) -> QueueRef | None:
+        pattern = self._queues("*")
         try:
             found = await self.jolokia.read(pattern, ["Name"])
         except MBeanError as exc:

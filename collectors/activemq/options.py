@@ -69,8 +69,9 @@ class ActiveMQOptions(ClientCertificate, BrokerOptions):
         ge=1,
         le=100_000,
         description="Messages per broker move operation during replay/move (progress and the "
-        "point where an interrupted run stops); default: 1,000 first, then about a second's "
-        "worth per call (at most 100,000).",
+        "point where an interrupted run stops); default: about 24 MiB of messages of the "
+        "source's average size first (1,000 to 25,000), then about a second's worth per call "
+        "(at most 100,000).",
     )
 
     @field_validator("jolokia_url")
