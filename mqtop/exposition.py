@@ -6,8 +6,10 @@ per queue (kind, DLQ) and, when asked, per-partition detail. Every family has HE
 
 Speed: each series' label text is escaped once and kept until the series set changes; the
 series part of the body (and its gzip) is rendered once per store generation, so scrapes
-between two polls cost a copy. The small, live part (broker health, alerts, the daemon's own
-numbers) is rendered per scrape and appended; compressed, it is a second gzip member (RFC 1952
+between two polls cost a copy. Families that change only now and then (the alerts, once per
+evaluation; lint findings) come as :class:`CachedFamilies` and are rendered, and compressed,
+once per state of theirs. The small, live part (broker health, the daemon's own numbers) is
+rendered per scrape and appended; compressed, every part is a gzip member of its own (RFC 1952
 allows several; Prometheus' and every HTTP client's gzip reader reads them as one stream).
 """
 
@@ -19,6 +21,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -121,6 +124,23 @@ def _encode(text: str) -> bytes:
     return text.encode("utf-8", "backslashreplace")
 
 
+@dataclass(frozen=True, slots=True)
+class CachedFamilies:
+    """Families whose text is kept while their state is the same object (``key``).
+
+    ``collect`` yields prometheus_client-style families rendered from that very state (read
+    once by whoever made this, so key and text always agree); ``name`` tells the parts apart.
+    A scrape between two changes of ``key`` costs a copy of the rendered bytes.
+    """
+
+    name: str
+    key: object
+    collect: Callable[[], Iterable[Any]]
+
+
+_Part = tuple[object, bytes, bytes | None, int]  # key, text, gzip (made on demand), samples
+
+
 class Exposition:
     """Renders /metrics; thread-safe (the HTTP server answers scrapes on several threads)."""
 
@@ -133,7 +153,8 @@ class Exposition:
         self._config = ExporterConfig()
         self._label_cache: dict[Any, str] = {}
         self._selected: dict[tuple[str, str], bool] = {}
-        self._cached: tuple[Any, bytes, bytes | None, int] | None = None
+        self._cached: _Part | None = None
+        self._parts: dict[str, _Part] = {}
         self.scrapes = 0
         self.last_duration = 0.0
         self.last_series = 0
@@ -149,6 +170,7 @@ class Exposition:
             self._label_cache = {}
             self._selected = {}
             self._cached = None
+            self._parts = {}
 
     @property
     def labels(self) -> dict[str, str]:
@@ -271,10 +293,12 @@ class Exposition:
                 )
         return "".join(out)
 
-    def _collector_part(self, collectors: Iterable[Any]) -> str:
-        """Families of prometheus_client-style collectors, with the target labels added."""
+    def _collector_part(self, collectors: Iterable[Any]) -> tuple[str, int]:
+        """Families of prometheus_client-style collectors, with the target labels added;
+        (text, samples)."""
         const = self._const
         out: list[str] = []
+        count = 0
         for collector in collectors:
             for metric in collector.collect():
                 name = metric.name + "_total" if metric.type == "counter" else metric.name
@@ -286,7 +310,8 @@ class Exposition:
                     text = (labels + const).lstrip(",")
                     body = f"{{{text}}}" if text else ""
                     out.append(f"{sample.name}{body} {float(sample.value)!r}\n")
-        return "".join(out)
+                count += len(metric.samples)
+        return "".join(out), count
 
     def _self_part(self) -> str:
         const = self._const.lstrip(",")
@@ -314,29 +339,64 @@ class Exposition:
         collectors: Iterable[Any] = (),
         compress: bool = False,
     ) -> bytes:
-        """The /metrics body (gzip-compressed when ``compress``)."""
+        """The /metrics body (gzip-compressed when ``compress``).
+
+        ``collectors`` are prometheus_client-style collectors, rendered at every call, or
+        :class:`CachedFamilies`, rendered once per state; the cached parts come right after the
+        queue series, the per-call ones at the end.
+        """
         started = time.perf_counter()
+        live = [c for c in collectors if not isinstance(c, CachedFamilies)]
+        kept = [c for c in collectors if isinstance(c, CachedFamilies)]
         with self._lock:
             cached = self._cached
             if cached is None or cached[0] != generation:
                 text, count = self._series_part(views())
-                big = _encode(text)
-                cached = (generation, big, None, count)
-            if compress and cached[2] is None:
-                cached = (cached[0], cached[1], gzip.compress(cached[1], GZIP_LEVEL), cached[3])
+                cached = (generation, _encode(text), None, count)
+            if compress:
+                cached = _compressed(cached)
             self._cached = cached
-            small = _encode(
-                self._status_part(statuses) + self._collector_part(collectors) + self._self_part()
-            )
-            body = cached[1] + small
+            parts = [cached]
+            for families in kept:
+                part = self._parts.get(families.name)
+                if part is None or part[0] is not families.key:
+                    text, count = self._collector_part([_Collect(families.collect)])
+                    part = (families.key, _encode(text), None, count)
+                if compress:
+                    part = _compressed(part)
+                self._parts[families.name] = part
+                parts.append(part)
+            text, _ = self._collector_part(live)
+            small = _encode(self._status_part(statuses) + text + self._self_part())
+            body = b"".join(part[1] for part in parts) + small
             self.scrapes += 1
-            self.last_series = cached[3] + sum(
-                1 for line in small.split(b"\n") if line and not line.startswith(b"#")
-            )
+            self.last_series = sum(part[3] for part in parts) + _samples(small)
             self.last_bytes = len(body)
-            result = (cached[2] or b"") + gzip.compress(small, GZIP_LEVEL) if compress else body
+            if compress:
+                packed = [part[2] or b"" for part in parts]
+                result = b"".join(packed) + gzip.compress(small, GZIP_LEVEL)
+            else:
+                result = body
             self.last_duration = time.perf_counter() - started
             return result
+
+
+class _Collect:
+    """A collect function as a collector."""
+
+    def __init__(self, collect: Callable[[], Iterable[Any]]) -> None:
+        self.collect = collect
+
+
+def _compressed(part: _Part) -> _Part:
+    """``part`` with its gzip member (made once)."""
+    if part[2] is not None:
+        return part
+    return (part[0], part[1], gzip.compress(part[1], GZIP_LEVEL), part[3])
+
+
+def _samples(text: bytes) -> int:
+    return sum(1 for line in text.split(b"\n") if line and not line.startswith(b"#"))
 
 
 def accepts_gzip(header: str | None) -> bool:

@@ -18,19 +18,24 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Mapping
 from typing import Any
 
 from alerts.evaluator import AlertEvaluator
-from alerts.model import Alert, AlertEvent, AlertState
+from alerts.model import Alert, AlertEvent
 from alerts.notifiers import Dispatcher, event_json, iso
 from alerts.silences import SilenceStore, default_silences_path
 from mqtop import __version__
+from mqtop.commands.serve_http import (
+    MAX_CONNECTIONS,
+    REQUEST_TIMEOUT,
+    BoundedHTTPServer,
+    make_handler,
+)
+from mqtop.commands.serve_metrics import DaemonCollector, Health, SeriesCounts, alert_families
 from mqtop.config import Config
 from mqtop.engine import Engine
-from mqtop.exposition import CONTENT_TYPE, Exposition, accepts_gzip
+from mqtop.exposition import Exposition
 from mqtop.kernel.errors import EXIT_OK, EXIT_USAGE, MqtopError, UsageError
 from mqtop.kernel.safe import strict_json
 from mqtop.kernel.secrets import install_log_redaction, redact, redact_obj
@@ -42,47 +47,7 @@ from mqtop.runtime import run as run_async
 log = logging.getLogger("mqtop.serve")
 
 HEALTHY_CYCLES = 3.0  # /healthz fails when no evaluation ran for this many intervals
-# the HTTP server answers at most this many connections at once (one thread each); more are
-# answered 503 at once and closed, so a flood of connections cannot hold a thread apiece
-MAX_CONNECTIONS = 64
-# a connection that sends nothing for this long (half a request, an idle keep-alive) is closed
-REQUEST_TIMEOUT = 10.0
-BUSY = (
-    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n"
-    b"Connection: close\r\n\r\n"
-)
-
-
-class BoundedHTTPServer(ThreadingHTTPServer):
-    """A threading HTTP server with a cap on concurrent connections (see MAX_CONNECTIONS)."""
-
-    daemon_threads = True
-    request_queue_size = 256  # connections waiting to be accepted (answered or refused at once)
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
-        super().__init__(address, handler)
-        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        self.refused = 0
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self.slots.acquire(blocking=False):
-            self.refused += 1
-            with contextlib.suppress(OSError):
-                request.setblocking(False)
-                request.send(BUSY)
-            self.shutdown_request(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self.slots.release()
-            raise
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self.slots.release()
+__all__ = ["MAX_CONNECTIONS", "REQUEST_TIMEOUT", "Daemon", "run"]
 
 
 # ---------------------------------------------------------------- structured logs
@@ -121,201 +86,6 @@ def setup_logging(verbose: int) -> None:
     install_log_redaction()
 
 
-# ---------------------------------------------------------------- Prometheus
-
-
-@dataclass(frozen=True, slots=True)
-class Health:
-    """The daemon's own numbers and the alerts of the same evaluation, published together by
-    the event loop for the HTTP thread (a scrape never sees one cycle's alerts with another
-    cycle's counters)."""
-
-    started: float
-    last_evaluation: float | None = None
-    evaluation_seconds: float = 0.0
-    evaluations: int = 0
-    reloads: Mapping[str, int] = field(default_factory=dict)
-    last_reload_ok: bool = True
-    last_reload: float | None = None
-    notifications: Mapping[tuple[str, str], int] = field(default_factory=dict)
-    silences: int = 0
-    interval: float = 5.0
-    alerts: tuple[Alert, ...] = ()
-
-
-class DaemonCollector:
-    """prometheus_client collector for alert states and the daemon's health."""
-
-    def __init__(self, daemon: Daemon) -> None:
-        self._daemon = daemon
-
-    def collect(self) -> Iterable[Any]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
-        daemon = self._daemon
-        health = daemon.health
-        alerts = health.alerts
-        labels = ["rule", "severity", "state", "broker", "queue", "group"]
-        active = GaugeMetricFamily(
-            "mqtop_alert",
-            "1 for every pending or firing alert (state label: pending or firing).",
-            labels=labels,
-        )
-        firing: dict[str, int] = {"info": 0, "warning": 0, "critical": 0}
-        pending: dict[str, int] = dict.fromkeys(firing, 0)
-        for alert in alerts:
-            active.add_metric(
-                [
-                    alert.rule,
-                    alert.severity,
-                    alert.state.value,
-                    alert.broker or "",
-                    alert.queue or "",
-                    alert.group or "",
-                ],
-                1.0,
-            )
-            counts = firing if alert.state is AlertState.FIRING else pending
-            counts[alert.severity] = counts.get(alert.severity, 0) + 1
-        yield active
-        for name, counts, text in (
-            ("mqtop_alerts_firing", firing, "Firing alerts by severity."),
-            ("mqtop_alerts_pending", pending, "Pending alerts by severity."),
-        ):
-            family = GaugeMetricFamily(name, text, labels=["severity"])
-            for severity, count in counts.items():
-                family.add_metric([severity], float(count))
-            yield family
-        yield GaugeMetricFamily(
-            "mqtop_silences_active", "Silences in force.", value=float(health.silences)
-        )
-
-        statuses = list(daemon.engine.statuses.values())
-        now = time.time()
-        last = GaugeMetricFamily(
-            "mqtop_broker_last_success_timestamp_seconds",
-            "Time of the last successful poll.",
-            labels=["broker"],
-        )
-        failures = GaugeMetricFamily(
-            "mqtop_broker_consecutive_failures",
-            "Polls failed in a row.",
-            labels=["broker"],
-        )
-        stale = GaugeMetricFamily(
-            "mqtop_broker_stale",
-            "1 when no poll succeeded within 2.5 poll intervals.",
-            labels=["broker"],
-        )
-        series = GaugeMetricFamily(
-            "mqtop_series", "Live series (queues x groups) per broker.", labels=["broker"]
-        )
-        per_broker: dict[str, int] = {}
-        for view in daemon.store.views(include_stale=False):
-            per_broker[view.key.broker] = per_broker.get(view.key.broker, 0) + 1
-        for status in statuses:
-            if status.last_success is not None:
-                last.add_metric([status.name], status.last_success)
-            failures.add_metric([status.name], float(status.consecutive_failures))
-            stale.add_metric([status.name], 1.0 if status.is_stale(now) else 0.0)
-            series.add_metric([status.name], float(per_broker.get(status.name, 0)))
-        yield last
-        yield failures
-        yield stale
-        yield series
-
-        yield GaugeMetricFamily(
-            "mqtop_evaluation_duration_seconds",
-            "Duration of the last alert evaluation.",
-            value=health.evaluation_seconds,
-        )
-        if health.last_evaluation is not None:
-            yield GaugeMetricFamily(
-                "mqtop_evaluation_last_timestamp_seconds",
-                "Time of the last alert evaluation.",
-                value=health.last_evaluation,
-            )
-        yield CounterMetricFamily(
-            "mqtop_evaluations", "Alert evaluation cycles.", value=float(health.evaluations)
-        )
-        notifications = CounterMetricFamily(
-            "mqtop_notifications",
-            "Notifications by notifier and result (sent, failed, dropped).",
-            labels=["notifier", "result"],
-        )
-        for (name, result), count in sorted(health.notifications.items()):
-            notifications.add_metric([name, result], float(count))
-        yield notifications
-        reloads = CounterMetricFamily(
-            "mqtop_config_reloads", "Config reloads (SIGHUP) by result.", labels=["result"]
-        )
-        for result in ("success", "failure"):
-            reloads.add_metric([result], float(health.reloads.get(result, 0)))
-        yield reloads
-        yield GaugeMetricFamily(
-            "mqtop_config_last_reload_successful",
-            "1 when the last config reload succeeded (or none was attempted).",
-            value=1.0 if health.last_reload_ok else 0.0,
-        )
-        info = GaugeMetricFamily("mqtop_build_info", "mqtop version.", labels=["version"])
-        info.add_metric([__version__], 1.0)
-        yield info
-        yield GaugeMetricFamily(
-            "mqtop_start_time_seconds", "When the daemon started.", value=health.started
-        )
-
-
-def _handler(daemon: Daemon) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = f"mqtop/{__version__}"
-        timeout = REQUEST_TIMEOUT  # per read and write on the connection's socket
-
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            try:
-                if path == "/metrics":
-                    self._metrics()
-                elif path == "/healthz":
-                    self._healthz()
-                elif path == "/":
-                    self._send(200, "text/plain; charset=utf-8", b"mqtop: /metrics /healthz\n")
-                else:
-                    self._send(404, "text/plain; charset=utf-8", b"not found\n")
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-            except Exception as exc:
-                log.error("http: %s", redact(f"{type(exc).__name__}: {exc}"))
-                with contextlib.suppress(Exception):
-                    self._send(500, "text/plain; charset=utf-8", b"internal error\n")
-
-        def _metrics(self) -> None:
-            compress = accepts_gzip(self.headers.get("Accept-Encoding"))
-            body = daemon.metrics(compress)
-            self._send(200, CONTENT_TYPE, body, "gzip" if compress else None)
-
-        def _healthz(self) -> None:
-            ok, doc = daemon.health_report()
-            body = (strict_json(doc) + "\n").encode()
-            self._send(200 if ok else 503, "application/json", body)
-
-        def _send(
-            self, code: int, content_type: str, body: bytes, encoding: str | None = None
-        ) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            if encoding:
-                self.send_header("Content-Encoding", encoding)
-                self.send_header("Vary", "Accept-Encoding")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            log.debug("http %s", format % args)
-
-    return Handler
-
-
 # ---------------------------------------------------------------- the daemon
 
 
@@ -327,8 +97,6 @@ class Daemon:
     """Owns the store, engine, evaluator, notifiers and HTTP server of ``mqtop serve``."""
 
     def __init__(self, args: argparse.Namespace, config: Config) -> None:
-        from prometheus_client import CollectorRegistry
-
         self.args = args
         self.config = config
         self.store = TimeSeriesStore(
@@ -347,10 +115,8 @@ class Daemon:
         self._last_reload: float | None = None
         self._wake = asyncio.Event()
         self._unsubscribe = self.store.subscribe(lambda _s: self._wake.set())
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(DaemonCollector(self))
         self.lint = LintExporter(config.brokers, config.alerts, config.lint)
-        self.registry.register(self.lint)
+        self._series_counts = SeriesCounts()
         self.exposition = Exposition(config.labels, config.exporter)
         self._http: BoundedHTTPServer | None = None
         self._http_thread: threading.Thread | None = None
@@ -360,18 +126,21 @@ class Daemon:
     def metrics(self, compress: bool = False) -> bytes:
         """The /metrics body: every series with the target labels, health, alert state."""
         store = self.store
+        health = self.health  # one snapshot: the alerts and the counters of one evaluation
+        statuses = list(self.engine.statuses.values())
+        daemon = DaemonCollector(health, statuses, self._series_counts.get(store))
         return self.exposition.render(
-            list(self.engine.statuses.values()),
+            statuses,
             lambda: store.views(include_stale=False),
             store.generation,
-            collectors=(self.registry,),
+            collectors=(alert_families(health), daemon, self.lint.families()),
             compress=compress,
         )
 
     def listen(self, host: str, port: int) -> tuple[str, int]:
         """Bind the HTTP server (raises UsageError when the address is unusable)."""
         try:
-            server = BoundedHTTPServer((host, port), _handler(self))
+            server = BoundedHTTPServer((host, port), make_handler(self))
         except OSError as exc:
             raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         self._http = server

@@ -16,6 +16,7 @@ from typing import Any
 
 from alerts.config import AlertRule
 from collectors.base import BrokerOptions
+from mqtop.exposition import CachedFamilies
 from mqtop.kernel.errors import UsageError
 from mqtop.lint.config import LintConfig
 from mqtop.lint.model import Finding
@@ -107,13 +108,25 @@ class LintExporter:
 
     def collect(self) -> Iterable[Any]:
         """One gauge family: 1 per finding."""
-        from prometheus_client.core import GaugeMetricFamily
+        return _families(self.findings())
 
-        family = GaugeMetricFamily(
-            METRIC,
-            "1 for every mqtop lint finding (rule ids in docs/lint.md).",
-            labels=["rule", "severity", "broker", "queue"],
+    def families(self) -> CachedFamilies:
+        """The findings for the exposition, rendered once per lint run (not per scrape)."""
+        with self._lock:
+            found = self._findings  # replaced, never changed in place, by each run
+        return CachedFamilies(
+            "lint", found, lambda: _families([f for fs in found.values() for f in fs])
         )
-        for f in self.findings():
-            family.add_metric([f.rule, f.severity, f.broker, f.queue], 1.0)
-        yield family
+
+
+def _families(findings: Iterable[Finding]) -> Iterable[Any]:
+    from prometheus_client.core import GaugeMetricFamily
+
+    family = GaugeMetricFamily(
+        METRIC,
+        "1 for every mqtop lint finding (rule ids in docs/lint.md).",
+        labels=["rule", "severity", "broker", "queue"],
+    )
+    for f in findings:
+        family.add_metric([f.rule, f.severity, f.broker, f.queue], 1.0)
+    yield family

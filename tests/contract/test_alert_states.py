@@ -199,7 +199,6 @@ def test_serve_publishes_the_evaluation_count_with_the_alerts_it_counts(
 ):
     """A scrape between an evaluation and the publication of its counters never sees firing
     alerts with ``mqtop_evaluations_total 0`` (seen once in CI on a loaded machine)."""
-    from prometheus_client import generate_latest
     from prometheus_client.parser import text_string_to_metric_families
 
     from mqtop.commands.serve import Daemon
@@ -223,7 +222,7 @@ def test_serve_publishes_the_evaluation_count_with_the_alerts_it_counts(
     scrapes: list[tuple[float, int]] = []
 
     def scrape_now() -> None:
-        text = generate_latest(daemon.registry).decode()
+        text = daemon.metrics().decode()  # the /metrics body
         found = {f.name: f for f in text_string_to_metric_families(text)}
         evaluations = found["mqtop_evaluations"].samples[0].value
         firing = [s for s in found["mqtop_alert"].samples if s.labels["state"] == "firing"]

@@ -115,3 +115,35 @@ def test_alertmanager_alerts_carry_the_target_labels_under_the_rules():
         "cluster": "from-rule", "env": "prod", "team": "t", "alertname": "QueueBacklog",
         "severity": "warning", "source": "mqtop", "broker": "r", "queue": "q",
     }  # fmt: skip
+
+
+def test_cached_families_are_rendered_once_per_state_and_compressed_with_the_rest():
+    from prometheus_client.core import GaugeMetricFamily
+
+    from mqtop.exposition import CachedFamilies
+
+    exposition = Exposition({"cluster": "x"})
+    calls: list[str] = []
+
+    def families(state: tuple[str, ...]) -> CachedFamilies:
+        def collect():
+            calls.append("collect")
+            family = GaugeMetricFamily("mqtop_alert", "alerts", labels=["rule"])
+            for rule in state:
+                family.add_metric([rule], 1.0)
+            yield family
+
+        return CachedFamilies("alerts", state, collect)
+
+    first_state = ("A", "B")
+    views = lambda: [_view("q", 1.0)]  # noqa: E731
+    plain = exposition.render([], views, 1, collectors=[families(first_state)])
+    packed = exposition.render([], views, 1, collectors=[families(first_state)], compress=True)
+    assert calls == ["collect"]  # the same state: rendered once, gzip made from the same text
+    text = gzip.decompress(packed).decode()
+    assert 'mqtop_alert{rule="A",cluster="x"} 1.0\n' in text
+    assert text.split("# HELP mqtop_scrape")[0] == plain.decode().split("# HELP mqtop_scrape")[0]
+    assert exposition.last_series == 2 + 2 + 4  # value and info of q, two alerts, self part
+    changed = exposition.render([], views, 1, collectors=[families(("C",))])
+    assert calls == ["collect", "collect"]
+    assert 'rule="C"' in changed.decode() and 'rule="A"' not in changed.decode()
