@@ -29,8 +29,7 @@ from mqtop import __version__
 from mqtop.commands.serve_http import (
     MAX_CONNECTIONS,
     REQUEST_TIMEOUT,
-    BoundedHTTPServer,
-    make_handler,
+    LoopHTTPServer,
 )
 from mqtop.commands.serve_metrics import DaemonCollector, Health, SeriesCounts, alert_families
 from mqtop.config import Config
@@ -118,7 +117,7 @@ class Daemon:
         self.lint = LintExporter(config.brokers, config.alerts, config.lint)
         self._series_counts = SeriesCounts()
         self.exposition = Exposition(config.labels, config.exporter)
-        self._http: BoundedHTTPServer | None = None
+        self._http: LoopHTTPServer | None = None
         self._http_thread: threading.Thread | None = None
 
     # -- HTTP --------------------------------------------------------------------------
@@ -140,14 +139,11 @@ class Daemon:
     def listen(self, host: str, port: int) -> tuple[str, int]:
         """Bind the HTTP server (raises UsageError when the address is unusable)."""
         try:
-            server = BoundedHTTPServer((host, port), make_handler(self))
+            server = LoopHTTPServer((host, port), self)
         except OSError as exc:
             raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         self._http = server
-        self._http_thread = threading.Thread(
-            target=server.serve_forever, name="mqtop-http", daemon=True
-        )
-        self._http_thread.start()
+        self._http_thread = server.start()
         bound = server.server_address
         return str(bound[0]), int(bound[1])
 

@@ -1,19 +1,26 @@
-"""``mqtop serve``'s HTTP server: /metrics, /healthz and / on threads of their own.
+"""``mqtop serve``'s HTTP server: /metrics, /healthz and /, on an event loop of its own.
 
-Scrapes never run on the event loop that polls and evaluates: each connection is answered on a
-thread (at most :data:`MAX_CONNECTIONS` at once; more are answered 503 and closed at once), and
-a connection that sends nothing for :data:`REQUEST_TIMEOUT` is closed. An answer (status line,
-headers and the body, which the exposition keeps rendered) leaves in one ``sendall`` on a socket
-with Nagle's algorithm off, so no part of it waits for the client's acknowledgement of another.
+Scrapes never run on the event loop that polls and evaluates: the server has its own loop in
+one thread, so 20 scrapers cost the daemon one thread, not 20 threads contending for the GIL
+with each other and with the polling loop (docs/benchmarks.md has the figures). The /metrics
+body is kept rendered by the exposition; an answer (status line, headers, body) is one write
+on a socket with Nagle's algorithm off, sent by the loop while it reads other requests.
+
+At most :data:`MAX_CONNECTIONS` connections are served at once (more are answered 503 and
+closed at once); a connection that has not sent its request and read its answer
+:data:`REQUEST_TIMEOUT` after it was accepted is closed (a deadline, not an idle timeout: a
+request sent a byte at a time cannot hold a slot longer). Answers are HTTP/1.0 and close the
+connection, as with the thread-per-connection server before.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import email.utils
 import logging
 import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
 from mqtop import __version__
@@ -23,10 +30,10 @@ from mqtop.kernel.secrets import redact
 
 log = logging.getLogger("mqtop.serve")
 
-# the HTTP server answers at most this many connections at once (one thread each); more are
-# answered 503 at once and closed, so a flood of connections cannot hold a thread apiece
+# the HTTP server answers at most this many connections at once; more are answered 503 at once
+# and closed, so a flood of connections cannot hold the server
 MAX_CONNECTIONS = 64
-# a connection that sends nothing for this long (half a request, an idle keep-alive) is closed
+# a connection is closed this long after it was accepted (half a request, an unread answer)
 REQUEST_TIMEOUT = 10.0
 BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n"
@@ -44,103 +51,178 @@ class Endpoints(Protocol):
         """(healthy, document) for /healthz."""
 
 
-class BoundedHTTPServer(ThreadingHTTPServer):
-    """A threading HTTP server with a cap on concurrent connections (see MAX_CONNECTIONS)."""
+MAX_HEAD = 65536  # bytes of request line and headers (http.server's line limit)
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    503: "Service Unavailable",
+}
 
-    daemon_threads = True
-    request_queue_size = 256  # connections waiting to be accepted (answered or refused at once)
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
-        super().__init__(address, handler)
-        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        self.refused = 0
+class _Connection(asyncio.Protocol):
+    """One client: reads a request, answers it in one write, closes (HTTP/1.0)."""
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self.slots.acquire(blocking=False):
-            self.refused += 1
-            with contextlib.suppress(OSError):
-                request.setblocking(False)
-                request.send(BUSY)
-            self.shutdown_request(request)
+    def __init__(self, server: LoopHTTPServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.counted = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.done = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        server = self.server
+        if server.open >= MAX_CONNECTIONS:
+            server.refused += 1
+            transport.write(BUSY)
+            transport.close()
             return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self.slots.release()
-            raise
+        server.open += 1
+        self.counted = True
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.timer = server.loop.call_later(REQUEST_TIMEOUT, self._expire)
 
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self.slots.release()
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.counted:
+            self.server.open -= 1
+            self.counted = False
+        if self.timer is not None:
+            self.timer.cancel()
 
+    def _expire(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()  # silent for REQUEST_TIMEOUT, or not reading its answer
 
-class MetricsHandler(BaseHTTPRequestHandler):
-    """Answers /metrics, /healthz and / from ``endpoints`` (set by :func:`make_handler`)."""
+    def data_received(self, data: bytes) -> None:
+        if self.done or self.transport is None:
+            return
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.buffer) > MAX_HEAD:
+                self._answer(431, "text/plain; charset=utf-8", b"request too large\n")
+            return
+        head = bytes(self.buffer[:end]).decode("latin-1")
+        self.buffer.clear()
+        self._request(head)
 
-    endpoints: Endpoints
-    server_version = f"mqtop/{__version__}"
-    timeout = REQUEST_TIMEOUT  # per read and write on the connection's socket
-
-    def setup(self) -> None:
-        super().setup()
-        with contextlib.suppress(OSError):
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
+    def _request(self, head: str) -> None:
+        lines = head.split("\r\n")
+        parts = lines[0].split()
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            self._answer(400, "text/plain; charset=utf-8", b"bad request\n")
+            return
+        method, target, _ = parts
+        if method != "GET":
+            self._answer(501, "text/plain; charset=utf-8", b"not implemented\n")
+            return
+        accept = None
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if sep and name.strip().lower() == "accept-encoding":
+                accept = value.strip()
+        path = target.split("?", 1)[0]
+        endpoints = self.server.endpoints
         try:
             if path == "/metrics":
-                self._metrics()
+                compress = accepts_gzip(accept)
+                body = endpoints.metrics(compress)
+                self._answer(200, CONTENT_TYPE, body, "gzip" if compress else None)
             elif path == "/healthz":
-                self._healthz()
+                ok, doc = endpoints.health_report()
+                body = (strict_json(doc) + "\n").encode()
+                self._answer(200 if ok else 503, "application/json", body)
             elif path == "/":
-                self._send(200, "text/plain; charset=utf-8", b"mqtop: /metrics /healthz\n")
+                self._answer(200, "text/plain; charset=utf-8", b"mqtop: /metrics /healthz\n")
             else:
-                self._send(404, "text/plain; charset=utf-8", b"not found\n")
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+                self._answer(404, "text/plain; charset=utf-8", b"not found\n")
         except Exception as exc:
             log.error("http: %s", redact(f"{type(exc).__name__}: {exc}"))
-            with contextlib.suppress(Exception):
-                self._send(500, "text/plain; charset=utf-8", b"internal error\n")
+            self._answer(500, "text/plain; charset=utf-8", b"internal error\n")
 
-    def _metrics(self) -> None:
-        compress = accepts_gzip(self.headers.get("Accept-Encoding"))
-        body = self.endpoints.metrics(compress)
-        self._send(200, CONTENT_TYPE, body, "gzip" if compress else None)
-
-    def _healthz(self) -> None:
-        ok, doc = self.endpoints.health_report()
-        body = (strict_json(doc) + "\n").encode()
-        self._send(200 if ok else 503, "application/json", body)
-
-    def _send(self, code: int, content_type: str, body: bytes, encoding: str | None = None) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        if encoding:
-            self.send_header("Content-Encoding", encoding)
-            self.send_header("Vary", "Accept-Encoding")
-        self.send_header("Content-Length", str(len(body)))
-        # the blank line and the body join the buffered status line and headers: one write
-        self.send_header_end_and_body(body)
-
-    def send_header_end_and_body(self, body: bytes) -> None:
-        head = getattr(self, "_headers_buffer", None)
-        if not isinstance(head, list):  # not buffered (never, in CPython 3.11-3.13)
-            self.end_headers()
-            self.wfile.write(body)
+    def _answer(
+        self, code: int, content_type: str, body: bytes, encoding: str | None = None
+    ) -> None:
+        if self.transport is None or self.done:
             return
-        data = b"".join([*head, b"\r\n", body])
-        head.clear()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
+        self.done = True
+        head = [
+            f"HTTP/1.0 {code} {_REASONS.get(code, '')}",
+            f"Server: mqtop/{__version__}",
+            f"Date: {email.utils.formatdate(usegmt=True)}",
+            f"Content-Type: {content_type}",
+        ]
+        if encoding:
+            head += [f"Content-Encoding: {encoding}", "Vary: Accept-Encoding"]
+        head += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
+        self.transport.write(b"".join(["\r\n".join(head).encode("latin-1"), body]))
+        self.transport.close()  # after the buffered answer is sent; the timer still bounds it
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("http %s", format % args)
+            log.debug("http %d %d", code, len(body))
 
 
-def make_handler(endpoints: Endpoints) -> type[BaseHTTPRequestHandler]:
-    """The request handler class answering from ``endpoints``."""
-    return type("Handler", (MetricsHandler,), {"endpoints": endpoints})
+class LoopHTTPServer:
+    """The HTTP server on an event loop of its own, in one thread (not the polling loop).
+
+    The socket is bound at construction (an unusable address raises OSError there); answers
+    start with :meth:`start`.
+    """
+
+    def __init__(self, address: tuple[str, int], endpoints: Endpoints) -> None:
+        self.endpoints = endpoints
+        self.open = 0
+        self.refused = 0
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.socket = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.socket.bind(address)
+            self.socket.listen(256)  # connections waiting to be accepted, then answered or refused
+            self.socket.setblocking(False)
+        except BaseException:
+            self.socket.close()
+            raise
+        self.server_address: tuple[str, int] = self.socket.getsockname()[:2]
+        self.loop = asyncio.new_event_loop()
+        self._thread: threading.Thread | None = None
+
+    def serve_forever(self) -> None:
+        """Answer until :meth:`shutdown` (in the calling thread)."""
+        loop = self.loop
+        asyncio.set_event_loop(loop)
+        server = loop.run_until_complete(
+            loop.create_server(lambda: _Connection(self), sock=self.socket)
+        )
+        try:
+            loop.run_forever()
+        finally:
+            server.close()
+            for task in asyncio.all_tasks(loop):
+                task.cancel()
+            loop.close()
+
+    def start(self) -> threading.Thread:
+        """Serve in a daemon thread."""
+        self._thread = threading.Thread(target=self.serve_forever, name="mqtop-http", daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def shutdown(self) -> None:
+        """Stop answering (from another thread) and wait for the server's thread briefly."""
+        with contextlib.suppress(RuntimeError):  # the loop is closed already
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        if self._thread is not None:
+            self._thread.join(2.0)
+
+    def server_close(self) -> None:
+        """Close the listening socket."""
+        self.socket.close()
