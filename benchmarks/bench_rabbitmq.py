@@ -281,6 +281,8 @@ def poll_benchmark(broker, count: int, cycles: int = 7) -> tuple[float, float, f
             url=SecretUrl(broker.amqp_url),
             management_url=SecretUrl(broker.management_url),
             vhosts=[vhost],
+            timeout=600,  # tens of thousands of queues: a poll budget as an operator would set it
+            http_timeout=600,
         )
 
         async def measure() -> tuple[list[float], list[float], list[float], list[float], int]:
