@@ -6,13 +6,16 @@ brokers; at each poll a share of them (``--changing``, default 10 %) changes, th
 what they reported before. Each size runs in its own process:
 
 1. fill: the store is brought to steady state with the default history (15 min at poll
-   resolution, 24 h of rollups): one poll per rollup bucket for the 24 h (half the series
-   changing between them), then one every 5 s for the last 15 min (``store.ingest``, times
-   in the past);
+   resolution, 24 h of rollups): 24 h of rollup buckets restored as mqtop's start restores
+   them from its history database (``store.load_bucket``), then 15 minutes of polls every
+   5 s (``store.ingest``, the last six through ``Engine.poll_all``). The engine's
+   clock is the benchmark's (``Clock``): polls are stamped 5 s apart however long each takes,
+   as a 5 s polling loop stamps them;
 2. measure: polls through ``Engine.poll_all`` (collect + ingest), then the store's views, then
    the dashboard's model (``mqtop.ui.data.compute_data``: the 50 alert rules of
    ``bench_alerts`` plus the built-ins, the views, the rows). CPU ms of the thread, median of
-   the cycles after the first (the first evaluation is reported apart).
+   the cycles after the first (the first evaluation is reported apart). ``rss_mb`` is the
+   process's resident memory at the end, the 24 h of rollups included.
 
 Baseline in the same run: the same steps at 10,000 series with the store as it was before
 compact storage (``benchmarks/baseline_store.py``, a frozen copy). Ratios are per series:
@@ -27,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +39,7 @@ BROKERS = ("rabbit", "kafka", "sqs", "redis")
 INTERVAL = 5.0
 RECENT = 900.0
 RETENTION = 86400.0
+LIVE_FILL = 6  # last polls of the fill made by the engine (its health annotation is slow)
 
 
 def _rss_mb() -> float:
@@ -44,37 +49,89 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def _fill(engine: Any, collectors: list[Any], rollups: bool = True) -> None:
-    """Steady state: 24 h of rollups (one row per bucket), then 15 min at poll resolution
-    (without ``rollups``, the 15 min only: the per-poll figures are the same, and the memory
-    of full rollups is a fixed 8 + 4 x metrics bytes per bucket, see ``store_bytes_...``)."""
+class Clock:
+    """The engine's clock in this benchmark: it stands still during a poll and moves
+    ``INTERVAL`` between polls, so the polls are stamped 5 s apart as a 5 s polling loop
+    stamps them, however long the machine takes for each (24 h pass in minutes)."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+    @staticmethod
+    def monotonic() -> float:
+        return time.monotonic()
+
+
+def _aggregate(values: Mapping[str, float | None], metrics: tuple[str, ...]) -> list[float]:
+    """A persisted bucket of rows equal to ``values`` (min, max, avg or increase, last)."""
+    from mqtop.kernel.model import COUNTER_NAMES
+
+    nan = float("nan")
+    agg: list[float] = []
+    for m in metrics:
+        v = values.get(m)
+        v = nan if v is None else v
+        agg += [v % 600.0, v, nan, v] if m in COUNTER_NAMES else [v, v, v, v]
+    return agg
+
+
+def _restore_rollups(store: Any, collectors: list[Any], first: float) -> None:
+    """24 h of rollup buckets for every series, through ``store.load_bucket`` as mqtop's
+    start restores them from the history database. The metrics are those the engine's live
+    polls report (the collector's, plus its health annotation), so the layout is final; the
+    values do not change the rollups' size (a fixed float32 per metric and bucket), so each
+    series' buckets repeat one aggregate."""
+    from collectors.queue_status import QueueHealth
+
+    bucket = store.rollup.bucket
+    load = store.load_bucket
+    todo = []
+    for coll in collectors:
+        probe = QueueHealth(window=300.0, inflow_span=15.0).annotate(coll.samples, first)
+        for sample in probe:
+            metrics = tuple(sorted(sample.values))
+            todo.append((sample.key, sample.kind, metrics, _aggregate(sample.values, metrics)))
+    for k in range(store.rollup.buckets - 1):
+        start = first + k * bucket
+        for key, kind, metrics, agg in todo:
+            load(key, kind, metrics, start, agg)
+
+
+async def _fill(engine: Any, collectors: list[Any], clock: Clock) -> None:
+    """Steady state with the default history: 24 h of rollups, then 15 min of polls every
+    5 s (the collectors' samples into ``store.ingest``, the last ``LIVE_FILL`` polls through
+    ``Engine.poll_all`` with its queue health annotation, on the benchmark's clock)."""
     from mqtop.kernel.model import BrokerSnapshot
 
     store = engine.store
     bucket = store.rollup.bucket
-    end = time.time() - 1.0
     fine = int(RECENT / INTERVAL) + 2
-    fine_start = end - (fine - 1) * INTERVAL
-    coarse_start = fine_start - (store.rollup.buckets - 1) * bucket
-    coarse = store.rollup.buckets - 1 if rollups else 0
-    times = [coarse_start + k * bucket for k in range(coarse)]
-    times += [fine_start + k * INTERVAL for k in range(fine)]
-    for n, t in enumerate(times):
+    fine_start = clock.now - fine * INTERVAL
+    first = fine_start - (fine_start % bucket) - (store.rollup.buckets - 1) * bucket
+    _restore_rollups(store, collectors, first)
+    clock.now = fine_start
+    for n in range(fine):
+        clock.now += INTERVAL
+        if n >= fine - LIVE_FILL:
+            await engine.poll_all()
+            continue
         for coll in collectors:
-            coll.advance(0.5 if n < coarse else None)
-            store.ingest(
-                BrokerSnapshot(coll.options.name, "synthetic", t, True, 0.0, tuple(coll.samples)),
-                interval=INTERVAL,
+            coll.advance()
+            snapshot = BrokerSnapshot(
+                coll.options.name, "synthetic", clock.now, True, 0.0, tuple(coll.samples)
             )
+            store.ingest(snapshot, interval=INTERVAL)
 
 
-async def _measure(
-    impl: str, series: int, changing: float, cycles: int, rollups: bool = True
-) -> dict[str, float]:
+async def _measure(impl: str, series: int, changing: float, cycles: int) -> dict[str, float]:
     from alerts.config import AlertingSettings
     from alerts.evaluator import AlertEvaluator
     from benchmarks import synthetic
     from benchmarks.bench_alerts import _rules
+    from mqtop import engine as engine_module
     from mqtop.config import Config
     from mqtop.engine import Engine
     from mqtop.registry import get_plugin
@@ -98,8 +155,10 @@ async def _measure(
     store = Store(interval=INTERVAL, recent=RECENT, retention=RETENTION)
     engine = Engine(config, store=store)  # type: ignore[arg-type]
     collectors = [engine.collector(b) for b in BROKERS]
+    clock = Clock(time.time())
+    engine_module.time = clock  # type: ignore[assignment]
     t0 = time.perf_counter()
-    _fill(engine, collectors, rollups)
+    await _fill(engine, collectors, clock)
     fill_s = time.perf_counter() - t0
     tune_gc()  # as `mqtop serve` and the dashboard run
 
@@ -126,6 +185,7 @@ async def _measure(
     rows: dict[str, list[float]] = {k: [] for k in ("ingest", "poll", "views", "eval", "model")}
     for _ in range(cycles):
         ingest_ms[0] = eval_ms[0] = 0.0
+        clock.now += INTERVAL
         c0 = time.thread_time()
         await engine.poll_all()
         rows["poll"].append((time.thread_time() - c0) * 1000)
@@ -134,7 +194,7 @@ async def _measure(
         store.views()
         rows["views"].append((time.thread_time() - c0) * 1000)
         c0 = time.thread_time()
-        data, _ = compute_data(engine, evaluator, dict(engine.statuses), time.time())
+        data, _ = compute_data(engine, evaluator, dict(engine.statuses), clock.now)
         rows["model"].append((time.thread_time() - c0) * 1000)
         rows["eval"].append(eval_ms[0])
         assert len(data.rows) == per * len(BROKERS)

@@ -7,10 +7,11 @@ timestamp and one increment, so memory and work follow what changes. The ring ke
 ``cap`` rows; the oldest are dropped ``TRIM_ROWS`` at a time (hidden until then).
 
 Rollup buckets: one float32 per metric, the slot the readers use (a gauge's average, a
-counter's reset-aware increase), in arrays that grow to ``rcap`` buckets and then wrap. (A
-closing bucket's full aggregate, min, max, avg or increase, last, goes to persistence.)
+counter's reset-aware increase), ``rcap`` buckets per series on the store's bucket grid, in
+blocks shared by the series of one layout (``RollupTier``). (A closing bucket's full
+aggregate, min, max, avg or increase, last, goes to persistence.)
 
-Nothing is allocated before it is written: a series seen once holds one row.
+Nothing is allocated before it is written: a series seen once holds one row and no rollup slot.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ ROLL = 4
 MIN, MAX, AVG, LAST = range(ROLL)
 INC = MIN
 TRIM_ROWS = 16  # rows past the ring's capacity before the oldest are dropped together
+BLOCK = 256  # series per block of a rollup tier
 
 # public rate metric -> counter it is derived from
 DERIVED_RATES: dict[str, str] = {m.name: m.derived_from for m in METRICS.values() if m.derived_from}
@@ -69,33 +71,80 @@ def layout_of(metrics: tuple[str, ...]) -> Layout:
 EMPTY_VIEW_METRICS = dict.fromkeys(PUBLIC_METRIC_NAMES)
 
 
+class RollupTier:
+    """Rollup buckets of every series of one layout, in shared float32 blocks.
+
+    A series owns one slot: ``rcap`` buckets x ``width`` float32 in a block of ``BLOCK``
+    slots, and ``rcap`` presence bits. Bucket number ``k`` (its start over the bucket size)
+    lives at position ``k % rcap``, so no bucket start is stored: every series of a store
+    shares the bucket grid. One array per block instead of two per series: no per-object
+    header, no growth slack, and a bucket write is one slice assignment.
+    """
+
+    __slots__ = ("blocks", "bucket", "free", "pbytes", "present", "rcap", "size", "stride", "width")
+
+    def __init__(self, width: int, rcap: int, bucket: float) -> None:
+        self.width = width
+        self.rcap = rcap
+        self.bucket = bucket
+        self.stride = rcap * width
+        self.pbytes = (rcap + 7) // 8
+        self.blocks: list[array[float]] = []
+        self.present: list[bytearray] = []
+        self.free: list[int] = []
+        self.size = 0  # slots handed out so far (freed ones are reused first)
+
+    def alloc(self) -> int:
+        if self.free:
+            return self.free.pop()
+        slot = self.size
+        self.size += 1
+        if slot // BLOCK >= len(self.blocks):
+            self.blocks.append(array("f", [NAN]) * (BLOCK * self.stride))
+            self.present.append(bytearray(BLOCK * self.pbytes))
+        return slot
+
+    def release(self, slot: int) -> None:
+        b, r = divmod(slot, BLOCK)
+        p = r * self.pbytes
+        self.present[b][p : p + self.pbytes] = bytes(self.pbytes)
+        self.free.append(slot)
+
+    def nbytes(self) -> int:
+        per_block = BLOCK * (self.stride * 4 + self.pbytes)
+        return per_block * len(self.blocks)
+
+
+def bucket_number(start: float, bucket: float) -> int:
+    """Number of the bucket starting at ``start`` on the grid of ``bucket`` seconds."""
+    return math.floor(start / bucket + 1e-6)
+
+
 class SeriesBuffer:
-    """Raw rows and rollup buckets of one series."""
+    """Raw rows of one series, and its slot in the rollup tier of its layout."""
 
     __slots__ = (
         "cap",
         "count",
         "layout",
-        "rcap",
-        "rhead",
-        "rtimes",
+        "rnew",
+        "rslot",
         "runs",
-        "rvals",
+        "tier",
         "times",
         "vals",
     )
 
-    def __init__(self, layout: Layout, cap: int, rcap: int) -> None:
+    def __init__(self, layout: Layout, cap: int, tier: RollupTier) -> None:
         self.layout = layout
         self.cap = cap
         self.times = array("d")  # one per row, oldest first (a few hidden ones may lead)
         self.runs = array("I")  # rows per run of equal rows, oldest first
         self.vals = array("d")  # one row-major row of values per run
         self.count = 0  # visible raw rows (at most cap)
-        self.rcap = rcap
-        self.rtimes = array("d")  # bucket starts: grows to rcap, then a ring
-        self.rvals = array("f")
-        self.rhead = 0  # oldest bucket once the ring is full
+        self.tier = tier
+        self.rslot = -1  # slot in the tier, once a bucket closed
+        self.rnew = -1  # number of the newest bucket
 
     # -- raw rows -------------------------------------------------------------------
 
@@ -177,35 +226,61 @@ class SeriesBuffer:
     # -- rollups --------------------------------------------------------------------
 
     def newest_bucket(self) -> float:
-        times = self.rtimes
-        return times[(self.rhead - 1) % len(times)] if times else NAN
+        return self.rnew * self.tier.bucket if self.rnew >= 0 else NAN
 
     def add_bucket(self, start: float, slots: array[float]) -> None:
-        """Append one closed bucket: its value slot per metric (``width`` float32)."""
-        times = self.rtimes
-        if len(times) < self.rcap:
-            times.append(start)
-            self.rvals.extend(slots)
+        """Keep one closed bucket newer than the newest: its value slot per metric
+        (``width`` float32). Buckets skipped since the newest are marked absent."""
+        tier = self.tier
+        k = bucket_number(start, tier.bucket)
+        if k <= self.rnew:
             return
-        h, w = self.rhead, self.layout.width
-        times[h] = start
-        self.rvals[h * w : (h + 1) * w] = slots
-        self.rhead = (h + 1) % self.rcap
+        if self.rslot < 0:
+            self.rslot = tier.alloc()
+        rcap, w = tier.rcap, tier.width
+        b, r = divmod(self.rslot, BLOCK)
+        present = tier.present[b]
+        base = r * tier.pbytes
+        if self.rnew >= 0:
+            for gap in range(max(self.rnew + 1, k - rcap + 1), k):
+                i = gap % rcap
+                present[base + (i >> 3)] &= ~(1 << (i & 7)) & 0xFF
+        i = k % rcap
+        present[base + (i >> 3)] |= 1 << (i & 7)
+        off = r * tier.stride + i * w
+        tier.blocks[b][off : off + w] = slots
+        self.rnew = k
 
     def buckets(self) -> tuple[array[float], array[float]]:
         """Buckets, oldest first: (starts, value slot per metric, ``width`` each)."""
-        h = self.rhead
-        if not h:
-            return self.rtimes, self.rvals
-        w = self.layout.width
-        times = self.rtimes[h:] + self.rtimes[:h]
-        return times, self.rvals[h * w :] + self.rvals[: h * w]
+        starts, vals = array("d"), array("f")
+        if self.rslot < 0:
+            return starts, vals
+        tier = self.tier
+        rcap, w, size = tier.rcap, tier.width, tier.bucket
+        b, r = divmod(self.rslot, BLOCK)
+        present, block = tier.present[b], tier.blocks[b]
+        base, row = r * tier.pbytes, r * tier.stride
+        for k in range(max(0, self.rnew - rcap + 1), self.rnew + 1):
+            i = k % rcap
+            if present[base + (i >> 3)] & (1 << (i & 7)):
+                starts.append(k * size)
+                vals.extend(block[row + i * w : row + (i + 1) * w])
+        return starts, vals
+
+    def release(self) -> None:
+        """Give the rollup slot back (the series is gone)."""
+        if self.rslot >= 0:
+            self.tier.release(self.rslot)
+            self.rslot = self.rnew = -1
 
     # -- accounting -----------------------------------------------------------------
 
     def nbytes(self) -> int:
         """Bytes of sample data held (the arrays' buffers)."""
         total = 0
-        for arr in (self.times, self.runs, self.vals, self.rtimes, self.rvals):
+        for arr in (self.times, self.runs, self.vals):
             total += arr.buffer_info()[1] * arr.itemsize
+        if self.rslot >= 0:
+            total += self.tier.stride * 4 + self.tier.pbytes
         return total

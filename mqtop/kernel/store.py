@@ -42,7 +42,7 @@ from mqtop.kernel.series import INC as _INC
 from mqtop.kernel.series import LAST as _LAST
 from mqtop.kernel.series import MAX as _MAX
 from mqtop.kernel.series import MIN as _MIN
-from mqtop.kernel.series import NAN, SeriesBuffer, layout_of
+from mqtop.kernel.series import NAN, Layout, RollupTier, SeriesBuffer, layout_of
 from mqtop.kernel.series import ROLL as _ROLL
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -125,13 +125,13 @@ class _Series:
         "stale",
     )
 
-    def __init__(self, key: SeriesKey, metrics: tuple[str, ...], cap: int, rcap: int) -> None:
+    def __init__(self, key: SeriesKey, layout: Layout, cap: int, tier: RollupTier) -> None:
         self.key = key
         self.kind = ""
         self.dlq: str | None = None
         self.info: Mapping[str, Any] = _EMPTY
-        self.layout = layout_of(metrics)
-        self.buf = SeriesBuffer(self.layout, cap, rcap)
+        self.layout = layout
+        self.buf = SeriesBuffer(layout, cap, tier)
         self.bucket_start = NAN  # start of the bucket being filled
         self.last_time = NAN
         self.last_values: Mapping[str, float | None] | None = None  # of the newest row
@@ -203,14 +203,24 @@ class TimeSeriesStore:
         self._views_cache: dict[tuple[str | None, bool], tuple[int, list[SeriesView]]] = {}
         # the series of every broker (None: all) in view order, until a series comes or goes
         self._order: dict[str | None, list[_Series]] = {}
+        self._tiers: dict[Layout, RollupTier] = {}
 
     # -- writing -------------------------------------------------------------------
 
     def _capacity(self, interval: float) -> int:
         return min(MAX_RAW_ROWS, math.ceil(self.recent / max(interval, 0.01)) + 2)
 
+    def _tier(self, layout: Layout) -> RollupTier:
+        """The rollup tier of the series with ``layout`` (one per layout per store)."""
+        tier = self._tiers.get(layout)
+        if tier is None:
+            tier = RollupTier(layout.width, self.rollup.buckets, self.rollup.bucket)
+            self._tiers[layout] = tier
+        return tier
+
     def _new_series(self, key: SeriesKey, metrics: tuple[str, ...], interval: float) -> _Series:
-        series = _Series(key, metrics, self._capacity(interval), self.rollup.buckets)
+        layout = layout_of(metrics)
+        series = _Series(key, layout, self._capacity(interval), self._tier(layout))
         self._series[key] = series
         self._by_broker.setdefault(key.broker, set()).add(key)
         self._order.clear()
@@ -288,22 +298,34 @@ class TimeSeriesStore:
         """A series gained metrics: rebuild its buffers with the wider layout."""
         metrics = tuple(sorted(set(old.metrics) | set(values)))
         ob = old.buf
-        new = _Series(old.key, metrics, ob.cap, ob.rcap)
+        layout = layout_of(metrics)
+        new = _Series(old.key, layout, ob.cap, self._tier(layout))
         nb = new.buf
         mapping = [metrics.index(m) for m in old.metrics]
         ow, nw = old.layout.width, new.layout.width
-        ts, vs, _ = ob.rows()
-        for r, t in enumerate(ts):
+        # run by run, so the rows keep their run-length encoding
+        first = len(ob.times) - ob.count
+        skip = first
+        r = 0
+        for run, n in enumerate(ob.runs):
+            shown = n - min(skip, n)
+            skip -= n - shown
+            if not shown:
+                continue
             full = [NAN] * nw
             for j, target in enumerate(mapping):
-                full[target] = vs[r * ow + j]
-            nb.push(t, full)
+                full[target] = ob.vals[run * ow + j]
+            nb.push(ob.times[first + r], full)
+            for i in range(1, shown):
+                nb.repeat(ob.times[first + r + i])
+            r += shown
         starts, slots = ob.buckets()
         for i, start in enumerate(starts):
             row = array("f", [NAN]) * nw
             for j, target in enumerate(mapping):
                 row[target] = slots[i * ow + j]
             nb.add_bucket(start, row)
+        ob.release()
         new.bucket_start = old.bucket_start
         new.last_time = old.last_time
         new.kind, new.dlq, new.info = old.kind, old.dlq, old.info
@@ -365,7 +387,7 @@ class TimeSeriesStore:
             self._remove(key)
 
     def _remove(self, key: SeriesKey) -> None:
-        del self._series[key]
+        self._series.pop(key).buf.release()
         self._order.clear()
         self._by_broker.get(key.broker, set()).discard(key)
 

@@ -119,3 +119,44 @@ def test_quiet_series_costs_a_timestamp_per_poll():
     view = quiet.view(SeriesKey("b", "q0"))
     assert view is not None and view.get("publish_rate") == 0.0
     assert quiet.memory_bytes() < busy.memory_bytes() / 2
+
+
+def test_gaining_a_metric_keeps_the_runs():
+    store = TimeSeriesStore(interval=5.0, recent=900.0, retention=86400.0)
+    same = _sample(0, 7.0)
+    for p in range(100):
+        store.ingest(BrokerSnapshot("b", "redis", 1_700_000_000.0 + p * 5.0, True, 0.01, (same,)))
+    before = store.memory_bytes()
+    wider = SeriesSample(key=same.key, kind="queue", values={**same.values, "in_flight": 1.0})
+    store.ingest(BrokerSnapshot("b", "redis", 1_700_000_500.0, True, 0.01, (wider,)))
+    points = store.window_values(same.key, "queue_length", 10_000)
+    assert len(points) == 101 and {v for _, v in points} == {7.0}
+    assert store.window_values(same.key, "in_flight", 10_000)[-2:] == (
+        (1_700_000_495.0, None),
+        (1_700_000_500.0, 1.0),
+    )
+    # two runs (the 100 equal rows, the wider one), not a row of values per poll (+3,200 B);
+    # the wider rollup slot is 145 x 4 B more
+    assert store.memory_bytes() < before + 145 * 4 + 200
+
+
+def test_rollups_follow_the_bucket_grid_across_gaps():
+    """Buckets live on the store's grid: a gap leaves no bucket, a series away for longer
+    than the tier keeps only the buckets inside it, and a removed series frees its slot."""
+    store = TimeSeriesStore(interval=5.0, recent=60.0, retention=600.0, rollup_buckets=10)
+    key = SeriesKey("b", "q0")
+    t0 = 1_700_000_000.0 - 1_700_000_000.0 % store.rollup.bucket  # buckets of 60 s, 11 kept
+
+    def rollup_starts(pause: float) -> list[float]:
+        times = [t0 + i * 5.0 for i in range(60)] + [t0 + pause + i * 5.0 for i in range(60)]
+        for n, t in enumerate(times):
+            store.ingest(BrokerSnapshot("b", "redis", t, True, 0.01, (_sample(0, float(n)),)))
+        points = store.range(key, "queue_length", t0 - 10_000, times[-1], 1000)
+        return [t - t0 for t, _ in points if t < times[-1] - 65.0]
+
+    assert rollup_starts(420.0) == [0, 60, 120, 180, 240, 420, 480, 540, 600]
+    for p in range(3):
+        store.ingest(BrokerSnapshot("b", "redis", t0 + 800.0 + p, True, 0.01, ()))
+    assert store.view(key) is None and store.memory_bytes() == 0
+    t0 += 3600.0
+    assert rollup_starts(900.0) == [900, 960, 1020, 1080]
