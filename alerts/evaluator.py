@@ -271,6 +271,7 @@ class _State:
         "hold_reason",
         "last_notified",
         "notified",
+        "rendered",
         "silenced",
         "state",
         "value",
@@ -290,6 +291,8 @@ class _State:
         self.hold_reason: str | None = None
         self.held_notified = False  # a flapping hold was notified (once per episode)
         self.extra: dict[str, Any] | None = None
+        # the alert last built from this state, its rule and extra: reused while they hold
+        self.rendered: tuple[Alert, object, dict[str, Any] | None] | None = None
 
     def unhold(self) -> None:
         """The condition holds again: not held any more."""
@@ -909,6 +912,28 @@ class AlertEvaluator:
     # -- reading ---------------------------------------------------------------------
 
     def _alert(self, rule: _Compiled, key: Identity, st: _State) -> Alert:
+        """The alert of one firing state; the one built last time while nothing it is made
+        of changed (a quiet series keeps firing with the same value: no new summary)."""
+        rendered = st.rendered
+        if rendered is not None and st.held_until is None:
+            alert, of_rule, extra = rendered
+            if (
+                of_rule is rule
+                and alert.state is st.state
+                and alert.value == st.value
+                and (alert.value is None) is (st.value is None)
+                and alert.active_since == st.active_since
+                and alert.fired_at == st.fired_at
+                and alert.silenced == st.silenced
+                and alert.held_until is None
+                and extra == st.extra
+            ):
+                return alert
+        alert = self._build_alert(rule, key, st)
+        st.rendered = (alert, rule, st.extra)
+        return alert
+
+    def _build_alert(self, rule: _Compiled, key: Identity, st: _State) -> Alert:
         threshold: float | None = rule.threshold
         fields: dict[str, Any] = {
             "rule": rule.name,

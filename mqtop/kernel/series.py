@@ -192,6 +192,24 @@ class SeriesBuffer:
         start = max(n - self.count, first - 1)
         return times[start:], self._expand(n - start), first - start
 
+    def runs_since(self, since: float) -> list[tuple[float, float, int, int]]:
+        """The visible rows with t >= since as runs, oldest first: (time of the run's first
+        row there, time of its last row, rows, run number). Nothing is expanded."""
+        times, runs = self.times, self.runs
+        n = len(times)
+        lo = bisect_left(times, since, n - self.count)
+        out: list[tuple[float, float, int, int]] = []
+        end = n
+        r = len(runs) - 1
+        while end > lo:
+            start = end - runs[r]
+            first = start if start > lo else lo
+            out.append((times[first], times[end - 1], end - first, r))
+            end = start
+            r -= 1
+        out.reverse()
+        return out
+
     def _expand(self, need: int) -> array[float]:
         """The newest ``need`` rows, row-major."""
         runs, vals, w = self.runs, self.vals, self.layout.width

@@ -106,6 +106,48 @@ def _rate_in(ts: Sequence[float], col: Sequence[float]) -> float | None:
     return total / span
 
 
+Runs = list[tuple[float, float, int, int]]
+
+
+def _rate_runs(runs: Runs, vals: array[float], width: int, j: int) -> float | None:
+    """``_rate_in`` over rows given as runs of equal rows (``SeriesBuffer.runs_since``): the
+    steps inside a run are zero, so a run counts as its first and last row."""
+    total = 0.0
+    prev = first_t = last_t = NAN
+    seen = 0
+    for t0, t1, n, r in runs:
+        v = vals[r * width + j]
+        if v != v:
+            continue
+        if seen:
+            total += v - prev if v >= prev else v  # a drop: the counter restarted
+        else:
+            first_t = t0
+        prev = v
+        last_t = t1
+        seen += n
+    span = last_t - first_t
+    if seen < 2 or not span > 0:
+        return None
+    return total / span
+
+
+def _increase_runs(runs: Runs, vals: array[float], width: int, j: int) -> float | None:
+    """``increase`` over rows given as runs of equal rows."""
+    total = 0.0
+    prev = NAN
+    seen = 0
+    for _, _, n, r in runs:
+        v = vals[r * width + j]
+        if v != v:
+            continue
+        if seen:
+            total += v - prev if v >= prev else v
+        prev = v
+        seen += n
+    return total if seen >= 2 else None
+
+
 class _Series:
     """One series: labels and state, and its compact buffers (internal; never handed out)."""
 
@@ -198,6 +240,7 @@ class TimeSeriesStore:
         self.remove_after = REMOVE_AFTER_POLLS
         self.removed = 0  # series removed because their broker stopped listing them
         self.generation = 0  # bumps on every write; cheap change detection for readers
+        self._evict_at = -math.inf  # no series can be older than the retention before this
         # sorted views per (broker, include_stale), valid while the generation is unchanged:
         # the engine, the alert evaluator and the dashboard all ask after each poll
         self._views_cache: dict[tuple[str | None, bool], tuple[int, list[SeriesView]]] = {}
@@ -221,6 +264,7 @@ class TimeSeriesStore:
     def _new_series(self, key: SeriesKey, metrics: tuple[str, ...], interval: float) -> _Series:
         layout = layout_of(metrics)
         series = _Series(key, layout, self._capacity(interval), self._tier(layout))
+        self._evict_at = -math.inf  # its first time may be older than the oldest one seen
         self._series[key] = series
         self._by_broker.setdefault(key.broker, set()).add(key)
         self._order.clear()
@@ -264,19 +308,17 @@ class TimeSeriesStore:
         series = self._series.get(sample.key)
         if series is None:
             series = self._new_series(sample.key, tuple(sorted(values)), interval)
-        elif not values.keys() <= series.layout.index.keys():
+        last = series.last_values
+        # a quiet queue reports what it reported before (often the very same mapping)
+        quiet = last is not None and (last is values or last == values)
+        if not quiet and not values.keys() <= series.layout.index.keys():
             series = self._relayout(series, values, interval)
         if t <= series.last_time:
             return  # out of order or duplicate poll time: keep the ring monotonic
-        bucket = self.rollup.bucket
-        start = t - (t % bucket)
-        if start != series.bucket_start:
-            if series.bucket_start == series.bucket_start:  # not NaN: close the previous one
-                self._close_bucket(series, series.bucket_start)
-            series.bucket_start = start
-        last = series.last_values
-        if last is not None and (last is values or last == values):
-            series.buf.repeat(t)  # a quiet queue: the newest row again
+        if not series.bucket_start <= t < series.bucket_start + self.rollup.bucket:
+            self._next_bucket(series, t)
+        if quiet:
+            series.buf.repeat(t)  # the newest row again: a timestamp and an increment
             if t - series.last_time > self.rate_window:
                 series.stable = None  # the window would hold this row alone
         else:
@@ -291,6 +333,15 @@ class TimeSeriesStore:
         series.stale = False
         series.missed = 0
         series.cached_view = None
+
+    def _next_bucket(self, series: _Series, t: float) -> None:
+        """``t`` is past the bucket being filled: close it, and start the one of ``t``."""
+        bucket = self.rollup.bucket
+        start = t - (t % bucket)
+        if start != series.bucket_start:
+            if series.bucket_start == series.bucket_start:  # not NaN: close the previous one
+                self._close_bucket(series, series.bucket_start)
+            series.bucket_start = start
 
     def _relayout(
         self, old: _Series, values: Mapping[str, float | None], interval: float
@@ -381,10 +432,15 @@ class TimeSeriesStore:
 
     def _evict(self, now: float) -> None:
         """Drop series not updated for longer than the retention (bounded memory)."""
+        if now < self._evict_at:
+            return  # (a series' last time only moves forward: none can have expired yet)
         horizon = now - self.retention
         dead = [k for k, s in self._series.items() if s.last_time < horizon]
         for key in dead:
             self._remove(key)
+        times = (s.last_time for s in self._series.values() if s.last_time == s.last_time)
+        oldest = min(times, default=math.inf)
+        self._evict_at = oldest + self.retention if oldest < math.inf else -math.inf
 
     def _remove(self, key: SeriesKey) -> None:
         self._series.pop(key).buf.release()
@@ -405,6 +461,7 @@ class TimeSeriesStore:
             self._write(sample, t, self._broker_interval.get(key.broker, self.interval))
             series = self._series[key]
             series.stale = True  # restored data is history, not a live reading
+            self._evict_at = -math.inf
             self.generation += 1
 
     def load_bucket(
@@ -430,6 +487,7 @@ class TimeSeriesStore:
                         full[t : t + _ROLL] = array("f", agg[j * _ROLL : (j + 1) * _ROLL])
                 agg = full
             self._store_bucket(series, start, array("f", agg))
+            self._evict_at = -math.inf
             series.stable = None
             series.last_time = (
                 max(series.last_time, start) if series.last_time == series.last_time else start
@@ -524,21 +582,25 @@ class TimeSeriesStore:
             for j, name in layout.gauges:
                 v = newest[j]
                 metrics[name] = None if v != v else v
-            recent: tuple[array[float], array[float]] | None = None
+            # the rows of the rate window as runs of equal rows: a few, never expanded
+            window: Runs | None = None
+            since = series.last_time - self.rate_window - 1e-9
+            vals, w = buf.vals, layout.width
             for rate_name, j in layout.rates:
                 if metrics[rate_name] is None:
-                    recent = recent or self._recent_rows(series, self.rate_window)
-                    ts, vs = recent
-                    metrics[rate_name] = _rate_in(ts, vs[j :: layout.width])
+                    window = window or buf.runs_since(since)
+                    metrics[rate_name] = _rate_runs(window, vals, w, j)
             if metrics["error_rate"] is None:
-                windowed = "dead_lettered_total" in layout.index and "processed_total" in (
-                    layout.index
-                )
-                if windowed:
-                    recent = recent or self._recent_rows(series, self.rate_window)
-                metrics["error_rate"] = self._error_ratio(series, self.rate_window, recent)
-            stable = recent is None or (
-                len(recent[0]) >= 2 and recent[0][0] >= buf.times[len(buf.times) - buf.runs[-1]]
+                index = layout.index
+                if "dead_lettered_total" in index and "processed_total" in index:
+                    window = window or buf.runs_since(since)
+                    d = _increase_runs(window, vals, w, index["dead_lettered_total"])
+                    p = _increase_runs(window, vals, w, index["processed_total"])
+                    if d is not None and p is not None and d + p > 0:
+                        metrics["error_rate"] = d / (d + p)
+            # a window inside the newest run stays as it is while equal rows follow
+            stable = window is None or (
+                len(window) == 1 and window[0][2] >= 2 and window[0][3] == len(buf.runs) - 1
             )
         view = SeriesView(
             key=series.key,
@@ -554,12 +616,6 @@ class TimeSeriesStore:
             series.stable = view.metrics
         return view
 
-    @staticmethod
-    def _recent_rows(series: _Series, window: float) -> tuple[array[float], array[float]]:
-        """Times and row-major values of the rows inside the trailing window."""
-        ts, vs, lo = series.buf.rows(series.last_time - window - 1e-9)
-        return ts[lo:], vs[lo * series.layout.width :]
-
     def _window(
         self, series: _Series, metric: str, window: float
     ) -> tuple[list[float], list[float]]:
@@ -569,23 +625,6 @@ class TimeSeriesStore:
     def _rate(self, series: _Series, counter: str, window: float) -> float | None:
         ts, vs = self._window(series, counter, window)
         return _rate_in(ts, vs)
-
-    def _error_ratio(
-        self,
-        series: _Series,
-        window: float,
-        recent: tuple[array[float], array[float]] | None = None,
-    ) -> float | None:
-        index = series.index
-        if "dead_lettered_total" not in index or "processed_total" not in index:
-            return None
-        _, vs = recent or self._recent_rows(series, window)
-        w = series.layout.width
-        d = increase(vs[index["dead_lettered_total"] :: w])
-        p = increase(vs[index["processed_total"] :: w])
-        if d is None or p is None or d + p <= 0:
-            return None
-        return d / (d + p)
 
     def rate(self, key: SeriesKey, counter: str, window: float | None = None) -> float | None:
         """Per-second rate of a counter over the trailing window (reset-aware)."""
