@@ -159,7 +159,10 @@ class SeriesBuffer:
         """Append a row equal to the newest one: only its time is stored."""
         self.times.append(t)
         self.runs[-1] += 1
-        self._grown()
+        if self.count < self.cap:
+            self.count += 1
+        elif len(self.times) >= self.cap + TRIM_ROWS:
+            self._trim(len(self.times) - self.cap)
 
     def _grown(self) -> None:
         if self.count < self.cap:

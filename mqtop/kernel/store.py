@@ -278,14 +278,20 @@ class TimeSeriesStore:
                 self._broker_interval[snapshot.broker] = interval
             ivl = self._broker_interval.get(snapshot.broker, self.interval)
             t = snapshot.time
-            seen: set[SeriesKey] = set()
+            written = 0
             if snapshot.up:
                 write = self._write
                 for sample in snapshot.series:
-                    seen.add(sample.key)
-                    write(sample, t, ivl)
+                    written += write(sample, t, ivl)
+            ours = self._by_broker.get(snapshot.broker, set())
+            # each series is written at most once per poll time: when as many were written
+            # as the broker has, none is missing (the usual poll) and no set is built
+            if written == len(ours):
+                missing: Iterable[SeriesKey] = ()
+            else:
+                missing = ours - {s.key for s in snapshot.series} if snapshot.up else ours
             gone: list[SeriesKey] = []
-            for key in self._by_broker.get(snapshot.broker, set()) - seen:
+            for key in missing:
                 series = self._series[key]
                 if not series.stale:
                     series.stale = True
@@ -303,7 +309,8 @@ class TimeSeriesStore:
         for callback in subscribers:
             callback(snapshot)
 
-    def _write(self, sample: SeriesSample, t: float, interval: float) -> None:
+    def _write(self, sample: SeriesSample, t: float, interval: float) -> bool:
+        """Store one sample; False when its time is not past the series' newest row."""
         values = sample.values
         series = self._series.get(sample.key)
         if series is None:
@@ -314,7 +321,7 @@ class TimeSeriesStore:
         if not quiet and not values.keys() <= series.layout.index.keys():
             series = self._relayout(series, values, interval)
         if t <= series.last_time:
-            return  # out of order or duplicate poll time: keep the ring monotonic
+            return False  # out of order or duplicate poll time: keep the ring monotonic
         if not series.bucket_start <= t < series.bucket_start + self.rollup.bucket:
             self._next_bucket(series, t)
         if quiet:
@@ -333,6 +340,7 @@ class TimeSeriesStore:
         series.stale = False
         series.missed = 0
         series.cached_view = None
+        return True
 
     def _next_bucket(self, series: _Series, t: float) -> None:
         """``t`` is past the bucket being filled: close it, and start the one of ``t``."""
