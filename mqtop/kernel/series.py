@@ -110,10 +110,6 @@ class RollupTier:
         self.present[b][p : p + self.pbytes] = bytes(self.pbytes)
         self.free.append(slot)
 
-    def nbytes(self) -> int:
-        per_block = BLOCK * (self.stride * 4 + self.pbytes)
-        return per_block * len(self.blocks)
-
 
 def bucket_number(start: float, bucket: float) -> int:
     """Number of the bucket starting at ``start`` on the grid of ``bucket`` seconds."""
