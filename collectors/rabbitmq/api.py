@@ -31,13 +31,13 @@ from collectors.rabbitmq.mapping import page_count
 from collectors.rabbitmq.options import (
     RabbitMQOptions,
     amqp_target,
-    certificate_failure,
     management_endpoint,
     poll_budget,
     qualify,
     ssl_context,
 )
 from mqtop.kernel.errors import MqtopError
+from mqtop.kernel.tls import certificate_failure
 
 QUEUE_COLUMNS = (
     "name",

@@ -12,11 +12,13 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from pydantic import Field, field_validator, model_validator
 
 from collectors.base import BrokerOptions, ClientCertificate, MoveOptions
+from collectors.kit.options import batch_field
 from collectors.rabbitmq.management import DEFAULT_MAX_RESPONSE_MB
 from mqtop.kernel.durations import Duration
-from mqtop.kernel.errors import ConfigError
 from mqtop.kernel.secrets import SecretUrl, strip_url_credentials
+from mqtop.kernel.tls import client_context
 
+MAX_WINDOW = 65_535  # the largest prefetch count AMQP can carry (a short)
 DEFAULT_POLL_TIMEOUT = 5.0  # the engine's default timeout of a poll (interval, at least 5 s)
 
 
@@ -51,7 +53,7 @@ class RabbitMQOptions(ClientCertificate, BrokerOptions):
     move_window: int = Field(
         5000,
         ge=1,
-        le=65_535,
+        le=MAX_WINDOW,
         description=(
             "Messages in flight (received and not yet confirmed) during replay/move; also "
             "the most a killed move can leave in both queues."
@@ -172,35 +174,16 @@ def management_endpoint(options: RabbitMQOptions) -> tuple[str, tuple[str, str]]
 
 
 def ssl_context(options: RabbitMQOptions) -> ssl.SSLContext:
-    """TLS context: verification on unless ``tls_verify: false``; a client certificate when
-    ``cert_file`` is set (mutual TLS)."""
-    context = ssl.create_default_context(cafile=options.ca_file)
-    if not options.tls_verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    if options.cert_file is not None:
-        try:
-            context.load_cert_chain(
-                options.cert_file, options.key_file, options.key_password_value()
-            )
-        except (ssl.SSLError, OSError) as exc:
-            raise ConfigError([certificate_load_error(options, exc)]) from None
-    return context
-
-
-def certificate_load_error(options: RabbitMQOptions, exc: BaseException) -> str:
-    """Why the client certificate or its key could not be loaded, naming the files."""
-    key = options.key_file or options.cert_file
-    detail = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
-    if isinstance(exc, ssl.SSLError) and options.key_password is not None:
-        hint = "wrong key_password, or the key does not match the certificate"
-    elif isinstance(exc, ssl.SSLError):
-        hint = "an encrypted key needs key_password; the key must match the certificate"
-    else:
-        hint = "cannot read the file"
-    return (
-        f"broker {options.name!r}: cannot load the client certificate {options.cert_file} "
-        f"with key {key}: {hint} ({detail})"
+    """TLS context (:func:`mqtop.kernel.tls.client_context`): verification on unless
+    ``tls_verify: false``; a client certificate when ``cert_file`` is set (mutual TLS), one
+    that cannot be loaded a config error naming the broker and the files."""
+    return client_context(
+        ca_file=options.ca_file,
+        verify=options.tls_verify,
+        cert_file=options.cert_file,
+        key_file=options.key_file,
+        key_password=options.key_password_value(),
+        owner=f"broker {options.name!r}",
     )
 
 
@@ -229,23 +212,6 @@ def failure_text(exc: BaseException, depth: int = 0) -> str:
     return next((failure_text(e, depth + 1) for e in inner), name)
 
 
-def certificate_failure(exc: BaseException) -> str | None:
-    """The certificate verification error behind ``exc`` (httpx, urllib), if any."""
-    seen: set[int] = set()
-    pending: list[BaseException] = [exc]
-    while pending:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return str(current)
-        for linked in (current.__cause__, current.__context__, getattr(current, "reason", None)):
-            if isinstance(linked, BaseException):
-                pending.append(linked)
-    return None
-
-
 def qualify(vhost: str, name: str) -> str:
     """mqtop's queue name: ``name`` in vhost ``/``, ``vhost/name`` elsewhere."""
     return name if vhost == "/" else f"{vhost}/{name}"
@@ -261,11 +227,7 @@ def split_name(qualified: str, vhosts: Collection[str]) -> tuple[str, str]:
 
 
 class RabbitMQMoveOptions(MoveOptions):
-    """Options of a RabbitMQ replay / move."""
+    """Options of a RabbitMQ replay / move: the shared ``--batch`` is the confirm window
+    (``move_window`` by default; at most 65,535, AMQP's largest prefetch)."""
 
-    batch: int | None = Field(
-        None,
-        ge=1,
-        description="messages per batch / confirm window",
-        json_schema_extra={"metavar": "N"},
-    )
+    batch: int | None = batch_field(le=MAX_WINDOW)
