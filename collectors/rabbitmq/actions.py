@@ -32,7 +32,9 @@ from collectors.base import (
     RepublishRequest,
     RepublishResult,
 )
+from collectors.kit.journal import MoveJournal
 from collectors.kit.options import options_as
+from collectors.kit.tally import Tally
 from collectors.rabbitmq.amqp import open_connection
 from collectors.rabbitmq.api import ManagementApi
 from collectors.rabbitmq.deadletters import QueueDetails
@@ -47,11 +49,11 @@ from collectors.rabbitmq.messages import (
 )
 from collectors.rabbitmq.mover import Mover
 from collectors.rabbitmq.movespec import (
-    Journal,
     MoveOutcome,
     MoveSpec,
+    finish_notes,
     journal_notes,
-    outcome_notes,
+    open_journal,
 )
 from collectors.rabbitmq.options import (
     RabbitMQMoveOptions,
@@ -370,13 +372,14 @@ class RabbitMQActions:
         if early is not None:
             return early
         run = uuid.uuid4().hex[:12]
-        notes: list[str] = []
-        journal: Journal | None = None
+        before: list[str] = []  # notes on other runs of the same move
+        journal: MoveJournal | None = None
         if not request.dry_run:
-            journal = Journal.open(self.options.name, src_label, dst_label, run, window)
+            journal = open_journal(self.options.name, src_label, dst_label, window)
+            run = journal.run
             other = journal.concurrent()
             if other is not None:
-                notes.append(
+                before.append(
                     f"another move of the same queues (pid {other.get('pid')}) seems to be running"
                 )
         spec = MoveSpec(
@@ -397,22 +400,11 @@ class RabbitMQActions:
             delivery_limit=limit,
         )
         outcome = await self._run_mover(spec, progress, journal, request.mode)
-        duplicates = outcome.uncertain
+        outcome.duplicates = outcome.uncertain
         if journal is not None:
-            duplicates += journal_notes(journal, outcome, window, dst_label, notes)
-        notes.extend(outcome_notes(outcome, spec, limit, self.options.move_window_bytes, window))
-        return MoveResult(
-            source=src_label,
-            destination=dst_label,
-            moved=outcome.moved,
-            failed=outcome.failed,
-            skipped=outcome.skipped,
-            dry_run=request.dry_run,
-            duplicates_possible=duplicates,
-            errors=tuple(outcome.errors),
-            notes=tuple(notes),
-            republished=outcome.kept,
-        )
+            outcome.duplicates += journal_notes(journal, outcome, window, dst_label, before)
+        finish_notes(outcome, spec, before)
+        return outcome.result(src_label, dst_label, request.dry_run)
 
     async def _move_plan(
         self, request: MoveRequest
@@ -446,7 +438,7 @@ class RabbitMQActions:
         return src, dst, details
 
     async def _run_mover(
-        self, spec: MoveSpec, progress: ProgressCallback, journal: Journal | None, mode: str
+        self, spec: MoveSpec, progress: ProgressCallback, journal: MoveJournal | None, mode: str
     ) -> MoveOutcome:
         """Run the mover in a worker thread; on cancel, stop it cleanly and re-raise."""
         loop = asyncio.get_running_loop()
@@ -487,28 +479,16 @@ def _nothing_to_move(
 ) -> MoveResult | None:
     """The result when nothing is read: no destination, or a dry run without a filter."""
     planned = bound if request.limit is None else min(bound, request.limit)
+    tally = Tally()
     if no_destination:
-        message = (
+        tally.fail(
+            0 if request.dry_run else planned,
             f"destination queue {dst_label!r} does not exist: nothing was moved, every "
-            f"message stays in {src_label}"
+            f"message stays in {src_label}",
         )
-        return MoveResult(
-            source=src_label,
-            destination=dst_label,
-            moved=0,
-            failed=0 if request.dry_run else planned,
-            skipped=0,
-            dry_run=request.dry_run,
-            errors=(message,),
-        )
+        return tally.result(src_label, dst_label, request.dry_run)
     if request.dry_run and request.filter is None:
-        return MoveResult(
-            source=src_label,
-            destination=dst_label,
-            moved=planned,
-            failed=0,
-            skipped=0,
-            dry_run=True,
-            notes=(f"{src_label} holds {bound} ready message(s); nothing was read",),
-        )
+        tally.moved = planned
+        tally.note(f"{src_label} holds {bound} ready message(s); nothing was read")
+        return tally.result(src_label, dst_label, dry_run=True)
     return None

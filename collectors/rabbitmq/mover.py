@@ -79,14 +79,15 @@ class Mover(MoverBase):
         if error and not self.out.delivered:
             raise ConnectionError(redact(error[0]))
         if error:
-            self.out.errors.extend(redact(e) for e in error)
+            for text in error:
+                self.out.error(redact(text))
         self._progress(force=True)
         return self.out
 
     def _fail(self, message: str) -> None:
         if self._failure is None:
             self._failure = redact(message)
-            self.out.errors.append(self._failure)
+            self.out.error(self._failure)
         if not self._closing:
             self._stop_taking()
 
@@ -271,9 +272,9 @@ class Mover(MoverBase):
             if ok and self._con is not None and self._con.is_open:
                 self._con.basic_ack(tag, multiple=False)
                 self._held -= 1
-                self.out.kept += 1
+                self.out.republished += 1
             elif not ok:
-                self.out.errors.append(
+                self.out.error(
                     "the broker refused the copy of a message at its delivery limit: putting "
                     "it back may make the broker drop it"
                 )
@@ -391,7 +392,7 @@ class Mover(MoverBase):
         now = time.monotonic()
         idle = now - self._last_activity
         if self.stop_requested.is_set() and not self._cancel_sent:
-            self.out.notes.append("stopped on request: the rest stays in the source")
+            self.out.note("stopped on request: the rest stays in the source")
             self._stop_taking()
             self._check_done()
         elif (

@@ -39,7 +39,8 @@ class MoverBase:
         self.spec = spec
         self.report = report
         self.stop_requested = stop
-        self.out = MoveOutcome()
+        bound = spec.bound if spec.limit is None else min(spec.bound, spec.limit)
+        self.out = MoveOutcome(total=bound)
         self._conns: list[Any] = []
         self._ioloop: Any = None
         self._pub: Any = None
@@ -94,7 +95,7 @@ class MoverBase:
         self._done_tags.clear()
         self._buffer.clear()
         if self._keeping:
-            self.out.notes.append(
+            self.out.note(
                 f"the connection broke while {len(self._keeping)} message(s) at their delivery "
                 "limit were being re-published to the source: the broker drops the originals "
                 "it takes back, so those whose copy had not arrived may be gone"
@@ -107,7 +108,7 @@ class MoverBase:
         keeper = self._keeper
         limit = self.spec.delivery_limit
         if keeper is None or not keeper.is_open or limit is None:
-            self.out.errors.append(
+            self.out.error(
                 f"a message at its delivery limit ({limit}) could not be re-published: "
                 "putting it back may make the broker drop it"
             )
@@ -232,15 +233,5 @@ class MoverBase:
         if not force and now - self._last_progress < PROGRESS_EVERY:
             return
         self._last_progress = now
-        total = (
-            self.spec.bound if self.spec.limit is None else min(self.spec.bound, self.spec.limit)
-        )
         with contextlib.suppress(Exception):
-            self.report(
-                MoveProgress(
-                    done=self.out.moved,
-                    total=total,
-                    failed=self.out.failed,
-                    skipped=self.out.skipped,
-                )
-            )
+            self.report(self.out.progress())

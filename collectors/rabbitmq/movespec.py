@@ -1,20 +1,23 @@
-"""A replay/move's plan (:class:`MoveSpec`), its counters (:class:`MoveOutcome`) and the
-journal file that marks a run in progress (left behind, an interrupted one)."""
+"""A replay/move's plan (:class:`MoveSpec`), its count (:class:`MoveOutcome`, the kit's
+:class:`~collectors.kit.tally.Tally` plus what only a RabbitMQ move counts) and the notes made
+of them, among them the note on an interrupted earlier run found in the kit's
+:class:`~collectors.kit.journal.MoveJournal`.
+
+The journal records ``window`` (the earlier run's confirm window, the bound on what it may
+have left in both queues) besides the kit's run, pid and start, and the broker, source and
+destination: the same file, under the same name, that RabbitMQ moves always wrote, so a
+journal left by an earlier version is read as it was.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import hashlib
-import json
-import os
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
+from collectors.kit.journal import MoveJournal
+from collectors.kit.tally import Tally
 from collectors.rabbitmq.messages import KEPT_HEADER, REPLAY_HEADER
-from mqtop.kernel.procs import process_alive
 
 # the prefetch until message sizes are known (no management API): then fitted to the window
 UNKNOWN_SIZE_PREFETCH = 64
@@ -48,103 +51,38 @@ class MoveSpec:
 
 
 @dataclass
-class MoveOutcome:
-    """Counters filled by the mover."""
+class MoveOutcome(Tally):
+    """The kit's count of a move (moved, failed, skipped, errors, notes; ``republished`` the
+    messages at their delivery limit written back to the source) plus RabbitMQ's own."""
 
-    moved: int = 0
-    failed: int = 0
-    skipped: int = 0
     delivered: int = 0
     moved_redelivered: int = 0
     uncertain: int = 0  # published or confirmed when the connection broke
     stripped_user_id: int = 0
     stripped_cc: int = 0
-    kept: int = 0  # held messages at their delivery limit, re-published to the source
     # the smallest window move_window_bytes imposed: (messages, average message bytes)
     narrowed: tuple[int, float] | None = None
-    errors: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
     stopped_early: str | None = None
 
 
-def journal_dir() -> Path:
-    """Where running moves are recorded (to detect an interrupted earlier run)."""
-    from mqtop.kernel.paths import default_state_dir
-
-    return default_state_dir() / "rabbitmq-moves"
-
-
-@dataclass
-class Journal:
-    """A file that exists while a move runs; left behind, it marks an interrupted run."""
-
-    path: Path
-    run: str
-    previous: dict[str, Any] | None = None
-
-    @classmethod
-    def open(cls, broker: str, source: str, destination: str, run: str, window: int) -> Journal:
-        key = hashlib.sha256(f"{broker}\0{source}\0{destination}".encode()).hexdigest()[:24]
-        path = journal_dir() / f"{key}.json"
-        previous = None
-        with contextlib.suppress(OSError, ValueError):
-            data = json.loads(path.read_text())
-            if isinstance(data, dict):
-                previous = data
-        record = {
-            "run": run,
-            "pid": os.getpid(),
-            "started": time.time(),
-            "window": window,
-            "broker": broker,
-            "source": source,
-            "destination": destination,
-        }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, path)
-        return cls(path, run, previous)
-
-    def interrupted(self) -> dict[str, Any] | None:
-        """The earlier run of the same move if it died without finishing."""
-        prev = self.previous
-        if not prev or prev.get("run") == self.run:
-            return None
-        pid = prev.get("pid")
-        if isinstance(pid, int) and pid != os.getpid() and process_alive(pid):
-            return None  # still running (reported separately)
-        return prev
-
-    def concurrent(self) -> dict[str, Any] | None:
-        """An earlier run of the same move that is still alive."""
-        prev = self.previous
-        if not prev:
-            return None
-        pid = prev.get("pid")
-        if isinstance(pid, int) and pid != os.getpid() and process_alive(pid):
-            return prev
-        return None
-
-    def close(self) -> None:
-        """The run finished (completely or with a clean stop): forget it."""
-        with contextlib.suppress(OSError):
-            data = json.loads(self.path.read_text())
-            if data.get("run") == self.run:
-                self.path.unlink()
+def open_journal(broker: str, source: str, destination: str, window: int) -> MoveJournal:
+    """The journal of a move about to start, written before the first message is taken."""
+    journal = MoveJournal("rabbitmq", broker, source, destination)
+    journal.write(window=window, broker=broker, source=source, destination=destination)
+    return journal
 
 
 def journal_notes(
-    journal: Journal, outcome: MoveOutcome, window: int, dst_label: str, notes: list[str]
+    journal: MoveJournal, outcome: MoveOutcome, window: int, dst_label: str, notes: list[str]
 ) -> int:
     """Note an interrupted earlier run; forget this one when it finished cleanly. Returns
     how many moved messages may be duplicates because of the earlier run."""
     possible = 0
     previous = journal.interrupted()
     if previous is not None:
-        prev_window = int(previous.get("window") or window)
+        prev_window = _whole(previous.get("window")) or window
         possible = min(prev_window, outcome.moved_redelivered)
-        when = dt.datetime.fromtimestamp(float(previous.get("started") or 0), tz=dt.UTC)
+        when = dt.datetime.fromtimestamp(_seconds(previous.get("started")), tz=dt.UTC)
         notes.append(
             f"an earlier run of this move (run {previous.get('run')}, started "
             f"{when:%Y-%m-%d %H:%M:%S}Z) was interrupted: {possible} of the messages "
@@ -156,15 +94,35 @@ def journal_notes(
     return possible
 
 
-def outcome_notes(
-    outcome: MoveOutcome, spec: MoveSpec, limit: int | None, window_bytes: int, window: int
-) -> list[str]:
-    """What the operator should know about a finished move, one note per fact."""
+def _whole(value: Any) -> int:
+    """A positive whole number read from a journal (0 for anything else)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _seconds(value: Any) -> float:
+    """A time read from a journal (0 for anything else)."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    return float(value) if ok and 0 <= value < 1e11 else 0.0
+
+
+def finish_notes(outcome: MoveOutcome, spec: MoveSpec, before: list[str]) -> None:
+    """The outcome's notes in the order the operator reads them: ``before`` (other runs of
+    the move), then what this run found (:func:`outcome_notes`)."""
+    during = list(outcome.notes)
+    outcome.notes = []
+    for text in (*before, *outcome_notes(outcome, spec, during)):
+        outcome.note(text)
+
+
+def outcome_notes(outcome: MoveOutcome, spec: MoveSpec, during: list[str]) -> list[str]:
+    """What the operator should know about a finished move, one note per fact (``during``:
+    the notes the mover made as it ran)."""
     src_label = spec.source_label
+    limit, window, window_bytes = spec.delivery_limit, spec.window, spec.window_bytes
     notes: list[str] = []
     if outcome.stopped_early:
         notes.append(outcome.stopped_early)
-    notes.extend(outcome.notes)
+    notes.extend(during)
     if outcome.skipped:
         notes.append(
             f"{outcome.skipped} message(s) did not match the filter and were returned to "
@@ -182,9 +140,9 @@ def outcome_notes(
             f"a time (move_window_bytes {window_bytes // 1024} KiB; "
             f"move_window {window})"
         )
-    if outcome.kept:
+    if outcome.republished:
         notes.append(
-            f"{outcome.kept} message(s) left in {src_label} had used up their delivery "
+            f"{outcome.republished} message(s) left in {src_label} had used up their delivery "
             f"limit ({limit}): putting them back would have dropped them, so they were "
             f"re-published to the back of {src_label} ({KEPT_HEADER} header)"
         )
