@@ -35,16 +35,13 @@ from collectors.base import (
 from collectors.kit.journal import MoveJournal
 from collectors.kit.options import options_as
 from collectors.kit.tally import Tally
-from collectors.rabbitmq.amqp import open_connection
+from collectors.rabbitmq.amqp import close_quietly, open_connection
 from collectors.rabbitmq.api import ManagementApi
 from collectors.rabbitmq.deadletters import QueueDetails
 from collectors.rabbitmq.messages import (
     KEPT_HEADER,
-    REPLAY_HEADER,
     delivery_count,
     kept_copy,
-    message_id,
-    strip_for_republish,
     to_peeked,
 )
 from collectors.rabbitmq.mover import Mover
@@ -96,9 +93,7 @@ class RabbitMQActions:
         try:
             yield conn
         finally:
-            with contextlib.suppress(Exception):
-                if conn.is_open:
-                    conn.close()
+            close_quietly(conn)
 
     def _declare(self, vhost: str, name: str) -> tuple[int, int] | None:
         """(ready, consumers) of a queue, None when it does not exist."""
@@ -304,17 +299,7 @@ class RabbitMQActions:
         def connect(vhost: str) -> Any:
             return open_connection(self.options, vhost)
 
-        return await asyncio.to_thread(
-            republish_one,
-            connect,
-            src,
-            dst,
-            request,
-            identify=message_id,
-            strip=strip_for_republish,
-            username=self._username,
-            replay_header=REPLAY_HEADER,
-        )
+        return await asyncio.to_thread(republish_one, connect, src, dst, request, self._username)
 
     async def replay_target(self, dlq: str) -> str | None:
         vhost, name = await self._resolve(dlq)

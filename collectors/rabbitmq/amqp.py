@@ -3,6 +3,7 @@ own logging kept quiet, and the passive declares of the fallback mode."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
 import threading
@@ -94,6 +95,13 @@ def open_connection(
             f"AMQP at {params.host}:{params.port}: no connection within "
             f"{params.stack_timeout:.2g}s (TCP, TLS and the AMQP handshake)"
         ) from None
+
+
+def close_quietly(conn: Any) -> None:
+    """Close a pika connection if it is open; never raises (closing is best effort)."""
+    with contextlib.suppress(Exception):
+        if conn.is_open:
+            conn.close()
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
@@ -190,10 +198,6 @@ class PassiveProbe:
         """Close every connection (never raises)."""
         with self._lock:
             for conn in self._conns.values():
-                try:
-                    if conn.is_open:
-                        conn.close()
-                except Exception:  # noqa: S110 - closing is best effort
-                    pass
+                close_quietly(conn)
             self._conns.clear()
             self._channels.clear()

@@ -146,8 +146,6 @@ def kept_copy(properties: Any, username: str | None, count: int, limit: int) -> 
     would refuse (a ``user_id`` not the connecting user's) and what would copy it elsewhere
     (``CC``/``BCC``): those go into an ``x-mqtop-kept`` table with why and when.
     """
-    from pika import spec
-
     headers = dict(properties.headers or {})
     user_id, taken = strip_for_republish(headers, properties.user_id, username)
     headers[KEPT_HEADER] = {
@@ -157,6 +155,13 @@ def kept_copy(properties: Any, username: str | None, count: int, limit: int) -> 
         "time": dt.datetime.now(tz=dt.UTC).replace(microsecond=0, tzinfo=None),
         **taken,
     }
+    return copied_properties(properties, headers, user_id)
+
+
+def copied_properties(properties: Any, headers: dict[str, Any], user_id: str | None) -> Any:
+    """Every property of a received message as it came, but ``headers`` and ``user_id``."""
+    from pika import spec
+
     values = {name: getattr(properties, name, None) for name in PROPERTY_NAMES}
     values.update(headers=headers, user_id=user_id)
     return spec.BasicProperties(**values)

@@ -9,20 +9,22 @@ A failure before the confirmation puts the original back too: nothing is lost.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from collectors.base import RepublishRequest, RepublishResult
-from collectors.rabbitmq.messages import PROPERTY_NAMES
+from collectors.rabbitmq.amqp import close_quietly
+from collectors.rabbitmq.messages import (
+    REPLAY_HEADER,
+    copied_properties,
+    message_id,
+    strip_for_republish,
+)
 from mqtop.kernel.errors import ActionFailed
 
 SEARCH_LIMIT = 5100  # messages read at most to find one (the DLQ browser peeks up to 5,000)
 MISSING = "not in the source any more: already replayed, consumed or expired"
-
-Identify = Callable[[Any, bytes], str]  # (properties, body) -> the id peek gave the message
-Strip = Callable[[dict[str, Any], "str | None", "str | None"], tuple["str | None", dict[str, Any]]]
 
 
 def republish_one(
@@ -30,11 +32,7 @@ def republish_one(
     source: tuple[str, str],
     destination: tuple[str, str],
     request: RepublishRequest,
-    *,
-    identify: Identify,
-    strip: Strip,
     username: str | None,
-    replay_header: str,
 ) -> RepublishResult:
     """Find, publish (confirmed), acknowledge; blocking (run it in a thread)."""
     import pika.exceptions
@@ -49,7 +47,7 @@ def republish_one(
             method, properties, body = channel.basic_get(source[1], auto_ack=False)
             if method is None:
                 break
-            if body == original.body and identify(properties, body) == original.id:
+            if body == original.body and message_id(properties, body) == original.id:
                 found = (method, properties)
                 break
         if found is None:
@@ -60,7 +58,7 @@ def republish_one(
             publisher_conn = connect(destination[0])
         publisher = publisher_conn.channel()
         publisher.confirm_delivery()
-        outgoing = _properties(properties, request, strip, username, replay_header)
+        outgoing = _properties(properties, request, username)
         try:
             publisher.basic_publish("", destination[1], request.body, outgoing, mandatory=True)
         except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
@@ -74,37 +72,25 @@ def republish_one(
         return RepublishResult(True, True)
     finally:
         for each in {id(publisher_conn): publisher_conn, id(conn): conn}.values():
-            with contextlib.suppress(Exception):
-                if each.is_open:
-                    each.close()
+            close_quietly(each)
 
 
-def _properties(
-    properties: Any,
-    request: RepublishRequest,
-    strip: Strip,
-    username: str | None,
-    replay_header: str,
-) -> Any:
+def _properties(properties: Any, request: RepublishRequest, username: str | None) -> Any:
     """Every property kept; the headers as received unless the operator edited them; what
     the broker sets on delivery taken out; a replay header saying it was edited."""
-    from pika import spec
-
     received = dict(properties.headers or {})
     edited = request.headers is not request.original.headers and _changed(request)
     headers = dict(request.headers) if edited else received
-    user_id, taken = strip(headers, properties.user_id, username)
-    previous = headers.pop(replay_header, None)
+    user_id, taken = strip_for_republish(headers, properties.user_id, username)
+    previous = headers.pop(REPLAY_HEADER, None)
     count = previous.get("count", 0) + 1 if isinstance(previous, Mapping) else 1
     stamp = dt.datetime.now(tz=dt.UTC).replace(microsecond=0, tzinfo=None)
     entry: dict[str, Any] = {"count": count, "time": stamp, **taken}
     if request.body != request.original.body or edited:
         entry["edited"] = True
     if request.mode == "replay":
-        headers[replay_header] = entry
-    values = {name: getattr(properties, name, None) for name in PROPERTY_NAMES}
-    values.update(headers=headers, user_id=user_id)
-    return spec.BasicProperties(**values)
+        headers[REPLAY_HEADER] = entry
+    return copied_properties(properties, headers, user_id)
 
 
 def _changed(request: RepublishRequest) -> bool:
