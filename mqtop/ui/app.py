@@ -36,6 +36,7 @@ from mqtop.lint.model import Finding
 from mqtop.lint.runner import run_lint
 from mqtop.ui.alerting import AlertSource, LockedAlerts, make_alert_source
 from mqtop.ui.alerts import AlertsScreen
+from mqtop.ui.arranged import Arrangement
 from mqtop.ui.backend import EngineThread
 from mqtop.ui.base import DashboardScreen
 from mqtop.ui.command import CommandBar, Target, targets
@@ -48,6 +49,7 @@ from mqtop.ui.messages import DataRefreshed, StoreChanged
 from mqtop.ui.modals import ConfirmModal, HelpScreen
 from mqtop.ui.overview import OverviewScreen
 from mqtop.ui.prefs import Prefs, default_prefs_path, load_prefs, save_prefs
+from mqtop.ui.release import release
 from mqtop.ui.rows import DEFAULT_ORDER
 from mqtop.ui.screentext import svg_text
 
@@ -243,13 +245,17 @@ class MqtopApp(App[int]):
         self._refreshing = True
         self._refresh_started = time.monotonic()
         self._dirty = False
-        self._build_data(dict(self.engine.statuses), self.clock())
+        overview = next((s for s in self.screen_stack if isinstance(s, OverviewScreen)), None)
+        arrangement = overview.arrangement if overview is not None else None
+        self._build_data(dict(self.engine.statuses), self.clock(), arrangement)
 
     @work(thread=True, group="refresh", exit_on_error=False)
-    def _build_data(self, statuses: dict[str, BrokerStatus], now: float) -> None:
+    def _build_data(
+        self, statuses: dict[str, BrokerStatus], now: float, arrangement: Arrangement | None
+    ) -> None:
         started = time.thread_time()
         try:
-            data, events = compute_data(self.engine, self.alert_source, statuses, now)
+            data, events = compute_data(self.engine, self.alert_source, statuses, now, arrangement)
             self.last_build_cpu = time.thread_time() - started
         except Exception as exc:
             self.call_from_thread(self._refresh_failed, exc)
@@ -274,7 +280,9 @@ class MqtopApp(App[int]):
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     def _apply(self, data: DashboardData, events: list[AlertEvent]) -> None:
-        self.data = data
+        previous, self.data = self.data, data
+        release(previous)  # freed on another thread, not here
+        del previous
         self.refresh_count += 1
         self._refreshing = False
         self._pop_up(events)

@@ -10,6 +10,7 @@ from alerts.model import Alert, AlertEvent, AlertState
 from mqtop.engine import Engine
 from mqtop.kernel.model import BrokerStatus, SeriesKey, SeriesView
 from mqtop.ui.alerting import AlertSource
+from mqtop.ui.arranged import Arranged, Arrangement, by_broker_totals, prepare
 from mqtop.ui.rows import Row, build_rows, name_widths
 from mqtop.ui.totals import Totals, totals
 
@@ -36,6 +37,9 @@ class DashboardData:
     totals: Totals | None = None
     broker_totals: tuple[tuple[str, Totals], ...] = ()
     names: Mapping[str, int] | None = None  # name column widths of every row (name_widths)
+    # the rows arranged (sorted, filtered, grouped) for the overview as it was when the build
+    # started, in the worker: the UI thread only swaps them in (None: no overview)
+    arranged: Arranged | None = None
 
     def view(self, key: SeriesKey) -> SeriesView | None:
         """The view of one series, if present."""
@@ -62,8 +66,10 @@ def compute_data(
     alerts: AlertSource,
     statuses: dict[str, BrokerStatus],
     now: float,
+    arrangement: Arrangement | None = None,
 ) -> tuple[DashboardData, list[AlertEvent]]:
-    """Evaluate alerts and build the rows (runs in a worker thread; reads the store only)."""
+    """Evaluate alerts and build the rows (runs in a worker thread; reads the store only),
+    arranged for the overview's ``arrangement`` when given."""
     store = engine.store
     events = alerts.evaluate(store, statuses, now)
     current = alerts.alerts()
@@ -74,10 +80,10 @@ def compute_data(
     firing = [a for a in current if a.state == AlertState.FIRING and not a.silenced]
     now_true = [a for a in firing if a.held_until is None]
     problems = [a for a in now_true if a.severity in ("warning", "critical")]
-    by_broker: dict[str, list[Row]] = {}
-    for row in rows:
-        if row.header is None:
-            by_broker.setdefault(row.broker, []).append(row)
+    overall, each, names = totals(rows), by_broker_totals(rows), name_widths(rows)
+    arranged = None
+    if arrangement is not None:
+        arranged = prepare(rows, arrangement, statuses, every=(overall, each, names))
     return (
         DashboardData(
             time=now,
@@ -93,9 +99,10 @@ def compute_data(
             info_count=len(now_true) - len(problems),
             held_count=len(firing) - len(now_true),
             polled=any(s.up is not None for s in statuses.values()) or bool(views),
-            totals=totals(rows),
-            broker_totals=tuple((b, totals(m)) for b, m in sorted(by_broker.items())),
-            names=name_widths(rows),
+            totals=overall,
+            broker_totals=each,
+            names=names,
+            arranged=arranged,
         ),
         events,
     )

@@ -16,6 +16,7 @@ from textual.widgets import Footer, Input, Static
 from mqtop.kernel.durations import humanize_seconds
 from mqtop.kernel.model import BrokerStatus
 from mqtop.kernel.safe import safe_text
+from mqtop.ui.arranged import Arranged, Arrangement, prepare
 from mqtop.ui.base import DashboardScreen
 from mqtop.ui.columns import ColumnsScreen
 from mqtop.ui.formats import SEVERITY_SYMBOL
@@ -26,11 +27,10 @@ from mqtop.ui.rows import (
     DEFAULT_ORDER,
     SORTABLE,
     Row,
-    arrange,
     dlq_target,
     sparkline,
 )
-from mqtop.ui.totals import totals, totals_line, totals_words
+from mqtop.ui.totals import totals_line
 from mqtop.ui.vtable import SeriesTable
 
 TREND_WINDOW = 300.0
@@ -79,6 +79,11 @@ def broker_line(statuses: Iterable[BrokerStatus], now: float) -> Text:
     return text
 
 
+def _shape(plain: str) -> tuple[int, list[int]]:
+    """Length and word breaks of a line: equal shapes wrap into the same number of lines."""
+    return len(plain), [i for i, c in enumerate(plain) if c in " \n"]
+
+
 class OverviewScreen(DashboardScreen):
     """One table of every series across brokers."""
 
@@ -95,6 +100,7 @@ class OverviewScreen(DashboardScreen):
         self._dirty = True
         self._shown = 0
         self._trend_cache: dict[tuple[object, int], str] = {}
+        self._header_text: dict[str, Text] = {}
 
     def compose(self) -> ComposeResult:
         yield Static(id="title")
@@ -139,19 +145,25 @@ class OverviewScreen(DashboardScreen):
         if self.is_current:
             self._update_header()
 
+    @property
+    def arrangement(self) -> Arrangement:
+        """The current sort, filter and grouping (the data build arranges rows for it)."""
+        return Arrangement(
+            self.sort_column, self.sort_descending, self.filter_text, self.group_by_broker
+        )
+
     def rebuild(self) -> None:
-        """Arrange the current rows and hand them to the table (visible rows render lazily)."""
+        """Show the current rows: as the worker arranged them when the arrangement is still
+        the same (no per-row work here), else arranged now; visible rows render lazily."""
         self._dirty = False
         data = self.host.data
-        rows = arrange(
-            data.rows,
-            sort=self.sort_column,
-            descending=self.sort_descending,
-            filter_text=self.filter_text,
-            group_by_broker=self.group_by_broker,
-            statuses=data.statuses,
-            describe=lambda members: totals_words(totals(members)),
-        )
+        arrangement = self.arrangement
+        arranged = data.arranged
+        if arranged is None or arranged.arrangement != arrangement:
+            every = None
+            if data.totals is not None and data.names is not None:
+                every = (data.totals, data.broker_totals, data.names)
+            arranged = prepare(data.rows, arrangement, data.statuses, every=every)
         table = self.table
         if self.filter_text:
             table.empty_text = f"no series match {safe_text(self.filter_text, 60)!r}"
@@ -159,28 +171,18 @@ class OverviewScreen(DashboardScreen):
             table.empty_text = "waiting for the first poll…"
         else:
             table.empty_text = "no series: the brokers report no queues (see include / exclude)"
-        # every row shown: the worker measured the names already (no per-row work here)
-        table.set_rows(rows, names=None if self.filter_text else data.names)
-        self._shown = sum(1 for r in rows if not r.is_header) if self.group_by_broker else len(rows)
-        self._draw_totals(rows)
+        table.show(arranged)
+        self._shown = arranged.shown
+        self._draw_totals(arranged)
         self._update_header()
 
-    def _draw_totals(self, rows: list[Row]) -> None:
+    def _draw_totals(self, arranged: Arranged) -> None:
         box = self.query_one("#totals", Static)
         if not box.display:
             return
-        data = self.host.data
-        if not self.filter_text and data.totals is not None:
-            # every row is shown: the worker summed them already (no per-row work here)
-            overall, each = data.totals, data.broker_totals
-        else:
-            shown = [r for r in rows if not r.is_header]
-            by_broker: dict[str, list[Row]] = {}
-            for row in shown:
-                by_broker.setdefault(row.broker, []).append(row)
-            overall, each = totals(shown), tuple((b, totals(m)) for b, m in by_broker.items())
+        each = arranged.broker_totals
         brokers = [(safe_text(b, 20), t) for b, t in sorted(each, key=lambda item: item[0])]
-        box.update(totals_line(overall, brokers, (self.size.width or 80) - 2))
+        box.update(totals_line(arranged.totals, brokers, (self.size.width or 80) - 2))
 
     def _update_header(self) -> None:
         data = self.host.data
@@ -211,7 +213,7 @@ class OverviewScreen(DashboardScreen):
         title.append(f" · sort {column} {'▼' if self.sort_descending else '▲'}", "dim")
         if self.group_by_broker:
             title.append(" · grouped by broker", "dim")
-        self.query_one("#title", Static).update(title)
+        self._put("#title", title)
         config = self.host.config
         names = [b.name for b in config.brokers] + [s.name for s in config.sources]
         # the engine's own statuses: newer than the last data build's copy
@@ -220,9 +222,18 @@ class OverviewScreen(DashboardScreen):
         # brokers read from a source: only those down (a fleet has too many to list); from the
         # build's copy, which the engine's thread does not change while this iterates
         statuses += [s for n, s in data.statuses.items() if s.up is False and n not in names]
-        self.query_one("#brokers", Static).update(
-            broker_line([s for s in statuses if s is not None], now)
-        )
+        self._put("#brokers", broker_line([s for s in statuses if s is not None], now))
+
+    def _put(self, selector: str, text: Text) -> None:
+        """Show ``text`` in a header line: nothing when unchanged (the once-a-second tick),
+        and no layout of the whole screen when only characters changed in place ("3s ago"
+        to "4s ago": same length, same word breaks, so the same number of lines)."""
+        shown = self._header_text.get(selector)
+        if shown is not None and shown == text:
+            return
+        self._header_text[selector] = text
+        same_shape = shown is not None and _shape(shown.plain) == _shape(text.plain)
+        self.query_one(selector, Static).update(text, layout=not same_shape)
 
     # -- trend sparkline (visible rows only) -----------------------------------------
 

@@ -23,8 +23,10 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from mqtop.kernel.model import SeriesKey
+from mqtop.ui.arranged import Arranged
 from mqtop.ui.formats import fold_group, truncate_middle
 from mqtop.ui.keys import NAVIGATION, bindings
+from mqtop.ui.release import release
 from mqtop.ui.rows import (
     COLUMN_BY_KEY,
     DEFAULT_ORDER,
@@ -192,25 +194,47 @@ class SeriesTable(ScrollView, can_focus=True):
     ) -> None:
         """Replace every row; keep the cursor on the same series when it is still there
         (``names``: the rows' name widths when the caller has them, else measured here)."""
+        self._replace(
+            rows,
+            keep,
+            name_widths(rows) if names is None else names,
+            None,
+            (any(map(_GROUP, rows)), any(s is not None for s in map(_STUCK, rows))),
+        )
+
+    def show(self, arranged: Arranged, keep: SeriesKey | None = None) -> None:
+        """Replace every row with rows arranged beforehand (in a worker): no per-row work
+        here, so the cost is the visible rows' rendering whatever the number of rows."""
+        self._replace(
+            arranged.rows,
+            keep,
+            arranged.names,
+            arranged.positions,
+            (arranged.has_groups, arranged.has_stuck),
+        )
+
+    def _replace(
+        self,
+        rows: list[Row],
+        keep: SeriesKey | None,
+        names: Mapping[str, int],
+        positions: Mapping[SeriesKey, int] | None,
+        flags: tuple[bool, bool],
+    ) -> None:
         current = keep if keep is not None else self._cursor_key()
-        self._rows = rows
+        previous, self._rows = self._rows, rows
+        release(previous)  # 50,000 rows are freed on another thread, not here
+        del previous
         self._cache.clear()
-        has_groups = any(map(_GROUP, rows))
-        has_stuck = any(s is not None for s in map(_STUCK, rows))
-        names = name_widths(rows) if names is None else dict(names)
-        if (has_groups, has_stuck, names) != (self._has_groups, self._has_stuck, self._names):
-            self._has_groups = has_groups
-            self._has_stuck = has_stuck
-            self._names = names
+        if (flags, names) != ((self._has_groups, self._has_stuck), self._names):
+            self._has_groups, self._has_stuck = flags
+            self._names = dict(names)
             self._layout_width = -1
         self.virtual_size = Size(self._content_width(), len(rows) + 1)
         index = 0
         if current is not None:
-            try:
-                # C-speed search; separator rows never share a series key (queue is "")
-                index = list(map(_KEY, rows)).index(current)
-            except ValueError:
-                index = min(self.cursor, max(0, len(rows) - 1))
+            found = positions.get(current) if positions is not None else _position(rows, current)
+            index = min(self.cursor, max(0, len(rows) - 1)) if found is None else found
         if rows and rows[index].is_header and index + 1 < len(rows):
             index += 1
         self.cursor = index
@@ -438,6 +462,15 @@ class SeriesTable(ScrollView, can_focus=True):
             self.action_activate()
         else:
             self.cursor = index
+
+
+def _position(rows: Sequence[Row], key: SeriesKey) -> int | None:
+    """Where the series ``key`` is in ``rows`` (C-speed search; None: not there)."""
+    try:
+        # separator rows never share a series key (queue is "")
+        return list(map(_KEY, rows)).index(key)
+    except ValueError:
+        return None
 
 
 def _fit(text: str, width: int, align: str) -> str:
