@@ -4,8 +4,9 @@ One poll is one instant query (``/api/v1/query``) for every ``mqtop_*`` family u
 source's selector; the answer becomes one snapshot per remote broker, so the store, the alert
 evaluator, ``mqtop metrics`` / ``check`` and the dashboard use it like a poll of a broker. The
 first successful poll also reads the recent past with ``/api/v1/query_range`` (server-side
-step) for the metrics whose rules have a ``for:`` or a window, so ``for:`` counts from
-Prometheus' history. Charts ask :meth:`SourceReader.history` for any range.
+step) for the rules that have a ``for:`` or a window: per metric and ``match``, its own span,
+only the series the ``match`` selects, so ``for:`` counts from Prometheus' history. Charts
+ask :meth:`SourceReader.history` for any range.
 
 A remote broker is named after the ``name_labels`` values of its series and its ``broker``
 label (``eu-1/rabbit``). Series of a broker that the local config also has (same name, same
@@ -25,6 +26,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from alerts.promrules import INFO_ONLY_LABELS, matchers
 from mqtop.kernel.model import (
     PUBLIC_METRIC_NAMES,
     BrokerSnapshot,
@@ -203,47 +205,61 @@ class SourceReader:
         parts.extend(extra)
         return "{" + ", ".join(parts) + "}"
 
-    async def poll(self, now: float, backfill: tuple[frozenset[str], float] | None) -> PollResult:
-        """Current values (and, the first time, ``backfill`` = (metrics, seconds) of history)."""
+    async def poll(self, now: float, backfill: Sequence[Backfill] = ()) -> PollResult:
+        """Current values (and, the first time, the history ``backfill`` asks for)."""
         data = await self._api("query", {"query": self.selector(FAMILIES)})
         parsed = await asyncio.to_thread(self._parse_instant, data)
         history: tuple[Any, ...] = ()
         warnings: list[str] = []
-        if backfill is not None and not self.backfilled and backfill[0] and backfill[1] > 0:
-            history = await self._backfill(backfill[0], backfill[1], now, parsed)
+        if backfill and not self.backfilled:
+            history = await self._backfill(backfill, now, parsed)
         self.backfilled = True
         if parsed.skipped:
             warnings.append(f"{parsed.skipped} malformed entries in the answer were skipped")
         return PollResult(self._snapshots(parsed, now), history, tuple(warnings))
 
     async def _backfill(
-        self, metrics: frozenset[str], span: float, now: float, parsed: Parsed
+        self, plan: Sequence[Backfill], now: float, parsed: Parsed
     ) -> tuple[Any, ...]:
-        """History for ``for:`` and windows: the whole span at a step of at most 1/240 of it,
-        and the last 240 poll intervals at the poll interval, so short ``for:`` durations are
-        exact and long ones are never more than 0.5 % off (late, never early)."""
-        names = sorted(m for m in metrics if m in PUBLIC_METRIC_NAMES)
-        tiers = [(span, max(self.interval, span / 240.0, 1.0))]
-        recent = min(span, 240 * self.interval)
-        if tiers[0][1] > self.interval and recent > 0:
-            tiers.append((recent, max(self.interval, 1.0)))
+        """History for ``for:`` and windows, read per rule need (a metric, its span, the
+        rules' ``match`` as label matchers): the whole span at a step of at most 1/240 of
+        it, and the last 240 poll intervals at the poll interval, so short ``for:`` durations
+        are exact and long ones are never more than 0.5 % off (late, never early)."""
         rows: dict[tuple[SeriesKey, float], dict[str, float | None]] = {}
-        for seconds, step in tiers:
-            data = await self._api(
-                "query_range",
-                {
-                    "query": self.selector(names),
-                    "start": f"{now - seconds:.3f}",
-                    "end": f"{now - 0.001:.3f}",
-                    "step": f"{step:g}",
-                },
-            )
-            await asyncio.to_thread(self._parse_history, data, rows)
+        for need in plan:
+            for seconds, step in self._tiers(need.span):
+                data = await self._api(
+                    "query_range",
+                    {
+                        "query": self._backfill_query(need),
+                        "start": f"{now - seconds:.3f}",
+                        "end": f"{now - 0.001:.3f}",
+                        "step": f"{step:g}",
+                    },
+                )
+                await asyncio.to_thread(self._parse_history, data, rows)
         out = []
         for (key, t), row in sorted(rows.items(), key=lambda item: item[0][1]):
             kind, dlq = parsed.info.get(key, ("queue", None))
             out.append((key, kind, dlq, t, row))
         return tuple(out)
+
+    def _tiers(self, span: float) -> list[tuple[float, float]]:
+        """(seconds, step) of the range queries reading ``span`` seconds of history."""
+        tiers = [(span, max(self.interval, span / 240.0, 1.0))]
+        recent = min(span, 240 * self.interval)
+        if tiers[0][1] > self.interval and recent > 0:
+            tiers.append((recent, max(self.interval, 1.0)))
+        return tiers
+
+    def _backfill_query(self, need: Backfill) -> str:
+        """The series of one history need: its metric under the source's selector and the
+        rules' ``match`` (``kind`` through ``mqtop_queue_info``, as exported rules do)."""
+        value = self.selector([need.metric], [need.series] if need.series else [])
+        if not need.info:
+            return value
+        info = self.selector([INFO], [need.info])
+        return f"{value} and ignoring({', '.join(INFO_ONLY_LABELS)}) {info}"
 
     async def history(
         self, key: SeriesKey, metric: str, start: float, end: float, points: int
@@ -463,18 +479,36 @@ def _decode(body: bytes) -> Any:
         return None
 
 
-def backfill_plan(rules: Iterable[Any], interval: float) -> tuple[frozenset[str], float] | None:
-    """(metrics, seconds) of history the rules need for ``for:`` and windows (None: none)."""
-    metrics: set[str] = set()
-    span = 0.0
+@dataclass(frozen=True, slots=True)
+class Backfill:
+    """History one or more rules need: a metric over ``span`` seconds, only of the series
+    their ``match`` selects (``series``: label matchers of the value series; ``info``: of
+    ``mqtop_queue_info``, for ``kind``, joined in the query)."""
+
+    metric: str
+    span: float
+    series: str = ""
+    info: str = ""
+
+
+def backfill_plan(rules: Iterable[Any], interval: float) -> tuple[Backfill, ...]:
+    """What history the rules need for ``for:`` and windows: per metric and ``match``, the
+    longest ``for`` + ``window`` of those rules (plus two poll intervals); empty: none."""
+    spans: dict[tuple[str, str, str], float] = {}
     for rule in rules:
         need = float(rule.for_) + float(rule.window or 0.0)
-        if need > 0:
-            metrics.add(rule.metric)
-            span = max(span, need)
-    if not metrics:
-        return None
-    return frozenset(metrics), span + 2 * interval
+        if need > 0 and rule.metric in PUBLIC_METRIC_NAMES:
+            series, info = matchers(rule.match)
+            ident = (rule.metric, series, info)
+            spans[ident] = max(spans.get(ident, 0.0), need + 2 * interval)
+    # a rule matching every series of a metric makes that metric's narrower reads redundant
+    broad = {metric: span for (metric, series, info), span in spans.items() if not (series or info)}
+    return tuple(
+        Backfill(metric, span, series, info)
+        for (metric, series, info), span in sorted(spans.items())
+        if series or info
+        if span > broad.get(metric, 0.0)
+    ) + tuple(Backfill(metric, span) for metric, span in sorted(broad.items()))
 
 
 def _down(broker: str, broker_type: str, now: float, error: str) -> BrokerSnapshot:

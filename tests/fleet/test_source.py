@@ -242,7 +242,7 @@ async def test_a_charts_metrics_are_read_in_one_range_query(fleet: Fleet):
         PrometheusSource(type="prometheus", name="fleet", url=fleet.prometheus.url)
     )
     try:
-        result = await reader.poll(time.time(), None)
+        result = await reader.poll(time.time())
         assert any(s.broker == "us-1/cache" for s in result.snapshots)
         key = SeriesKey("us-1/cache", fleet.us)
         end = time.time()
@@ -256,5 +256,40 @@ async def test_a_charts_metrics_are_read_in_one_range_query(fleet: Fleet):
         assert together == alone
         assert together[0] and {v for _, v in together[0]} == {7.0}
         assert [] in together  # Redis lists have no consumer lag: no points, not zeros
+    finally:
+        await reader.aclose()
+
+
+async def test_the_first_polls_history_reads_only_the_series_the_rules_match(fleet: Fleet):
+    """The history read for `for:` follows the rules' match: a `kind` match (a join with
+    mqtop_queue_info in Prometheus) and a queue glob select the one queue, a kind no queue has
+    reads nothing."""
+    import asyncio
+
+    from alerts.config import AlertRule
+    from mqtop.sources.config import PrometheusSource
+    from mqtop.sources.prometheus import SourceReader, backfill_plan
+
+    def plan(match: dict[str, str]):
+        rule = {"name": "a", "metric": "queue_length", "threshold": 1, "for": "30s"}
+        return backfill_plan([AlertRule.model_validate({**rule, "match": match})], 5.0)
+
+    reader = SourceReader(
+        PrometheusSource(type="prometheus", name="fleet", url=fleet.prometheus.url)
+    )
+    # Prometheus holds some scrapes of the fleet (a fresh one has none to read back)
+    await asyncio.sleep(max(0.0, fleet.backlog_since + 20 - time.time()))
+    try:
+        first = await reader.poll(time.time())
+        kinds = {s.key.queue: s.kind for snap in first.snapshots for s in snap.series}
+        kind = kinds[fleet.eu]
+        reader.backfilled = False
+        eu = await reader.poll(time.time(), plan({"kind": kind, "queue": f"{fleet.prefix}:e*"}))
+        assert eu.history, "no history read"
+        assert {key.queue for key, *_ in eu.history} == {fleet.eu}
+        assert {row["queue_length"] for *_, row in eu.history} == {float(BACKLOG)}
+        reader.backfilled = False
+        nothing = await reader.poll(time.time(), plan({"kind": f"{kind}-no-such-kind"}))
+        assert nothing.history == ()
     finally:
         await reader.aclose()

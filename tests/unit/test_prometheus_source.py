@@ -8,7 +8,7 @@ import pytest
 from alerts.config import AlertRule
 from mqtop.kernel.model import SeriesKey
 from mqtop.sources.config import PrometheusSource
-from mqtop.sources.prometheus import SourceError, SourceReader, backfill_plan
+from mqtop.sources.prometheus import Backfill, SourceError, SourceReader, backfill_plan
 
 
 def reader(local=(), labels=None, **options) -> SourceReader:
@@ -109,8 +109,46 @@ def test_backfill_plan_and_selector():
                                   "function": "avg", "window": "5m", "for": "1m"}),
         AlertRule.model_validate({"name": "c", "metric": "consumers", "threshold": 1}),
     ]  # fmt: skip
-    assert backfill_plan(rules, 5.0) == (frozenset({"queue_length", "error_rate"}), 610.0)
-    assert backfill_plan(rules[2:], 5.0) is None
+    # per metric, its own span (for + window + two intervals), not the longest of all rules
+    assert backfill_plan(rules, 5.0) == (
+        Backfill("error_rate", 370.0),
+        Backfill("queue_length", 610.0),
+    )
+    assert backfill_plan(rules[2:], 5.0) == ()
+    r = reader()
+    assert r._backfill_query(Backfill("queue_length", 70.0)) == (
+        '{__name__=~"mqtop_(?:queue_length)"}'
+    )
+
+
+def test_backfill_plan_turns_match_globs_into_label_matchers():
+    rules = [
+        AlertRule.model_validate({"name": "a", "metric": "dlq_length", "threshold": 0,
+                                  "function": "increase", "window": "10m",
+                                  "match": {"kind": "jobs", "queue": "orders.*"}}),
+        AlertRule.model_validate({"name": "b", "metric": "queue_length", "threshold": 1,
+                                  "for": "1m", "match": {"broker": "eu"}}),
+        # matches every queue_length series over a longer span: b's narrower read is dropped
+        AlertRule.model_validate({"name": "c", "metric": "queue_length", "threshold": 9,
+                                  "for": "2m"}),
+        # ... but not d's, which needs more history than c reads
+        AlertRule.model_validate({"name": "d", "metric": "queue_length", "threshold": 9,
+                                  "for": "5m", "match": {"queue": "x"}}),
+    ]  # fmt: skip
+    plan = backfill_plan(rules, 5.0)
+    assert plan == (
+        Backfill("dlq_length", 610.0, r'queue=~"(?s)orders\\..*"', 'kind="jobs"'),
+        Backfill("queue_length", 310.0, 'queue="x"'),
+        Backfill("queue_length", 130.0),
+    )
+    r = reader(selector='{env="prod"}')
+    assert r._backfill_query(plan[0]) == (
+        r'{__name__=~"mqtop_(?:dlq_length)", env="prod", queue=~"(?s)orders\\..*"}'
+        ' and ignoring(kind, dlq) {__name__=~"mqtop_(?:queue_info)", env="prod", kind="jobs"}'
+    )
+
+
+def test_selector():
     r = reader(selector='{cluster=~"eu-.*", env="prod"}')
     assert r.selector(["queue_length"], ['queue="a\\"b"']) == (
         '{__name__=~"mqtop_(?:queue_length)", cluster=~"eu-.*", env="prod", queue="a\\"b"}'
