@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from mqtop.kernel.model import BrokerStatus, SeriesKey
 from mqtop.ui.rows import Row, arrange, name_widths
-from mqtop.ui.totals import Totals, totals, totals_words
+from mqtop.ui.totals import Totals, totals, totals_by_broker, totals_words
 
 _KEY = operator.attrgetter("key")
 _GROUP = operator.attrgetter("group")
@@ -47,15 +47,6 @@ class Arranged:
     broker_totals: tuple[tuple[str, Totals], ...]  # of the rows shown, per broker
 
 
-def by_broker_totals(rows: Sequence[Row]) -> tuple[tuple[str, Totals], ...]:
-    """Totals of each broker's rows (separator rows skipped), by broker name."""
-    members: dict[str, list[Row]] = {}
-    for row in rows:
-        if row.header is None:
-            members.setdefault(row.broker, []).append(row)
-    return tuple((broker, totals(each)) for broker, each in sorted(members.items()))
-
-
 def prepare(
     rows: Sequence[Row],
     arrangement: Arrangement,
@@ -77,7 +68,7 @@ def prepare(
     if every is not None and not arrangement.filter_text:
         overall, each, names = every
     else:
-        overall, each = totals(shown_rows), by_broker_totals(shown_rows)
+        overall, each = totals_by_broker(shown_rows)
         names = name_widths(shown_rows)
     # a series key appears once; a separator row's key (queue "") is overwritten by a series
     # of that broker named "" if there is one, so the cursor finds the series

@@ -10,9 +10,9 @@ from alerts.model import Alert, AlertEvent, AlertState
 from mqtop.engine import Engine
 from mqtop.kernel.model import BrokerStatus, SeriesKey, SeriesView
 from mqtop.ui.alerting import AlertSource
-from mqtop.ui.arranged import Arranged, Arrangement, by_broker_totals, prepare
+from mqtop.ui.arranged import Arranged, Arrangement, prepare
 from mqtop.ui.rows import Row, build_rows, name_widths
-from mqtop.ui.totals import Totals, totals
+from mqtop.ui.totals import Totals, totals_by_broker
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def compute_data(
     firing = [a for a in current if a.state == AlertState.FIRING and not a.silenced]
     now_true = [a for a in firing if a.held_until is None]
     problems = [a for a in now_true if a.severity in ("warning", "critical")]
-    overall, each, names = totals(rows), by_broker_totals(rows), name_widths(rows)
+    (overall, each), names = totals_by_broker(rows), name_widths(rows)
     arranged = None
     if arrangement is not None:
         arranged = prepare(rows, arrangement, statuses, every=(overall, each, names))
