@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 
 from mqtop.kernel.errors import EXIT_OK, UsageError
 from mqtop.runtime import config_from_args
+from mqtop.runtime import run as run_async
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,4 +33,4 @@ def run(args: argparse.Namespace) -> int:
             await app.stop_engine()
         return app.return_code or EXIT_OK
 
-    return asyncio.run(main())
+    return run_async(main())

@@ -50,7 +50,13 @@ class EngineThread:
         self._ready.wait(10)
 
     def _main(self) -> None:
+        from mqtop.kernel.threads import DaemonDefaultExecutor
+        from mqtop.runtime import WORKERS
+
         loop = asyncio.new_event_loop()
+        # blocking broker calls run in daemon threads: one abandoned at its poll's deadline
+        # never holds the process when the operator quits
+        loop.set_default_executor(DaemonDefaultExecutor(WORKERS, "mqtop-io"))
         self._loop = loop
         asyncio.set_event_loop(loop)
         self._ready.set()
