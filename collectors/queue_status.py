@@ -42,6 +42,18 @@ from mqtop.kernel.model import SeriesKey, SeriesSample
 # series kinds judged elsewhere (Kafka / stream groups) or without a backlog (pub/sub)
 NOT_JUDGED_KINDS = frozenset({"topic", "stream", "channel"})
 
+NOT_OBSERVED = Verdict(None, "not observed yet")
+LENGTH_UNKNOWN = Verdict(None, "queue length unknown")
+NO_PROGRESS_YET = Verdict(None, "no progress seen yet; waiting for a full window")
+# verdicts whose reason does not tell a duration: they hold while the inputs do not change and
+# no window boundary is crossed (STALL / STOP and "consumers attached ...s ago" tell seconds)
+_UNTIMED_NONE = (NOT_OBSERVED, LENGTH_UNKNOWN, NO_PROGRESS_YET)
+_TREND_REASONS = frozenset({"draining", "consuming"})
+# a cached verdict is recomputed this long before a boundary (float rounding of now - window)
+_MARGIN = 1e-3
+_NEVER = float("inf")
+_NOW = float("-inf")
+
 
 class QueuePoint(NamedTuple):
     """One poll's view of one queue (None: the broker cannot tell)."""
@@ -108,8 +120,15 @@ class QueueWindow:
         "last",
         "last_empty",
         "last_progress",
+        "output",
+        "output_source",
+        "output_verdict",
+        "parked",
         "points",
+        "source",
         "spacing",
+        "valid_until",
+        "verdict",
         "window",
     )
 
@@ -122,6 +141,80 @@ class QueueWindow:
         self.last_progress: float | None = None
         self.last_empty: float | None = None
         self.attached_since: float | None = None  # consumers > 0 continuously since
+        # the incremental path (feed / judge): the last sample fed, the last verdict and the
+        # time before which it holds while the inputs stay the same; the last annotated sample
+        self.source: SeriesSample | None = None
+        self.verdict: Verdict = NOT_OBSERVED
+        self.parked = False
+        self.valid_until = _NOW
+        self.output: SeriesSample | None = None
+        self.output_source: SeriesSample | None = None
+        self.output_verdict: Verdict | None = None
+
+    def feed(self, sample: SeriesSample, now: float) -> None:
+        """:meth:`observe` one poll's sample; a sample with the inputs of the last poll (the
+        same object, or equal inputs) keeps the cached verdict valid (see :meth:`judge`)."""
+        last = self.last
+        if last is None or now <= last.time:
+            point = point_of(sample, now)
+            self.valid_until = _NOW
+        elif sample is self.source:
+            point = QueuePoint._make((now, *last[1:]))
+        else:
+            point = point_of(sample, now)
+            if point[1:] != last[1:]:
+                self.valid_until = _NOW
+        if last is None or now > last.time:
+            self.source = sample
+        self.observe(point)
+
+    def judge(self, now: float, dead_letter_queue: bool = False) -> Verdict:
+        """:meth:`evaluate`, reusing the last verdict while it holds (the inputs did not change
+        since it was computed and no window boundary was crossed)."""
+        if now < self.valid_until and dead_letter_queue is self.parked:
+            return self.verdict
+        verdict = self.evaluate(now, dead_letter_queue)
+        self.verdict = verdict
+        self.parked = dead_letter_queue
+        self.valid_until = self._holds_until(now, verdict)
+        return verdict
+
+    def _holds_until(self, now: float, verdict: Verdict) -> float:
+        """Until when ``verdict`` stays what :meth:`evaluate` says while every later poll
+        repeats the last one's inputs: each rule compares a time of the state plus the window
+        with ``now`` (it flips at most once as ``now`` grows); repeated inputs only move
+        ``last_progress`` (a reported rate > 0) or ``last_empty`` (work 0) to ``now`` and add
+        trend points of the same work."""
+        status = verdict.status
+        if status is GroupStatus.STALL or status is GroupStatus.STOP:
+            return _NOW  # the reason tells seconds
+        if status is None and verdict not in _UNTIMED_NONE:
+            return _NOW
+        last = self.last
+        if last is None or last.work is None:
+            return _NEVER if verdict is LENGTH_UNKNOWN else _NOW
+        rate = last.processing_rate
+        if rate is not None and rate > 0 and self.last_progress != last.time:
+            return _NOW  # progress will be seen at the next poll
+        window = self.window
+        until = _NEVER
+        for mark in (self.last_empty, self.last_progress, self.first_seen, self.attached_since):
+            if mark is not None and now <= mark + window < until:
+                until = mark + window
+        if status is GroupStatus.WARN or verdict.reason in _TREND_REASONS:
+            horizon = now - window
+            first: float | None = None
+            count = 0
+            for p in self.points:
+                if p.time >= horizon:
+                    if first is None:
+                        first = p.time
+                    if p.backlog is not None:
+                        count += 1
+            if first is None or count < 3:
+                return _NOW  # a few more points of the same work can make it WARN
+            until = min(until, first + window)
+        return until - _MARGIN
 
     def observe(self, point: QueuePoint) -> None:
         """Record one poll (times ascending; an older or equal time is ignored)."""
@@ -161,10 +254,10 @@ class QueueWindow:
         """Judge the queue at ``now`` (the time of the last poll)."""
         last = self.last
         if last is None or self.first_seen is None:
-            return Verdict(None, "not observed yet")
+            return NOT_OBSERVED
         work = last.work
         if work is None:
-            return Verdict(None, "queue length unknown")
+            return LENGTH_UNKNOWN
         window = self.window
         horizon = now - window
         if self.last_empty is not None and self.last_empty >= horizon:
@@ -196,7 +289,7 @@ class QueueWindow:
                 f"no consumer, nothing consumed for {still_for:.0f}s, {work:.0f} waiting",
             )
         if self.last_progress is None:
-            return Verdict(None, "no progress seen yet; waiting for a full window")
+            return NO_PROGRESS_YET
         inside = [w for w in (p.work for p in self.points if p.time >= horizon) if w is not None]
         growing = len(inside) >= 3 and inside[-1] > inside[0]
         if growing and all(b >= a for a, b in itertools.pairwise(inside)):
@@ -274,40 +367,67 @@ class QueueHealth:
         return len(self._windows)
 
     def annotate(self, series: Iterable[SeriesSample], now: float) -> tuple[SeriesSample, ...]:
-        """Feed one poll and return its samples with the health metrics added."""
-        samples = tuple(series)
-        by_queue: dict[str, SeriesSample] = {}
-        dead_letter_queues: set[str] = set()
-        for sample in samples:
-            if sample.key.group is None:
-                by_queue[sample.key.queue] = sample
-            if sample.dlq:
-                dead_letter_queues.add(sample.dlq)
+        """Feed one poll and return its samples with the health metrics added.
+
+        Incremental: a queue whose inputs did not change keeps its verdict until a window
+        boundary (:meth:`QueueWindow.judge`), and the same sample with the same verdict gets
+        the annotated sample of the last poll back, so an unchanged queue costs a few lookups.
+        """
+        samples = series if type(series) is tuple else tuple(series)
+        dead_letter_queues = {s.dlq for s in samples if s.dlq}
+        known = self._windows
         windows: dict[SeriesKey, QueueWindow] = {}
+        fed: list[QueueWindow] = []
+        span = self.window
         for sample in samples:
-            window = self._windows.get(sample.key)
+            key = sample.key
+            window = known.get(key)
             if window is None:
-                window = self._windows[sample.key] = QueueWindow(self.window)
-            window.observe(point_of(sample, now))
-            windows[sample.key] = window
-        for key in [k for k in self._windows if k not in windows]:
-            del self._windows[key]  # the queue went away
+                window = known[key] = QueueWindow(span)
+            window.feed(sample, now)
+            windows[key] = window
+            fed.append(window)
+        self._windows = windows  # the queues gone away are dropped
         out: list[SeriesSample] = []
+        append = out.append
         inflows: dict[str, float | None] = {}  # per DLQ: a shared DLQ is measured once
-        for sample in samples:
+        by_queue: dict[str, SeriesSample] | None = None
+        for sample, window in zip(samples, fed, strict=True):
+            values = sample.values
+            dlq = sample.dlq
+            inflow = bool(dlq) and "dlq_inflow_rate" not in values
+            verdict: Verdict | None = None
+            if "group_status" not in values and sample.kind not in NOT_JUDGED_KINDS:
+                parked = sample.key.queue in dead_letter_queues or is_dead_set(sample.info)
+                verdict = window.judge(now, parked)
+                if (
+                    not inflow
+                    and sample is window.output_source
+                    and verdict is window.output_verdict
+                ):
+                    append(window.output)  # type: ignore[arg-type]
+                    continue
+            elif not inflow:
+                append(sample)
+                continue
             added: dict[str, float | None] = {}
             info: dict[str, Any] = {}
-            if judged(sample):
-                parked = sample.key.queue in dead_letter_queues or is_dead_set(sample.info)
-                verdict = windows[sample.key].evaluate(now, parked)
-                added["group_status"] = None if verdict.status is None else float(verdict.status)
+            if verdict is not None:
+                status = verdict.status
+                added["group_status"] = None if status is None else float(status)
                 info["status_reason"] = verdict.reason
-            dlq = sample.dlq
-            if dlq and "dlq_inflow_rate" not in sample.values:
+            if inflow:
+                assert dlq
                 if dlq not in inflows:
+                    if by_queue is None:
+                        by_queue = {s.key.queue: s for s in samples if s.key.group is None}
                     inflows[dlq] = self._dlq_inflow(by_queue.get(dlq), windows, now)
                 added["dlq_inflow_rate"] = inflows[dlq]
-            out.append(sample.with_values(added, info) if added else sample)
+            annotated = sample.with_values(added, info)
+            if verdict is not None and not inflow:
+                window.output, window.output_source = annotated, sample
+                window.output_verdict = verdict
+            append(annotated)
         return tuple(out)
 
     def _dlq_inflow(
@@ -337,7 +457,10 @@ def is_dead_set(info: Mapping[str, Any]) -> bool:
 
 
 __all__ = [
+    "LENGTH_UNKNOWN",
     "NOT_JUDGED_KINDS",
+    "NOT_OBSERVED",
+    "NO_PROGRESS_YET",
     "QueueHealth",
     "QueuePoint",
     "QueueWindow",
