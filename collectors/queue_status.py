@@ -156,17 +156,30 @@ class QueueWindow:
         same object, or equal inputs) keeps the cached verdict valid (see :meth:`judge`)."""
         last = self.last
         if last is None or now <= last.time:
-            point = point_of(sample, now)
             self.valid_until = _NOW
-        elif sample is self.source:
+            self.observe(point_of(sample, now))
+            if last is None:
+                self.source = sample
+            return
+        if sample is self.source:
             point = QueuePoint._make((now, *last[1:]))
         else:
+            self.source = sample
             point = point_of(sample, now)
             if point[1:] != last[1:]:
                 self.valid_until = _NOW
-        if last is None or now > last.time:
-            self.source = sample
-        self.observe(point)
+                self.observe(point)
+                return
+        # the inputs of the last poll again: what observe() does then (progress only from a
+        # reported rate, attached_since as it was)
+        rate = point.processing_rate
+        if rate is not None and rate > 0:
+            self.last_progress = now
+        backlog = point.backlog
+        if backlog is not None and backlog + (point.in_flight or 0.0) <= 0:
+            self.last_empty = now
+        self.last = point
+        self._keep(point)
 
     def judge(self, now: float, dead_letter_queue: bool = False) -> Verdict:
         """:meth:`evaluate`, reusing the last verdict while it holds (the inputs did not change
@@ -398,7 +411,9 @@ class QueueHealth:
             inflow = bool(dlq) and "dlq_inflow_rate" not in values
             verdict: Verdict | None = None
             if "group_status" not in values and sample.kind not in NOT_JUDGED_KINDS:
-                parked = sample.key.queue in dead_letter_queues or is_dead_set(sample.info)
+                parked = (
+                    bool(dead_letter_queues) and sample.key.queue in dead_letter_queues
+                ) or is_dead_set(sample.info)
                 verdict = window.judge(now, parked)
                 if (
                     not inflow
