@@ -82,6 +82,7 @@ ORDER = [
     "serve",
     "tui",
     "scale",
+    "health",
     "redis",
     "jobs",
     "rabbitmq",
