@@ -79,6 +79,10 @@ def broker_line(statuses: Iterable[BrokerStatus], now: float) -> Text:
     return text
 
 
+# header lines of a fixed height (mqtop.tcss): their text never changes the layout
+_ONE_LINE = frozenset({"#title", "#totals"})
+
+
 def _shape(plain: str) -> tuple[int, list[int]]:
     """Length and word breaks of a line: equal shapes wrap into the same number of lines."""
     return len(plain), [i for i, c in enumerate(plain) if c in " \n"]
@@ -182,7 +186,7 @@ class OverviewScreen(DashboardScreen):
             return
         each = arranged.broker_totals
         brokers = [(safe_text(b, 20), t) for b, t in sorted(each, key=lambda item: item[0])]
-        box.update(totals_line(arranged.totals, brokers, (self.size.width or 80) - 2))
+        self._put("#totals", totals_line(arranged.totals, brokers, (self.size.width or 80) - 2))
 
     def _update_header(self) -> None:
         data = self.host.data
@@ -226,13 +230,17 @@ class OverviewScreen(DashboardScreen):
 
     def _put(self, selector: str, text: Text) -> None:
         """Show ``text`` in a header line: nothing when unchanged (the once-a-second tick),
-        and no layout of the whole screen when only characters changed in place ("3s ago"
-        to "4s ago": same length, same word breaks, so the same number of lines)."""
+        and no layout of the whole screen when the line's height cannot change: the title and
+        the totals are one line high whatever they say, and the broker health wraps into the
+        same number of lines when only characters changed in place ("3s ago" to "4s ago":
+        same length, same word breaks). A layout repaints every widget of the screen."""
         shown = self._header_text.get(selector)
         if shown is not None and shown == text:
             return
         self._header_text[selector] = text
-        same_shape = shown is not None and _shape(shown.plain) == _shape(text.plain)
+        same_shape = selector in _ONE_LINE or (
+            shown is not None and _shape(shown.plain) == _shape(text.plain)
+        )
         self.query_one(selector, Static).update(text, layout=not same_shape)
 
     # -- trend sparkline (visible rows only) -----------------------------------------
