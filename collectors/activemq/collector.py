@@ -8,6 +8,7 @@ from collectors.activemq.actions import ActiveMQActions
 from collectors.activemq.broker import Broker
 from collectors.activemq.decode import (
     Row,
+    RowCache,
     artemis_requests,
     classic_requests,
     decode_artemis,
@@ -29,6 +30,7 @@ class ActiveMQCollector:
         self._include = compile_globs(options.include)
         self._exclude = compile_globs(options.exclude)
         self._actions: ActiveMQActions | None = None
+        self._rows = RowCache()  # the last poll's rows: an unchanged queue is not decoded again
 
     @property
     def jolokia(self) -> Jolokia:
@@ -65,13 +67,16 @@ class ActiveMQCollector:
     async def rows(self) -> tuple[list[Row], list[str]]:
         """Every queue and subscription of the broker (one bulk POST)."""
         flavor = await self.detect()
-        if flavor == "artemis":
-            (answer,) = await self.jolokia.bulk(artemis_requests(self.options))
-            rows, warnings = decode_artemis(matched(answer), self.options)
-        else:
+        cache = self._rows
+        try:
+            if flavor == "artemis":
+                (answer,) = await self.jolokia.bulk(artemis_requests(self.options))
+                return decode_artemis(matched(answer), self.options, cache)
             answers = await self.jolokia.bulk(classic_requests(self.options))
-            rows, warnings = decode_classic(answers, self.options)
-        return rows, warnings
+            return decode_classic(answers, self.options, cache)
+        except BaseException:
+            cache.drop()
+            raise
 
     async def collect(self) -> Collected:
         rows, warnings = await self.rows()

@@ -93,6 +93,52 @@ class Row:
     latency: float | None = None
     dlq: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    # (dlq, dlq_source, dlq_length, sample) of the last sample built from this row
+    made: tuple[Any, ...] | None = None
+    found_by: object = None  # the DLQ index that set dlq (Classic: reused while it holds)
+
+
+class RowCache:
+    """The rows of the last poll by MBean name, each with the raw values it was decoded from
+    (the attribute dict and what else went into it). A queue whose raw values are equal to
+    the last poll's gets the same Row back, and ``samples`` the same sample while its DLQ and
+    the DLQ's length are unchanged too: an idle queue costs a dict comparison per poll. Only
+    the MBeans of the latest poll are kept, so a vanished queue is dropped at the next poll."""
+
+    __slots__ = ("_dlqs", "_last", "_names", "_next")
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[Any, Row]] = {}
+        self._next: dict[str, tuple[Any, Row]] = {}
+        self._names: set[str] | None = None
+        self._dlqs: ClassicDlqs | None = None
+
+    def classic_dlqs(self, names: set[str]) -> ClassicDlqs:
+        """The DLQ index of these queue names: the last poll's while the names are the same."""
+        if self._dlqs is None or self._names != names:
+            self._names, self._dlqs = names, ClassicDlqs(names)
+        return self._dlqs
+
+    def __len__(self) -> int:
+        return len(self._last)
+
+    def row(self, mbean: str, raw: Any) -> Row | None:
+        """The last poll's row of ``mbean`` if it came from values equal to ``raw``."""
+        hit = self._last.get(mbean)
+        return hit[1] if hit is not None and hit[0] == raw else None
+
+    def keep(self, mbean: str, raw: Any, row: Row) -> None:
+        """Remember this poll's row of ``mbean`` and the raw values it came from."""
+        self._next[mbean] = (raw, row)
+
+    def done(self) -> None:
+        """End of a decoded poll: its rows replace the previous poll's."""
+        self._last, self._next = self._next, {}
+
+    def drop(self) -> None:
+        """Forget every row (a poll that failed half-way)."""
+        self._last, self._next = {}, {}
+        self._names = self._dlqs = None
 
 
 def number(value: Any) -> int | None:
@@ -183,8 +229,12 @@ def _mbeans(value: Any) -> dict[str, dict[str, Any]]:
 # ---------------------------------------------------------------- Artemis
 
 
-def decode_artemis(value: Any, options: ActiveMQOptions) -> tuple[list[Row], list[str]]:
-    """Rows of every Artemis queue and subscription (before include/exclude)."""
+def decode_artemis(
+    value: Any, options: ActiveMQOptions, cache: RowCache | None = None
+) -> tuple[list[Row], list[str]]:
+    """Rows of every Artemis queue and subscription (before include/exclude); a queue whose
+    attributes (and whether its address is a dead-letter address) are those of the last poll
+    gets its row from ``cache``."""
     warnings: list[str] = []
     entries: list[tuple[str, dict[str, Any]]] = []
     dead_letter_addresses: set[str] = set()
@@ -202,9 +252,20 @@ def decode_artemis(value: Any, options: ActiveMQOptions) -> tuple[list[Row], lis
     for mbean, attrs in entries:
         if attrs.get("InternalQueue") is True and not show_internal:
             continue
-        row = artemis_row(mbean, attrs, dead_letter_addresses)
+        if cache is None:
+            row = artemis_row(mbean, attrs, dead_letter_addresses)
+        else:
+            raw = (attrs, attrs["Address"] in dead_letter_addresses)
+            row = cache.row(mbean, raw)
+            if row is None:
+                row = artemis_row(mbean, attrs, dead_letter_addresses)
+                if row is None:
+                    continue
+            cache.keep(mbean, raw, row)
         if row is not None:
             rows.append(row)
+    if cache is not None:
+        cache.done()
     dlqs = ArtemisDlqs(entries, dead_letter_addresses, rows)
     for row in rows:
         if row.group is None and row.kind != "dlq":
@@ -319,9 +380,11 @@ def _sql(text: str) -> str:
 
 
 def decode_classic(
-    answers: list[dict[str, Any]], options: ActiveMQOptions
+    answers: list[dict[str, Any]], options: ActiveMQOptions, cache: RowCache | None = None
 ) -> tuple[list[Row], list[str]]:
-    """Rows of every Classic queue and durable subscription (before include/exclude)."""
+    """Rows of every Classic queue and durable subscription (before include/exclude); a queue
+    whose attributes and dead-lettered count are those of the last poll gets its row from
+    ``cache``."""
     queues = _mbeans(matched(answers[0]))
     advisories = _mbeans(matched(answers[1]))
     topics = matched(answers[2])
@@ -347,38 +410,55 @@ def decode_classic(
         if not show_internal and name.startswith(INTERNAL_PREFIXES):
             continue
         dead = dead_by_queue.get(name, no_dead)
-        dequeued, expired = _int(get("DequeueCount")), _int(get("ExpiredCount"))
-        if dequeued is not None and expired is not None:
-            dequeued = max(0, dequeued - expired)
-            if dead is not None:
-                dequeued = max(0, dequeued - dead)
+        if cache is not None:
+            raw = (attrs, dead)
+            row = cache.row(mbean, raw)
+            if row is None:
+                row = classic_row(name, mbean, attrs, dead)
+            cache.keep(mbean, raw, row)
         else:
-            dequeued = None
-        size, flight = _int(get("QueueSize")), _int(get("InFlightCount"))
-        rows.append(
-            Row(
-                name,
-                name,
-                mbean,
-                None,
-                "dlq" if get("DLQ") is True else "queue",
-                None if size is None or flight is None else max(0, size - flight),
-                flight,
-                _int(get("ConsumerCount")),
-                _int(get("EnqueueCount")),
-                dequeued,
-                dead,
-                None,  # Classic does not expose a message age
-                None,
-                {"flavor": "classic"},
-            )
-        )
-    dlqs = ClassicDlqs(names)
+            row = classic_row(name, mbean, attrs, dead)
+        rows.append(row)
+    if cache is None:
+        dlqs = ClassicDlqs(names)
+    else:
+        cache.done()
+        dlqs = cache.classic_dlqs(names)
     for row in rows:
-        if row.kind != "dlq":
+        if row.kind != "dlq" and row.found_by is not dlqs:  # a reused row under the same index
             row.dlq, row.info["dlq_source"] = dlqs.find(row.queue, options)
+            row.found_by = dlqs
     rows.extend(classic_subscriptions(subscriptions))
     return rows, warnings
+
+
+def classic_row(name: str, mbean: str, attrs: Mapping[str, Any], dead: int | None) -> Row:
+    """One Classic queue; ``dead`` its dead-lettered count (from the advisory topic)."""
+    get = attrs.get
+    dequeued, expired = _int(get("DequeueCount")), _int(get("ExpiredCount"))
+    if dequeued is not None and expired is not None:
+        dequeued = max(0, dequeued - expired)
+        if dead is not None:
+            dequeued = max(0, dequeued - dead)
+    else:
+        dequeued = None
+    size, flight = _int(get("QueueSize")), _int(get("InFlightCount"))
+    return Row(
+        name,
+        name,
+        mbean,
+        None,
+        "dlq" if get("DLQ") is True else "queue",
+        None if size is None or flight is None else max(0, size - flight),
+        flight,
+        _int(get("ConsumerCount")),
+        _int(get("EnqueueCount")),
+        dequeued,
+        dead,
+        None,  # Classic does not expose a message age
+        None,
+        {"flavor": "classic"},
+    )
 
 
 class ClassicDlqs:
@@ -456,6 +536,12 @@ def samples(wanted: Iterable[Row], everything: Iterable[Row], broker: str) -> li
     out: list[SeriesSample] = []
     for row in wanted:
         dlq = row.dlq
+        dlq_length = lengths.get(dlq) if dlq else None
+        made = row.made
+        source = row.info.get("dlq_source")
+        if made is not None and made[0] == dlq and made[1] == source and made[2] == dlq_length:
+            out.append(made[3])  # the row is the last poll's and so is its DLQ's length
+            continue
         waiting = None if row.waiting is None else float(row.waiting)
         latency = row.latency
         values: dict[str, float | None] = {
@@ -465,12 +551,14 @@ def samples(wanted: Iterable[Row], everything: Iterable[Row], broker: str) -> li
             "consumers": None if row.consumers is None else float(row.consumers),
             "latency_seconds": latency,
             "consumer_lag_seconds": latency,
-            "dlq_length": lengths.get(dlq) if dlq else None,
+            "dlq_length": dlq_length,
             "published_total": None if row.published is None else float(row.published),
             "processed_total": None if row.processed is None else float(row.processed),
             "dead_lettered_total": None if row.dead is None else float(row.dead),
         }
         info = {k: v for k, v in row.info.items() if v is not None}
         key = new_tuple(SeriesKey, (broker, row.name, row.group))  # SeriesKey, unchecked
-        out.append(trusted(key, row.kind, values, dlq, info))
+        sample = trusted(key, row.kind, values, dlq, info)
+        row.made = (dlq, source, dlq_length, sample)
+        out.append(sample)
     return out
