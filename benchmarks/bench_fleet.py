@@ -7,7 +7,8 @@ a separate process (so serving scrapes costs the measured process nothing), scra
 private Prometheus (Debian's 2.42, as tests/support/prometheus.py starts it: free port,
 temporary data directory) until every target has been scraped twice. The dashboard
 (``MqtopApp``, headless 160x45) reads it through its real Prometheus source; each poll is run
-on the engine's thread as its polling loop runs it.
+on the engine's thread as its polling loop runs it, with the dashboard's garbage-collection
+settings (``mqtop.runtime.tune_gc``, as ``mqtop`` runs it).
 
 Measured (UI = CPU time of the UI thread, ``time.thread_time``, so other processes on a busy
 machine do not inflate it; wall-clock figures next to them):
@@ -437,8 +438,18 @@ def run(quick: bool = False) -> dict[str, float]:
         bare = [_bare_ms(prom.url, "query", {"query": selector}) for _ in range(2)]
         samples = len(bare[-1][1]["data"]["result"])
         _say(f"bare query: {samples} samples in {min(ms for ms, _ in bare):.0f} ms")
-        with tempfile.TemporaryDirectory(prefix="mqtop-bench-fleet-") as tmp:
-            out = asyncio.run(_dashboard(prom.url, rows, 2, Path(tmp)))
+        import gc
+
+        from mqtop.runtime import tune_gc
+
+        thresholds = gc.get_threshold()
+        tune_gc()  # the dashboard's GC settings (`mqtop` calls this before it starts)
+        try:
+            with tempfile.TemporaryDirectory(prefix="mqtop-bench-fleet-") as tmp:
+                out = asyncio.run(_dashboard(prom.url, rows, 2, Path(tmp)))
+        finally:
+            gc.unfreeze()
+            gc.set_threshold(*thresholds)
         out["fleet_bare_query_ms_50k"] = min(ms for ms, _ in bare)
         out["fleet_query_samples"] = float(samples)
         out["fleet_rows"] = float(rows)
