@@ -175,11 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         if not servers.started:
             write_line({"ready": False, "error": "; ".join(servers.warnings)})
             return 1
-        # daemon executor threads: a workload call still blocked in a client when the demo
-        # stops never delays stopping the servers below
-        from mqtop.runtime import run
-
-        return run(serve(servers, Scenario()))
+        return asyncio.run(serve(servers, Scenario()))
     finally:
         servers.stop()
         log.info("servers stopped")
