@@ -108,6 +108,10 @@ class RedisServer:
         except ImportError as exc:
             raise ServerError(f"fakeredis is not installed ({exc})") from exc
         server = TcpFakeServer((HOST, 0), server_type="redis")
+        # A client thread may sit in a blocking command (BLPOP waits on a condition, not on
+        # its socket): stopping must neither wait for it nor keep the process alive for it.
+        server.daemon_threads = True
+        server.block_on_close = False
         self._server = server
         self.port = int(server.server_address[1])
         self._thread = threading.Thread(
