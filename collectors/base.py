@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import fnmatch
 import re
+import ssl
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from collectors.topology import TopologyReader
 from mqtop.kernel.durations import Duration, OptionalDuration
 from mqtop.kernel.model import SeriesSample
 from mqtop.kernel.secrets import Password
+from mqtop.kernel.tls import client_context
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 
@@ -85,6 +87,22 @@ class ClientCertificate(BaseModel):
     def key_password_value(self) -> str | None:
         """The key's password in clear, for the TLS library only."""
         return self.key_password.get_secret_value() if self.key_password is not None else None
+
+    def tls_context(
+        self, *, ca_file: str | None, verify: bool, owner: str | None = None
+    ) -> ssl.SSLContext:
+        """TLS client context (:func:`mqtop.kernel.tls.client_context`) with this client
+        certificate: verification on unless ``verify`` is false, the CA bundle ``ca_file``
+        (the system's when None). With ``owner`` (``broker 'x'``), a certificate that cannot
+        be loaded is a config error naming the files."""
+        return client_context(
+            ca_file=ca_file,
+            verify=verify,
+            cert_file=self.cert_file,
+            key_file=self.key_file,
+            key_password=self.key_password_value(),
+            owner=owner,
+        )
 
 
 def matches_globs(name: str, include: Sequence[str], exclude: Sequence[str]) -> bool:

@@ -108,3 +108,23 @@ class TopologyReader(Protocol):
 
     async def close(self) -> None:
         """Release clients. Must not raise."""
+
+
+def topic_matches(pattern: str, key: str) -> bool:
+    """AMQP topic matching: ``*`` is one word, ``#`` zero or more words."""
+    pat = pattern.split(".") if pattern else []
+    words = key.split(".") if key else []
+
+    def match(i: int, j: int) -> bool:
+        while i < len(pat):
+            if pat[i] == "#":
+                if i == len(pat) - 1:
+                    return True
+                return any(match(i + 1, k) for k in range(j, len(words) + 1))
+            if j >= len(words) or (pat[i] != "*" and pat[i] != words[j]):
+                return False
+            i += 1
+            j += 1
+        return j == len(words)
+
+    return match(0, 0)

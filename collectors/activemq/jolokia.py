@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from collectors.activemq.options import ActiveMQOptions
-from mqtop.kernel.tls import certificate_failure, client_context
+from mqtop.kernel.tls import certificate_failure
 
 if TYPE_CHECKING:
     import httpx
@@ -64,13 +64,7 @@ def quote(value: str) -> str:
 
 def ssl_context(options: ActiveMQOptions) -> ssl.SSLContext:
     """TLS context: verification on unless ``tls_verify: false``; mutual TLS with cert_file."""
-    return client_context(
-        ca_file=options.ca_file,
-        verify=options.tls_verify,
-        cert_file=options.cert_file,
-        key_file=options.key_file,
-        key_password=options.key_password_value(),
-    )
+    return options.tls_context(ca_file=options.ca_file, verify=options.tls_verify)
 
 
 class Jolokia:

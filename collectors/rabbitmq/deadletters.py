@@ -7,28 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from collectors.topology import topic_matches
+
 MAX_E2E_DEPTH = 4
 RABBITMQ4_DELIVERY_LIMIT = 20  # quorum queues' default delivery limit from RabbitMQ 4.0
-
-
-def topic_matches(pattern: str, key: str) -> bool:
-    """AMQP topic matching: ``*`` is one word, ``#`` zero or more words."""
-    pat = pattern.split(".") if pattern else []
-    words = key.split(".") if key else []
-
-    def match(i: int, j: int) -> bool:
-        while i < len(pat):
-            if pat[i] == "#":
-                if i == len(pat) - 1:
-                    return True
-                return any(match(i + 1, k) for k in range(j, len(words) + 1))
-            if j >= len(words) or (pat[i] != "*" and pat[i] != words[j]):
-                return False
-            i += 1
-            j += 1
-        return j == len(words)
-
-    return match(0, 0)
 
 
 def effective_delivery_limit(arguments: Any, policy: Any, version: str | None) -> int | None:

@@ -16,7 +16,6 @@ from collectors.kit.options import batch_field
 from collectors.rabbitmq.management import DEFAULT_MAX_RESPONSE_MB
 from mqtop.kernel.durations import Duration
 from mqtop.kernel.secrets import SecretUrl, strip_url_credentials
-from mqtop.kernel.tls import client_context
 
 MAX_WINDOW = 65_535  # the largest prefetch count AMQP can carry (a short)
 DEFAULT_POLL_TIMEOUT = 5.0  # the engine's default timeout of a poll (interval, at least 5 s)
@@ -177,13 +176,8 @@ def ssl_context(options: RabbitMQOptions) -> ssl.SSLContext:
     """TLS context (:func:`mqtop.kernel.tls.client_context`): verification on unless
     ``tls_verify: false``; a client certificate when ``cert_file`` is set (mutual TLS), one
     that cannot be loaded a config error naming the broker and the files."""
-    return client_context(
-        ca_file=options.ca_file,
-        verify=options.tls_verify,
-        cert_file=options.cert_file,
-        key_file=options.key_file,
-        key_password=options.key_password_value(),
-        owner=f"broker {options.name!r}",
+    return options.tls_context(
+        ca_file=options.ca_file, verify=options.tls_verify, owner=f"broker {options.name!r}"
     )
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from collectors.base import is_dlq_name
-from collectors.topology import Binding, Exchange, QueueTopology, Topology
+from collectors.topology import Binding, Exchange, QueueTopology, Topology, topic_matches
 from mqtop.lint.model import Finding, Rule
 
 DLX_DOCS = "https://www.rabbitmq.com/docs/dlx"
@@ -62,24 +62,6 @@ BACKLOG_NO_CONSUMER = Rule(
     CONSUMERS_DOCS,
 )
 RULES = (NO_DLX, QUORUM_NO_DLX, DLX_UNROUTABLE, DLQ_UNBOUNDED, BACKLOG_NO_CONSUMER)
-
-
-def topic_matches(pattern: str, key: str) -> bool:
-    """AMQP topic matching: ``*`` is one word, ``#`` zero or more words."""
-    pat = pattern.split(".") if pattern else []
-    words = key.split(".") if key else []
-
-    def match(i: int, j: int) -> bool:
-        while i < len(pat):
-            if pat[i] == "#":
-                return i == len(pat) - 1 or any(match(i + 1, k) for k in range(j, len(words) + 1))
-            if j >= len(words) or (pat[i] != "*" and pat[i] != words[j]):
-                return False
-            i += 1
-            j += 1
-        return j == len(words)
-
-    return match(0, 0)
 
 
 @dataclass(frozen=True, slots=True)
