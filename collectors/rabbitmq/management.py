@@ -145,10 +145,12 @@ class ManagementHttp:
             return
         import httpx
 
+        # a plain-HTTP API never uses TLS (redirects are not followed): no CA bundle to load,
+        # which costs 0.1-0.4 s of CPU per client on a busy machine
         self._client = httpx.AsyncClient(
             base_url=self.base,
             auth=self.auth,
-            verify=self._context() if self.https else True,
+            verify=self._context() if self.https else False,
             timeout=httpx.Timeout(read_timeout),  # each request also has a total deadline
             limits=httpx.Limits(max_connections=max_connections),
             headers={"Accept": "application/json"},

@@ -122,7 +122,7 @@ class RabbitMQTopologyReader:
                     "management API: set management_url"
                 )
             base, auth = endpoint
-            verify: ssl.SSLContext | bool = True
+            verify: ssl.SSLContext | bool = False  # plain HTTP: no TLS, no CA bundle to load
             if base.lower().startswith("https://"):
                 verify = ssl_context(self.options)
             self._http = httpx.AsyncClient(

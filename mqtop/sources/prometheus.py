@@ -142,13 +142,17 @@ class SourceReader:
                 auth = httpx.BasicAuth(
                     opts.basic_auth.username, opts.basic_auth.password.get_secret_value()
                 )
-            verify: ssl.SSLContext | bool = True
-            if not opts.tls_verify:
-                verify = False
-            elif opts.ca_file or opts.cert_file:
-                verify = client_context(
-                    ca_file=opts.ca_file, cert_file=opts.cert_file or None, key_file=opts.key_file
-                )
+            # a plain-HTTP server never uses TLS (redirects are not followed): no CA bundle
+            # to load, which costs 0.1-0.4 s of CPU per client on a busy machine
+            verify: ssl.SSLContext | bool = False
+            if self._base.lower().startswith("https://") and opts.tls_verify:
+                verify = True
+                if opts.ca_file or opts.cert_file:
+                    verify = client_context(
+                        ca_file=opts.ca_file,
+                        cert_file=opts.cert_file or None,
+                        key_file=opts.key_file,
+                    )
             self._client = httpx.AsyncClient(
                 headers=headers,
                 auth=auth,
