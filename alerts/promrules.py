@@ -21,18 +21,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from alerts.config import AlertRule
-from alerts.evaluator import (
-    BROKER_DOWN,
-    DEFAULT_SUMMARY,
-    GROUP_STALLED,
-    format_number,
-)
+from alerts.evaluator import BROKER_DOWN, DEFAULT_SUMMARY, GROUP_STALLED, format_number
 from alerts.notifiers import label_name
+from alerts.rules import FUNCTION_SUMMARY
 
 UP_METRIC = "mqtop_up"
 INFO_METRIC = "mqtop_queue_info"
 INFO_ONLY_LABELS = ("kind", "dlq")  # labels of the info series that value series do not carry
-_FUNCTION_SUMMARY = "{series}: {function}({metric}[{window}]) {value} {op} {threshold}"
 # labels an alert gets from its series (or from Prometheus): a rule label must not shadow them
 _RESERVED = frozenset({"alertname", "broker", "queue", "group", "severity", "source"})
 _REGEX_META = frozenset("\\.+*?()|[]{}^$")
@@ -213,7 +208,7 @@ def _value_action(spec: str | None) -> str:
 
 def summary_template(rule: AlertRule, builtin: bool = False) -> str:
     """mqtop's ``summary`` template rewritten in Prometheus' template language."""
-    text = rule.summary or (_FUNCTION_SUMMARY if rule.function else DEFAULT_SUMMARY)
+    text = rule.summary or (FUNCTION_SUMMARY if rule.function else DEFAULT_SUMMARY)
     constants: dict[str, str] = {
         "rule": rule.name,
         "metric": rule.metric,
