@@ -73,9 +73,7 @@ def event_labels(alert: Alert, target_labels: Mapping[str, str] | None = None) -
     return {**(target_labels or {}), **alert.labels}
 
 
-def event_json(
-    event: AlertEvent, target_labels: Mapping[str, str] | None = None
-) -> dict[str, Any]:
+def event_json(event: AlertEvent, target_labels: Mapping[str, str] | None = None) -> dict[str, Any]:
     """One event as plain data: the contract's alert fields plus timing and labels (the
     rule's ``labels`` over the config's target ``labels:``)."""
     alert = event.alert
@@ -490,9 +488,7 @@ class Dispatcher:
     ) -> Dispatcher:
         """Build every configured notifier (``labels``: the config's target labels, added to
         every notification)."""
-        return cls(
-            [build_notifier(c, i, backoff, stream, labels) for i, c in enumerate(configs)]
-        )
+        return cls([build_notifier(c, i, backoff, stream, labels) for i, c in enumerate(configs)])
 
     @property
     def notifiers(self) -> list[Notifier]:

@@ -102,9 +102,7 @@ class FlavorOps:
         dest = await self.find(destination) if destination is not None else None
         return Preflight(src, await self.count(src), None, dest)
 
-    async def _looked_up(
-        self, requests: list[dict[str, Any]]
-    ) -> list[dict[str, dict[str, Any]]]:
+    async def _looked_up(self, requests: list[dict[str, Any]]) -> list[dict[str, dict[str, Any]]]:
         """The MBeans each pattern read of one bulk POST matched (empty: none)."""
         out: list[dict[str, dict[str, Any]]] = []
         for request, answer in zip(requests, await self.jolokia.bulk(requests), strict=True):

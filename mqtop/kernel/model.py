@@ -157,8 +157,10 @@ class SeriesSample:
             if kind is float:
                 if value != value:  # NaN
                     raise ValueError(f"metric {name!r} must be a number or None, got {value!r}")
-            elif value is not None and kind is not int and (
-                not isinstance(value, _NUMBER) or math.isnan(value)
+            elif (
+                value is not None
+                and kind is not int
+                and (not isinstance(value, _NUMBER) or math.isnan(value))
             ):
                 raise ValueError(f"metric {name!r} must be a number or None, got {value!r}")
         object.__setattr__(self, "values", MappingProxyType(values))

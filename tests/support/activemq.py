@@ -339,7 +339,6 @@ class ActiveMQBroker:
         conn.disconnect(receipt=f"d-{time.monotonic_ns()}")
         assert len(got) == expected, (len(got), expected)
 
-
     def hold(self, queue: str, count: int) -> Any:
         """A STOMP consumer that receives ``count`` messages and never acknowledges them
         (they are in flight until ``conn.disconnect()``)."""

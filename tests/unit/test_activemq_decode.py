@@ -48,10 +48,17 @@ def test_numbers_are_never_guessed() -> None:
 def test_artemis_rows_dlq_mapping_and_hostile_entries() -> None:
     value = {
         "q1": artemis_queue("orders", "orders"),
-        "q2": artemis_queue("DLQ.orders", "DLA", Filter="_AMQ_ORIG_ADDRESS = 'orders'",
-                            MessageCount=4, DeliveringCount=0, FirstMessageAge=None),
-        "q3": artemis_queue("app.sub", "events", RoutingType="MULTICAST", MessageCount=2,
-                            DeliveringCount=0),
+        "q2": artemis_queue(
+            "DLQ.orders",
+            "DLA",
+            Filter="_AMQ_ORIG_ADDRESS = 'orders'",
+            MessageCount=4,
+            DeliveringCount=0,
+            FirstMessageAge=None,
+        ),
+        "q3": artemis_queue(
+            "app.sub", "events", RoutingType="MULTICAST", MessageCount=2, DeliveringCount=0
+        ),
         "q4": artemis_queue("tmp", "tmp", Temporary=True),
         "q5": artemis_queue("$sys.mqtt.sessions", "$sys.mqtt.sessions", InternalQueue=True),
         "q6": {"Name": None, "Address": 5},  # hostile: skipped with a warning

@@ -56,9 +56,7 @@ def seen(sample: SeriesSample, original: SeriesSample) -> dict[str, Any]:
     if "status_reason" in sample.info:
         got["status_reason"] = sample.info["status_reason"]
     # the collector's own values are kept as they were
-    assert {k: v for k, v in sample.values.items() if k in original.values} == dict(
-        original.values
-    )
+    assert {k: v for k, v in sample.values.items() if k in original.values} == dict(original.values)
     return got
 
 
@@ -82,8 +80,19 @@ class Queue:
 
     def change(self) -> None:
         rng = self.rng
-        field = rng.choice(["length", "length", "flight", "processed", "published", "rate",
-                            "consumers", "age", "head"])
+        field = rng.choice(
+            [
+                "length",
+                "length",
+                "flight",
+                "processed",
+                "published",
+                "rate",
+                "consumers",
+                "age",
+                "head",
+            ]
+        )
         if field == "length":
             self.length = rng.choice([None, 0.0, (self.length or 0.0) + rng.choice([-3, 2, 5])])
             self.length = None if self.length is None else max(self.length, 0.0)
@@ -165,14 +174,19 @@ def test_a_queue_unchanged_for_many_polls_then_changing_gets_the_full_status() -
     health = QueueHealth(window=W, inflow_span=SPAN)
     full = FullHealth()
     key = SeriesKey("b", "q")
-    stuck = SeriesSample(key, "queue", {"queue_length": 5.0, "consumers": 1.0,
-                                        "processed_total": 10.0})
+    stuck = SeriesSample(
+        key, "queue", {"queue_length": 5.0, "consumers": 1.0, "processed_total": 10.0}
+    )
     now = 100.0
     got: list[float | None] = []
     for n in range(40):
         now += 2.5
-        sample = stuck if n < 20 else SeriesSample(
-            key, "queue", {"queue_length": 5.0, "consumers": 1.0, "processed_total": 10.0 + n}
+        sample = (
+            stuck
+            if n < 20
+            else SeriesSample(
+                key, "queue", {"queue_length": 5.0, "consumers": 1.0, "processed_total": 10.0 + n}
+            )
         )
         (annotated,) = health.annotate([sample], now)
         (expected,) = full.annotate([sample], now)

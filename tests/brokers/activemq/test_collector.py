@@ -98,9 +98,11 @@ async def test_metrics_equal_the_brokers_numbers(
                 ["EnqueueCount"],
             )["EnqueueCount"]
             assert values["dead_lettered_total"] == dead == 2
-            assert values["processed_total"] == (
-                mine["DequeueCount"] - mine["ExpiredCount"] - dead
-            ) == 0
+            assert (
+                values["processed_total"]
+                == (mine["DequeueCount"] - mine["ExpiredCount"] - dead)
+                == 0
+            )
             assert values["latency_seconds"] is None  # Classic does not expose it
             assert values["dlq_length"] == theirs_dlq["QueueSize"] == 2
             assert series[(dlq, None)].kind == "dlq"
