@@ -116,25 +116,84 @@ def bucket_number(start: float, bucket: float) -> int:
     return math.floor(start / bucket + 1e-6)
 
 
+class TimeRing:
+    """The poll times of one broker, each distinct time once, oldest first.
+
+    Every series of a broker is written at the broker's poll times, so a series keeps the ids
+    of its rows' times here (as runs of consecutive ids: one run while it is listed at every
+    poll) instead of 8 bytes per row. Ids only grow; the oldest times are dropped once no
+    series refers to them (:meth:`trim`).
+    """
+
+    __slots__ = ("base", "check_at", "times")
+
+    def __init__(self) -> None:
+        self.times = array("d")
+        self.base = 0  # id of times[0]
+        self.check_at = 0  # length at which the store next looks for times to drop
+
+    def id_of(self, t: float) -> int:
+        """The id of time ``t`` (added when newer than every time here); -1 when ``t`` is
+        older than the newest time and not one of them (it cannot be shared)."""
+        times = self.times
+        n = len(times)
+        if n:
+            last = times[-1]
+            if t == last:
+                return self.base + n - 1
+            if t < last:
+                i = bisect_left(times, t)
+                return self.base + i if times[i] == t else -1
+        times.append(t)
+        return self.base + n
+
+    @property
+    def next_id(self) -> int:
+        return self.base + len(self.times)
+
+    def trim(self, keep_from: int) -> None:
+        """Forget the times of ids below ``keep_from``."""
+        drop = min(keep_from, self.next_id) - self.base
+        if drop > 0:
+            del self.times[:drop]
+            self.base += drop
+
+    def nbytes(self) -> int:
+        return self.times.buffer_info()[1] * self.times.itemsize
+
+
 class SeriesBuffer:
-    """Raw rows of one series, and its slot in the rollup tier of its layout."""
+    """Raw rows of one series, and its slot in the rollup tier of its layout.
+
+    Row times are ids in the broker's :class:`TimeRing` (``segs``: pairs of first id and
+    count), or, for a series written at a time its broker's ring cannot hold (history
+    restored out of order), its own ``times`` array.
+    """
 
     __slots__ = (
         "cap",
         "count",
         "layout",
+        "nrows",
+        "ring",
         "rnew",
         "rslot",
         "runs",
+        "segs",
         "tier",
         "times",
         "vals",
     )
 
-    def __init__(self, layout: Layout, cap: int, tier: RollupTier) -> None:
+    def __init__(
+        self, layout: Layout, cap: int, tier: RollupTier, ring: TimeRing | None = None
+    ) -> None:
         self.layout = layout
         self.cap = cap
-        self.times = array("d")  # one per row, oldest first (a few hidden ones may lead)
+        self.ring = ring or TimeRing()
+        self.segs = array("I")  # (first id, rows) per run of consecutive ids, oldest first
+        self.times: array[float] | None = None  # own times, when the ring cannot hold them
+        self.nrows = 0  # rows held (a few hidden ones may lead)
         self.runs = array("I")  # rows per run of equal rows, oldest first
         self.vals = array("d")  # one row-major row of values per run
         self.count = 0  # visible raw rows (at most cap)
@@ -142,33 +201,117 @@ class SeriesBuffer:
         self.rslot = -1  # slot in the tier, once a bucket closed
         self.rnew = -1  # number of the newest bucket
 
+    # -- row times ------------------------------------------------------------------
+
+    def _stamp(self, t: float, tid: int) -> None:
+        """Record the time of a new row (``tid``: its id in the ring, or -1)."""
+        self.nrows += 1
+        if self.times is None:
+            if tid < 0:
+                tid = self.ring.id_of(t)
+            if tid >= 0:
+                segs = self.segs
+                if segs and segs[-2] + segs[-1] == tid:
+                    segs[-1] += 1
+                else:
+                    segs.append(tid)
+                    segs.append(1)
+                return
+            self.times = self._times_from(0, self.nrows - 1)
+            self.segs = array("I")
+        self.times.append(t)
+
+    def time_at(self, i: int) -> float:
+        """Time of row ``i`` (0: the oldest held)."""
+        if self.times is not None:
+            return self.times[i]
+        segs, ring = self.segs, self.ring
+        for k in range(0, len(segs), 2):
+            n = segs[k + 1]
+            if i < n:
+                return ring.times[segs[k] + i - ring.base]
+            i -= n
+        raise IndexError(i)
+
+    def _times_from(self, start: int, stop: int | None = None) -> array[float]:
+        """Times of rows ``start`` up to ``stop`` (default: the newest), oldest first."""
+        stop = self.nrows if stop is None else stop
+        if self.times is not None:
+            return self.times[start:stop]
+        out = array("d")
+        segs, ring = self.segs, self.ring
+        rt, base = ring.times, ring.base
+        pos = 0
+        for k in range(0, len(segs), 2):
+            n = segs[k + 1]
+            if pos + n > start and pos < stop:
+                a = segs[k] - base
+                out += rt[a + max(0, start - pos) : a + min(n, stop - pos)]
+            pos += n
+        return out
+
+    def _bisect(self, t: float, lo: int) -> int:
+        """Index of the first row from ``lo`` on with a time >= ``t`` (``nrows``: none)."""
+        if self.times is not None:
+            return bisect_left(self.times, t, lo)
+        segs, ring = self.segs, self.ring
+        rt, base = ring.times, ring.base
+        pos = 0
+        for k in range(0, len(segs), 2):
+            n = segs[k + 1]
+            if pos + n > lo:
+                a = segs[k] - base
+                j = bisect_left(rt, t, a + max(0, lo - pos), a + n)
+                if j < a + n:
+                    return pos + j - a
+            pos += n
+        return pos
+
+    def _drop_times(self, rows: int) -> None:
+        self.nrows -= rows
+        if self.times is not None:
+            del self.times[:rows]
+            return
+        segs = self.segs
+        while rows:
+            n = segs[1]
+            if n <= rows:
+                rows -= n
+                del segs[:2]
+            else:
+                segs[0] += rows
+                segs[1] = n - rows
+                rows = 0
+
+    def first_id(self) -> int:
+        """The oldest ring id this series refers to (-1: none)."""
+        return self.segs[0] if self.times is None and self.segs else -1
+
     # -- raw rows -------------------------------------------------------------------
 
-    def push(self, t: float, row: Sequence[float]) -> None:
-        """Append one row (``width`` values, NaN for unknown)."""
-        self.times.append(t)
+    def push(self, t: float, row: Sequence[float], tid: int = -1) -> None:
+        """Append one row (``width`` values, NaN for unknown) at time ``t`` (``tid``: the
+        id of ``t`` in the ring, when the caller has it)."""
+        self._stamp(t, tid)
         self.runs.append(1)
         self.vals.extend(row)
         self._grown()
 
-    def repeat(self, t: float) -> None:
+    def repeat(self, t: float, tid: int = -1) -> None:
         """Append a row equal to the newest one: only its time is stored."""
-        self.times.append(t)
+        self._stamp(t, tid)
         self.runs[-1] += 1
-        if self.count < self.cap:
-            self.count += 1
-        elif len(self.times) >= self.cap + TRIM_ROWS:
-            self._trim(len(self.times) - self.cap)
+        self._grown()
 
     def _grown(self) -> None:
         if self.count < self.cap:
             self.count += 1
-        elif len(self.times) >= self.cap + TRIM_ROWS:
-            self._trim(len(self.times) - self.cap)
+        elif self.nrows >= self.cap + TRIM_ROWS:
+            self._trim(self.nrows - self.cap)
 
     def _trim(self, rows: int) -> None:
         """Forget the ``rows`` oldest rows (a few at a time: moving arrays costs)."""
-        del self.times[:rows]
+        self._drop_times(rows)
         runs, w = self.runs, self.layout.width
         drop = 0
         while rows and runs[drop] <= rows:
@@ -183,27 +326,29 @@ class SeriesBuffer:
     def rows(self, since: float = -math.inf) -> tuple[array[float], array[float], int]:
         """Visible rows from the newest one older than ``since`` on, oldest first:
         (times, row-major values, index of the first row with t >= since)."""
-        times = self.times
-        n = len(times)
+        n = self.nrows
         if not self.count:
             return array("d"), array("d"), 0
-        first = bisect_left(times, since, n - self.count)
+        first = self._bisect(since, n - self.count)
         start = max(n - self.count, first - 1)
-        return times[start:], self._expand(n - start), first - start
+        return self._times_from(start), self._expand(n - start), first - start
 
     def runs_since(self, since: float) -> list[tuple[float, float, int, int]]:
         """The visible rows with t >= since as runs, oldest first: (time of the run's first
         row there, time of its last row, rows, run number). Nothing is expanded."""
-        times, runs = self.times, self.runs
-        n = len(times)
-        lo = bisect_left(times, since, n - self.count)
+        runs = self.runs
+        n = self.nrows
+        lo = self._bisect(since, n - self.count)
         out: list[tuple[float, float, int, int]] = []
+        if lo >= n:
+            return out
+        times = self._times_from(lo)
         end = n
         r = len(runs) - 1
         while end > lo:
             start = end - runs[r]
             first = start if start > lo else lo
-            out.append((times[first], times[end - 1], end - first, r))
+            out.append((times[first - lo], times[end - 1 - lo], end - first, r))
             end = start
             r -= 1
         out.reverse()
@@ -238,7 +383,7 @@ class SeriesBuffer:
         """Time of the oldest visible row (NaN when there is none)."""
         if not self.count:
             return NAN
-        return self.times[len(self.times) - self.count]
+        return self.time_at(self.nrows - self.count)
 
     # -- rollups --------------------------------------------------------------------
 
@@ -296,8 +441,9 @@ class SeriesBuffer:
     def nbytes(self) -> int:
         """Bytes of sample data held (the arrays' buffers)."""
         total = 0
-        for arr in (self.times, self.runs, self.vals):
-            total += arr.buffer_info()[1] * arr.itemsize
+        for arr in (self.times, self.segs, self.runs, self.vals):
+            if arr is not None:
+                total += arr.buffer_info()[1] * arr.itemsize
         if self.rslot >= 0:
             total += self.tier.stride * 4 + self.tier.pbytes
         return total

@@ -42,7 +42,7 @@ from mqtop.kernel.series import INC as _INC
 from mqtop.kernel.series import LAST as _LAST
 from mqtop.kernel.series import MAX as _MAX
 from mqtop.kernel.series import MIN as _MIN
-from mqtop.kernel.series import NAN, Layout, RollupTier, SeriesBuffer, layout_of
+from mqtop.kernel.series import NAN, Layout, RollupTier, SeriesBuffer, TimeRing, layout_of
 from mqtop.kernel.series import ROLL as _ROLL
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -167,13 +167,15 @@ class _Series:
         "stale",
     )
 
-    def __init__(self, key: SeriesKey, layout: Layout, cap: int, tier: RollupTier) -> None:
+    def __init__(
+        self, key: SeriesKey, layout: Layout, cap: int, tier: RollupTier, ring: TimeRing
+    ) -> None:
         self.key = key
         self.kind = ""
         self.dlq: str | None = None
         self.info: Mapping[str, Any] = _EMPTY
         self.layout = layout
-        self.buf = SeriesBuffer(layout, cap, tier)
+        self.buf = SeriesBuffer(layout, cap, tier, ring)
         self.bucket_start = NAN  # start of the bucket being filled
         self.last_time = NAN
         self.last_values: Mapping[str, float | None] | None = None  # of the newest row
@@ -247,6 +249,7 @@ class TimeSeriesStore:
         # the series of every broker (None: all) in view order, until a series comes or goes
         self._order: dict[str | None, list[_Series]] = {}
         self._tiers: dict[Layout, RollupTier] = {}
+        self._rings: dict[str, TimeRing] = {}  # poll times of each broker, shared by its series
 
     # -- writing -------------------------------------------------------------------
 
@@ -263,7 +266,10 @@ class TimeSeriesStore:
 
     def _new_series(self, key: SeriesKey, metrics: tuple[str, ...], interval: float) -> _Series:
         layout = layout_of(metrics)
-        series = _Series(key, layout, self._capacity(interval), self._tier(layout))
+        ring = self._rings.get(key.broker)
+        if ring is None:
+            ring = self._rings[key.broker] = TimeRing()
+        series = _Series(key, layout, self._capacity(interval), self._tier(layout), ring)
         self._evict_at = -math.inf  # its first time may be older than the oldest one seen
         self._series[key] = series
         self._by_broker.setdefault(key.broker, set()).add(key)
@@ -279,10 +285,16 @@ class TimeSeriesStore:
             ivl = self._broker_interval.get(snapshot.broker, self.interval)
             t = snapshot.time
             written = 0
-            if snapshot.up:
+            if snapshot.up and snapshot.series:
+                ring = self._rings.get(snapshot.broker)
+                if ring is None:
+                    ring = self._rings[snapshot.broker] = TimeRing()
+                tid = ring.id_of(t)
                 write = self._write
                 for sample in snapshot.series:
-                    written += write(sample, t, ivl)
+                    written += write(sample, t, ivl, tid)
+                if len(ring.times) >= ring.check_at:
+                    self._trim_ring(snapshot.broker, ring)
             ours = self._by_broker.get(snapshot.broker, set())
             # each series is written at most once per poll time: when as many were written
             # as the broker has, none is missing (the usual poll) and no set is built
@@ -309,8 +321,21 @@ class TimeSeriesStore:
         for callback in subscribers:
             callback(snapshot)
 
-    def _write(self, sample: SeriesSample, t: float, interval: float) -> bool:
-        """Store one sample; False when its time is not past the series' newest row."""
+    def _trim_ring(self, broker: str, ring: TimeRing) -> None:
+        """Drop the broker's poll times no series refers to any more. Checked again once the
+        ring has doubled, so a series that holds old times back costs nothing per poll."""
+        low = ring.next_id
+        series = self._series
+        for key in self._by_broker.get(broker, ()):
+            first = series[key].buf.first_id()
+            if 0 <= first < low:
+                low = first
+        ring.trim(low)
+        ring.check_at = 2 * len(ring.times) + 64
+
+    def _write(self, sample: SeriesSample, t: float, interval: float, tid: int = -1) -> bool:
+        """Store one sample; False when its time is not past the series' newest row.
+        ``tid``: the id of ``t`` in the broker's ring of poll times, when known."""
         values = sample.values
         series = self._series.get(sample.key)
         if series is None:
@@ -325,12 +350,13 @@ class TimeSeriesStore:
         if not series.bucket_start <= t < series.bucket_start + self.rollup.bucket:
             self._next_bucket(series, t)
         if quiet:
-            series.buf.repeat(t)  # the newest row again: a timestamp and an increment
+            series.buf.repeat(t, tid)  # the newest row again: a time id and an increment
             if t - series.last_time > self.rate_window:
                 series.stable = None  # the window would hold this row alone
         else:
             get = values.get
-            series.buf.push(t, [NAN if (v := get(m)) is None else v for m in series.metrics])
+            row = [NAN if (v := get(m)) is None else v for m in series.metrics]
+            series.buf.push(t, row, tid)
             series.last_values = values
             series.stable = None
         series.last_time = t
@@ -358,12 +384,12 @@ class TimeSeriesStore:
         metrics = tuple(sorted(set(old.metrics) | set(values)))
         ob = old.buf
         layout = layout_of(metrics)
-        new = _Series(old.key, layout, ob.cap, self._tier(layout))
+        new = _Series(old.key, layout, ob.cap, self._tier(layout), ob.ring)
         nb = new.buf
         mapping = [metrics.index(m) for m in old.metrics]
         ow, nw = old.layout.width, new.layout.width
         # run by run, so the rows keep their run-length encoding
-        first = len(ob.times) - ob.count
+        first = ob.nrows - ob.count
         skip = first
         r = 0
         for run, n in enumerate(ob.runs):
@@ -374,9 +400,9 @@ class TimeSeriesStore:
             full = [NAN] * nw
             for j, target in enumerate(mapping):
                 full[target] = ob.vals[run * ow + j]
-            nb.push(ob.times[first + r], full)
+            nb.push(ob.time_at(first + r), full)
             for i in range(1, shown):
-                nb.repeat(ob.times[first + r + i])
+                nb.repeat(ob.time_at(first + r + i))
             r += shown
         starts, slots = ob.buckets()
         for i, start in enumerate(starts):
@@ -453,7 +479,11 @@ class TimeSeriesStore:
     def _remove(self, key: SeriesKey) -> None:
         self._series.pop(key).buf.release()
         self._order.clear()
-        self._by_broker.get(key.broker, set()).discard(key)
+        keys = self._by_broker.get(key.broker)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                self._rings.pop(key.broker, None)  # nothing refers to its poll times
 
     def load_row(
         self,
@@ -720,7 +750,8 @@ class TimeSeriesStore:
     def memory_bytes(self) -> int:
         """Bytes held by sample buffers (timestamps, values and rollups, compressed or not)."""
         with self._lock:
-            return sum(s.buf.nbytes() for s in self._series.values())
+            rings = sum(r.nbytes() for r in self._rings.values())
+            return rings + sum(s.buf.nbytes() for s in self._series.values())
 
     def raw_samples(self) -> int:
         """Number of raw (series, metric, time) samples currently retained."""

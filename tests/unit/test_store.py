@@ -81,10 +81,14 @@ def test_raw_ring_is_bounded_and_rollups_cover_retention():
     raw = store.window_values(KEY, "queue_length", 10_000)
     assert len(raw) <= 32  # recent / interval + 2
     assert raw[-1] == (1999.0, 1999.0)
-    memory = store.memory_bytes()
+    seen = []
     for i in range(2000, 6000):
         store.ingest(snap(float(i), {"queue_length": float(i)}))
-    assert store.memory_bytes() == memory  # steady state: no growth
+        seen.append(store.memory_bytes())
+    # steady state: no growth (the broker's ring of poll times is trimmed now and then, so
+    # the figure moves within a few hundred bytes and never trends up)
+    assert max(seen[2000:]) <= max(seen[:2000])
+    assert max(seen) - min(seen) < 8 * 600
     # older than the raw window: rollup buckets (10 s each), averaged
     points = store.range(KEY, "queue_length", start=5400, end=5999, points=1000)
     assert points

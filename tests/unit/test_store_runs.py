@@ -160,3 +160,64 @@ def test_rollups_follow_the_bucket_grid_across_gaps():
     assert store.view(key) is None and store.memory_bytes() == 0
     t0 += 3600.0
     assert rollup_starts(900.0) == [900, 960, 1020, 1080]
+
+
+def test_series_of_a_broker_share_its_poll_times():
+    """A series listed at every poll keeps one (first id, rows) pair for its times, not 8 bytes
+    a row; one missing from some polls keeps a pair per stretch and reads its own times."""
+    store = TimeSeriesStore(interval=5.0, recent=900.0, retention=86400.0)
+    store.remove_after = 1000  # q49 stays while it is away
+    t0 = 1_700_000_000.0
+    for n in range(150):
+        samples = [_sample(i, 1.0) for i in range(50)]
+        if n % 30 >= 10:  # q49 is listed in 10 polls out of 30
+            samples.pop()
+        store.ingest(BrokerSnapshot("b", "redis", t0 + 5.0 * n, True, 0.01, tuple(samples)))
+    steady = store._series[SeriesKey("b", "q0")].buf
+    assert steady.times is None and len(steady.segs) == 2 and steady.nrows == 150
+    away = store._series[SeriesKey("b", "q49")].buf
+    assert away.times is None and len(away.segs) == 2 * 5
+    expected = [t0 + 5.0 * n for n in range(150) if n % 30 < 10]
+    assert [t for t, _ in store.window_values(SeriesKey("b", "q49"), "queue_length", 1e9)] == (
+        expected
+    )
+    # the times once: 8 bytes per poll for the broker, not per series
+    assert store._rings["b"].nbytes() <= 8 * (2 * 150 + 64)
+
+
+def test_history_restored_out_of_order_keeps_its_own_times():
+    """A row at a time the broker's ring cannot hold (older than its newest, not a poll time
+    of it) gives the series its own times, which read back exactly."""
+    store = TimeSeriesStore(interval=5.0, recent=900.0, retention=86400.0)
+    a, b = SeriesKey("b", "a"), SeriesKey("b", "z")
+    for t in (100.0, 110.0, 120.0):
+        store.load_row(a, "queue", None, t, {"queue_length": t})
+    for t in (105.0, 110.0, 125.0):
+        store.load_row(b, "queue", None, t, {"queue_length": t})
+    store.ingest(BrokerSnapshot("b", "redis", 130.0, True, 0.01, ()))  # up, lists nothing
+    assert store._series[b].buf.times is not None  # 105 could not be shared
+    assert store._series[a].buf.times is None
+    assert store.window_values(b, "queue_length", 1e9) == (
+        (105.0, 105.0),
+        (110.0, 110.0),
+        (125.0, 125.0),
+    )
+    assert store.window_values(a, "queue_length", 1e9) == (
+        (100.0, 100.0),
+        (110.0, 110.0),
+        (120.0, 120.0),
+    )
+
+
+def test_the_ring_of_poll_times_stays_bounded():
+    """Old poll times are dropped once no series refers to them, whatever the polls count."""
+    store = TimeSeriesStore(interval=1.0, recent=30.0, retention=600.0)
+    for n in range(5000):
+        store.ingest(
+            BrokerSnapshot("b", "redis", float(n), True, 0.01, (_sample(0, float(n % 7)),))
+        )
+    ring = store._rings["b"]
+    cap = store._series[SeriesKey("b", "q0")].buf.cap
+    assert len(ring.times) <= 2 * (cap + 16) + 64
+    ts = [t for t, _ in store.window_values(SeriesKey("b", "q0"), "queue_length", 1e9)]
+    assert ts == [float(n) for n in range(5000 - len(ts), 5000)] and len(ts) == cap
