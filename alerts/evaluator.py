@@ -108,6 +108,9 @@ class AlertEvaluator(AlertLifecycle):
         self._loosest: dict[tuple[str, str], float] = {}
         self._last_prune = 0.0
         self.last_duration = 0.0  # seconds the last evaluate() took (for self-monitoring)
+        # the last alerts() answer, unsorted and sorted: reused while every alert is the same
+        # object (a quiet evaluation re-renders nothing, so the sort is the only cost left)
+        self._alerts_memo: tuple[list[Alert], list[Alert]] = ([], [])
         self.cycles = 0
         self.update_rules(rules, settings)
 
@@ -446,8 +449,11 @@ class AlertEvaluator(AlertLifecycle):
                 if name in self._by_name
                 for key, st in states.items()
             ]
-        out.sort(key=alert_sort_key)
-        return out
+            last, ordered = self._alerts_memo
+            if len(last) != len(out) or not all(map(operator.is_, last, out)):
+                ordered = sorted(out, key=alert_sort_key)
+                self._alerts_memo = (out, ordered)
+        return list(ordered)
 
     def recent_resolved(self, limit: int = 50) -> list[Alert]:
         """The most recently resolved alerts, newest first."""

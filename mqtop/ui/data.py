@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from alerts.model import Alert, AlertEvent, AlertState
 from mqtop.engine import Engine
 from mqtop.kernel.model import BrokerStatus, SeriesKey, SeriesView
 from mqtop.ui.alerting import AlertSource
 from mqtop.ui.arranged import Arranged, Arrangement, prepare
-from mqtop.ui.rows import Row, build_rows, name_widths
+from mqtop.ui.rows import Row, RowCache, build_rows, name_widths
 from mqtop.ui.totals import Totals, totals_by_broker
 
 
@@ -61,6 +62,10 @@ class DashboardData:
         return [a for a in self.alerts if a.state == AlertState.FIRING and not a.silenced]
 
 
+# the rows of the last build per store, so a series that did not change keeps its row
+_ROW_CACHES: WeakKeyDictionary[object, RowCache] = WeakKeyDictionary()
+
+
 def compute_data(
     engine: Engine,
     alerts: AlertSource,
@@ -74,7 +79,10 @@ def compute_data(
     events = alerts.evaluate(store, statuses, now)
     current = alerts.alerts()
     views = store.views()
-    rows = build_rows(views, statuses, current, now)
+    cache = _ROW_CACHES.get(store)
+    if cache is None:
+        cache = _ROW_CACHES.setdefault(store, RowCache())
+    rows = build_rows(views, statuses, current, now, cache)
     # held alerts (firing, condition false) are counted apart, so the header never claims a
     # problem that is not there now
     firing = [a for a in current if a.state == AlertState.FIRING and not a.silenced]

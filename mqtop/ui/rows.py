@@ -107,6 +107,7 @@ class Row:
     """One series as the overview shows it (raw values; formatting happens on render)."""
 
     __slots__ = (
+        "_made",
         "age",
         "alert_held",
         "alert_rank",
@@ -173,6 +174,8 @@ class Row:
         self.alert_rule = alert_rule
         self.alert_held = alert_held  # firing while its condition is false (flap damping)
         self.header = header  # set on group-by-broker separator rows (text to show)
+        # what the row was built from (metrics, info, alert), for reuse by the next build
+        self._made: tuple[object, object, object] | None = None
 
     @property
     def is_header(self) -> bool:
@@ -217,13 +220,26 @@ def alert_rank(alert: Alert | None) -> int:
     return {"critical": RANK_CRITICAL, "warning": RANK_WARNING}.get(alert.severity, RANK_INFO)
 
 
+class RowCache:
+    """The rows of the last build, by series: a series whose view metrics, info and worst
+    alert are the very objects its row was built from (and whose flags are unchanged) keeps
+    that row. Rows are never modified after they are built, so sharing them is safe."""
+
+    __slots__ = ("rows",)
+
+    def __init__(self) -> None:
+        self.rows: dict[SeriesKey, Row] = {}
+
+
 def build_rows(
     views: Sequence[SeriesView],
     statuses: Mapping[str, BrokerStatus],
     alerts: Iterable[Alert],
     now: float,
+    cache: RowCache | None = None,
 ) -> list[Row]:
-    """One row per series. Rows of a down or silent broker are flagged stale."""
+    """One row per series. Rows of a down or silent broker are flagged stale. With a
+    ``cache``, rows of series that did not change since the last build are reused."""
     index = worst_alerts(alerts)
     stale_brokers = {
         name
@@ -233,32 +249,56 @@ def build_rows(
     down_brokers = {name for name, status in statuses.items() if status.up is False}
     rows: list[Row] = []
     append = rows.append
+    old = cache.rows if cache is not None else {}
+    kept: dict[SeriesKey, Row] = {}
     for view in views:
         key = view.key
         metrics = view.metrics
         alert = index.get((key.broker, key.queue, key.group))
+        stale = view.stale or key.broker in stale_brokers
+        down = key.broker in down_brokers
+        row = old.get(key)
+        if row is not None:
+            made = row._made
+            if (
+                made is not None
+                and made[0] is metrics
+                and made[1] is view.info
+                and made[2] is alert
+                and row.stale is stale
+                and row.down is down
+                and row.dlq == view.dlq
+                and row.kind == view.kind
+            ):
+                append(row)
+                kept[key] = row
+                continue
         lag = metrics.get("consumer_lag_seconds")
-        append(
-            Row(
-                key,
-                view.kind,
-                backlog=metrics.get("queue_length"),
-                inflight=metrics.get("in_flight"),
-                rate_in=metrics.get("publish_rate"),
-                rate_out=metrics.get("processing_rate"),
-                error=metrics.get("error_rate"),
-                age=lag if lag is not None else metrics.get("latency_seconds"),
-                consumers=metrics.get("consumers"),
-                health=metrics.get("group_status"),
-                stuck=_stuck(view),
-                dlq=view.dlq,
-                stale=view.stale or key.broker in stale_brokers,
-                down=key.broker in down_brokers,
-                alert_rank=alert_rank(alert),
-                alert_rule=alert.rule if alert is not None else None,
-                alert_held=alert is not None and alert.held_until is not None,
-            )
+        row = Row(
+            key,
+            view.kind,
+            backlog=metrics.get("queue_length"),
+            inflight=metrics.get("in_flight"),
+            rate_in=metrics.get("publish_rate"),
+            rate_out=metrics.get("processing_rate"),
+            error=metrics.get("error_rate"),
+            age=lag if lag is not None else metrics.get("latency_seconds"),
+            consumers=metrics.get("consumers"),
+            health=metrics.get("group_status"),
+            stuck=_stuck(view),
+            dlq=view.dlq,
+            stale=stale,
+            down=down,
+            alert_rank=alert_rank(alert),
+            alert_rule=alert.rule if alert is not None else None,
+            alert_held=alert is not None and alert.held_until is not None,
         )
+        append(row)
+        if cache is not None:
+            row._made = (metrics, view.info, alert)
+            kept[key] = row
+    if cache is not None:
+        cache.rows = kept
     return rows
 
 
