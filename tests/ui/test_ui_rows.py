@@ -267,3 +267,32 @@ def test_message_row_is_safe_and_complete():
     assert row.count == "3" and row.original == "orders" and row.age == "1m00s"
     assert common_origin([message, message]) == "orders"
     assert common_origin([message, PeekedMessage(id="2", body=b"")]) is None
+
+
+def test_rows_of_unchanged_series_are_reused_and_changes_are_never_missed():
+    """With a cache, a series whose view metrics, info and worst alert are the same objects
+    keeps its row; a new value, a new alert or a broker going down builds a new row."""
+    from mqtop.ui.rows import RowCache
+
+    cache = RowCache()
+    quiet, busy = _view("r", "quiet", queue_length=1.0), _view("r", "busy", queue_length=5.0)
+    up = {"r": _status("r", True)}
+    first = build_rows([quiet, busy], up, [], 101.0, cache)
+    busy2 = _view("r", "busy", queue_length=6.0)
+    second = build_rows([quiet, busy2], up, [], 101.0, cache)
+    assert second[0] is first[0]
+    assert second[1] is not first[1] and second[1].backlog == 6.0
+    alert = _alert("Backlog", "critical", AlertState.FIRING, "r", "quiet")
+    third = build_rows([quiet, busy2], up, [alert], 101.0, cache)
+    assert third[0] is not second[0] and third[0].alert_rank == RANK_CRITICAL
+    assert third[1] is second[1]
+    down = build_rows([quiet, busy2], {"r": _status("r", False)}, [alert], 101.0, cache)
+    assert all(r.down and r.stale for r in down)
+    again = build_rows([quiet, busy2], {"r": _status("r", False)}, [alert], 101.0, cache)
+    assert [a is b for a, b in zip(again, down, strict=True)] == [True, True]
+    # the same answers as a build without a cache
+    plain = build_rows([quiet, busy2], {"r": _status("r", False)}, [alert], 101.0)
+    fields = ("backlog", "stale", "down", "alert_rank", "alert_rule", "kind", "dlq")
+    assert [[getattr(r, f) for f in fields] for r in again] == [
+        [getattr(r, f) for f in fields] for r in plain
+    ]

@@ -473,3 +473,29 @@ def test_empty_store_and_unknown_broker_statuses():
     events = w.eval(ev, 0)
     assert kinds(events) == [("firing", "BrokerDown", None)]
     assert w.eval(ev, 1) == []
+
+
+def test_alerts_stay_sorted_when_reused_and_follow_every_change():
+    """alerts() reuses its sorted answer while no alert changed; a caller's copy is its own,
+    and a new value or a new alert shows at once, in severity order."""
+    w = World()
+    rules = [rule(), rule(name="Huge", threshold=100, severity="critical")]
+    ev = AlertEvaluator(rules, AlertingSettings(), builtin=False)
+    w.poll(0, {("a", None): {"queue_length": 20}, ("b", None): {"queue_length": 30}})
+    w.eval(ev, 0)
+    first = ev.alerts()
+    assert [(a.rule, a.queue) for a in first] == [("Backlog", "a"), ("Backlog", "b")]
+    first.clear()
+    w.poll(1, {("a", None): {"queue_length": 20}, ("b", None): {"queue_length": 30}})
+    w.eval(ev, 1)
+    again = ev.alerts()
+    assert [(a.rule, a.queue) for a in again] == [("Backlog", "a"), ("Backlog", "b")]
+    w.poll(2, {("a", None): {"queue_length": 500}, ("b", None): {"queue_length": 30}})
+    w.eval(ev, 2)
+    changed = ev.alerts()
+    assert [(a.rule, a.queue) for a in changed] == [
+        ("Huge", "a"),
+        ("Backlog", "a"),
+        ("Backlog", "b"),
+    ]
+    assert next(a for a in changed if a.rule == "Backlog" and a.queue == "a").value == 500
