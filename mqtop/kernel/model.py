@@ -284,3 +284,34 @@ class SeriesView:
     def get(self, metric: str) -> float | None:
         """Current value of a metric (None when unknown)."""
         return self.metrics.get(metric)
+
+
+_VIEW_NEW = object.__new__
+_VIEW_SET: tuple[Any, ...] = tuple(
+    SeriesView.__dict__[name].__set__
+    for name in ("key", "kind", "dlq", "metrics", "info", "updated", "stale")
+)
+
+
+def new_view(  # noqa: PLR0917 (positional: one call per series and poll)
+    key: SeriesKey,
+    kind: str,
+    dlq: str | None,
+    metrics: Mapping[str, float | None],
+    info: Mapping[str, Any],
+    updated: float,
+    stale: bool,
+) -> SeriesView:
+    """A :class:`SeriesView` with the given fields, built through its slots rather than the
+    frozen dataclass' ``__init__`` (about four times faster: the store builds one per series
+    and poll). The view is as immutable as any other."""
+    view = _VIEW_NEW(SeriesView)
+    s_key, s_kind, s_dlq, s_metrics, s_info, s_updated, s_stale = _VIEW_SET
+    s_key(view, key)
+    s_kind(view, kind)
+    s_dlq(view, dlq)
+    s_metrics(view, metrics)
+    s_info(view, info)
+    s_updated(view, updated)
+    s_stale(view, stale)
+    return view

@@ -238,9 +238,12 @@ class SeriesBuffer:
         stop = self.nrows if stop is None else stop
         if self.times is not None:
             return self.times[start:stop]
-        out = array("d")
         segs, ring = self.segs, self.ring
         rt, base = ring.times, ring.base
+        if len(segs) == 2:  # listed at every poll since its oldest row: one stretch
+            a = segs[0] - base
+            return rt[a + start : a + stop]
+        out = array("d")
         pos = 0
         for k in range(0, len(segs), 2):
             n = segs[k + 1]
@@ -256,6 +259,9 @@ class SeriesBuffer:
             return bisect_left(self.times, t, lo)
         segs, ring = self.segs, self.ring
         rt, base = ring.times, ring.base
+        if len(segs) == 2:  # one stretch
+            a = segs[0] - base
+            return bisect_left(rt, t, a + lo, a + segs[1]) - a
         pos = 0
         for k in range(0, len(segs), 2):
             n = segs[k + 1]

@@ -35,6 +35,7 @@ from mqtop.kernel.model import (
     SeriesKey,
     SeriesSample,
     SeriesView,
+    new_view,
 )
 from mqtop.kernel.series import AVG as _AVG
 from mqtop.kernel.series import DERIVED_RATES as _DERIVED_RATES
@@ -600,14 +601,14 @@ class TimeSeriesStore:
         if cached is not None:
             return cached
         if series.stable is not None:
-            view = SeriesView(
-                key=series.key,
-                kind=series.kind,
-                dlq=series.dlq,
-                metrics=series.stable,
-                info=series.info,
-                updated=series.last_time,
-                stale=series.stale,
+            view = new_view(
+                series.key,
+                series.kind,
+                series.dlq,
+                series.stable,
+                series.info,
+                series.last_time,
+                series.stale,
             )
             series.cached_view = view
             return view
@@ -640,14 +641,14 @@ class TimeSeriesStore:
             stable = window is None or (
                 len(window) == 1 and window[0][2] >= 2 and window[0][3] == len(buf.runs) - 1
             )
-        view = SeriesView(
-            key=series.key,
-            kind=series.kind,
-            dlq=series.dlq,
-            metrics=MappingProxyType(metrics),
-            info=series.info,
-            updated=series.last_time,
-            stale=series.stale,
+        view = new_view(
+            series.key,
+            series.kind,
+            series.dlq,
+            MappingProxyType(metrics),
+            series.info,
+            series.last_time,
+            series.stale,
         )
         series.cached_view = view
         if stable:
