@@ -111,6 +111,12 @@ class AlertEvaluator(AlertLifecycle):
         # the last alerts() answer, unsorted and sorted: reused while every alert is the same
         # object (a quiet evaluation re-renders nothing, so the sort is the only cost left)
         self._alerts_memo: tuple[list[Alert], list[Alert]] = ([], [])
+        # the last cycle's metric columns (see _columns) and whether the series changed
+        # (a new list of keys is made whenever the series change, so the columns line up
+        # with the views while it is the same list)
+        self._columns_memo: tuple[
+            list[Mapping[str, float | None]], list[str], dict[str, list[float]], list[SeriesKey]
+        ] = ([], [], {}, [])
         self.cycles = 0
         self.update_rules(rules, settings)
 
@@ -198,15 +204,40 @@ class AlertEvaluator(AlertLifecycle):
             self.last_duration = time.perf_counter() - started
             return events
 
-    @staticmethod
-    def _columns(views: Sequence[SeriesView], metrics: set[str]) -> dict[str, list[float]]:
-        """One flat list per metric, aligned with ``views``; null is NaN (never holds)."""
+    def _columns(self, views: Sequence[SeriesView], metrics: set[str]) -> dict[str, list[float]]:
+        """One flat list per metric, aligned with ``views``; null is NaN (never holds).
+
+        The columns of the last cycle are kept: while the series are the same, only the
+        positions whose metrics mapping is not the very object of the last cycle are read
+        again (a quiet series keeps its mapping from poll to poll)."""
         names = sorted(metrics)
         if not names:
             return {}
         if not views:
             return {name: [] for name in names}
         maps = list(map(_METRICS, views))
+        last_maps, last_names, last, last_keys = self._columns_memo
+        n = len(maps)
+        keys = self._keys
+        if last_names == names and len(last_maps) == n and last_keys is keys and n == len(keys):
+            changed = list(compress(range(n), map(operator.is_not, maps, last_maps)))
+            if len(changed) <= n // 2:
+                cols = [(last[name], name) for name in names]
+                for i in changed:
+                    get = maps[i].get
+                    for col, name in cols:
+                        v = get(name)
+                        col[i] = NAN if v is None else v
+                self._columns_memo = (maps, names, last, keys)
+                return last
+        out = self._columns_full(maps, names)
+        self._columns_memo = (maps, names, out, keys)
+        return out
+
+    @staticmethod
+    def _columns_full(
+        maps: list[Mapping[str, float | None]], names: list[str]
+    ) -> dict[str, list[float]]:
         try:
             rows = list(map(operator.itemgetter(*names), maps))
         except KeyError:  # a view without some metric: the slower, forgiving way

@@ -499,3 +499,40 @@ def test_alerts_stay_sorted_when_reused_and_follow_every_change():
         ("Backlog", "b"),
     ]
     assert next(a for a in changed if a.rule == "Backlog" and a.queue == "a").value == 500
+
+
+def test_columns_kept_between_cycles_give_the_answers_of_columns_built_afresh():
+    """Random polls (quiet series, changing ones, nulls, series coming and going): an
+    evaluator that re-reads only changed series answers as one that rebuilds every column."""
+    import random
+
+    rng = random.Random(5)
+    w = World()
+    rules = [
+        rule(),
+        rule(name="Huge", threshold=50, severity="critical", **{"for": "2s"}),
+        rule(name="NoConsumers", metric="consumers", op="==", threshold=0),
+        rule(name="Errors", metric="error_rate", op=">", threshold=0.1),
+    ]
+    kept = AlertEvaluator(rules, AlertingSettings(), builtin=False)
+    fresh = AlertEvaluator(rules, AlertingSettings(), builtin=False)
+    values = {f"q{i}": {"queue_length": 5.0, "consumers": 1.0} for i in range(40)}
+    for t in range(60):
+        for name in rng.sample(sorted(values), 6):  # a few series change each poll
+            values[name] = {
+                "queue_length": rng.choice([None, 0.0, 20.0, 80.0]),
+                "consumers": rng.choice([0.0, 1.0, None]),
+                "processed_total": float(t * rng.randint(0, 3)),
+                "dead_lettered_total": float(t),
+            }
+        if t % 17 == 16:  # a series goes, another comes
+            values.pop(sorted(values)[0])
+            values[f"new{t}"] = {"queue_length": 99.0, "consumers": 0.0}
+        w.poll(t, {(q, None): v for q, v in values.items()})
+        fresh._columns_memo = ([], [], {}, [])  # every column read again
+        a, b = w.eval(kept, t), w.eval(fresh, t)
+        assert [(e.kind, e.alert.rule, e.alert.queue) for e in a] == kinds(b)
+        assert [(x.rule, x.queue, x.state, x.value) for x in kept.alerts()] == [
+            (x.rule, x.queue, x.state, x.value) for x in fresh.alerts()
+        ]
+    assert kept.alerts()  # the random polls did raise alerts
