@@ -80,6 +80,10 @@ class ActiveMQCollector:
 
     async def collect(self) -> Collected:
         rows, warnings = await self.rows()
-        wanted = [r for r in rows if self._wants(r.name)]
+        wanted = (
+            rows
+            if self._include is None and self._exclude is None
+            else [r for r in rows if self._wants(r.name)]
+        )
         series = samples(wanted, rows, self.options.name)
         return Collected(series=tuple(series), warnings=tuple(warnings))

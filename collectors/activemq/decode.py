@@ -99,19 +99,27 @@ class Row:
 
 
 class RowCache:
-    """The rows of the last poll by MBean name, each with the raw values it was decoded from
-    (the attribute dict and what else went into it). A queue whose raw values are equal to
-    the last poll's gets the same Row back, and ``samples`` the same sample while its DLQ and
-    the DLQ's length are unchanged too: an idle queue costs a dict comparison per poll. Only
-    the MBeans of the latest poll are kept, so a vanished queue is dropped at the next poll."""
+    """What the last poll decoded, by MBean name: the attribute dict each row came from (and
+    what else went into it), so that a queue whose values are equal to the last poll's gets
+    the same Row back, and ``samples`` the same sample while its DLQ and the DLQ's length are
+    unchanged too: an idle queue costs a dict look-up and a dict comparison per poll. Only the
+    MBeans of the latest poll are kept, so a vanished queue is dropped at the next poll.
 
-    __slots__ = ("_dlqs", "_last", "_names", "_next")
+    The DLQ index of each flavor is kept too, and rebuilt only when what it is made of
+    changed: Classic's from the set of queue names; Artemis' from every queue MBean's name,
+    address, routing type, durability, filter and dead-letter address (address settings),
+    so a queue, address or dead-letter address appearing, vanishing or changing is seen at
+    the next poll."""
+
+    __slots__ = ("_dlqs", "_names", "artemis", "dlas", "last")
 
     def __init__(self) -> None:
-        self._last: dict[str, tuple[Any, Row]] = {}
-        self._next: dict[str, tuple[Any, Row]] = {}
+        # MBean -> (attribute dict, extra value compared with it, its row or None)
+        self.last: dict[str, tuple[Any, Any, Row | None]] = {}
         self._names: set[str] | None = None
         self._dlqs: ClassicDlqs | None = None
+        self.artemis: ArtemisDlqs | None = None
+        self.dlas: set[str] | None = None  # Artemis: the last poll's dead-letter addresses
 
     def classic_dlqs(self, names: set[str]) -> ClassicDlqs:
         """The DLQ index of these queue names: the last poll's while the names are the same."""
@@ -120,25 +128,13 @@ class RowCache:
         return self._dlqs
 
     def __len__(self) -> int:
-        return len(self._last)
-
-    def row(self, mbean: str, raw: Any) -> Row | None:
-        """The last poll's row of ``mbean`` if it came from values equal to ``raw``."""
-        hit = self._last.get(mbean)
-        return hit[1] if hit is not None and hit[0] == raw else None
-
-    def keep(self, mbean: str, raw: Any, row: Row) -> None:
-        """Remember this poll's row of ``mbean`` and the raw values it came from."""
-        self._next[mbean] = (raw, row)
-
-    def done(self) -> None:
-        """End of a decoded poll: its rows replace the previous poll's."""
-        self._last, self._next = self._next, {}
+        return sum(1 for hit in self.last.values() if hit[2] is not None)
 
     def drop(self) -> None:
-        """Forget every row (a poll that failed half-way)."""
-        self._last, self._next = {}, {}
-        self._names = self._dlqs = None
+        """Forget every row and index (a poll that failed half-way)."""
+        self.last = {}
+        self._names = self._dlqs = self.artemis = None
+        self.dlas = None
 
 
 def number(value: Any) -> int | None:
@@ -229,48 +225,112 @@ def _mbeans(value: Any) -> dict[str, dict[str, Any]]:
 # ---------------------------------------------------------------- Artemis
 
 
+# what the DLQ index and the kind of an Artemis row are made of (besides the DLA set)
+ARTEMIS_STRUCTURE = (
+    "Name",
+    "Address",
+    "RoutingType",
+    "Durable",
+    "Temporary",
+    "InternalQueue",
+    "Filter",
+    "DeadLetterAddress",
+)
+
+
+def _same_structure(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """True when the two attribute dicts agree on everything but the queue's figures."""
+    for key in ARTEMIS_STRUCTURE:  # noqa: SIM110 - no generator per busy queue
+        if old.get(key) != new.get(key):
+            return False
+    return True
+
+
 def decode_artemis(
     value: Any, options: ActiveMQOptions, cache: RowCache | None = None
 ) -> tuple[list[Row], list[str]]:
     """Rows of every Artemis queue and subscription (before include/exclude); a queue whose
-    attributes (and whether its address is a dead-letter address) are those of the last poll
-    gets its row from ``cache``."""
+    attributes are those of the last poll gets its row from ``cache`` (while the set of
+    dead-letter addresses is the last poll's too), and the DLQ index is the last poll's while
+    no queue appeared, vanished or changed its name, address, routing, filter or dead-letter
+    address."""
+    if cache is None:
+        cache = RowCache()
+    items = value.items() if isinstance(value, dict) else ()
+    known = cache.dlas
+    if known is not None:
+        decoded = _artemis_rows(items, options, cache, known)
+        if decoded is not None:
+            return decoded
+    # the first poll, or the dead-letter addresses changed: every row is decoded again
+    cache.last, cache.artemis = {}, None
+    dlas = set()
+    for _, attrs in items:
+        if type(attrs) is dict:
+            address, dla = attrs.get("Address"), attrs.get("DeadLetterAddress")
+            if type(dla) is str and dla != address and type(attrs.get("Name")) is str:
+                dlas.add(dla)
+    decoded = _artemis_rows(items, options, cache, dlas)
+    assert decoded is not None  # the same answer gives the same dead-letter addresses
+    return decoded
+
+
+def _artemis_rows(
+    items: Iterable[tuple[str, Any]], options: ActiveMQOptions, cache: RowCache, known: set[str]
+) -> tuple[list[Row], list[str]] | None:
+    """Rows decoded with ``known`` as the dead-letter addresses (those that make a queue a
+    DLQ); None when this answer's dead-letter addresses are not ``known``."""
     warnings: list[str] = []
     entries: list[tuple[str, dict[str, Any]]] = []
-    dead_letter_addresses: set[str] = set()
-    for mbean, attrs in _mbeans(value).items():
-        address = attrs.get("Address")
-        if not isinstance(attrs.get("Name"), str) or not isinstance(address, str):
-            warnings.append(f"skipped a queue MBean without a name: {mbean[:200]}")
+    dlas: set[str] = set()
+    show_internal = options.show_internal
+    last = cache.last
+    fresh: dict[str, tuple[Any, Any, Row | None]] = {}
+    rows: list[Row] = []
+    changed, hits = False, 0
+    for mbean, attrs in items:
+        if type(attrs) is not dict:
+            continue
+        hit = last.get(mbean)
+        if hit is not None and hit[0] == attrs:  # its row, and what it adds to dlas
+            hits += 1
+            fresh[mbean] = hit
+            entries.append((mbean, attrs))
+            if hit[1] is not None:
+                dlas.add(hit[1])
+            if hit[2] is not None:
+                rows.append(hit[2])
+            continue
+        address, dla = attrs.get("Address"), attrs.get("DeadLetterAddress")
+        if type(address) is not str or type(attrs.get("Name")) is not str:
+            warnings.append(f"skipped a queue MBean without a name: {str(mbean)[:200]}")
             continue
         entries.append((mbean, attrs))
-        dla = attrs.get("DeadLetterAddress")
-        if isinstance(dla, str) and dla != address:
-            dead_letter_addresses.add(dla)
-    show_internal = options.show_internal
-    rows: list[Row] = []
-    for mbean, attrs in entries:
-        if attrs.get("InternalQueue") is True and not show_internal:
-            continue
-        if cache is None:
-            row = artemis_row(mbean, attrs, dead_letter_addresses)
+        if type(dla) is str and dla != address:
+            dlas.add(dla)
         else:
-            raw = (attrs, attrs["Address"] in dead_letter_addresses)
-            row = cache.row(mbean, raw)
-            if row is None:
-                row = artemis_row(mbean, attrs, dead_letter_addresses)
-                if row is None:
-                    continue
-            cache.keep(mbean, raw, row)
-        if row is not None:
-            rows.append(row)
-    if cache is not None:
-        cache.done()
-    dlqs = ArtemisDlqs(entries, dead_letter_addresses, rows)
+            dla = None
+        if hit is None:
+            changed = True
+        else:
+            hits += 1
+            changed = changed or not _same_structure(hit[0], attrs)
+        row = None
+        if show_internal or attrs.get("InternalQueue") is not True:
+            row = artemis_row(mbean, attrs, known)
+            if row is not None:
+                rows.append(row)
+        fresh[mbean] = (attrs, dla, row)
+    if dlas != known:
+        return None
+    cache.last, cache.dlas = fresh, dlas
+    index = cache.artemis
+    if index is None or changed or hits != len(last):
+        index = cache.artemis = ArtemisDlqs(entries, dlas, rows)
     for row in rows:
-        if row.group is None and row.kind != "dlq":
-            row.dlq, how = dlqs.find(row, options)
-            row.info["dlq_source"] = how
+        if row.found_by is not index and row.group is None and row.kind != "dlq":
+            row.dlq, row.info["dlq_source"] = index.find(row, options)
+            row.found_by = index
     return rows, warnings
 
 
@@ -385,7 +445,7 @@ def decode_classic(
     """Rows of every Classic queue and durable subscription (before include/exclude); a queue
     whose attributes and dead-lettered count are those of the last poll gets its row from
     ``cache``."""
-    queues = _mbeans(matched(answers[0]))
+    queues = matched(answers[0])
     advisories = _mbeans(matched(answers[1]))
     topics = matched(answers[2])
     subscriptions = _mbeans(matched(answers[3]))
@@ -400,30 +460,31 @@ def decode_classic(
     names: set[str] = set()
     show_internal = options.show_internal
     no_dead = 0 if advisory_on else None
-    for mbean, attrs in queues.items():
-        get = attrs.get
-        name = get("Name")
-        if not isinstance(name, str):
+    if cache is None:
+        cache = RowCache()
+    last = cache.last
+    fresh: dict[str, tuple[Any, Any, Row | None]] = {}
+    for mbean, attrs in queues.items() if isinstance(queues, dict) else ():
+        if type(attrs) is not dict:
+            continue
+        name = attrs.get("Name")
+        if type(name) is not str:
             warnings.append(f"skipped a queue MBean without a name: {mbean[:200]}")
             continue
         names.add(name)
         if not show_internal and name.startswith(INTERNAL_PREFIXES):
             continue
         dead = dead_by_queue.get(name, no_dead)
-        if cache is not None:
-            raw = (attrs, dead)
-            row = cache.row(mbean, raw)
-            if row is None:
-                row = classic_row(name, mbean, attrs, dead)
-            cache.keep(mbean, raw, row)
+        hit = last.get(mbean)
+        if hit is not None and hit[1] == dead and hit[0] == attrs and hit[2] is not None:
+            fresh[mbean] = hit
+            rows.append(hit[2])
         else:
             row = classic_row(name, mbean, attrs, dead)
-        rows.append(row)
-    if cache is None:
-        dlqs = ClassicDlqs(names)
-    else:
-        cache.done()
-        dlqs = cache.classic_dlqs(names)
+            fresh[mbean] = (attrs, dead, row)
+            rows.append(row)
+    cache.last = fresh
+    dlqs = cache.classic_dlqs(names)
     for row in rows:
         if row.kind != "dlq" and row.found_by is not dlqs:  # a reused row under the same index
             row.dlq, row.info["dlq_source"] = dlqs.find(row.queue, options)
@@ -527,16 +588,23 @@ def _key(mbean: str, key: str) -> str | None:
 def samples(wanted: Iterable[Row], everything: Iterable[Row], broker: str) -> list[SeriesSample]:
     """SeriesSamples of the wanted rows; dlq_length from the DLQ's own row (wanted or not).
     Every value is a float or None made here, so the samples are built as trusted."""
-    lengths: dict[str, float | None] = {}
-    for r in everything:
-        if r.group is None:
-            length = r.waiting
-            lengths[r.name] = None if length is None else float(length + (r.in_flight or 0))
+    queues: dict[str, Row] | None = None
+    lengths: dict[str, float | None] = {}  # of the DLQs looked up so far
     trusted, new_tuple = SeriesSample.trusted, tuple.__new__
     out: list[SeriesSample] = []
     for row in wanted:
         dlq = row.dlq
-        dlq_length = lengths.get(dlq) if dlq else None
+        dlq_length = None
+        if dlq:
+            if dlq in lengths:
+                dlq_length = lengths[dlq]
+            else:
+                if queues is None:
+                    queues = {r.name: r for r in everything if r.group is None}
+                of_dlq = queues.get(dlq)
+                if of_dlq is not None and of_dlq.waiting is not None:
+                    dlq_length = float(of_dlq.waiting + (of_dlq.in_flight or 0))
+                lengths[dlq] = dlq_length
         made = row.made
         source = row.info.get("dlq_source")
         if made is not None and made[0] == dlq and made[1] == source and made[2] == dlq_length:

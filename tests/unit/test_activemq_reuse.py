@@ -108,3 +108,75 @@ def test_classic_dlq_is_looked_up_again_when_the_queue_names_change() -> None:
     assert found.values["dlq_length"] == 2
     del queues[f"{base}DLQ.orders"]
     assert orders().dlq is None
+
+
+def test_artemis_dlq_index_is_kept_across_polls_and_rebuilt_when_queues_change() -> None:
+    value: dict[str, Any] = {
+        "q1": artemis_queue("orders", "orders"),
+        "q3": artemis_queue("billing", "billing", DeadLetterAddress=None),
+    }
+    cache = RowCache()
+    first = artemis_poll(value, cache)
+    assert first["orders"].dlq is None and first["billing"].dlq is None
+    index = cache.artemis
+    assert index is not None
+    value["q1"]["MessagesAdded"] = 10  # a busy queue: new values, the same structure
+    assert artemis_poll(value, cache)["orders"].values["published_total"] == 10
+    assert cache.artemis is index  # not rebuilt
+
+    # a DLQ appears on the dead-letter address: the unchanged queue finds it at the next poll
+    value["q2"] = artemis_queue("DLQ.orders", "DLA", Filter="_AMQ_ORIG_ADDRESS = 'orders'",
+                                MessageCount=4, DeliveringCount=0)  # fmt: skip
+    found = artemis_poll(value, cache)
+    assert found["orders"].dlq == "DLA/DLQ.orders"
+    assert found["orders"].info["dlq_source"] == "address_settings"
+    assert found["orders"].values["dlq_length"] == 4
+    assert found["DLA/DLQ.orders"].kind == "dlq"
+    assert cache.artemis is not index
+
+    # a conventional-name DLQ of billing appears, then vanishes
+    value["q4"] = artemis_queue("billing.dlq", "billing.dlq", DeadLetterAddress=None,
+                                MessageCount=2, DeliveringCount=0)  # fmt: skip
+    assert artemis_poll(value, cache)["billing"].dlq == "billing.dlq"
+    del value["q4"]
+    assert artemis_poll(value, cache)["billing"].dlq is None
+
+    # the address settings change: orders' dead-letter address is no longer DLA
+    value["q1"]["DeadLetterAddress"] = "ELSEWHERE"
+    moved = artemis_poll(value, cache)
+    assert moved["orders"].dlq is None
+    # DLA has no queue pointing at it now: its queue is an ordinary queue
+    assert moved["DLA/DLQ.orders"].kind == "queue"
+    value["q1"]["DeadLetterAddress"] = "DLA"
+    back = artemis_poll(value, cache)
+    assert back["orders"].dlq == "DLA/DLQ.orders" and back["DLA/DLQ.orders"].kind == "dlq"
+
+    del value["q2"]  # the DLQ disappears
+    gone = artemis_poll(value, cache)
+    assert gone["orders"].dlq is None and gone["orders"].values["dlq_length"] is None
+
+
+def test_artemis_decode_with_a_cache_equals_decode_without_one() -> None:
+    value: dict[str, Any] = {
+        "q1": artemis_queue("orders", "orders"),
+        "q2": artemis_queue("DLQ.orders", "DLA", Filter="_AMQ_ORIG_ADDRESS = 'orders'"),
+        "q3": artemis_queue("app.sub", "events", RoutingType="MULTICAST"),
+        "q4": artemis_queue("tmp", "tmp", Temporary=True),
+        "q5": artemis_queue("$sys.x", "$sys.x", InternalQueue=True),
+        "q6": {"Name": None, "Address": 5},
+        "q7": artemis_queue("plain", "plain", DeadLetterAddress="DLA2"),
+        "q8": artemis_queue("DLA2", "DLA2", DeadLetterAddress=None),
+    }
+    cache = RowCache()
+
+    def view(rows: list[Any]) -> list[tuple[Any, ...]]:
+        return [(r.name, r.group, r.kind, r.dlq, r.info.get("dlq_source"), r.waiting)
+                for r in rows]  # fmt: skip
+
+    for change in (None, ("q1", "MessageCount", 9), ("q8", "Address", "other"),
+                   ("q2", "Filter", None), ("q7", "DeadLetterAddress", None)):  # fmt: skip
+        if change is not None:
+            value[change[0]][change[1]] = change[2]
+        cached, warned = decode_artemis(copy.deepcopy(value), options(), cache)
+        plain, warned_plain = decode_artemis(copy.deepcopy(value), options())
+        assert view(cached) == view(plain) and warned == warned_plain
