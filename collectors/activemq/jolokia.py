@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from collectors.activemq.options import ActiveMQOptions
+from collectors.activemq.transport import plain_transport
 from mqtop.kernel.tls import certificate_failure
 
 if TYPE_CHECKING:
@@ -84,13 +85,18 @@ class Jolokia:
 
         # a plain-HTTP endpoint never uses TLS (and redirects are not followed): no CA bundle
         # to load, which costs 0.1-0.4 s of CPU per client on a busy machine
+        # (and its connections run on asyncio's streams: transport.py)
         verify: ssl.SSLContext | bool = False
+        transport = None
         if self.endpoint.lower().startswith("https://"):
             verify = ssl_context(self.options)
+        else:
+            transport = plain_transport()
         timeout = self.options.http_timeout
         self._http = httpx.AsyncClient(
             auth=self.options.credentials(),
             verify=verify,
+            transport=transport,
             timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)),
             headers={
                 "Accept": "application/json",
