@@ -236,3 +236,14 @@ def test_move_batches_grow_to_about_a_second() -> None:
     assert grown(16_000, 0.5) == 32_000  # a second's worth at the last call's rate
     assert grown(32_000, 2.0) == 32_000  # never smaller than the last
     assert grown(90_000, 0.1) == MAX_BATCH
+
+
+def test_first_move_batch_per_flavor() -> None:
+    from collectors.activemq.mover import first_batch
+
+    assert first_batch(None) == first_batch(None, "classic") == 1000
+    assert first_batch(1024.0) == 24_576  # 24 MiB of 1 KB messages
+    # 128 MiB of Classic's AverageMessageSize (2 KiB for a 1 KB body): 50,000 is one call
+    assert first_batch(2048.0, "classic") == 65_536
+    assert first_batch(10.0) == 25_000 and first_batch(10.0, "classic") == 75_000
+    assert first_batch(1024 * 1024.0, "classic") == 1000
