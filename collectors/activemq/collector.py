@@ -14,10 +14,10 @@ from collectors.activemq.decode import (
     decode_artemis,
     decode_classic,
     matched,
-    samples,
 )
 from collectors.activemq.jolokia import Jolokia
 from collectors.activemq.options import ActiveMQOptions, Flavor
+from collectors.activemq.series import samples
 from collectors.base import Collected, MessageActions, compile_globs
 
 

@@ -28,7 +28,6 @@ from typing import Any
 from collectors.activemq.jolokia import MBeanError, quote, value_of
 from collectors.activemq.options import ActiveMQOptions, Flavor
 from collectors.base import dlq_index
-from mqtop.kernel.model import SeriesKey, SeriesSample
 
 ARTEMIS = "org.apache.activemq.artemis"
 CLASSIC = "org.apache.activemq"
@@ -259,27 +258,37 @@ def decode_artemis(
     items = value.items() if isinstance(value, dict) else ()
     known = cache.dlas
     if known is not None:
-        decoded = _artemis_rows(items, options, cache, known)
-        if decoded is not None:
-            return decoded
-    # the first poll, or the dead-letter addresses changed: every row is decoded again
+        rows, warnings, found = _artemis_rows(items, options, cache, known)
+        if found == known:
+            return rows, warnings
+        known = found
+    else:
+        known = _dead_letter_addresses(items)  # the first poll
+    # the dead-letter addresses changed (or the first poll): every row is decoded with this
+    # answer's own, which the same answer gives again
     cache.last, cache.artemis = {}, None
-    dlas = set()
+    rows, warnings, _ = _artemis_rows(items, options, cache, known)
+    return rows, warnings
+
+
+def _dead_letter_addresses(items: Iterable[tuple[str, Any]]) -> set[str]:
+    """The dead-letter addresses of the queues ``_artemis_rows`` decodes (the same test)."""
+    found: set[str] = set()
     for _, attrs in items:
         if type(attrs) is dict:
             address, dla = attrs.get("Address"), attrs.get("DeadLetterAddress")
-            if type(dla) is str and dla != address and type(attrs.get("Name")) is str:
-                dlas.add(dla)
-    decoded = _artemis_rows(items, options, cache, dlas)
-    assert decoded is not None  # the same answer gives the same dead-letter addresses
-    return decoded
+            valid = type(address) is str and type(attrs.get("Name")) is str
+            if valid and type(dla) is str and dla != address:
+                found.add(dla)
+    return found
 
 
 def _artemis_rows(
     items: Iterable[tuple[str, Any]], options: ActiveMQOptions, cache: RowCache, known: set[str]
-) -> tuple[list[Row], list[str]] | None:
+) -> tuple[list[Row], list[str], set[str]]:
     """Rows decoded with ``known`` as the dead-letter addresses (those that make a queue a
-    DLQ); None when this answer's dead-letter addresses are not ``known``."""
+    DLQ), the warnings, and this answer's dead-letter addresses: the rows are right only if
+    these are ``known`` (``cache`` is updated only then)."""
     warnings: list[str] = []
     entries: list[tuple[str, dict[str, Any]]] = []
     dlas: set[str] = set()
@@ -322,7 +331,7 @@ def _artemis_rows(
                 rows.append(row)
         fresh[mbean] = (attrs, dla, row)
     if dlas != known:
-        return None
+        return rows, warnings, dlas
     cache.last, cache.dlas = fresh, dlas
     index = cache.artemis
     if index is None or changed or hits != len(last):
@@ -331,7 +340,7 @@ def _artemis_rows(
         if row.found_by is not index and row.group is None and row.kind != "dlq":
             row.dlq, row.info["dlq_source"] = index.find(row, options)
             row.found_by = index
-    return rows, warnings
+    return rows, warnings, dlas
 
 
 def _int(value: Any) -> int | None:
@@ -580,53 +589,3 @@ def _key(mbean: str, key: str) -> str | None:
         if k == key:
             return v
     return None
-
-
-# ---------------------------------------------------------------- samples
-
-
-def samples(wanted: Iterable[Row], everything: Iterable[Row], broker: str) -> list[SeriesSample]:
-    """SeriesSamples of the wanted rows; dlq_length from the DLQ's own row (wanted or not).
-    Every value is a float or None made here, so the samples are built as trusted."""
-    queues: dict[str, Row] | None = None
-    lengths: dict[str, float | None] = {}  # of the DLQs looked up so far
-    trusted, new_tuple = SeriesSample.trusted, tuple.__new__
-    out: list[SeriesSample] = []
-    for row in wanted:
-        dlq = row.dlq
-        dlq_length = None
-        if dlq:
-            if dlq in lengths:
-                dlq_length = lengths[dlq]
-            else:
-                if queues is None:
-                    queues = {r.name: r for r in everything if r.group is None}
-                of_dlq = queues.get(dlq)
-                if of_dlq is not None and of_dlq.waiting is not None:
-                    dlq_length = float(of_dlq.waiting + (of_dlq.in_flight or 0))
-                lengths[dlq] = dlq_length
-        made = row.made
-        source = row.info.get("dlq_source")
-        if made is not None and made[0] == dlq and made[1] == source and made[2] == dlq_length:
-            out.append(made[3])  # the row is the last poll's and so is its DLQ's length
-            continue
-        waiting = None if row.waiting is None else float(row.waiting)
-        latency = row.latency
-        values: dict[str, float | None] = {
-            "queue_length": waiting,
-            "consumer_lag_messages": waiting,
-            "in_flight": None if row.in_flight is None else float(row.in_flight),
-            "consumers": None if row.consumers is None else float(row.consumers),
-            "latency_seconds": latency,
-            "consumer_lag_seconds": latency,
-            "dlq_length": dlq_length,
-            "published_total": None if row.published is None else float(row.published),
-            "processed_total": None if row.processed is None else float(row.processed),
-            "dead_lettered_total": None if row.dead is None else float(row.dead),
-        }
-        info = {k: v for k, v in row.info.items() if v is not None}
-        key = new_tuple(SeriesKey, (broker, row.name, row.group))  # SeriesKey, unchecked
-        sample = trusted(key, row.kind, values, dlq, info)
-        row.made = (dlq, source, dlq_length, sample)
-        out.append(sample)
-    return out

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from collectors.activemq.decode import decode_artemis, decode_classic, number, samples
+from collectors.activemq.decode import decode_artemis, decode_classic, number
 from collectors.activemq.jolokia import Jolokia, JolokiaRefused, JolokiaUnavailable, quote
 from collectors.activemq.messages import artemis_message, classic_message
 from collectors.activemq.options import ActiveMQOptions
+from collectors.activemq.series import samples
 
 
 def options(**extra: object) -> ActiveMQOptions:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from collectors.activemq.decode import RowCache, decode_artemis, decode_classic, samples
+from collectors.activemq.decode import RowCache, decode_artemis, decode_classic
+from collectors.activemq.series import samples
 from mqtop.kernel.model import SeriesSample
 from tests.unit.test_activemq_decode import artemis_queue, options
 
@@ -180,3 +181,15 @@ def test_artemis_decode_with_a_cache_equals_decode_without_one() -> None:
         cached, warned = decode_artemis(copy.deepcopy(value), options(), cache)
         plain, warned_plain = decode_artemis(copy.deepcopy(value), options())
         assert view(cached) == view(plain) and warned == warned_plain
+
+
+def test_artemis_hostile_entry_with_a_dead_letter_address_is_skipped_not_fatal() -> None:
+    value: dict[str, Any] = {
+        "q1": artemis_queue("orders", "orders"),
+        "bad": {"Name": "x", "Address": 7, "DeadLetterAddress": "ELSEWHERE"},
+        "bad2": {"Name": None, "Address": "a", "DeadLetterAddress": "OTHER"},
+    }
+    cache = RowCache()
+    for _ in range(2):
+        rows, warnings = decode_artemis(copy.deepcopy(value), options(), cache)
+        assert [r.name for r in rows] == ["orders"] and len(warnings) == 2

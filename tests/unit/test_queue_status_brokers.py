@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from collectors.activemq.decode import Row, samples
+from collectors.activemq.decode import Row
+from collectors.activemq.series import samples
 from collectors.group_status import GroupStatus
 from collectors.jobs.series import JobQueueState, dead_set_sample, job_queue_sample
 from collectors.queue_status import QueueHealth
