@@ -70,8 +70,8 @@ class ActiveMQOptions(ClientCertificate, BrokerOptions):
         le=100_000,
         description="Messages per broker move operation during replay/move (progress and the "
         "point where an interrupted run stops); default: about 24 MiB of messages of the "
-        "source's average size first (1,000 to 25,000), then about a second's worth per call "
-        "(at most 100,000).",
+        "source's average size first (1,000 to 25,000; Classic: 128 MiB, 1,000 to 75,000), "
+        "then about a second's worth per call (at most 100,000).",
     )
 
     @field_validator("jolokia_url")
