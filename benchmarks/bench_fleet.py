@@ -56,6 +56,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support, as a script
+
 from mqtop.exposition import ExporterConfig, Exposition
 from mqtop.kernel.model import BrokerSnapshot, BrokerStatus, SeriesKey, SeriesSample
 from mqtop.kernel.store import TimeSeriesStore
