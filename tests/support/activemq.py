@@ -543,7 +543,8 @@ def start_classic(
     )
     source = Path(__file__).resolve().parent.parent / "java" / "ClassicBroker.java"
     proc, log = _spawn(
-        [java, "-Xms64m", "-Xmx512m", f"-javaagent:{agent}={agent_options}", "-cp", f"{libs}/*",
+        [java, "-Xms64m", "-Xmx512m", "-Dsun.net.httpserver.nodelay=true",
+         f"-javaagent:{agent}={agent_options}", "-cp", f"{libs}/*",
          str(source), CLASSIC_NAME, str(openwire_port), str(stomp_port), USER, PASSWORD],
         workdir,
     )  # fmt: skip
