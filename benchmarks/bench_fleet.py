@@ -14,7 +14,9 @@ Measured (UI = CPU time of the UI thread, ``time.thread_time``, so other process
 machine do not inflate it; wall-clock figures next to them):
 
 * ``fleet_first_paint_ms_50k``: wall time from the source's first query to the overview
-  showing every row (painted); ``fleet_first_paint_ui_ms_50k`` the UI thread's part of it;
+  showing every row (painted); ``fleet_first_paint_ui_ms_50k`` the UI thread's CPU during it
+  (the seconds of the query included), ``fleet_first_paint_apply_ui_ms_50k`` the UI thread's
+  part from the rows' arrival to the screen painted (goal <= 100 ms);
 * ``fleet_refresh_ui_ms_50k``: one refresh from the source at 50,000 rows, UI thread (goal
   <= 100 ms): the new data handled, rows arranged, the visible rows rendered, full repaint;
   ``fleet_source_poll_ms_50k`` the source poll (query, parsing, store ingest) on the engine's
@@ -23,8 +25,10 @@ machine do not inflate it; wall-clock figures next to them):
   the screen painted;
 * ``fleet_chart_24h_ms``: the detail view's 24 h window for one remote series: its
   ``query_range`` (one request for the charted metrics, server-side step) and the charts drawn
-  and painted (goal < 200 ms). Prometheus holds only the minutes since the benchmark started, so
-  it answers with those points at the 24 h step (720 s): one or two points per series.
+  and painted (goal < 200 ms). The charted series has 24 h of history, one sample a minute
+  (backfilled with ``promtool tsdb create-blocks-from openmetrics`` before Prometheus starts;
+  the others only the minutes since the benchmark started), so the chart draws about 120
+  points at the 24 h step (720 s): ``fleet_chart_24h_points``.
 
 Baselines in the same run: a bare ``GET /api/v1/query`` of the source's own selector with
 ``json.loads`` (``fleet_bare_query_ms_50k``; ``fleet_source_poll_vs_bare``), and the chart's
@@ -147,6 +151,45 @@ def serve_exporters(clusters: int, series: int) -> None:
         server.shutdown()
 
 
+# -- the charted series' 24 h of history ---------------------------------------------------
+
+CHARTED = "orders.c00.00000"  # the queue whose detail view the benchmark charts
+
+
+def history_file(port: int, path: Path, now: float) -> Path:
+    """24 h of history, one sample a minute, for every series of the ``CHARTED`` queue as
+    exporter ``port`` exposes it (its labels plus the ``job`` and ``instance`` Prometheus
+    adds), as OpenMetrics for ``promtool tsdb create-blocks-from openmetrics``: the 24 h
+    chart then draws a day of points, as it would on a Prometheus that has run for a day."""
+    import gzip
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as answer:
+        text = gzip.decompress(answer.read()).decode()
+    wanted = f'queue="{CHARTED}"'
+    lines = [line for line in text.splitlines() if wanted in line and not line.startswith("#")]
+    if not lines:
+        raise RuntimeError(f"exporter {port} does not expose {CHARTED}")
+    extra = f'job="mqtop",instance="127.0.0.1:{port}"'
+    start = now - 86400.0
+    stop = now - 900.0  # the last minutes come from the scrapes
+    out = []
+    for line in lines:
+        series, _, value = line.rpartition(" ")
+        name, _, labels = series.partition("{")
+        labels = f"{{{extra},{labels}" if labels else f"{{{extra}}}"
+        base = float(value)
+        t, k = start, 0
+        while t < stop:
+            # a daily wave around the exposed value, so the chart has a shape to draw
+            v = max(0.0, base * (1.0 + 0.5 * math.sin(k / 90.0))) if base else 0.0
+            out.append(f"{name}{labels} {v:g} {t:.0f}")
+            t += 60.0
+            k += 1
+    out.append("# EOF")
+    path.write_text("\n".join(out) + "\n")
+    return path
+
+
 # -- the measurement ---------------------------------------------------------------------
 
 
@@ -234,7 +277,10 @@ async def _dashboard(url: str, rows: int, refreshes: int, tmp: Path) -> dict[str
     refreshed = asyncio.Event()
     announce = app._apply
 
+    arrivals: list[float] = []  # UI-thread CPU clock when each refresh's rows arrived
+
     def announced(*args: Any) -> None:
+        arrivals.append(time.thread_time())
         announce(*args)
         refreshed.set()
 
@@ -259,6 +305,9 @@ async def _dashboard(url: str, rows: int, refreshes: int, tmp: Path) -> dict[str
         _paint(app)
         out["fleet_first_paint_ms_50k"] = (time.perf_counter() - t0) * 1000
         out["fleet_first_paint_ui_ms_50k"] = (time.thread_time() - c0) * 1000
+        # of it: from the rows' arrival on the UI thread to the screen painted (the rest is the
+        # UI loop's own work during the query: ticks, the clock, repaints of the empty table)
+        out["fleet_first_paint_apply_ui_ms_50k"] = (time.thread_time() - arrivals[-1]) * 1000
         out["fleet_first_poll_ms_50k"] = (polled - t0) * 1000
         _say(f"first paint {out['fleet_first_paint_ms_50k']:.0f} ms")
 
@@ -319,8 +368,8 @@ async def _dashboard(url: str, rows: int, refreshes: int, tmp: Path) -> dict[str
         out["fleet_source_poll_ms_50k"] = statistics.median(poll)
         out["fleet_model_build_ms_50k"] = statistics.median(build)
 
-        # (c) the 24 h chart of one remote series
-        key = screen.table.rows[0].key
+        # (c) the 24 h chart of the remote series with a day of history
+        key = next(row.key for row in screen.table.rows if row.queue == CHARTED)
         app.open_detail(key)
         detail = await _until(
             pilot, lambda: isinstance(app.screen, DetailScreen) and app.screen, 30, "the detail"
@@ -421,6 +470,7 @@ def run(quick: bool = False) -> dict[str, float]:
     try:
         assert exporters.stdout is not None
         ports = json.loads(exporters.stdout.readline())
+        history = history_file(ports[0], Path(tempfile.mkdtemp()) / "history.om", time.time())
         prom = start_prometheus(
             [
                 {
@@ -430,6 +480,7 @@ def run(quick: bool = False) -> dict[str, float]:
                 }
             ],
             interval=f"{SCRAPE:g}s",
+            backfill=history,
         )
         _say(f"Prometheus on {prom.url}, waiting for 2 scrapes of {len(ports)} targets")
         _wait_for_scrapes(prom, rows, 2, 300)

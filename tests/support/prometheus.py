@@ -112,10 +112,20 @@ def start_prometheus(
     interval: str = "1s",
     web_config: dict[str, Any] | None = None,
     timeout: float = 60.0,
+    backfill: Path | None = None,
 ) -> Prometheus:
-    """Start Prometheus with these scrape configs, rule files and Alertmanager addresses."""
+    """Start Prometheus with these scrape configs, rule files and Alertmanager addresses
+    (and ``backfill``: an OpenMetrics file of history, turned into blocks by promtool)."""
     exe = binary("prometheus")
     workdir = Path(tempfile.mkdtemp(prefix="mqtop-prometheus-"))
+    if backfill is not None:
+        data = workdir / "data"
+        subprocess.run(
+            [promtool(), "tsdb", "create-blocks-from", "openmetrics", str(backfill), str(data)],
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
     config: dict[str, Any] = {
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
         "scrape_configs": scrape,
