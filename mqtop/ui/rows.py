@@ -194,16 +194,20 @@ class Row:
         return f"Row({self.key.label()!r}, backlog={self.backlog!r})"
 
 
-def worst_alerts(alerts: Iterable[Alert]) -> dict[tuple[str | None, str | None, str | None], Alert]:
-    """The worst pending/firing alert per (broker, queue, group)."""
-    out: dict[tuple[str | None, str | None, str | None], Alert] = {}
+def worst_alerts(
+    alerts: Iterable[Alert],
+) -> dict[tuple[str | None, str | None, str | None], tuple[int, Alert]]:
+    """The worst pending/firing alert per (broker, queue, group), with its rank."""
+    out: dict[tuple[str | None, str | None, str | None], tuple[int, Alert]] = {}
+    live = (AlertState.PENDING, AlertState.FIRING)
     for alert in alerts:
-        if alert.state not in (AlertState.PENDING, AlertState.FIRING):
+        if alert.state not in live:
             continue
+        rank = alert_rank(alert)
         ident = (alert.broker, alert.queue, alert.group)
         best = out.get(ident)
-        if best is None or alert_rank(alert) > alert_rank(best):
-            out[ident] = alert
+        if best is None or rank > best[0]:
+            out[ident] = (rank, alert)
     return out
 
 
@@ -254,7 +258,8 @@ def build_rows(
     for view in views:
         key = view.key
         metrics = view.metrics
-        alert = index.get((key.broker, key.queue, key.group))
+        worst = index.get((key.broker, key.queue, key.group))
+        alert = worst[1] if worst is not None else None
         stale = view.stale or key.broker in stale_brokers
         down = key.broker in down_brokers
         row = old.get(key)
@@ -289,7 +294,7 @@ def build_rows(
             dlq=view.dlq,
             stale=stale,
             down=down,
-            alert_rank=alert_rank(alert),
+            alert_rank=worst[0] if worst is not None else RANK_NONE,
             alert_rule=alert.rule if alert is not None else None,
             alert_held=alert is not None and alert.held_until is not None,
         )
