@@ -31,7 +31,8 @@ from collectors.base import dlq_index
 
 ARTEMIS = "org.apache.activemq.artemis"
 CLASSIC = "org.apache.activemq"
-ARTEMIS_ATTRIBUTES = (
+# what the DLQ index and the kind of an Artemis row are made of (besides the DLA set)
+ARTEMIS_STRUCTURE = (
     "Name",
     "Address",
     "RoutingType",
@@ -40,6 +41,9 @@ ARTEMIS_ATTRIBUTES = (
     "InternalQueue",
     "Filter",
     "DeadLetterAddress",
+)
+ARTEMIS_ATTRIBUTES = (
+    *ARTEMIS_STRUCTURE,
     "MessageCount",
     "DeliveringCount",
     "MessagesAdded",
@@ -222,19 +226,6 @@ def _mbeans(value: Any) -> dict[str, dict[str, Any]]:
 
 
 # ---------------------------------------------------------------- Artemis
-
-
-# what the DLQ index and the kind of an Artemis row are made of (besides the DLA set)
-ARTEMIS_STRUCTURE = (
-    "Name",
-    "Address",
-    "RoutingType",
-    "Durable",
-    "Temporary",
-    "InternalQueue",
-    "Filter",
-    "DeadLetterAddress",
-)
 
 
 def _same_structure(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
