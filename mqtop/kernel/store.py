@@ -1,9 +1,8 @@
 """Embedded time-series store: bounded, in-process, fed by the polling engine.
 
 Layout, per series:
-* a ring buffer at poll resolution covering ``recent`` seconds: one ``array('d')`` of
-  timestamps and one of values, row-major (``rows x metrics``), so a poll's row is written with
-  one slice assignment;
+* raw rows at poll resolution covering ``recent`` seconds, run-length encoded (a row of
+  values per run of equal rows), their times shared by the series of a broker (``TimeRing``);
 * rollup buckets (min, max, sum, count, last per metric) covering ``retention`` at a coarser
   resolution, computed from the ring when a bucket closes. For counters the "sum" slot holds the
   reset-aware increase inside the bucket, so rates over long windows stay exact.
