@@ -80,6 +80,17 @@ GLOB_CHARS = frozenset("*?[")
 Targets = dict[str, tuple[str, str, DeadLetterTarget]]
 
 
+class _Made:
+    """What a queue's last sample was made of, to reuse it while nothing of it changed."""
+
+    __slots__ = ("inputs", "point", "sample")
+
+    def __init__(self, inputs: tuple[Any, ...], point: Point | None, sample: SeriesSample) -> None:
+        self.inputs = inputs  # item, DLQ, DLQ item, DLX sources of both, DLQs, rates mode
+        self.point = point  # the error-rate window's point (None: rates off)
+        self.sample = sample
+
+
 class RabbitMQCollector:
     """Reads every visible queue from the management API (paged), or a few over AMQP."""
 
@@ -88,6 +99,10 @@ class RabbitMQCollector:
         self.api = ManagementApi(options)
         self._probe: PassiveProbe | None = None
         self._history: dict[str, History] = {}
+        # per queue, the inputs and result of its last sample (only when they do not depend
+        # on the time of the poll): a queue whose management item and DLQ did not change
+        # since costs a comparison, not a rebuild (most queues of a big cluster are idle)
+        self._made: dict[str, _Made] = {}
         self._actions: MessageActions | None = None
         self.mode: Literal["management", "amqp"] | None = None
         self.dead_letter_sources: dict[str, list[str]] = {}  # DLQ -> sources (last poll)
@@ -177,8 +192,9 @@ class RabbitMQCollector:
                 targets[qname] = (vhost, name, target)
         warnings = await self._resolve_dead_letters(targets)
         wanted = [qname for qname in by_name if self._wants(qname)]
+        made, self._made = self._made, {}
         series = [
-            self._sample(q, by_name=by_name, targets=targets, started=started, now=now)
+            self._sample(q, by_name=by_name, targets=targets, started=started, now=now, made=made)
             for q in wanted
         ]
         kept = set(wanted)
@@ -238,15 +254,29 @@ class RabbitMQCollector:
         targets: Targets,
         started: float,
         now: float,
+        made: Mapping[str, _Made],
     ) -> SeriesSample:
         item = by_name[qname]
-        kind = str(item.get("type") or "classic")
-        values = queue_levels(item, kind, now)
         dlq = self._dlq_of(qname, by_name)
         dlq_item = by_name.get(dlq) if dlq else None
-        values["dlq_length"] = num(dlq_item.get("messages_ready")) if dlq_item else None
         sources = self.dead_letter_sources.get(qname)
+        inputs = (
+            item,
+            dlq,
+            dlq_item,
+            sources,
+            self.dead_letter_sources.get(dlq) if dlq else None,
+            self.dead_letter_queues.get(qname),
+            self.api.rates_mode,
+        )
+        last = made.get(qname)
+        if last is not None and last.inputs == inputs:
+            return self._again(qname, last, started)
+        kind = str(item.get("type") or "classic")
+        values = queue_levels(item, kind, now)
+        values["dlq_length"] = num(dlq_item.get("messages_ready")) if dlq_item else None
         method: str | None = None
+        point: Point | None = None
         if self.api.rates_mode != "none":
             stats = stats_of(item)
             processed = (
@@ -257,7 +287,7 @@ class RabbitMQCollector:
             values["processed_total"] = processed
             if sources is None:
                 values["published_total"] = counter(stats, "publish")
-            method = self._rates(
+            method, point = self._rates(
                 qname,
                 kind=kind,
                 item=item,
@@ -276,13 +306,45 @@ class RabbitMQCollector:
         )
         if method:
             info["error_rate_method"] = method
-        return SeriesSample(
+        sample = SeriesSample(
             key=SeriesKey(self.options.name, qname, None),
             kind=kind,
             values=values,
             dlq=dlq,
             info=info,
         )
+        ready, head = num(item.get("messages_ready")), num(item.get("head_message_timestamp"))
+        if kind == "stream" or not ready or head is None:  # no age that grows with the clock
+            self._made[qname] = _Made(inputs, point, sample)
+        return sample
+
+    def _again(self, qname: str, last: _Made, started: float) -> SeriesSample:
+        """The sample of a queue whose inputs are those of its last one: the same sample, its
+        error-rate window moved on with the same levels (the rates may change as old points
+        leave the window, and then only they are new)."""
+        sample = last.sample
+        point = last.point
+        if point is not None:
+            point = Point(
+                started, point.processed, point.dead_level, point.method, point.inflow_level
+            )
+            rates: dict[str, float | None] = {}
+            self._windowed(qname, point, qname in self.dead_letter_sources, rates)
+            old = sample.values
+            if any(
+                old.get(k) != v or (old.get(k) is None) is not (v is None) for k, v in rates.items()
+            ):
+                values = dict(old)
+                values.update(rates)
+                sample = SeriesSample(
+                    key=sample.key,
+                    kind=sample.kind,
+                    values=values,
+                    dlq=sample.dlq,
+                    info=dict(sample.info),
+                )
+        self._made[qname] = _Made(last.inputs, point, sample)
+        return sample
 
     def _rates(
         self,
@@ -295,7 +357,7 @@ class RabbitMQCollector:
         processed: float,
         started: float,
         values: dict[str, float | None],
-    ) -> str | None:
+    ) -> tuple[str | None, Point]:
         """error_rate (and a DLQ's inflow as its publish_rate) over ``error_window``."""
         method, level = dead_level(
             qname,
@@ -312,6 +374,14 @@ class RabbitMQCollector:
         total = num(item.get("messages"))
         inflow = total + processed if is_target and total is not None else None
         point = Point(started, processed, level, method, inflow)
+        self._windowed(qname, point, is_target, values)
+        return method, point
+
+    def _windowed(
+        self, qname: str, point: Point, is_target: bool, values: dict[str, float | None]
+    ) -> None:
+        """Add the poll's point to the queue's window; error_rate (and a DLQ's inflow as its
+        publish_rate) over it."""
         history = self._history.get(qname)
         if history is None:
             history = self._history[qname] = History()
@@ -319,7 +389,6 @@ class RabbitMQCollector:
         values["error_rate"] = error_ratio(base, point)
         if is_target:
             values["publish_rate"] = inflow_rate(base, point)
-        return method
 
     # -- AMQP fallback -----------------------------------------------------------------
 
