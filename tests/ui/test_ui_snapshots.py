@@ -36,6 +36,9 @@ async def _until(pilot, predicate, timeout: float = 15.0) -> None:
 async def _ready(pilot) -> None:
     app = pilot.app
     await _until(pilot, lambda: app.refresh_count >= 1 and isinstance(app.screen, OverviewScreen))
+    # the table takes the focus once its first rows are in (its cursor row is drawn in the
+    # focused colour): on a loaded machine that can come a frame after the first refresh
+    await _until(pilot, lambda: app.screen.table.has_focus)
     await pilot.pause()
 
 
