@@ -47,8 +47,10 @@ FAST = Scenario(
     flash_sale_size=80,
     stall_at=0.5,
     stall_for=4.0,
-    outage_at=2.0,
-    outage_for=2.0,
+    # late and long enough that the payment consumer has joined its group on a loaded machine
+    # (an outage before any payment attempt would dead-letter nothing)
+    outage_at=5.0,
+    outage_for=4.0,
     failure_share=0.05,
 )
 
