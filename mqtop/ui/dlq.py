@@ -56,6 +56,9 @@ class DlqScreen(DlqWrites):
     """Messages of one queue (usually a DLQ), searchable and grouped, and the actions on them."""
 
     KEYMAP = "dlq"
+    # the screen's first focus goes to its table, never to the hidden search box above it
+    # (Textual's auto-focus counts a widget with display off as focusable)
+    AUTO_FOCUS = "#messages"
     BINDINGS: ClassVar[list[BindingType]] = bindings(DLQ)
 
     def __init__(self, broker: str, queue: str) -> None:

@@ -94,6 +94,9 @@ class OverviewScreen(DashboardScreen):
     KEYMAP = "overview"
 
     BINDINGS: ClassVar[list[BindingType]] = bindings(OVERVIEW)
+    # the screen's first focus goes to its table, never to the hidden search box above it
+    # (Textual's auto-focus counts a widget with display off as focusable)
+    AUTO_FOCUS = "#series"
 
     def __init__(self) -> None:
         super().__init__()

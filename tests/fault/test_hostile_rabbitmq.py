@@ -31,7 +31,9 @@ from tests.harness import free_port
 pytestmark = pytest.mark.broker
 
 TIMEOUT = 3  # seconds: the broker's poll timeout in the configs below
-MARGIN = 8.0  # interpreter start-up and imports on a loaded 2-core machine (1-3 s)
+# interpreter start-up and imports on a loaded 2-core machine (1-3 s), and the one interval
+# (1 s, set in the configs below) that `metrics` waits between its two polls of the real broker
+MARGIN = 8.0
 # the poll timeout of tests whose fake answers at once (what is asserted is the answer's own
 # error): far enough that a loaded machine never reaches the engine's deadline first; their
 # wall-time bounds stay those of TIMEOUT
@@ -142,6 +144,7 @@ def _config(
 ) -> Any:
     return write_config(
         f"""
+        interval: 1s
         brokers:
           - name: hole
             type: rabbitmq

@@ -56,6 +56,7 @@ async def _move_onto_itself(pilot, screen: DlqScreen) -> None:
 
 async def _replay_on_readonly(pilot, screen: DlqScreen) -> None:
     # the keys are disabled on a readonly broker (shown dimmed): run the action itself
+    await _until(pilot, lambda: pilot.app.focused is screen.table)
     assert screen.check_action("replay", ()) is None
     screen.action_replay()
 
