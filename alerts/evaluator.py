@@ -28,10 +28,10 @@ import math
 import operator
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from itertools import compress, repeat
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import compress, groupby, repeat
 
-from alerts.config import AlertingSettings, AlertRule
+from alerts.config import SEVERITY_ORDER, AlertingSettings, AlertRule
 from alerts.lifecycle import AlertLifecycle
 from alerts.model import Alert, AlertEvent, AlertState
 from alerts.rules import (
@@ -49,7 +49,7 @@ from alerts.rules import (
     loosest_thresholds,
 )
 from alerts.silences import Silence, SilenceStore
-from alerts.state import CheckResult, Cycle, RuleState, alert_sort_key
+from alerts.state import CheckResult, Cycle, RuleState, RuleTrack, alert_sort_key
 from alerts.statements import RULE_REMOVED, SERIES_REMOVED
 from alerts.summaries import Template, format_number, render_summary, series_label
 from alerts.windows import apply_function, window_points
@@ -79,6 +79,97 @@ __all__ = [
 ]
 
 NAN = math.nan
+_CLEAN: set[Identity] = set()  # "not touched" in _dirty (never filled)
+
+
+def _label_order(key: Identity) -> tuple[str, str, str]:
+    return (key[0] or "", key[1] or "", key[2] or "")
+
+
+def _severity_of(alerts: RuleAlerts) -> int:
+    return -SEVERITY_ORDER.get(alerts.rule.severity, 0)
+
+
+class RuleAlerts:
+    """The pending and firing alerts of one rule, in label order (internal)."""
+
+    __slots__ = ("by_key", "firing", "pairs", "pending", "rule")
+
+    def __init__(self, rule: CompiledRule) -> None:
+        self.rule = rule
+        self.by_key: dict[Identity, Alert] = {}
+        self.pairs: list[tuple[tuple[str, str, str], Identity]] = []
+        self.firing: list[Alert] = []
+        self.pending: list[Alert] = []
+
+    def order(self) -> tuple[int, str]:
+        """Where the rule's alerts go among those of its state: severity, then name."""
+        return (-SEVERITY_ORDER.get(self.rule.severity, 0), self.rule.name)
+
+    def rebuild(
+        self,
+        make: Callable[[CompiledRule, Identity, RuleState], Alert],
+        states: Mapping[Identity, RuleState],
+    ) -> bool:
+        """Every alert read again; True when any is not the one kept."""
+        rule = self.rule
+        by_key = {key: make(rule, key, st) for key, st in states.items()}
+        old = self.by_key
+        same = len(by_key) == len(old) and all(
+            old.get(key) is alert for key, alert in by_key.items()
+        )
+        self.by_key = by_key
+        if same:
+            return False
+        if by_key.keys() != old.keys():
+            self.pairs = sorted((_label_order(key), key) for key in by_key)
+        self._split()
+        return True
+
+    def update(
+        self,
+        make: Callable[[CompiledRule, Identity, RuleState], Alert],
+        states: Mapping[Identity, RuleState],
+        touched: set[Identity],
+    ) -> bool:
+        """The touched identities read again; True when any alert changed."""
+        rule = self.rule
+        by_key = self.by_key
+        added: list[Identity] = []
+        removed = False
+        changed = False
+        for key in touched:
+            st = states.get(key)
+            if st is None:
+                if by_key.pop(key, None) is not None:
+                    removed = changed = True
+                continue
+            alert = make(rule, key, st)
+            old = by_key.get(key)
+            if old is alert:
+                continue
+            if old is None:
+                added.append(key)
+            by_key[key] = alert
+            changed = True
+        if not changed:
+            return False
+        if removed:
+            self.pairs = [pair for pair in self.pairs if pair[1] in by_key]
+        if added:
+            added.sort(key=_label_order)
+            self.pairs += [(_label_order(key), key) for key in added]
+            self.pairs.sort()  # two sorted runs: merged
+        self._split()
+        return True
+
+    def _split(self) -> None:
+        alerts = list(map(self.by_key.__getitem__, [key for _, key in self.pairs]))
+        firing = AlertState.FIRING
+        self.firing = [a for a in alerts if a.state is firing]
+        self.pending = [a for a in alerts if a.state is not firing]
+
+
 _STALE = operator.attrgetter("stale")
 _METRICS = operator.attrgetter("metrics")
 _KEY = operator.attrgetter("key")
@@ -111,12 +202,20 @@ class AlertEvaluator(AlertLifecycle):
         # the last alerts() answer, unsorted and sorted: reused while every alert is the same
         # object (a quiet evaluation re-renders nothing, so the sort is the only cost left)
         self._alerts_memo: tuple[list[Alert], list[Alert]] = ([], [])
+        # per rule: its alerts, kept between alerts() calls; the identities whose state an
+        # evaluation touched since (None: every one of the rule's), see _mark
+        self._rule_alerts: dict[str, RuleAlerts] = {}
+        self._dirty: dict[str, set[Identity] | None] = {}
         # the last cycle's metric columns (see _columns) and whether the series changed
         # (a new list of keys is made whenever the series change, so the columns line up
         # with the views while it is the same list)
         self._columns_memo: tuple[
             list[Mapping[str, float | None]], list[str], dict[str, list[float]], list[SeriesKey]
         ] = ([], [], {}, [])
+        # what incremental cycles of threshold rules build on (see _incremental_basis)
+        self.incremental = True
+        self._tracks: dict[str, RuleTrack] = {}
+        self._basis_memo: tuple[object, object, set[int], bool] | None = None
         self.cycles = 0
         self.update_rules(rules, settings)
 
@@ -149,6 +248,8 @@ class AlertEvaluator(AlertLifecycle):
             self._match_cache = {}
             self._fn_cache = {}
             self._points_cache = {}
+            self._tracks = {}
+            self._rule_alerts = {}
             for name in [n for n in self._states if n not in self._by_name]:
                 for identity, st in self._states.pop(name).items():
                     if st.state is AlertState.FIRING:
@@ -179,7 +280,10 @@ class AlertEvaluator(AlertLifecycle):
             self._refresh_keys(views)
             down = {name for name, s in statuses.items() if s.up is False}
             stale_set = set(compress(range(len(views)), map(_STALE, views)))
-            columns = self._columns(views, {r.metric for r in self._rules if r.function is None})
+            columns, changed = self._columns(
+                views, {r.metric for r in self._rules if r.function is None}
+            )
+            basis = self._incremental_basis(changed, stale_set, has_silences)
 
             ctx = Cycle(
                 store=store,
@@ -192,29 +296,37 @@ class AlertEvaluator(AlertLifecycle):
                 has_silences=has_silences,
             )
             for rule in self._rules:
+                if rule.function is None and not (
+                    rule.builtin and rule.name in (BROKER_DOWN, SERIES_STALE)
+                ):
+                    self._eval_threshold_rule(rule, ctx, columns[rule.metric], basis)
+                    continue
+                self._dirty[rule.name] = None
                 if rule.builtin and rule.name == BROKER_DOWN:
                     self._eval_broker_down(rule, ctx)
                 elif rule.builtin and rule.name == SERIES_STALE:
                     self._eval_stale(rule, ctx)
-                elif rule.function is not None:
-                    self._eval_function_rule(rule, ctx)
                 else:
-                    self._eval_threshold_rule(rule, ctx, columns[rule.metric])
+                    self._eval_function_rule(rule, ctx)
             self.cycles += 1
             self.last_duration = time.perf_counter() - started
             return events
 
-    def _columns(self, views: Sequence[SeriesView], metrics: set[str]) -> dict[str, list[float]]:
-        """One flat list per metric, aligned with ``views``; null is NaN (never holds).
+    def _columns(
+        self, views: Sequence[SeriesView], metrics: set[str]
+    ) -> tuple[dict[str, list[float]], dict[str, list[int]] | None]:
+        """One flat list per metric, aligned with ``views``; null is NaN (never holds). With
+        them, per metric, the positions whose value changed (None: every position was read
+        afresh).
 
         The columns of the last cycle are kept: while the series are the same, only the
         positions whose metrics mapping is not the very object of the last cycle are read
         again (a quiet series keeps its mapping from poll to poll)."""
         names = sorted(metrics)
         if not names:
-            return {}
+            return {}, None
         if not views:
-            return {name: [] for name in names}
+            return {name: [] for name in names}, None
         maps = list(map(_METRICS, views))
         last_maps, last_names, last, last_keys = self._columns_memo
         n = len(maps)
@@ -222,28 +334,51 @@ class AlertEvaluator(AlertLifecycle):
         if last_names == names and len(last_maps) == n and last_keys is keys and n == len(keys):
             changed = list(compress(range(n), map(operator.is_not, maps, last_maps)))
             if len(changed) <= n // 2:
-                cols = [(last[name], name) for name in names]
-                for i in changed:
-                    get = maps[i].get
-                    for col, name in cols:
-                        v = get(name)
-                        col[i] = NAN if v is None else v
+                moved: dict[str, list[int]] = {name: [] for name in names}
+                if not changed:
+                    self._columns_memo = (maps, names, last, keys)
+                    return last, moved
+                now_rows = self._rows_of(list(map(maps.__getitem__, changed)), names)
+                # per metric, C-level: the changed mappings' values against the column (a
+                # null there is NaN: a null that stays null is told apart below)
+                for name, now_values in zip(names, zip(*now_rows, strict=True), strict=True):
+                    col = last[name]
+                    flags = list(map(operator.ne, now_values, map(col.__getitem__, changed)))
+                    where = moved[name]
+                    for i, v in zip(
+                        compress(changed, flags), compress(now_values, flags), strict=True
+                    ):
+                        if v is not None:
+                            col[i] = v
+                        elif col[i] == col[i]:
+                            col[i] = NAN
+                        else:
+                            continue  # null to null
+                        where.append(i)
                 self._columns_memo = (maps, names, last, keys)
-                return last
+                return last, moved
         out = self._columns_full(maps, names)
         self._columns_memo = (maps, names, out, keys)
-        return out
+        return out, None
 
     @staticmethod
-    def _columns_full(
+    def _rows_of(
         maps: list[Mapping[str, float | None]], names: list[str]
-    ) -> dict[str, list[float]]:
+    ) -> list[tuple[float | None, ...]]:
+        """Each mapping's values of ``names``, as a tuple (null and missing: None)."""
         try:
             rows = list(map(operator.itemgetter(*names), maps))
         except KeyError:  # a view without some metric: the slower, forgiving way
             rows = [tuple(m.get(n) for n in names) for m in maps]
         if len(names) == 1:
             rows = [(row,) for row in rows]
+        return rows
+
+    @classmethod
+    def _columns_full(
+        cls, maps: list[Mapping[str, float | None]], names: list[str]
+    ) -> dict[str, list[float]]:
+        rows = cls._rows_of(maps, names)
         out: dict[str, list[float]] = {}
         for name, raw in zip(names, zip(*rows, strict=True), strict=True):
             out[name] = [NAN if x is None else x for x in raw]
@@ -276,14 +411,143 @@ class AlertEvaluator(AlertLifecycle):
         self._match_sets[rule.name] = frozenset(idx)
         return idx
 
-    def _eval_threshold_rule(self, rule: CompiledRule, ctx: Cycle, col: list[float]) -> None:
+    def _incremental_basis(
+        self, changed: dict[str, list[int]] | None, stale: set[int], has_silences: bool
+    ) -> dict[str, set[int]] | None:
+        """Per metric, the positions to judge again when this cycle can build on the last
+        one: those whose value changed, and those whose staleness changed. None (judge every
+        position) when the series, their label matches or the silences are not those of the
+        last cycle, or the last cycle was not judged in full or incrementally."""
+        memo = self._basis_memo
+        self._basis_memo = (self._keys, self._match_cache, stale, has_silences)
+        if (
+            not self.incremental
+            or changed is None
+            or has_silences
+            or memo is None
+            or memo[0] is not self._keys
+            or memo[1] is not self._match_cache
+            or memo[3]
+        ):
+            self._tracks = {}
+            return None
+        flipped = stale.symmetric_difference(memo[2])
+        return {name: flipped.union(where) for name, where in changed.items()}
+
+    def _eval_threshold_rule(
+        self,
+        rule: CompiledRule,
+        ctx: Cycle,
+        col: list[float],
+        basis: dict[str, set[int]] | None,
+    ) -> None:
+        states = self._states.setdefault(rule.name, {})
+        track = self._tracks.get(rule.name)
+        if basis is not None and track is not None and ctx.now < track.due:
+            self._threshold_incremental(
+                rule, ctx, col, basis[rule.metric], states=states, track=track
+            )
+            return
+        self._dirty[rule.name] = None
         true = self._holding(rule, ctx, col)
         if ctx.stale:
             true = [i for i in true if i not in ctx.stale]
-        states = self._states.setdefault(rule.name, {})
-        active = self._hold_true(rule, ctx, col, true, states)
+        attention: set[Identity] = set()
+        active = self._hold_true(rule, ctx, col, true, states, attention=attention)
+        false: set[Identity] = set()
         if len(states) > len(active):
-            self._release_threshold(rule, ctx, col, states, active)
+            index = self._index
+            gone = sorted((k for k in states if k not in active), key=lambda k: index.get(k, -1))
+            self._release_threshold(rule, ctx, col, states, gone)
+            false = {k for k in gone if k in states}
+        self._tracks[rule.name] = RuleTrack(set(true), false, attention, self._due(states))
+
+    def _due(self, states: Mapping[Identity, RuleState]) -> float:
+        """The earliest time a notified state of these may be due for a repeat notification
+        (a bound: never later than the first one due)."""
+        every = self.settings.repeat_interval
+        if every <= 0:
+            return math.inf
+        last = [
+            st.last_notified
+            for st in states.values()
+            if st.last_notified is not None and st.clear_since is None
+        ]
+        return min(last) + every if last else math.inf
+
+    def _threshold_incremental(
+        self,
+        rule: CompiledRule,
+        ctx: Cycle,
+        col: list[float],
+        basis: set[int],
+        *,
+        states: dict[Identity, RuleState],
+        track: RuleTrack,
+    ) -> None:
+        """One threshold rule judged again only at the changed positions (``basis``); the
+        other true states are visited only while they need it (pending, silenced, not yet
+        notified), and states whose condition is false (held, frozen) at every cycle. The
+        same transitions as the full pass, in less time when few series changed."""
+        keys = self._keys
+        hits = self._changed_holding(rule, ctx, col, basis)
+        true = track.true
+        newly_false = true.intersection(basis)
+        newly_false -= hits
+        true -= newly_false
+        true |= hits
+        index = self._index
+        visit = hits.union(index[k] for k in track.attention)
+        visit -= newly_false
+        attention: set[Identity] = set()
+        visited = sorted(visit)
+        self._hold_true(rule, ctx, col, visited, states, attention=attention)
+        track.attention = attention
+        touched = self._dirty.get(rule.name, _CLEAN)
+        if touched is _CLEAN:
+            touched = self._dirty[rule.name] = set()
+        if touched is not None:
+            touched.update(map(keys.__getitem__, visited))
+        every = self.settings.repeat_interval
+        if every > 0:
+            for i in visited:
+                st = states.get(keys[i])
+                if st is not None and st.last_notified is not None:
+                    track.due = min(track.due, st.last_notified + every)
+        false = track.false
+        if hits and false:
+            false.difference_update([keys[i] for i in hits])
+        if newly_false:
+            false.update(k for k in map(keys.__getitem__, sorted(newly_false)) if k in states)
+        if false:
+            gone = sorted((k for k in false if k in states), key=lambda k: index.get(k, -1))
+            if touched is not None:
+                touched.update(gone)
+            self._release_threshold(rule, ctx, col, states, gone)
+            track.false = {k for k in gone if k in states}
+
+    def _changed_holding(
+        self, rule: CompiledRule, ctx: Cycle, col: list[float], basis: set[int]
+    ) -> set[int]:
+        """The changed positions whose condition holds (matching, not stale)."""
+        shared = ctx.changed_values.get(rule.metric)
+        if shared is None:
+            where = sorted(basis)
+            shared = (where, [col[i] for i in where])
+            ctx.changed_values[rule.metric] = shared
+        where, values = shared
+        if rule.predicate is not None:
+            hits = set(compress(where, map(rule.predicate, values)))
+        else:
+            hits = set(compress(where, map(rule.opfn, values, repeat(rule.threshold))))
+            if rule.op == "!=":
+                hits = {i for i in hits if col[i] == col[i]}  # NaN (null) never holds
+        if rule.match:
+            self._matching(rule, ctx.views)
+            hits &= self._match_sets[rule.name]
+        if ctx.stale:
+            hits -= ctx.stale
+        return hits
 
     def _holding(self, rule: CompiledRule, ctx: Cycle, col: list[float]) -> list[int]:
         """Indexes of the matching series whose value makes the rule's condition true."""
@@ -331,8 +595,11 @@ class AlertEvaluator(AlertLifecycle):
         col: list[float],
         true: list[int],
         states: dict[Identity, RuleState],
+        *,
+        attention: set[Identity],
     ) -> set[Identity]:
-        """Advance the state of every series the condition holds for; their identities."""
+        """Advance the state of every series the condition holds for; their identities.
+        Those left other than firing and notified (pending, silenced) go into ``attention``."""
         keys = self._keys
         active: set[Identity] = set()
         firing = AlertState.FIRING
@@ -361,6 +628,8 @@ class AlertEvaluator(AlertLifecycle):
                     st.unhold()
                 continue  # still firing, nothing to tell: the common case
             self._on_true(rule, key, st, ctx)
+            if st.state is not firing or not st.notified or st.silenced:
+                attention.add(key)
         return active
 
     def _release_threshold(
@@ -369,21 +638,21 @@ class AlertEvaluator(AlertLifecycle):
         ctx: Cycle,
         col: list[float],
         states: dict[Identity, RuleState],
-        active: set[Identity],
+        gone: list[Identity],
     ) -> None:
         """The series with a state whose condition no longer holds (or that went away)."""
         index = self._index
-        for gone in [k for k in states if k not in active]:
-            if gone[0] in ctx.down:
+        for key in gone:
+            if key[0] in ctx.down:
                 continue  # frozen while the broker is down
-            i_ = index.get(gone)
+            i_ = index.get(key)
             if i_ is None:
-                self._on_false(rule, gone, states, None, ctx, reason=SERIES_REMOVED)
+                self._on_false(rule, key, states, None, ctx, reason=SERIES_REMOVED)
                 continue
             if i_ in ctx.stale:
                 continue  # not in its broker's last poll: frozen until back or removed
             value = col[i_]
-            self._on_false(rule, gone, states, None if value != value else value, ctx)
+            self._on_false(rule, key, states, None if value != value else value, ctx)
 
     def _eval_function_rule(self, rule: CompiledRule, ctx: Cycle) -> None:
         views = ctx.views
@@ -472,19 +741,46 @@ class AlertEvaluator(AlertLifecycle):
             self._on_false(rule, gone, states, None, ctx)
 
     def alerts(self) -> list[Alert]:
-        """Pending and firing alerts, most severe first (firing before pending)."""
+        """Pending and firing alerts, most severe first (firing before pending), then by
+        rule and labels.
+
+        Each rule keeps its alerts between calls, in label order, and only the states an
+        evaluation touched since the last call are read again; a rule whose alerts are all
+        the same objects keeps its lists, and when no rule changed the answer is reused."""
         with self._lock:
-            out = [
-                self._alert(self._by_name[name], key, st)
-                for name, states in self._states.items()
-                if name in self._by_name
-                for key, st in states.items()
-            ]
-            last, ordered = self._alerts_memo
-            if len(last) != len(out) or not all(map(operator.is_, last, out)):
-                ordered = sorted(out, key=alert_sort_key)
-                self._alerts_memo = (out, ordered)
-        return list(ordered)
+            changed = False
+            kept: dict[str, RuleAlerts] = {}
+            for name, states in self._states.items():
+                rule = self._by_name.get(name)
+                if rule is None:
+                    continue
+                alerts = self._rule_alerts.get(name)
+                touched = self._dirty.get(name, _CLEAN)
+                if alerts is None:
+                    alerts = RuleAlerts(rule)
+                    touched = None
+                if touched is None:
+                    changed |= alerts.rebuild(self._alert, states)
+                elif touched is not _CLEAN:
+                    changed |= alerts.update(self._alert, states, touched)
+                kept[name] = alerts
+            self._dirty = {}
+            if kept.keys() != self._rule_alerts.keys():
+                changed = True
+            self._rule_alerts = kept
+            if changed:
+                # alert_sort_key's order without a sort: severity, firing before pending,
+                # rule, labels (each rule's lists are in label order)
+                ordered: list[Alert] = []
+                ranked = sorted(kept.values(), key=RuleAlerts.order)
+                for _, same in groupby(ranked, key=_severity_of):
+                    rules = list(same)
+                    for alerts in rules:
+                        ordered += alerts.firing
+                    for alerts in rules:
+                        ordered += alerts.pending
+                self._alerts_memo = (ordered, ordered)
+            return list(self._alerts_memo[1])
 
     def recent_resolved(self, limit: int = 50) -> list[Alert]:
         """The most recently resolved alerts, newest first."""
@@ -563,6 +859,8 @@ class AlertEvaluator(AlertLifecycle):
     def _remark_silenced(self) -> None:
         now = time.time()
         with self._lock:
+            self._tracks = {}
+            self._rule_alerts = {}
             for name, states in self._states.items():
                 rule = self._by_name.get(name)
                 if rule is None:

@@ -283,6 +283,26 @@ class AlertLifecycle:
         return alert
 
     def _build_alert(self, rule: CompiledRule, key: Identity, st: RuleState) -> Alert:
+        if rule.plain_summary and not st.extra and st.held_until is None:
+            # the default summary of a configured threshold rule, without the template's
+            # field dictionary: the same text as Template.render gives it
+            value = st.value
+            return Alert(
+                rule=rule.name,
+                severity=rule.severity,
+                state=st.state,
+                broker=key[0],
+                queue=key[1],
+                group=key[2],
+                value=value,
+                threshold=rule.threshold,
+                summary=f"{series_label(*key)}: {rule.metric} {format_number(value)} "
+                f"{rule.op} {rule.threshold_text}",
+                labels=rule.labels,
+                active_since=st.active_since,
+                fired_at=st.fired_at,
+                silenced=st.silenced,
+            )
         threshold: float | None = rule.threshold
         fields: dict[str, Any] = {
             "rule": rule.name,

@@ -11,7 +11,7 @@ from types import MappingProxyType
 from typing import Any
 
 from alerts.config import AlertRule
-from alerts.summaries import Template, format_window
+from alerts.summaries import Template, format_number, format_window
 from mqtop.kernel.model import SeriesView
 
 BROKER_DOWN = "BrokerDown"
@@ -63,12 +63,14 @@ class CompiledRule:
         "name",
         "op",
         "opfn",
+        "plain_summary",
         "predicate",
         "rule",
         "severity",
         "summary",
         "template",
         "threshold",
+        "threshold_text",
         "window",
         "window_text",
     )
@@ -98,6 +100,11 @@ class CompiledRule:
         else:
             self.summary = FUNCTION_SUMMARY if rule.function else DEFAULT_SUMMARY
         self.template = Template(self.summary)
+        # the default summary of a configured threshold rule, rendered without the template
+        self.plain_summary = (
+            not builtin and rule.function is None and self.summary == DEFAULT_SUMMARY
+        )
+        self.threshold_text = format_number(self.threshold)
         self.labels: Mapping[str, str] = MappingProxyType(dict(rule.labels))
         self.window_text = format_window(rule.window)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from alerts.config import SEVERITY_ORDER
 from alerts.model import Alert, AlertEvent, AlertState
+from alerts.rules import Identity
 from mqtop.kernel.model import BrokerStatus, SeriesView
 from mqtop.kernel.store import TimeSeriesStore
 
@@ -84,6 +85,26 @@ class Cycle:
     events: list[AlertEvent]
     has_silences: bool
     bases: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    # per metric: the positions whose value (or staleness) changed since the last cycle,
+    # sorted, and their values (for the rules judged incrementally)
+    changed_values: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)
+
+
+class RuleTrack:
+    """What an incremental cycle of one threshold rule builds on (internal): the positions
+    whose condition holds, the states whose condition does not (held or frozen), the true
+    states that are not simply firing and notified (pending, silenced, not yet notified), and
+    the earliest time a notified one may be due for a repeat."""
+
+    __slots__ = ("attention", "due", "false", "true")
+
+    def __init__(
+        self, true: set[int], false: set[Identity], attention: set[Identity], due: float
+    ) -> None:
+        self.true = true
+        self.false = false
+        self.attention = attention
+        self.due = due
 
 
 def alert_sort_key(alert: Alert) -> tuple[int, int, str, str, str, str]:

@@ -12,8 +12,10 @@ import operator
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import compress
 
 from alerts.model import Alert, AlertState
+from alerts.state import alert_sort_key
 from collectors.base import is_dlq_name
 from mqtop.kernel.durations import humanize_seconds
 from mqtop.kernel.model import BrokerStatus, SeriesKey, SeriesView, group_status_name
@@ -224,15 +226,94 @@ def alert_rank(alert: Alert | None) -> int:
     return {"critical": RANK_CRITICAL, "warning": RANK_WARNING}.get(alert.severity, RANK_INFO)
 
 
-class RowCache:
-    """The rows of the last build, by series: a series whose view metrics, info and worst
-    alert are the very objects its row was built from (and whose flags are unchanged) keeps
-    that row. Rows are never modified after they are built, so sharing them is safe."""
+Ident = tuple[str | None, str | None, str | None]
 
-    __slots__ = ("rows",)
+_KEY = operator.attrgetter("key")
+_METRICS = operator.attrgetter("metrics")
+_INFO = operator.attrgetter("info")
+_STALE = operator.attrgetter("stale")
+_DLQ = operator.attrgetter("dlq")
+_KIND = operator.attrgetter("kind")
+
+
+class RowCache:
+    """What the last build was made of, so the next one does only what changed (internal).
+
+    ``rows``: the last rows by series; a series whose view metrics, info and worst alert are
+    the very objects its row was built from (and whose flags are unchanged) keeps its row.
+    Rows are never modified after they are built, so sharing them is safe. The worst alert
+    per series is kept too, with the alerts it was chosen from, and only the series whose
+    alerts came or went are judged again. While the series are the same (same keys, same
+    stale and down brokers), the last list of rows is copied and only the positions whose
+    view parts or worst alert changed are built again."""
+
+    __slots__ = (
+        "brokers",
+        "by_id",
+        "columns",
+        "index",
+        "keys",
+        "members",
+        "out",
+        "position",
+        "rows",
+    )
 
     def __init__(self) -> None:
         self.rows: dict[SeriesKey, Row] = {}
+        self.by_id: dict[int, Alert] = {}
+        self.members: dict[Ident, list[Alert]] = {}
+        self.index: dict[Ident, tuple[int, Alert]] = {}
+        self.keys: list[SeriesKey] = []
+        self.position: dict[Ident, int] = {}
+        self.columns: tuple[list[object], ...] = ()
+        self.out: list[Row] = []
+        self.brokers: tuple[set[str], set[str]] | None = None
+
+    def worst(self, alerts: Sequence[Alert]) -> tuple[dict[Ident, tuple[int, Alert]], set[Ident]]:
+        """:func:`worst_alerts` of ``alerts``, and the series whose worst alert changed
+        since the last call (judged again only where alerts came or went)."""
+        by_id = dict(zip(map(id, alerts), alerts, strict=True))
+        old = self.by_id
+        gone = [old[i] for i in old.keys() - by_id.keys()]
+        came = [by_id[i] for i in by_id.keys() - old.keys()]
+        self.by_id = by_id  # keeps the alerts alive, so their ids are not reused meanwhile
+        members = self.members
+        live = (AlertState.PENDING, AlertState.FIRING)
+        touched: set[Ident] = set()
+        for alert in gone:
+            ident = (alert.broker, alert.queue, alert.group)
+            touched.add(ident)
+            each = members.get(ident)
+            if each is not None:
+                each[:] = [a for a in each if a is not alert]
+        for alert in came:
+            if alert.state in live:
+                ident = (alert.broker, alert.queue, alert.group)
+                touched.add(ident)
+                members.setdefault(ident, []).append(alert)
+        index = self.index
+        changed: set[Ident] = set()
+        for ident in touched:
+            each = members.get(ident)
+            old_worst = index.get(ident)
+            if not each:
+                members.pop(ident, None)
+                if index.pop(ident, None) is not None:
+                    changed.add(ident)
+                continue
+            # the first in alert order among the highest rank, as worst_alerts picks
+            if len(each) == 1:
+                best = each[0]
+            else:
+                ranks = list(map(alert_rank, each))
+                top = max(ranks)
+                tied = [a for a, r in zip(each, ranks, strict=True) if r == top]
+                best = tied[0] if len(tied) == 1 else min(tied, key=alert_sort_key)
+            if old_worst is None or old_worst[1] is not best:
+                index[ident] = (alert_rank(best), best)
+                changed.add(ident)
+        return index, changed
 
 
 def build_rows(
@@ -244,22 +325,26 @@ def build_rows(
 ) -> list[Row]:
     """One row per series. Rows of a down or silent broker are flagged stale. With a
     ``cache``, rows of series that did not change since the last build are reused."""
-    index = worst_alerts(alerts)
     stale_brokers = {
         name
         for name, status in statuses.items()
         if status.up is False or (status.up is not None and status.is_stale(now))
     }
     down_brokers = {name for name, status in statuses.items() if status.up is False}
+    if cache is None:
+        index = worst_alerts(alerts)
+        return [_row(v, index, stale_brokers, down_brokers) for v in views]
+    index, moved = cache.worst(alerts if isinstance(alerts, Sequence) else list(alerts))
+    patched = _patched(cache, views, index, moved, (stale_brokers, down_brokers))
+    if patched is not None:
+        return patched
     rows: list[Row] = []
     append = rows.append
-    old = cache.rows if cache is not None else {}
+    old = cache.rows
     kept: dict[SeriesKey, Row] = {}
     for view in views:
         key = view.key
-        metrics = view.metrics
-        worst = index.get((key.broker, key.queue, key.group))
-        alert = worst[1] if worst is not None else None
+        worst = index.get(key)
         stale = view.stale or key.broker in stale_brokers
         down = key.broker in down_brokers
         row = old.get(key)
@@ -267,9 +352,9 @@ def build_rows(
             made = row._made
             if (
                 made is not None
-                and made[0] is metrics
+                and made[0] is view.metrics
                 and made[1] is view.info
-                and made[2] is alert
+                and made[2] is (worst[1] if worst is not None else None)
                 and row.stale is stale
                 and row.down is down
                 and row.dlq == view.dlq
@@ -278,33 +363,90 @@ def build_rows(
                 append(row)
                 kept[key] = row
                 continue
-        lag = metrics.get("consumer_lag_seconds")
-        row = Row(
-            key,
-            view.kind,
-            backlog=metrics.get("queue_length"),
-            inflight=metrics.get("in_flight"),
-            rate_in=metrics.get("publish_rate"),
-            rate_out=metrics.get("processing_rate"),
-            error=metrics.get("error_rate"),
-            age=lag if lag is not None else metrics.get("latency_seconds"),
-            consumers=metrics.get("consumers"),
-            health=metrics.get("group_status"),
-            stuck=_stuck(view),
-            dlq=view.dlq,
-            stale=stale,
-            down=down,
-            alert_rank=worst[0] if worst is not None else RANK_NONE,
-            alert_rule=alert.rule if alert is not None else None,
-            alert_held=alert is not None and alert.held_until is not None,
-        )
+        row = _row(view, index, stale_brokers, down_brokers)
         append(row)
-        if cache is not None:
-            row._made = (metrics, view.info, alert)
-            kept[key] = row
-    if cache is not None:
-        cache.rows = kept
-    return rows
+        kept[key] = row
+    cache.rows = kept
+    cache.keys = list(map(_KEY, views))
+    cache.position = {key: i for i, key in enumerate(cache.keys)}
+    cache.columns = _columns(views)
+    cache.out = rows
+    cache.brokers = (stale_brokers, down_brokers)
+    return list(rows)
+
+
+def _columns(views: Sequence[SeriesView]) -> tuple[list[object], ...]:
+    """What a row is made of, per view: metrics, info, stale, dlq, kind."""
+    return tuple(list(map(get, views)) for get in (_METRICS, _INFO, _STALE, _DLQ, _KIND))
+
+
+def _patched(
+    cache: RowCache,
+    views: Sequence[SeriesView],
+    index: Mapping[Ident, tuple[int, Alert]],
+    moved: set[Ident],
+    brokers: tuple[set[str], set[str]],
+) -> list[Row] | None:
+    """The last rows with only the changed positions built again; None when the series or
+    the brokers' flags are not those of the last build."""
+    if cache.brokers != brokers or len(views) != len(cache.keys):
+        return None
+    keys = list(map(_KEY, views))
+    if keys != cache.keys:
+        return None
+    columns = _columns(views)
+    n = len(keys)
+    where: set[int] = set()
+    for now_, last in zip(columns[:2], cache.columns[:2], strict=True):
+        where.update(compress(range(n), map(operator.is_not, now_, last)))
+    for now_, last in zip(columns[2:], cache.columns[2:], strict=True):
+        where.update(compress(range(n), map(operator.ne, now_, last)))
+    position = cache.position
+    where.update(i for i in map(position.get, moved) if i is not None)
+    rows = list(cache.out)
+    made = cache.rows
+    stale_brokers, down_brokers = brokers
+    for i in where:
+        view = views[i]
+        row = _row(view, index, stale_brokers, down_brokers)
+        rows[i] = made[view.key] = row
+    cache.columns = columns
+    cache.out = rows
+    return list(rows)
+
+
+def _row(
+    view: SeriesView,
+    index: Mapping[Ident, tuple[int, Alert]],
+    stale_brokers: set[str],
+    down_brokers: set[str],
+) -> Row:
+    key = view.key
+    metrics = view.metrics
+    worst = index.get(key)
+    alert = worst[1] if worst is not None else None
+    lag = metrics.get("consumer_lag_seconds")
+    row = Row(
+        key,
+        view.kind,
+        backlog=metrics.get("queue_length"),
+        inflight=metrics.get("in_flight"),
+        rate_in=metrics.get("publish_rate"),
+        rate_out=metrics.get("processing_rate"),
+        error=metrics.get("error_rate"),
+        age=lag if lag is not None else metrics.get("latency_seconds"),
+        consumers=metrics.get("consumers"),
+        health=metrics.get("group_status"),
+        stuck=_stuck(view),
+        dlq=view.dlq,
+        stale=view.stale or key.broker in stale_brokers,
+        down=key.broker in down_brokers,
+        alert_rank=worst[0] if worst is not None else RANK_NONE,
+        alert_rule=alert.rule if alert is not None else None,
+        alert_held=alert is not None and alert.held_until is not None,
+    )
+    row._made = (metrics, view.info, alert)
+    return row
 
 
 def _stuck(view: SeriesView) -> float | None:

@@ -536,3 +536,29 @@ def test_columns_kept_between_cycles_give_the_answers_of_columns_built_afresh():
             (x.rule, x.queue, x.state, x.value) for x in fresh.alerts()
         ]
     assert kept.alerts()  # the random polls did raise alerts
+
+
+def test_the_default_summary_without_the_template_is_the_templates_text():
+    """A configured threshold rule's default summary is rendered without the template's
+    field dictionary: the text is the template's, for any value and series."""
+    from alerts.rules import CompiledRule
+    from alerts.state import RuleState
+    from alerts.summaries import series_label
+
+    ev = AlertEvaluator([], AlertingSettings(), builtin=False)
+    for threshold in (10, 0.125, 1e16, -3):
+        compiled = CompiledRule(rule(threshold=threshold, op="<="))
+        assert compiled.plain_summary
+        for value in (None, 0.0, 1.5, 1e20, -3.25, 123456789.0, float("nan"), 7):
+            for key in (("b", "q", None), ("b", "q.x", "g1"), ("b", None, None)):
+                st = RuleState(T0)
+                st.value = value
+                fields = {
+                    "series": series_label(*key),
+                    "metric": compiled.metric,
+                    "value": value,
+                    "op": compiled.op,
+                    "threshold": compiled.threshold,
+                }
+                text = compiled.template.render(fields)
+                assert ev._build_alert(compiled, key, st).summary == text, (value, key)
