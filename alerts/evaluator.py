@@ -316,8 +316,8 @@ class AlertEvaluator(AlertLifecycle):
         self, views: Sequence[SeriesView], metrics: set[str]
     ) -> tuple[dict[str, list[float]], dict[str, list[int]] | None]:
         """One flat list per metric, aligned with ``views``; null is NaN (never holds). With
-        them, per metric, the positions whose value changed (None: every position was read
-        afresh).
+        them, per metric, the positions whose value changed (None: the series are not those
+        of the last cycle).
 
         The columns of the last cycle are kept: while the series are the same, only the
         positions whose metrics mapping is not the very object of the last cycle are read
@@ -357,6 +357,14 @@ class AlertEvaluator(AlertLifecycle):
                         where.append(i)
                 self._columns_memo = (maps, names, last, keys)
                 return last, moved
+            # most series changed: every column read afresh, and compared with the last one
+            # (a null is NaN, never equal to itself: it counts as changed, judged again)
+            out = self._columns_full(maps, names)
+            self._columns_memo = (maps, names, out, keys)
+            return out, {
+                name: list(compress(range(n), map(operator.ne, out[name], last[name])))
+                for name in names
+            }
         out = self._columns_full(maps, names)
         self._columns_memo = (maps, names, out, keys)
         return out, None

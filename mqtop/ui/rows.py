@@ -262,7 +262,7 @@ class RowCache:
     def __init__(self) -> None:
         self.rows: dict[SeriesKey, Row] = {}
         self.by_id: dict[int, Alert] = {}
-        self.members: dict[Ident, list[Alert]] = {}
+        self.members: dict[Ident, dict[str, Alert]] = {}  # live alerts per series, by rule
         self.index: dict[Ident, tuple[int, Alert]] = {}
         self.keys: list[SeriesKey] = []
         self.position: dict[Ident, int] = {}
@@ -281,17 +281,21 @@ class RowCache:
         members = self.members
         live = (AlertState.PENDING, AlertState.FIRING)
         touched: set[Ident] = set()
+        add = touched.add
         for alert in gone:
             ident = (alert.broker, alert.queue, alert.group)
-            touched.add(ident)
             each = members.get(ident)
-            if each is not None:
-                each[:] = [a for a in each if a is not alert]
+            if each is not None and each.get(alert.rule) is alert:
+                del each[alert.rule]
+                add(ident)
         for alert in came:
             if alert.state in live:
                 ident = (alert.broker, alert.queue, alert.group)
-                touched.add(ident)
-                members.setdefault(ident, []).append(alert)
+                each = members.get(ident)
+                if each is None:
+                    each = members[ident] = {}
+                each[alert.rule] = alert
+                add(ident)
         index = self.index
         changed: set[Ident] = set()
         for ident in touched:
@@ -304,11 +308,12 @@ class RowCache:
                 continue
             # the first in alert order among the highest rank, as worst_alerts picks
             if len(each) == 1:
-                best = each[0]
+                (best,) = each.values()
             else:
-                ranks = list(map(alert_rank, each))
+                alerts_ = list(each.values())
+                ranks = list(map(alert_rank, alerts_))
                 top = max(ranks)
-                tied = [a for a, r in zip(each, ranks, strict=True) if r == top]
+                tied = [a for a, r in zip(alerts_, ranks, strict=True) if r == top]
                 best = tied[0] if len(tied) == 1 else min(tied, key=alert_sort_key)
             if old_worst is None or old_worst[1] is not best:
                 index[ident] = (alert_rank(best), best)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from rich.text import Text
 
@@ -59,49 +60,48 @@ def totals(rows: Sequence[Row]) -> Totals:
     )
 
 
-class _Sums:
-    """Running sums of one broker's rows (None while no row knows the value)."""
-
-    __slots__ = ("backlog", "dlq", "inflow", "rate_out", "series")
-
-    def __init__(self) -> None:
-        self.series = 0
-        self.backlog: float | None = None
-        self.rate_out: float | None = None
-        self.dlq: float | None = None
-        self.inflow: dict[str, float | None] = {}
-
-    def totals(self) -> Totals:
-        return Totals(
-            self.series, self.backlog, _sum(self.inflow.values()), self.rate_out, self.dlq
-        )
+_KNOWN = partial(operator.is_not, None)
+_BACKLOG = operator.attrgetter("backlog")
+_RATE_OUT = operator.attrgetter("rate_out")
+_DLQ_KINDS = ("dlq", "dead-letter")
 
 
-def _add(a: float | None, b: float | None) -> float | None:
-    return a if b is None else b if a is None else a + b
+def _sum_known(values: Iterable[float | None]) -> float | None:
+    """The sum of the known values, in order; None when none is known."""
+    known: list[float] = list(filter(_KNOWN, values))  # type: ignore[arg-type]
+    return sum(known) if known else None
 
 
 def totals_by_broker(rows: Sequence[Row]) -> tuple[Totals, tuple[tuple[str, Totals], ...]]:
-    """:func:`totals` of every row and of each broker's rows (sorted by broker), in one pass."""
+    """:func:`totals` of every row and of each broker's rows (sorted by broker)."""
     real = [r for r in rows if r.header is None]
     referenced = {(r.broker, r.dlq) for r in real if r.dlq}
-    sums: dict[str, _Sums] = {}
+    brokers: dict[str, list[Row]] = {}
     for r in real:
-        each = sums.get(r.broker)
+        each = brokers.get(r.broker)
         if each is None:
-            each = sums[r.broker] = _Sums()
-        each.series += 1
-        each.backlog = _add(each.backlog, r.backlog)
-        each.rate_out = _add(each.rate_out, r.rate_out)
-        if (
-            (r.broker, r.queue) in referenced
-            or r.kind in ("dlq", "dead-letter")
-            or _dlq_named(r.queue)
-        ):
-            each.dlq = _add(each.dlq, r.backlog)
-        if each.inflow.get(r.queue) is None:
-            each.inflow[r.queue] = r.rate_in
-    per = tuple((name, sums[name].totals()) for name in sorted(sums))
+            each = brokers[r.broker] = []
+        each.append(r)
+    sums: dict[str, Totals] = {}
+    for name, each in brokers.items():
+        inflow: dict[str, float | None] = {}
+        for r in each:
+            if inflow.get(r.queue) is None:
+                inflow[r.queue] = r.rate_in
+        sums[name] = Totals(
+            len(each),
+            _sum_known(map(_BACKLOG, each)),
+            _sum(inflow.values()),
+            _sum_known(map(_RATE_OUT, each)),
+            _sum_known(
+                [
+                    r.backlog
+                    for r in each
+                    if (name, r.queue) in referenced or r.kind in _DLQ_KINDS or _dlq_named(r.queue)
+                ]
+            ),
+        )
+    per = tuple((name, sums[name]) for name in sorted(sums))
     overall = Totals(
         series=len(real),
         backlog=_sum(t.backlog for _, t in per),

@@ -104,7 +104,9 @@ def test_incremental_cycles_answer_as_full_passes(seed):
     seen: set[str] = set()
     for t in range(120):
         for broker, values in series.items():
-            for name in rng.sample(sorted(values), 3):  # a few series change each poll
+            # a few series change each poll; now and then most of them do
+            changing = len(values) if t % 29 == 28 else 3
+            for name in rng.sample(sorted(values), changing):
                 values[name] = _values(rng)
             if t % 23 == 22:  # a series goes, another comes
                 values.pop(sorted(values)[0])
@@ -137,4 +139,4 @@ def test_incremental_cycles_answer_as_full_passes(seed):
     assert seen >= paths, seen
     # most cycles built on the last one, each judging again only what changed
     assert len(judged_again) > 60 * len(RULES) // 2
-    assert max(judged_again) < 20
+    assert sorted(judged_again)[len(judged_again) // 2] < 20
