@@ -248,8 +248,8 @@ class RowCache:
     view parts or worst alert changed are built again."""
 
     __slots__ = (
+        "alerts",
         "brokers",
-        "by_id",
         "columns",
         "index",
         "keys",
@@ -261,7 +261,7 @@ class RowCache:
 
     def __init__(self) -> None:
         self.rows: dict[SeriesKey, Row] = {}
-        self.by_id: dict[int, Alert] = {}
+        self.alerts: list[Alert] = []
         self.members: dict[Ident, dict[str, Alert]] = {}  # live alerts per series, by rule
         self.index: dict[Ident, tuple[int, Alert]] = {}
         self.keys: list[SeriesKey] = []
@@ -273,11 +273,16 @@ class RowCache:
     def worst(self, alerts: Sequence[Alert]) -> tuple[dict[Ident, tuple[int, Alert]], set[Ident]]:
         """:func:`worst_alerts` of ``alerts``, and the series whose worst alert changed
         since the last call (judged again only where alerts came or went)."""
-        by_id = dict(zip(map(id, alerts), alerts, strict=True))
-        old = self.by_id
-        gone = [old[i] for i in old.keys() - by_id.keys()]
-        came = [by_id[i] for i in by_id.keys() - old.keys()]
-        self.by_id = by_id  # keeps the alerts alive, so their ids are not reused meanwhile
+        # the last list keeps its alerts alive, so their ids are not reused meanwhile
+        old = self.alerts
+        now_ids = set(map(id, alerts))
+        old_ids = set(map(id, old))
+        gone = list(compress(old, map(operator.not_, map(now_ids.__contains__, map(id, old)))))
+        came = list(
+            compress(alerts, map(operator.not_, map(old_ids.__contains__, map(id, alerts))))
+        )
+        del now_ids, old_ids
+        self.alerts = list(alerts)
         members = self.members
         live = (AlertState.PENDING, AlertState.FIRING)
         touched: set[Ident] = set()
