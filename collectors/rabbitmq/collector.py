@@ -41,6 +41,7 @@ from collectors.base import (
     MessageActions,
     compile_globs,
     dlq_candidates,
+    dlq_index,
 )
 from collectors.rabbitmq.amqp import PassiveProbe, pika_parameters
 from collectors.rabbitmq.api import QUEUE_COLUMNS, ManagementApi
@@ -193,8 +194,17 @@ class RabbitMQCollector:
         warnings = await self._resolve_dead_letters(targets)
         wanted = [qname for qname in by_name if self._wants(qname)]
         made, self._made = self._made, {}
+        conventional = dlq_index(by_name)
         series = [
-            self._sample(q, by_name=by_name, targets=targets, started=started, now=now, made=made)
+            self._sample(
+                q,
+                by_name=by_name,
+                conventional=conventional,
+                targets=targets,
+                started=started,
+                now=now,
+                made=made,
+            )
             for q in wanted
         ]
         kept = set(wanted)
@@ -236,14 +246,16 @@ class RabbitMQCollector:
         self.dead_letter_queues = dlqs_of
         return warnings
 
-    def _dlq_of(self, qname: str, by_name: Mapping[str, Any]) -> str | None:
-        """This queue's DLQ: explicit config, discovered binding, naming convention."""
+    def _dlq_of(self, qname: str, conventional: Mapping[str, str]) -> str | None:
+        """This queue's DLQ: explicit config, discovered binding, naming convention
+        (``conventional``: :func:`dlq_index` of the queues listed)."""
         dlq: str | None = self.options.dlq.get(qname)
-        all_dlqs = self.dead_letter_queues.get(qname, [])
-        if dlq is None and all_dlqs:
-            dlq = prefer_conventional(qname, all_dlqs)
         if dlq is None:
-            dlq = next((c for c in dlq_candidates(qname) if c in by_name), None)
+            all_dlqs = self.dead_letter_queues.get(qname)
+            if all_dlqs:
+                dlq = prefer_conventional(qname, all_dlqs)
+        if dlq is None:
+            dlq = conventional.get(qname)
         return dlq
 
     def _sample(
@@ -251,13 +263,14 @@ class RabbitMQCollector:
         qname: str,
         *,
         by_name: Mapping[str, dict[str, Any]],
+        conventional: Mapping[str, str],
         targets: Targets,
         started: float,
         now: float,
         made: Mapping[str, _Made],
     ) -> SeriesSample:
         item = by_name[qname]
-        dlq = self._dlq_of(qname, by_name)
+        dlq = self._dlq_of(qname, conventional)
         dlq_item = by_name.get(dlq) if dlq else None
         sources = self.dead_letter_sources.get(qname)
         inputs = (

@@ -53,9 +53,10 @@ def dead_letter_target(item: Mapping[str, Any]) -> DeadLetterTarget | None:
     """The DLX of a queue: queue arguments win over the effective policy."""
     args = item.get("arguments") or {}
     policy = item.get("effective_policy_definition") or {}
-    if not isinstance(args, Mapping):
+    # JSON gives dicts: the check against the Mapping ABC only for anything else
+    if type(args) is not dict and not isinstance(args, Mapping):
         args = {}
-    if not isinstance(policy, Mapping):
+    if type(policy) is not dict and not isinstance(policy, Mapping):
         policy = {}
     exchange = args.get("x-dead-letter-exchange")
     key = args.get("x-dead-letter-routing-key")
@@ -85,9 +86,12 @@ class Topology:
         self._resolved: dict[tuple[str, str, DeadLetterTarget], list[str]] = {}
 
     def store(self, vhost: str, exchange: str, info: ExchangeInfo) -> None:
-        """Cache an exchange's type and bindings (forgets resolutions made before)."""
+        """Cache an exchange's type and bindings (forgets resolutions made before, unless
+        the exchange is as it was)."""
+        old = self.exchanges.get((vhost, exchange))
         self.exchanges[(vhost, exchange)] = info
-        self._resolved.clear()
+        if old is None or old.type != info.type or old.bindings != info.bindings:
+            self._resolved.clear()
 
     def resolve(self, vhost: str, source_queue: str, target: DeadLetterTarget) -> list[str]:
         """Queue names (in ``vhost``) that receive the dead letters of ``source_queue``."""
