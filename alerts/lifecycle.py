@@ -283,26 +283,41 @@ class AlertLifecycle:
         return alert
 
     def _build_alert(self, rule: CompiledRule, key: Identity, st: RuleState) -> Alert:
+        threshold: float | None
+        held_until: float | None
         if rule.plain_summary and not st.extra and st.held_until is None:
             # the default summary of a configured threshold rule, without the template's
             # field dictionary: the same text as Template.render gives it
-            value = st.value
-            return Alert(
-                rule=rule.name,
-                severity=rule.severity,
-                state=st.state,
-                broker=key[0],
-                queue=key[1],
-                group=key[2],
-                value=value,
-                threshold=rule.threshold,
-                summary=f"{series_label(*key)}: {rule.metric} {format_number(value)} "
-                f"{rule.op} {rule.threshold_text}",
-                labels=rule.labels,
-                active_since=st.active_since,
-                fired_at=st.fired_at,
-                silenced=st.silenced,
+            summary = (
+                f"{series_label(*key)}: {rule.metric} {format_number(st.value)} "
+                f"{rule.op} {rule.threshold_text}"
             )
+            threshold, held_until = rule.threshold, None
+        else:
+            summary, threshold, held_until = self._rendered(rule, key, st)
+        return Alert(
+            rule=rule.name,
+            severity=rule.severity,
+            state=st.state,
+            broker=key[0],
+            queue=key[1],
+            group=key[2],
+            value=st.value,
+            threshold=threshold,
+            summary=summary,
+            labels=rule.labels,
+            active_since=st.active_since,
+            fired_at=st.fired_at,
+            silenced=st.silenced,
+            held_until=held_until,
+            reason=st.hold_reason if held_until is not None else None,
+        )
+
+    def _rendered(
+        self, rule: CompiledRule, key: Identity, st: RuleState
+    ) -> tuple[str, float | None, float | None]:
+        """The summary through the rule's template (or the held statement), with the
+        threshold and hold the alert reports."""
         threshold: float | None = rule.threshold
         fields: dict[str, Any] = {
             "rule": rule.name,
@@ -340,23 +355,7 @@ class AlertLifecycle:
             )
         else:
             summary = rule.template.render(fields)
-        return Alert(
-            rule=rule.name,
-            severity=rule.severity,
-            state=st.state,
-            broker=key[0],
-            queue=key[1],
-            group=key[2],
-            value=st.value,
-            threshold=threshold,
-            summary=summary,
-            labels=rule.labels,
-            active_since=st.active_since,
-            fired_at=st.fired_at,
-            silenced=st.silenced,
-            held_until=held_until,
-            reason=st.hold_reason if held_until is not None else None,
-        )
+        return summary, threshold, held_until
 
     def _statement(
         self, rule: CompiledRule, key: Identity, st: RuleState, fields: Mapping[str, Any]
