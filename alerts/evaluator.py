@@ -199,11 +199,10 @@ class AlertEvaluator(AlertLifecycle):
         self._loosest: dict[tuple[str, str], float] = {}
         self._last_prune = 0.0
         self.last_duration = 0.0  # seconds the last evaluate() took (for self-monitoring)
-        # the last alerts() answer, unsorted and sorted: reused while every alert is the same
-        # object (a quiet evaluation re-renders nothing, so the sort is the only cost left)
-        self._alerts_memo: tuple[list[Alert], list[Alert]] = ([], [])
+        # the last alerts() answer, in order: reused while no rule's alerts changed
+        self._ordered: list[Alert] = []
         # per rule: its alerts, kept between alerts() calls; the identities whose state an
-        # evaluation touched since (None: every one of the rule's), see _mark
+        # evaluation touched since (None: every one of the rule's)
         self._rule_alerts: dict[str, RuleAlerts] = {}
         self._dirty: dict[str, set[Identity] | None] = {}
         # the last cycle's metric columns (see _columns) and whether the series changed
@@ -787,8 +786,8 @@ class AlertEvaluator(AlertLifecycle):
                         ordered += alerts.firing
                     for alerts in rules:
                         ordered += alerts.pending
-                self._alerts_memo = (ordered, ordered)
-            return list(self._alerts_memo[1])
+                self._ordered = ordered
+            return list(self._ordered)
 
     def recent_resolved(self, limit: int = 50) -> list[Alert]:
         """The most recently resolved alerts, newest first."""
