@@ -11,6 +11,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import BindingType
+from textual.css.query import NoMatches
 from textual.widgets import Footer, Input, Static
 
 from mqtop.kernel.durations import humanize_seconds
@@ -148,9 +149,13 @@ class OverviewScreen(DashboardScreen):
             self.rebuild()
 
     def on_tick(self) -> None:
-        """Once a second: poll ages in the header move on."""
-        if self.is_current:
-            self._update_header()
+        """Once a second: poll ages in the header move on (not while the screen's widgets are
+        still being built or already taken down, as when the app exits)."""
+        if self.is_current and self.is_mounted:
+            try:
+                self._update_header()
+            except NoMatches:
+                pass
 
     @property
     def arrangement(self) -> Arrangement:
